@@ -1,0 +1,47 @@
+"""`scaling <verb>`: one console script for the whole pipeline.
+
+Each verb lives beside the code it drives; this file only routes. A verb's module provides
+`configure_<verb>(parser)` and `run_<verb>(args) -> int`; gin flags (--gin_file, --gin.NAME=VALUE)
+are taken out of the command line first and arrive as `args.gin` (a `GinArgs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from scaling.configuration import ConfigError, split_gin_args
+
+# verb -> (module, one-line help)
+VERBS = {
+    "describe": ("scaling.describe", "print parameter and FLOP accounting of a model preset as JSON"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        gin_args, rest = split_gin_args(argv)
+    except ConfigError as e:
+        print(f"scaling: error: {e}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="verb")
+    modules = {}
+    for verb, (module_name, help_text) in VERBS.items():
+        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        if verb in (rest[:1] or [None]):
+            modules[verb] = importlib.import_module(module_name)
+            getattr(modules[verb], f"configure_{verb}")(verb_parser)
+    args = parser.parse_args(rest)
+    args.gin = gin_args
+    try:
+        return int(getattr(modules[args.verb], f"run_{args.verb}")(args) or 0)
+    except ConfigError as e:
+        print(f"scaling {args.verb}: configuration error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Gin handling in the T5X manner: repeatable --gin_file, --gin.NAME=VALUE overrides after the
+files, errors that name the file and the binding, and the resolved config written to the run.
+
+Only entry points and config dataclasses are gin-configurable; everything else takes arguments.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+from pathlib import Path
+
+import gin
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GIN_ROOT = REPO_ROOT / "gin"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported before any computation."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GinArgs:
+    files: tuple[str, ...]
+    bindings: tuple[str, ...]
+
+
+def split_gin_args(argv: list[str]) -> tuple[GinArgs, list[str]]:
+    """Take --gin_file=F (or --gin_file F) and --gin.NAME=VALUE out of argv, keeping their order."""
+    files, bindings, rest = [], [], []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--gin_file":
+            files.append(next(it, ""))
+        elif arg.startswith("--gin_file="):
+            files.append(arg.split("=", 1)[1])
+        elif arg.startswith("--gin."):
+            body = arg[len("--gin."):]
+            if "=" not in body:
+                raise ConfigError(f"command line: {arg!r} must look like --gin.NAME=VALUE")
+            name, value = body.split("=", 1)
+            bindings.append(f"{name} = {_as_gin_value(value)}")
+        elif arg.startswith("--gin_bindings="):
+            bindings.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return GinArgs(tuple(files), tuple(bindings)), rest
+
+
+def _as_gin_value(value: str) -> str:
+    """Bare words become strings, so --gin.MODEL_DIR=/tmp/run needs no shell-quoted quotes."""
+    text = value.strip()
+    if text.startswith(("%", "@", "'", '"')):
+        return text
+    try:
+        ast.literal_eval(text)
+        return text
+    except (ValueError, SyntaxError):
+        return repr(text)
+
+
+def _binding_lines(path: str) -> list[tuple[int, str]]:
+    return [(i, line) for i, line in enumerate(Path(path).read_text().splitlines(), 1)]
+
+
+def locate_binding(name: str, args: GinArgs) -> str:
+    """Where `name` (e.g. 'ModelConfig.d_model' or 'MODEL_DIR') was last set: file:line or flag."""
+    short = name.split(".")[-2:] if "." in name else [name]
+    pattern = re.compile(r"^\s*([\w./]*\.)?" + re.escape(".".join(short)) + r"\s*=")
+    for binding in reversed(args.bindings):
+        if pattern.match(binding):
+            return f"command line --gin.{binding.replace(' = ', '=')}"
+    for path in reversed(_all_files(args.files)):
+        for line_no, line in reversed(_binding_lines(path)):
+            if pattern.match(line):
+                return f"{path}:{line_no}"
+    return "the default value"
+
+
+def _all_files(files) -> list[str]:
+    """The given files and, before each, what it includes (depth first), as gin reads them."""
+    out = []
+    for f in files:
+        path = _resolve(f, None)
+        if path is None:
+            continue
+        for line in Path(path).read_text().splitlines():
+            m = re.match(r"^\s*include\s+['\"](.+)['\"]", line)
+            if m:
+                out.extend(_all_files([_resolve(m.group(1), Path(path).parent) or m.group(1)]))
+        out.append(str(path))
+    return out
+
+
+def _resolve(name: str, including_dir: Path | None) -> str | None:
+    candidates = [Path(name)]
+    if including_dir is not None:
+        candidates.append(including_dir / name)
+    candidates += [REPO_ROOT / name, GIN_ROOT / name]
+    for c in candidates:
+        if c.is_file():
+            return str(c)
+    return None
+
+
+_SEARCH_PATHS: set[str] = set()
+
+
+def _add_search_path(path) -> None:
+    if str(path) not in _SEARCH_PATHS:
+        _SEARCH_PATHS.add(str(path))
+        gin.add_config_file_search_path(str(path))
+
+
+class _DropGinSearchMisses(logging.Filter):
+    """gin logs an error for every search path an include is not found under; only the
+    final failure matters, and that one raises."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Path not found")
+
+
+def parse(args: GinArgs) -> None:
+    """Parse the files, then the bindings; any error names the file or the flag."""
+    gin.clear_config()
+    for path in (REPO_ROOT, GIN_ROOT):
+        _add_search_path(path)
+    quiet = _DropGinSearchMisses()
+    logging.getLogger().addFilter(quiet)
+    try:
+        for f in args.files:
+            resolved = _resolve(f, None)
+            if resolved is None:
+                raise ConfigError(f"--gin_file={f}: no such file (looked in {os.getcwd()}, {REPO_ROOT}, {GIN_ROOT})")
+            _add_search_path(Path(resolved).parent)
+            try:
+                gin.parse_config_file(resolved)
+            except Exception as e:  # gin raises several types; all are configuration errors here
+                raise ConfigError(f"{resolved}: {e}") from None
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    for binding in args.bindings:
+        try:
+            gin.parse_config(binding)
+        except Exception as e:
+            raise ConfigError(f"command line --gin.{binding.replace(' = ', '=')}: {e}") from None
+
+
+@contextlib.contextmanager
+def explained(args: GinArgs):
+    """Re-raise configuration errors from constructing configurables with where they were set."""
+    try:
+        yield
+    except ConfigError as e:
+        match = re.search(r"\b(\w+\.\w+)\b", str(e))
+        where = locate_binding(match.group(1), args) if match else "the configuration"
+        raise ConfigError(f"{e} (set at {where})") from None
+    except (ValueError, TypeError) as e:
+        message = str(e)
+        if "Required bindings" in message or "gin.REQUIRED" in message or "REQUIRED" in message:
+            raise ConfigError(f"missing required value: {message}; give it with --gin.NAME=VALUE "
+                              f"(files: {', '.join(args.files) or 'none'})") from None
+        raise
+
+
+def write_config(run_dir: str | Path, name: str = "config.gin") -> Path:
+    """Write the resolved (operative) config beside the run's outputs, atomically."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / name
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(gin.operative_config_str() or gin.config_str())
+    os.replace(tmp, target)
+    return target
