@@ -117,7 +117,7 @@ class Attention(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, cache=None):
+    def __call__(self, x, positions, cache=None, segment_ids=None):
         c, dt = self.config, self.config.compute_dtype
         init = nn.initializers.normal(stddev=c.d_model ** -0.5)
         wq = _param(self, "query", (c.d_model, c.n_heads, c.dim_per_head), ("embed", "heads", "head_dim"), init)
@@ -130,7 +130,10 @@ class Attention(nn.Module):
         v = jnp.einsum("bsd,dhk->bshk", x, wv.astype(dt))
         q, k = rotary(q, positions, c.rope_base), rotary(k, positions, c.rope_base)
         if cache is None:
-            out = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+            # Packed sequences: a token attends only within its own document (segment).
+            same_segment = None if segment_ids is None else \
+                (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
+            out = jax.nn.dot_product_attention(q, k, v, mask=same_segment, is_causal=True)
         else:
             k_all, v_all, cache = _update_cache(cache, k, v, positions)
             # Each new token sees every cached position at or before its own.
@@ -168,10 +171,10 @@ class Block(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, cache):
+    def __call__(self, x, positions, cache, segment_ids):
         c = self.config
         attended, cache = Attention(c, name="attention")(RMSNorm(c.norm_eps, c.compute_dtype, name="attention_norm")(x),
-                                                         positions, cache)
+                                                         positions, cache, segment_ids)
         x = x + attended
         x = x + MLP(c, name="mlp")(RMSNorm(c.norm_eps, c.compute_dtype, name="mlp_norm")(x))
         return x, cache
@@ -181,8 +184,13 @@ class Transformer(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens, positions=None, cache=None):
-        """tokens [batch, seq] -> logits [batch, seq, vocab] (float32), and the updated cache."""
+    def __call__(self, tokens, positions=None, cache=None, segment_ids=None):
+        """tokens [batch, seq] -> logits [batch, seq, vocab] (float32), and the updated cache.
+
+        positions: absolute positions (default 0..seq-1; packed data restarts them per document);
+        segment_ids: document ids of packed tokens (attention stays within a document);
+        cache: a KV cache from `init_cache` for incremental decoding.
+        """
         c = self.config
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
@@ -191,9 +199,9 @@ class Transformer(nn.Module):
         x = embedding.astype(c.compute_dtype)[tokens]
         block = nn.remat(Block, prevent_cse=False) if c.remat else Block
         layers = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                         in_axes=(nn.broadcast, 0), length=c.n_layers,
+                         in_axes=(nn.broadcast, 0, nn.broadcast), length=c.n_layers,
                          metadata_params={nn.PARTITION_NAME: "layers"})
-        x, cache = layers(c, name="layers")(x, positions, cache)
+        x, cache = layers(c, name="layers")(x, positions, cache, segment_ids)
         x = RMSNorm(c.norm_eps, c.compute_dtype, name="final_norm")(x)
         if c.tie_embeddings:
             logits = x @ embedding.astype(c.compute_dtype).T

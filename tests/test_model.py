@@ -57,3 +57,16 @@ def test_kv_cache_decoding_matches_full_forward():
 def test_invalid_configs_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         ModelConfig(**{"d_model": 64, "n_heads": 4, **kwargs})
+
+
+def test_packed_segments_do_not_attend_across_documents():
+    config = ModelConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=50, seq_len=16)
+    params = nn.unbox(init_params(config, jax.random.PRNGKey(0)))
+    model = Transformer(config)
+    first, second = jnp.array([[5, 6, 7, 8, 9]]), jnp.array([[10, 11, 12]])
+    packed = jnp.concatenate([first, second], axis=1)
+    segments = jnp.array([[1, 1, 1, 1, 1, 2, 2, 2]])
+    positions = jnp.array([[0, 1, 2, 3, 4, 0, 1, 2]])
+    logits = model.apply({"params": params}, packed, positions, None, segments)[0]
+    alone = model.apply({"params": params}, second)[0]
+    np.testing.assert_allclose(logits[:, 5:], alone, atol=1e-5)
