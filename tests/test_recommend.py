@@ -1,0 +1,91 @@
+"""Budget recommendations: the math against independent numerical solutions, then the CLI."""
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from analysis import recommend
+
+# Epoch's refit of Chinchilla (Besiroglu et al. 2024) and Hoffmann's original law.
+EPOCH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+@pytest.mark.parametrize("law", [EPOCH, HOFFMANN])
+@pytest.mark.parametrize("flops", [1e19, 5.76e23, 1e26])
+def test_closed_form_optimum_matches_numerical_minimisation(law, flops):
+    def loss_at(log_n):
+        n = np.exp(log_n)
+        return recommend.chinchilla_loss(law, n, flops / (6 * n))
+
+    numerical = optimize.minimize_scalar(loss_at, bounds=(np.log(1e5), np.log(1e14)), method="bounded",
+                                         options={"xatol": 1e-10})
+    n, d = recommend.chinchilla_optimum(law, flops)
+    assert n == pytest.approx(np.exp(numerical.x), rel=1e-4)
+    assert 6 * n * d == pytest.approx(flops, rel=1e-12)
+
+
+def test_hoffmann_law_gives_chinchilla_scale_answer():
+    # Chinchilla's own budget (5.76e23 FLOPs) with Hoffmann's approach-3 law: tens of billions.
+    n, d = recommend.chinchilla_optimum(HOFFMANN, 5.76e23)
+    assert 2e10 < n < 6e10 and 1e12 < d < 6e12
+
+
+def _independent_inference_aware(law, target, inference_tokens):
+    """SLSQP on (log N, log D) with the loss as an equality constraint: no shared code."""
+    def cost(x):
+        n, d = np.exp(x)
+        return (6 * n * d + 2 * n * inference_tokens) / 1e20
+
+    def on_target(x):
+        n, d = np.exp(x)
+        return law["E"] + law["A"] / n ** law["alpha"] + law["B"] / d ** law["beta"] - target
+
+    best = None
+    with np.errstate(all="ignore"):  # SLSQP may probe far outside the region of interest
+        results = [optimize.minimize(cost, start, method="SLSQP", constraints=[{"type": "eq", "fun": on_target}],
+                                     options={"ftol": 1e-14, "maxiter": 1000})
+                   for start in ([np.log(1e9), np.log(1e11)], [np.log(1e8), np.log(1e12)], [np.log(1e10), np.log(1e10)])]
+    for res in results:
+        if res.success and abs(on_target(res.x)) < 1e-9 and (best is None or res.fun < best.fun):
+            best = res
+    assert best is not None
+    return np.exp(best.x)
+
+
+@pytest.mark.parametrize("target, inference_tokens", [(2.2, 0.0), (2.2, 1e12), (2.05, 2e13), (2.4, 5e13)])
+def test_inference_aware_matches_constrained_optimisation(target, inference_tokens):
+    n_ref, d_ref = _independent_inference_aware(EPOCH, target, inference_tokens)
+    n, d, total = recommend.inference_aware_optimum(EPOCH, target, inference_tokens)
+    assert n == pytest.approx(n_ref, rel=1e-3) and d == pytest.approx(d_ref, rel=1e-3)
+    assert recommend.chinchilla_loss(EPOCH, n, d) == pytest.approx(target, rel=1e-10)
+    assert total == pytest.approx(6 * n * d + 2 * n * inference_tokens, rel=1e-12)
+
+
+def test_inference_demand_shrinks_the_model_and_lengthens_training():
+    sizes = [recommend.inference_aware_optimum(EPOCH, 2.2, tokens) for tokens in (0.0, 1e12, 1e13, 1e14)]
+    ns, ds = [s[0] for s in sizes], [s[1] for s in sizes]
+    assert ns == sorted(ns, reverse=True) and ds == sorted(ds)
+    # With no inference the cheapest model for a loss is the compute-optimal one for its budget.
+    n0, d0, _ = sizes[0]
+    n_chin, _ = recommend.chinchilla_optimum(EPOCH, 6 * n0 * d0)
+    assert n0 == pytest.approx(n_chin, rel=1e-6)
+
+
+def test_unreachable_target_and_size_cap_give_nan():
+    n, d, total = recommend.inference_aware_optimum(EPOCH, EPOCH["E"] - 0.01, 1e12)
+    assert np.isnan(n) and np.isnan(d) and np.isnan(total)
+    n_min = recommend.smallest_size_for(EPOCH, 2.2)
+    assert np.isnan(recommend.inference_aware_optimum(EPOCH, 2.2, 1e12, max_params=n_min / 2)[0])
+    capped = recommend.inference_aware_optimum(EPOCH, 2.2, 0.0, max_params=n_min * 1.5)[0]
+    assert capped == pytest.approx(n_min * 1.5, rel=1e-6)
+
+
+def test_vectorised_over_draws_equals_one_at_a_time():
+    rng = np.random.default_rng(0)
+    draws = {k: v * rng.uniform(0.97, 1.03, size=50) for k, v in EPOCH.items()}
+    n, d, _ = recommend.inference_aware_optimum(draws, 2.3, 1e12)
+    for i in (0, 17, 49):
+        one = {k: v[i] for k, v in draws.items()}
+        n_i, d_i, _ = recommend.inference_aware_optimum(one, 2.3, 1e12)
+        assert n[i] == pytest.approx(n_i, rel=1e-9) and d[i] == pytest.approx(d_i, rel=1e-9)
