@@ -63,13 +63,29 @@ def smallest_size_for(p: Mapping[str, Any], target_loss):
         return np.where(gap > 0, np.power(p["A"] / np.where(gap > 0, gap, 1.0), 1.0 / p["alpha"]), np.inf)
 
 
+def golden_minimise(f, lo, hi, iterations: int = 200):
+    """Minimiser of a unimodal f on [lo, hi] by golden-section search, elementwise over arrays."""
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = np.asarray(lo, float), np.asarray(hi, float)
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(iterations):
+        left = fc < fd
+        a, b = np.where(left, a, c), np.where(left, d, b)
+        c_next = np.where(left, b - ratio * (b - a), d)
+        d_next = np.where(left, c, a + ratio * (b - a))
+        fc, fd = np.where(left, f(c_next), fd), np.where(left, fc, f(d_next))
+        c, d = c_next, d_next
+    return (a + b) / 2.0
+
+
 def inference_aware_optimum(p: Mapping[str, Any], target_loss, inference_tokens, max_params=None,
                             iterations: int = 200):
     """(N, D, total FLOPs) reaching target_loss at least 6ND + 2N x inference_tokens.
 
     D(N) is exact on the constraint, so the search is one-dimensional in log N, between the
     smallest size that can reach the target and the size that is optimal without inference
-    (inference demand only ever shrinks the model). Golden-section search, vectorised over draws.
+    (inference demand only ever shrinks the model): a golden-section search, vectorised over draws.
     NaN where the target is out of reach (E >= target, or max_params too small).
     """
     def cost(log_n):
@@ -87,22 +103,30 @@ def inference_aware_optimum(p: Mapping[str, Any], target_loss, inference_tokens,
         hi = np.minimum(hi, np.log(max_params))
         feasible &= hi > lo
     hi = np.where(hi > lo, hi, lo + 1e-9)
-    ratio = (math.sqrt(5.0) - 1.0) / 2.0
-    a, b = lo, hi
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = cost(c), cost(d)
-    for _ in range(iterations):
-        left = fc < fd
-        a, b = np.where(left, a, c), np.where(left, d, b)
-        c_next = np.where(left, b - ratio * (b - a), d)
-        d_next = np.where(left, c, a + ratio * (b - a))
-        fc, fd = np.where(left, cost(c_next), fd), np.where(left, fc, cost(d_next))
-        c, d = c_next, d_next
-    n = np.exp((a + b) / 2.0)
+    n = np.exp(golden_minimise(cost, lo, hi, iterations))
     dd = tokens_to_reach(p, target_loss, n)
     total = 6.0 * n * dd + 2.0 * n * inference_tokens
     nan = np.full(np.shape(n), np.nan)
     return (np.where(feasible, n, nan), np.where(feasible, dd, nan), np.where(feasible, total, nan))
+
+
+def best_loss_at_budget(p: Mapping[str, Any], train_flops, multiplier=1.0, extra_flops_per_token=0.0):
+    """(N, D, loss) minimising E + A/N^alpha + B/(m D)^beta when each token costs 6N + extra FLOPs.
+
+    `multiplier` m is an arm's worth in vanilla tokens; `extra_flops_per_token` charges what else a
+    trained token costs (the teacher's generation of its thinking). With extra = 0 and m = 1 this is
+    the closed-form optimum; the search brackets it by three decades on each side.
+    """
+    n0, _ = chinchilla_optimum(p, train_flops)
+
+    def loss(log_n):
+        n = np.exp(log_n)
+        return chinchilla_loss(p, n, multiplier * train_flops / (6.0 * n + extra_flops_per_token))
+
+    log_n = golden_minimise(loss, np.log(n0) - np.log(1e3), np.log(n0) + np.log(1e3))
+    n = np.exp(log_n)
+    d = train_flops / (6.0 * n + extra_flops_per_token)
+    return n, d, loss(log_n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,3 +299,206 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
          "total_flops": _quantity(total, dt, "FLOPs"),
          "target_loss": Quantity(target_loss, None, law.target)},
         tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train)))
+
+
+def augmentation_arms(law) -> list[str]:
+    """Arms with a fitted data multiplier m_<arm> (vanilla is the reference, m = 1)."""
+    return [name[2:] for name in law.parameters if name.startswith("m_")]
+
+
+def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | None = None,
+                      thinking_fraction: float | None = None, tolerance: float = 3.0) -> Recommendation:
+    """Does training on an augmented arm beat vanilla at equal compute, teacher FLOPs charged?
+
+    Each trained token of arm a costs 6N plus f_a x teacher FLOPs per thinking token, where f_a is
+    the share of its trained tokens that are thinking; its data is worth m_a vanilla tokens. For
+    each arm the best (N, D) within train_flops is found, and the loss gain over the best vanilla
+    model is reported: positive means the augmentation pays for itself.
+    """
+    _require_chinchilla(law, "the augmentation question")
+    arms = augmentation_arms(law)
+    if not arms:
+        raise ValueError(f"law of form {law.form!r} has no data multipliers m_<arm>: fit the augmentation form")
+    options = law.options or {}
+    teacher = teacher_flops_per_token if teacher_flops_per_token is not None else options.get("teacher_flops_per_token")
+    if teacher is None:
+        raise ValueError("the teacher's FLOPs per thinking token are not in the law's options: give "
+                         "--teacher_flops_per_token")
+    fractions = options.get("thinking_fraction") or {}
+    point, draws = point_parameters(law), draw_parameters(law)
+    have_draws = all(k in draws for k in CHINCHILLA_PARAMETERS)
+    _, _, base = best_loss_at_budget(point, train_flops)
+    base_draws = best_loss_at_budget(draws, train_flops)[2] if have_draws else None
+    quantities = {"loss_vanilla": _quantity(base, base_draws if have_draws else [], law.target)}
+    notes = [f"training budget {_fmt(train_flops)} FLOPs including the teacher's generation at "
+             f"{_fmt(teacher)} FLOPs per thinking token"]
+    for arm in arms:
+        share = thinking_fraction if thinking_fraction is not None else (
+            fractions.get(arm) if isinstance(fractions, Mapping) else fractions)
+        if share is None:
+            raise ValueError(f"the thinking share of arm {arm!r}'s trained tokens is not in the law's "
+                             f"options (thinking_fraction): give --thinking_fraction")
+        extra = float(share) * float(teacher)
+        m = point[f"m_{arm}"]
+        n, d, loss = best_loss_at_budget(point, train_flops, m, extra)
+        gain_draws = []
+        if have_draws and f"m_{arm}" in draws:
+            dn, dd, dl = best_loss_at_budget(draws, train_flops, draws[f"m_{arm}"], extra)
+            gain_draws = base_draws - dl
+        else:
+            dn = dd = dl = []
+        quantities[f"m_{arm}"] = _quantity(m, draws.get(f"m_{arm}", []), "vanilla tokens per token")
+        quantities[f"N_{arm}"] = _quantity(n, dn, "parameters")
+        quantities[f"D_{arm}"] = _quantity(d, dd, "tokens")
+        quantities[f"loss_{arm}"] = _quantity(loss, dl, law.target)
+        quantities[f"loss_gain_{arm}"] = _quantity(base - loss, gain_draws, law.target)
+        ci = quantities[f"loss_gain_{arm}"].ci
+        verdict = ("pays for itself" if base > loss else "does not pay for itself")
+        if ci is not None and ci[0] < 0 < ci[1]:
+            verdict += " (the interval includes no gain: not settled by this data)"
+        notes.append(f"arm {arm!r}: worth {m:.3g}x vanilla data, thinking share {share:g}; it {verdict}")
+    return Recommendation("Does thinking augmentation pay for itself (teacher FLOPs charged)?",
+                          quantities, tuple(notes), tuple(range_warnings(law, tolerance, C=train_flops)))
+
+
+def joint_allocation(law, total_flops: float, inference_queries: float, tokens_per_query: float,
+                     max_params: float | None = None, tolerance: float = 3.0,
+                     teacher_flops_per_token: float | None = None) -> Recommendation:
+    """The (N, D, arm, T, k) of highest predicted accuracy within total compute.
+
+    total = 6 N D (+ the teacher's FLOPs for an augmented arm) + queries x 2N k (tokens_per_query + T).
+    A grid over log N (inside the fitted range widened by the tolerance), every fitted arm, thinking
+    budgets T and samples k up to the fitted maxima; D takes what inference leaves. The argmax is
+    taken for the point law and for every bootstrap draw; the categorical arm reports the share of
+    draws that agree with it instead of an interval.
+    """
+    ranges = law.ranges or {}
+    options = law.options or {}
+    arms = list(options.get("arms") or ["vanilla"])
+    n_low, n_high = ranges.get("N", [1e6, 1e10])
+    n_low, n_high = float(n_low) / tolerance, float(n_high) * tolerance
+    if max_params is not None:
+        n_high = min(n_high, max_params)
+    sizes = np.geomspace(n_low, n_high, 64)
+    t_max = float(ranges.get("T", [0, 0])[1])
+    budgets = np.unique(np.concatenate([[0.0], np.geomspace(16, t_max, 9)])) if t_max >= 16 else np.array([0.0])
+    k_max = float(ranges.get("k", [1, 1])[1])
+    samples = 2.0 ** np.arange(0, int(np.log2(max(k_max, 1))) + 1)
+    teacher = teacher_flops_per_token if teacher_flops_per_token is not None else options.get("teacher_flops_per_token", 0.0)
+    fractions = options.get("thinking_fraction") or {}
+    grid_n, grid_t, grid_k = (g.ravel() for g in np.meshgrid(sizes, budgets, samples, indexing="ij"))
+    inference = inference_queries * 2.0 * grid_n * grid_k * (tokens_per_query + grid_t)
+    best = None
+    per_draw = []
+    for arm in arms:
+        share = float(fractions.get(arm, 0.0)) if isinstance(fractions, Mapping) else 0.0
+        d = (total_flops - inference) / (6.0 * grid_n + share * float(teacher or 0.0))
+        ok = d > 0
+        covariates = dict(N=grid_n[ok], D=d[ok], arm=arm, T=grid_t[ok], k=grid_k[ok])
+        if not ok.any():
+            continue
+        acc = np.asarray(law.predict(**covariates), float)
+        i = int(np.nanargmax(acc))
+        candidate = (acc[i], arm, grid_n[ok][i], d[ok][i], grid_t[ok][i], grid_k[ok][i], inference[ok][i])
+        if best is None or candidate[0] > best[0]:
+            best = candidate
+        if law.bootstrap_samples:
+            draws = np.asarray(law.predict_draws(**covariates), float)
+            j = np.nanargmax(draws, axis=1)
+            per_draw.append((draws[np.arange(len(j)), j], arm, grid_n[ok][j], d[ok][j], grid_t[ok][j], grid_k[ok][j]))
+    if best is None:
+        raise ValueError(f"total compute {_fmt(total_flops)} is spent on inference alone for every size in the "
+                         f"grid: raise --total_flops or lower --inference_queries")
+    acc, arm, n, d, t, k, inf = best
+    quantities = {}
+    notes = [f"{_fmt(inference_queries)} queries of {_fmt(tokens_per_query)} tokens plus the thinking budget; "
+             f"{100 * inf / total_flops:.1f}% of the compute goes to inference"]
+    if per_draw:
+        # For each draw, the best over arms.
+        stacked = np.stack([p[0] for p in per_draw])
+        winner = np.argmax(stacked, axis=0)
+        pick = lambda idx: np.array([per_draw[w][idx][i] for i, w in enumerate(winner)])
+        arm_share = float(np.mean([per_draw[w][1] == arm for w in winner]))
+        quantities = {"N": _quantity(n, pick(2), "parameters"), "D": _quantity(d, pick(3), "tokens"),
+                      "arm": Quantity(arm, None, f"{100 * arm_share:.0f}% of draws agree"),
+                      "thinking_budget": _quantity(t, pick(4), "tokens"), "samples": _quantity(k, pick(5), ""),
+                      f"predicted_{law.target}": _quantity(acc, pick(0), "")}
+    else:
+        quantities = {"N": Quantity(float(n), None, "parameters"), "D": Quantity(float(d), None, "tokens"),
+                      "arm": Quantity(arm, None), "thinking_budget": Quantity(float(t), None, "tokens"),
+                      "samples": Quantity(float(k), None), f"predicted_{law.target}": Quantity(float(acc), None)}
+    return Recommendation("Joint allocation (model size, data, arm, thinking budget, samples)", quantities,
+                          tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, T=t)))
+
+
+def is_joint(law) -> bool:
+    return "joint" in str(law.form)
+
+
+def recommend(law, *, train_flops: float | None = None, inference_queries: float | None = None,
+              tokens_per_query: float | None = None, total_flops: float | None = None,
+              max_params: float | None = None, target_loss: float | None = None, tolerance: float = 3.0,
+              teacher_flops_per_token: float | None = None, thinking_fraction: float | None = None) -> Recommendation:
+    """Answer the question the arguments ask (see the module docstring); `Law.recommend` calls this."""
+    if tolerance < 1:
+        raise ValueError(f"tolerance is a factor >= 1, got {tolerance}")
+    if (inference_queries is None) != (tokens_per_query is None):
+        raise ValueError("give --inference_queries and --tokens_per_query together")
+    if is_joint(law):
+        if total_flops is None or inference_queries is None:
+            raise ValueError("a joint law answers joint allocation: give --total_flops, --inference_queries "
+                             "and --tokens_per_query")
+        return joint_allocation(law, total_flops, inference_queries, tokens_per_query, max_params, tolerance,
+                                teacher_flops_per_token)
+    if inference_queries is not None or target_loss is not None:
+        tokens = (inference_queries or 0.0) * (tokens_per_query or 0.0)
+        return inference_aware(law, tokens, target_loss, train_flops, max_params, tolerance)
+    if train_flops is None:
+        raise ValueError("give --train_flops (or --target_loss, or --total_flops for a joint law)")
+    if augmentation_arms(law):
+        return augmentation_pays(law, train_flops, teacher_flops_per_token, thinking_fraction, tolerance)
+    return compute_optimal(law, train_flops, max_params, tolerance)
+
+
+# ---------------------------------------------------------------------------------------------
+# `scaling recommend`
+# ---------------------------------------------------------------------------------------------
+
+def configure_recommend(parser) -> None:
+    parser.add_argument("law", help="law file written by `scaling fit`")
+    parser.add_argument("--train_flops", type=float, help="training budget C in FLOPs")
+    parser.add_argument("--inference_queries", type=float, help="expected lifetime queries")
+    parser.add_argument("--tokens_per_query", type=float, help="tokens processed per query (prompt + answer)")
+    parser.add_argument("--total_flops", type=float, help="training plus inference compute (joint law)")
+    parser.add_argument("--max_params", type=float, help="largest model you can serve")
+    parser.add_argument("--target_loss", type=float, help="quality bar for inference-aware sizing")
+    parser.add_argument("--teacher_flops_per_token", type=float,
+                        help="teacher FLOPs per generated thinking token (default: the law's options)")
+    parser.add_argument("--thinking_fraction", type=float,
+                        help="share of an augmented arm's trained tokens that are thinking (default: the law's options)")
+    parser.add_argument("--tolerance", type=float, default=3.0,
+                        help="warn when the answer leaves the fitted ranges by more than this factor (default 3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def run_recommend(args) -> int:
+    import analysis
+
+    try:
+        law = analysis.load_law(args.law)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"scaling recommend: cannot use law file {args.law}: {e}", file=sys.stderr)
+        return 2
+    try:
+        answer = law.recommend(train_flops=args.train_flops, inference_queries=args.inference_queries,
+                               tokens_per_query=args.tokens_per_query, total_flops=args.total_flops,
+                               max_params=args.max_params, target_loss=args.target_loss, tolerance=args.tolerance,
+                               teacher_flops_per_token=args.teacher_flops_per_token,
+                               thinking_fraction=args.thinking_fraction)
+    except ValueError as e:
+        print(f"scaling recommend: {e}", file=sys.stderr)
+        return 2
+    for warning in answer.warnings:
+        print(f"scaling recommend: warning: {warning}", file=sys.stderr)
+    print(json.dumps(answer.to_dict()) if args.json else answer.table())
+    return 0
