@@ -1,0 +1,264 @@
+"""Figures of the data and the fitted laws: pure functions (tables and laws in, Figure out) + a saver.
+
+Figures are built on `matplotlib.figure.Figure` directly (Agg canvas, no pyplot state), so they
+are safe in tests, servers and threads. Tables use canonical column names for the law's inputs
+(N parameters, D tokens, C FLOPs, loss) and the result-table schema (docs/schema.md) elsewhere.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis import recommend
+
+FORMATS = ("png", "svg")
+BAND = (2.5, 97.5)
+
+
+def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.4):
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, axes
+
+
+def isoflop_groups(table: pd.DataFrame, gap_decades: float = 0.05) -> list[tuple[float, pd.DataFrame]]:
+    """Split points into compute budgets: sorted log10 C, a new budget wherever the gap exceeds `gap_decades`."""
+    order = table.sort_values("C")
+    log_c = np.log10(order["C"].to_numpy(float))
+    labels = np.concatenate([[0], np.cumsum(np.diff(log_c) > gap_decades)])
+    groups = []
+    for label in np.unique(labels):
+        part = order[labels == label]
+        groups.append((float(10 ** np.median(np.log10(part["C"]))), part))
+    return groups
+
+
+def isoflop_figure(table: pd.DataFrame, law=None, min_points: int = 3) -> Figure:
+    """Loss against N at each compute budget, the parabola in log N per budget, and the law's curve."""
+    fig, (ax,) = _figure()
+    groups = [(c, g) for c, g in isoflop_groups(table) if g["N"].nunique() >= min_points]
+    colours = _colours(len(groups))
+    for (c, group), colour in zip(groups, colours):
+        log_n = np.log10(group["N"].to_numpy(float))
+        ax.scatter(group["N"], group["loss"], s=14, color=colour, label=f"C = {c:.1e} FLOPs")
+        grid = np.linspace(log_n.min(), log_n.max(), 100)
+        curvature, slope, intercept = np.polyfit(log_n, group["loss"].to_numpy(float), 2)
+        ax.plot(10 ** grid, np.polyval([curvature, slope, intercept], grid), color=colour, lw=1, ls="--")
+        if law is not None:
+            n = 10 ** grid
+            ax.plot(n, law.predict(N=n, D=c / (6 * n)), color=colour, lw=1.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("model size N (parameters)")
+    ax.set_ylabel("loss (nats/token)")
+    title = "IsoFLOP curves: points, parabola in log N (dashed)"
+    ax.set_title(title + (", law (solid)" if law is not None else ""))
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def isoflop_minima(table: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
+    """Each budget's loss-minimising N from its parabola in log N (the points approach 2 fits)."""
+    rows = []
+    for c, group in isoflop_groups(table):
+        if group["N"].nunique() < min_points:
+            continue
+        curvature, slope, _ = np.polyfit(np.log10(group["N"].to_numpy(float)), group["loss"].to_numpy(float), 2)
+        if curvature > 0:
+            n = 10 ** (-slope / (2 * curvature))
+            rows.append({"C": c, "N": n, "D": c / (6 * n)})
+    return pd.DataFrame(rows, columns=["C", "N", "D"])
+
+
+def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[float] | None = None) -> Figure:
+    """N_opt and D_opt against C: the law's frontier, its bootstrap band, and the IsoFLOP minima."""
+    fig, (ax_n, ax_d) = _figure(2, width=5.2)
+    if flops is None:
+        low, high = (law.ranges or {}).get("C", [1e18, 1e22])
+        flops = np.geomspace(float(low) / 10, float(high) * 100, 60)
+    flops = np.asarray(flops, float)
+    point, draws = frontier(law, flops)
+    for ax, idx, name, unit in ((ax_n, 0, "N_opt", "parameters"), (ax_d, 1, "D_opt", "tokens")):
+        ax.plot(flops, point[idx], color="C0", label=f"{law.form} law (approach {law.approach})")
+        if draws is not None:
+            low, high = np.nanpercentile(draws[idx], BAND, axis=0)
+            ax.fill_between(flops, low, high, color="C0", alpha=0.25, label="95% bootstrap band")
+        if table is not None:
+            minima = isoflop_minima(table)
+            if len(minima):
+                ax.scatter(minima["C"], minima[name[0]], color="k", s=16, zorder=3, label="IsoFLOP minima (data)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute C (FLOPs)")
+        ax.set_ylabel(f"{name} ({unit})")
+        ax.legend(fontsize=8)
+    fig.suptitle("Compute-optimal frontier")
+    return fig
+
+
+def frontier(law, flops: np.ndarray):
+    """((N, D) of the point law, (N, D) per bootstrap draw or None) along `flops`."""
+    params = recommend.point_parameters(law)
+    draws = recommend.draw_parameters(law)
+    if all(k in params for k in recommend.CHINCHILLA_PARAMETERS):
+        point = recommend.chinchilla_optimum(params, flops)
+        if all(k in draws for k in recommend.CHINCHILLA_PARAMETERS):
+            return point, recommend.chinchilla_optimum({k: v[:, None] for k, v in draws.items()}, flops)
+        return point, None
+    if all(k in params for k in ("k_N", "a", "k_D", "b")):
+        power = lambda p: (p["k_N"] * flops ** p["a"], p["k_D"] * flops ** p["b"])
+        point = power(params)
+        if all(k in draws for k in ("k_N", "a", "k_D", "b")):
+            return point, power({k: v[:, None] for k, v in draws.items()})
+        return point, None
+    raise ValueError(f"law of form {law.form!r} has neither Chinchilla parameters nor the power-law "
+                     f"coefficients k_N, a, k_D, b: no compute-optimal frontier to draw")
+
+
+def data_efficiency_figure(training: pd.DataFrame, multipliers: dict[str, tuple[float, tuple[float, float] | None]] | None = None,
+                           ) -> Figure:
+    """Loss and hard-span loss against tokens per arm, in both accountings (all trained; raw document).
+
+    `multipliers` maps arm -> (m, interval) in the trained-token accounting, written on the figure.
+    Final points only; one marker per model size.
+    """
+    final = training[training["is_final"]] if "is_final" in training else training
+    targets = [c for c in ("eval_loss", "eval_loss_hard") if c in final and final[c].notna().any()]
+    accountings = [("tokens", "all trained tokens"), ("tokens_raw", "raw document tokens")]
+    fig = Figure(figsize=(10.5, 3.8 * len(targets)), layout="constrained")
+    axes = fig.subplots(len(targets), 2, squeeze=False)
+    arms = sorted(final["arm"].unique())
+    sizes = sorted(final["params"].unique())
+    markers = "osD^v<>ph*"
+    for row, target in enumerate(targets):
+        for col, (column, label) in enumerate(accountings):
+            ax = axes[row][col]
+            for i, arm in enumerate(arms):
+                for j, size in enumerate(sizes):
+                    part = final[(final["arm"] == arm) & (final["params"] == size)].sort_values(column)
+                    if part.empty:
+                        continue
+                    ax.plot(part[column], part[target], marker=markers[j % len(markers)], ms=4, color=f"C{i}",
+                            lw=1, label=f"{arm}" if j == 0 else None)
+            ax.set_xscale("log")
+            ax.set_xlabel(f"D ({label})")
+            ax.set_ylabel(f"{target} (nats/token)")
+            ax.set_title(f"{target} vs {label}")
+            ax.legend(fontsize=8, title="arm (marker = size)", title_fontsize=7)
+    if multipliers:
+        text = "; ".join(f"{arm}: worth {m:.2f}x vanilla" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+                         for arm, (m, ci) in multipliers.items())
+        fig.suptitle(f"Data efficiency: {text}")
+    else:
+        fig.suptitle("Data efficiency per arm")
+    return fig
+
+
+def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens_per_query: float,
+                       sizes: Sequence[float], thinking_budgets: Sequence[float] | None = None,
+                       arms: Sequence[str] | None = None, samples: int = 1) -> Figure:
+    """Predicted accuracy against the share of a fixed total compute spent at inference.
+
+    For a size N, a share s at inference buys thinking T from s x total = queries x 2N k
+    (tokens_per_query + T); the rest trains, D = (1 - s) total / 6N. One curve per arm and size.
+    """
+    fig, (ax,) = _figure(width=7.2)
+    arms = list(arms or (law.options or {}).get("arms") or ["vanilla"])
+    t_max = float((law.ranges or {}).get("T", [0, 4096])[1]) if thinking_budgets is None else max(thinking_budgets)
+    styles = ["-", "--", ":", "-."]
+    for i, size in enumerate(sizes):
+        base = inference_queries * 2 * size * samples * tokens_per_query
+        thinking = np.geomspace(1, max(t_max, 2), 80) if thinking_budgets is None else np.asarray(thinking_budgets, float)
+        inference = base + inference_queries * 2 * size * samples * thinking
+        share = inference / total_flops
+        ok = share < 1
+        for j, arm in enumerate(arms):
+            d = (total_flops - inference[ok]) / (6 * size)
+            acc = law.predict(N=np.full(ok.sum(), size), D=d, arm=arm, T=thinking[ok], k=np.full(ok.sum(), samples))
+            ax.plot(share[ok], acc, color=f"C{i}", ls=styles[j % len(styles)], label=f"N = {size:.2g}, {arm}")
+    ax.set_xscale("log")
+    ax.set_xlabel("share of total compute spent at inference")
+    ax.set_ylabel(f"predicted {law.target}")
+    ax.set_title(f"Iso-compute: total {total_flops:.2e} FLOPs, {inference_queries:.2g} queries")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def test_time_figure(inference: pd.DataFrame) -> Figure:
+    """Accuracy against thinking tokens (k = 1) and against samples (each size's largest T), per size and arm."""
+    fig, (ax_t, ax_k) = _figure(2, width=5.4)
+    keys = sorted(inference.groupby(["params", "arm"]).groups)
+    for i, (size, arm) in enumerate(keys):
+        part = inference[(inference["params"] == size) & (inference["arm"] == arm)]
+        label = f"N = {size:.3g}, {arm}"
+        single = part[part["samples"] == part["samples"].min()].groupby("thinking_budget")["accuracy"].mean()
+        ax_t.plot(single.index.to_numpy() + 1, single.to_numpy(), marker="o", ms=3, color=f"C{i % 10}", label=label)
+        widest = part[part["thinking_budget"] == part["thinking_budget"].max()].groupby("samples")["accuracy"].mean()
+        ax_k.plot(widest.index, widest.to_numpy(), marker="o", ms=3, color=f"C{i % 10}", label=label)
+    ax_t.set_xscale("log")
+    ax_t.set_xlabel("thinking budget T + 1 (tokens)")
+    ax_k.set_xscale("log", base=2)
+    ax_k.set_xlabel("samples k (per query)")
+    for ax in (ax_t, ax_k):
+        ax.set_ylabel("accuracy (fraction correct)")
+        ax.legend(fontsize=7)
+    ax_t.set_title("Test-time scaling: thinking (fewest samples)")
+    ax_k.set_title("Test-time scaling: samples (largest T)")
+    return fig
+
+
+def residuals_figure(table: pd.DataFrame, laws: dict[str, object]) -> Figure:
+    """log(observed) - log(predicted) of every law against N, D and C."""
+    fig, axes = _figure(3, width=4.2, height=3.6)
+    for i, (name, law) in enumerate(laws.items()):
+        predicted = np.asarray(law.predict(**_covariates(table, law)), float)
+        residual = np.log(table["loss"].to_numpy(float)) - np.log(predicted)
+        for ax, column, unit in zip(axes, ("N", "D", "C"), ("parameters", "tokens", "FLOPs")):
+            ax.scatter(table[column], residual, s=8, alpha=0.7, color=f"C{i}", label=name)
+            ax.set_xscale("log")
+            ax.set_xlabel(f"{column} ({unit})")
+    for ax in axes:
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel("log residual (observed / predicted)")
+        ax.legend(fontsize=7)
+    fig.suptitle("Residuals of each fit")
+    return fig
+
+
+def _covariates(table: pd.DataFrame, law) -> dict:
+    names = ["N", "D"] + [c for c in ("U", "arm", "T", "k") if c in table]
+    return {c: table[c].to_numpy() for c in names}
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    return [colormaps["viridis"](x) for x in np.linspace(0, 0.9, max(n, 1))]
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 110) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, stem: str | os.PathLike, formats: Iterable[str] = FORMATS, dpi: int = 110) -> list[Path]:
+    """Write stem.png and stem.svg (each atomically: temp file, then rename)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = stem.with_suffix(f".{fmt}")
+        fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=f".{fmt}")
+        with os.fdopen(fd, "wb") as f:
+            f.write(figure_bytes(fig, fmt, dpi))
+        os.replace(tmp, target)
+        written.append(target)
+    return written

@@ -1,0 +1,83 @@
+"""Figures: built from generated tables (and fitted laws), saved as PNG and SVG."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from analysis import plots, recommend
+
+LAW = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+
+
+def isoflop_table(seed=0, budgets=(1e18, 1e19, 1e20), per_budget=7, noise=0.005):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in budgets:
+        n_opt, _ = recommend.chinchilla_optimum(LAW, c)
+        for n in n_opt * np.geomspace(0.2, 5, per_budget) * rng.uniform(0.97, 1.03, per_budget):
+            d = c / (6 * n)
+            loss = recommend.chinchilla_loss(LAW, n, d) * np.exp(rng.normal(0, noise))
+            rows.append({"N": n, "D": d, "C": c * rng.uniform(0.98, 1.02), "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def training_table():
+    rows = []
+    for arm, worth, thinking in (("vanilla", 1.0, 0.0), ("thinking", 2.0, 0.4)):
+        for n in (1e6, 4e6):
+            for tokens in (1e7, 3e7, 1e8):
+                loss = recommend.chinchilla_loss(LAW, n, worth * tokens)
+                rows.append({"arm": arm, "params": n, "tokens": tokens, "tokens_raw": tokens * (1 - thinking),
+                             "is_final": True, "eval_loss": loss, "eval_loss_hard": loss + 0.5})
+    return pd.DataFrame(rows)
+
+
+def inference_table():
+    rows = []
+    for arm, bonus in (("vanilla", 0.0), ("thinking", 0.1)):
+        for n in (1e6, 4e6):
+            for t in (0, 32, 128, 512):
+                for k in (1, 2, 4, 8):
+                    p = min(0.95, 0.1 + bonus + 0.05 * np.log2(1 + t) / 2 + 0.02 * np.log2(n / 1e6))
+                    rows.append({"arm": arm, "params": n, "thinking_budget": t, "samples": k,
+                                 "accuracy": 1 - (1 - p) ** k})
+    return pd.DataFrame(rows)
+
+
+def test_isoflop_groups_recover_the_budgets():
+    groups = plots.isoflop_groups(isoflop_table())
+    assert [round(np.log10(c)) for c, _ in groups] == [18, 19, 20]
+    assert [len(g) for _, g in groups] == [7, 7, 7]
+
+
+def test_isoflop_minima_follow_the_law_optimum():
+    minima = plots.isoflop_minima(isoflop_table(noise=0.0, per_budget=11))
+    n_opt, _ = recommend.chinchilla_optimum(LAW, minima["C"].to_numpy())
+    # A parabola in log N only approximates the law's valley: within a factor of 1.3.
+    assert np.all(np.abs(np.log(minima["N"] / n_opt)) < np.log(1.3))
+
+
+def test_each_figure_has_units_logs_and_legends(tmp_path):
+    figures = {
+        "isoflop": plots.isoflop_figure(isoflop_table()),
+        "data_efficiency": plots.data_efficiency_figure(training_table(), {"thinking": (2.0, (1.8, 2.2))}),
+        "test_time": plots.test_time_figure(inference_table()),
+    }
+    for name, fig in figures.items():
+        assert isinstance(fig, Figure)
+        for ax in fig.axes:
+            assert "(" in ax.get_xlabel() and "(" in ax.get_ylabel(), (name, ax.get_xlabel(), ax.get_ylabel())
+            assert ax.get_xscale() == "log" and ax.get_legend() is not None, name
+        written = plots.save_figure(fig, tmp_path / name)
+        assert [p.suffix for p in written] == [".png", ".svg"]
+        assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in written[1].read_bytes()[:2000]
+    assert "2.00x vanilla [1.80, 2.20]" in figures["data_efficiency"].get_suptitle()
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_test_time_curves_rise_with_samples():
+    fig = plots.test_time_figure(inference_table())
+    for line in fig.axes[1].get_lines():
+        assert np.all(np.diff(line.get_ydata()) > 0)
