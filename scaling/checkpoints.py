@@ -1,0 +1,151 @@
+"""Orbax checkpoints of a run: the constant-LR trunk, each cooldown branch, exact resume.
+
+Layout under `<run_dir>/checkpoints/`:
+  trunk/<step>/          the trunk (WSD) at periodic steps and at every fork point
+  <branch>/<step>/       a cooldown branch (e.g. `D=1.0e6/`), or the single cosine run
+  branches.json          the finished branches: [{"branch", "step", "tokens"}, ...]
+Each step folder holds three items: `params` and `opt_state` (array pytrees) and `meta` (JSON:
+step, data position, token counters, ...). Saving is asynchronous; Orbax writes into a temporary
+folder and renames it when complete, so a kill mid-save leaves the previous step intact. A step
+that still fails to restore (truncated or corrupted files) is skipped with a warning and the one
+before it used. `<run_dir>/model.json` holds the ModelConfig, so a run folder alone is enough to
+rebuild the model (`restore_params`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from scaling.model import ModelConfig
+
+TRUNK = "trunk"
+ITEMS = ("params", "opt_state", "meta")
+
+log = logging.getLogger(__name__)
+
+
+def _write_json_atomic(path: Path, value) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, path)
+
+
+def write_model_config(run_dir: str | Path, config: ModelConfig) -> None:
+    _write_json_atomic(Path(run_dir) / "model.json", dataclasses.asdict(config))
+
+
+def read_model_config(run_dir: str | Path) -> ModelConfig:
+    path = Path(run_dir) / "model.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no model.json; is {run_dir} a run folder written by `scaling train`?")
+    return ModelConfig(**json.loads(path.read_text()))
+
+
+class RunCheckpoints:
+    """One Orbax CheckpointManager per line of training (trunk, each branch) in a run folder."""
+
+    def __init__(self, run_dir: str | Path, keep: int = 3, asynchronous: bool = True):
+        self.root = Path(run_dir).resolve() / "checkpoints"
+        self.keep = keep
+        self.asynchronous = asynchronous
+        self._managers: dict[str, ocp.CheckpointManager] = {}
+
+    def manager(self, name: str) -> ocp.CheckpointManager:
+        if name not in self._managers:
+            options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
+                                                   enable_async_checkpointing=self.asynchronous)
+            self._managers[name] = ocp.CheckpointManager(self.root / name, options=options, item_names=ITEMS)
+        return self._managers[name]
+
+    def has_checkpoint(self, name: str) -> bool:
+        return (self.root / name).is_dir() and bool(self.manager(name).all_steps())
+
+    def save(self, name: str, step: int, params, opt_state, meta: dict) -> None:
+        """Start an asynchronous save; the arrays are copied off the device before it returns."""
+        self.manager(name).save(step, args=ocp.args.Composite(
+            params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
+            meta=ocp.args.JsonSave(meta)), force=True)
+
+    def restore_latest(self, name: str, abstract_params, abstract_opt_state) -> tuple[Any, Any, dict] | None:
+        """(params, opt_state, meta) of the newest step that restores cleanly, or None if none does.
+
+        The abstract trees (jax.ShapeDtypeStruct leaves with shardings) place the arrays on the
+        mesh directly.
+        """
+        if not (self.root / name).is_dir():
+            return None
+        manager = self.manager(name)
+        manager.wait_until_finished()
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                restored = manager.restore(step, args=ocp.args.Composite(
+                    params=ocp.args.StandardRestore(abstract_params),
+                    opt_state=ocp.args.StandardRestore(abstract_opt_state),
+                    meta=ocp.args.JsonRestore()))
+                meta = restored["meta"]
+                if meta.get("step") != step:
+                    raise ValueError(f"meta says step {meta.get('step')}")
+                return restored["params"], restored["opt_state"], meta
+            except Exception as e:  # any failure to read this step means: fall back to the previous one
+                log.warning("checkpoint %s/%d is unreadable (%s: %s); falling back to the previous one",
+                            self.root / name, step, type(e).__name__, str(e).splitlines()[0][:200])
+        return None
+
+    def wait(self) -> None:
+        for manager in self._managers.values():
+            manager.wait_until_finished()
+
+    def close(self) -> None:
+        for manager in self._managers.values():
+            manager.close()
+        self._managers.clear()
+
+    def mark_finished(self, branch: str, step: int, tokens: int) -> None:
+        """Record a finished branch, once its final checkpoint is safely on disk."""
+        self.manager(branch).wait_until_finished()
+        records = [r for r in finished_branches(self.root.parent) if r["branch"] != branch]
+        records.append({"branch": branch, "step": int(step), "tokens": int(tokens)})
+        if jax.process_index() == 0:
+            _write_json_atomic(self.root / "branches.json", records)
+
+
+def finished_branches(run_dir: str | Path) -> list[dict]:
+    """The finished cooldown branches (or cosine run) of a run: [{"branch", "step", "tokens"}]."""
+    path = Path(run_dir) / "checkpoints" / "branches.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def restore_params(run_dir: str | Path, branch: str | None = None) -> tuple[ModelConfig, Any]:
+    """The ModelConfig and plain float32 parameters of a finished branch.
+
+    branch=None: the last finished branch, or the newest trunk checkpoint if none has finished.
+    """
+    run_dir = Path(run_dir)
+    config = read_model_config(run_dir)
+    finished = finished_branches(run_dir)
+    if branch is None:
+        name, step = (finished[-1]["branch"], finished[-1]["step"]) if finished else (TRUNK, None)
+    else:
+        matches = [r for r in finished if r["branch"] == branch]
+        if not matches:
+            raise KeyError(f"{run_dir}: branch {branch!r} is not finished; finished: "
+                           f"{[r['branch'] for r in finished]}")
+        name, step = branch, matches[0]["step"]
+    directory = run_dir / "checkpoints" / name
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no checkpoints")
+    with ocp.CheckpointManager(directory, item_names=ITEMS,
+                               options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{directory}: no checkpoints")
+        restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
+    return config, jax.tree.map(lambda x: jax.numpy.asarray(x, jax.numpy.float32), restored["params"])
