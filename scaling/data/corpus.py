@@ -1,0 +1,202 @@
+"""The embedded synthetic reasoning corpus: easy, predictable text around hard spans.
+
+A document tells a small story from templates (names, places, colours, items). Most documents
+hold one word problem: a person starts with some items and a chain of `difficulty` operations
+(buy more, give away, multiply) changes the count; the sentence "So NAME now has V ITEMS." then
+states the result V, the hard span, whose production needs the whole chain. Each step alone is
+one small-number operation a ~1M-parameter model learns quickly; the chain is what stays hard
+without thinking. Difficulty 0 documents have no hard span. Difficulty d >= 1 has d steps;
+operands grow with d (at most 9 below d=3, at most 19 from d=3 on).
+
+Documents are a pure function of (split, seed, index): any document can be produced without its
+predecessors, so streams resume anywhere. Held-out sets (eval documents, QA problems) use their
+own seed stream AND a hash split on the problem's arithmetic (operands and operations, not the
+names): a chain that lands in the held-out bucket is never generated for training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+import re
+from collections.abc import Iterator, Mapping
+
+NAMES = ("Mia", "Noah", "Emma", "Liam", "Ava", "Omar", "Sofia", "Ravi", "Lena", "Kai",
+         "Zoe", "Ivan", "Nora", "Yuki", "Ana", "Tom")
+ITEMS = ("apples", "pears", "books", "coins", "stamps", "shells", "cards", "marbles",
+         "pencils", "cookies", "stickers", "eggs")
+PLACES = ("Paris", "Lima", "Oslo", "Cairo", "Delhi", "Tokyo", "Quito", "Rome")
+COLOURS = ("red", "blue", "green", "yellow", "white", "brown")
+
+# Default mix of difficulties in the training stream (0 = no hard span).
+DEFAULT_MIX: Mapping[int, float] = {0: 0.15, 1: 0.3, 2: 0.25, 3: 0.15, 4: 0.1, 5: 0.05}
+HELD_OUT_BUCKETS = 10  # one problem in ten (by hash) is reserved for evaluation and QA
+
+
+@dataclasses.dataclass(frozen=True)
+class HardSpan:
+    """Characters [start, end) of a document whose value needs `steps` to compute."""
+    start: int
+    end: int
+    value: int
+    steps: tuple[str, ...]       # "3 + 12 = 15." ...
+    setup: str                   # "Mia starts with 3 pears."
+    conclusion: str              # "So Mia now has 10 pears."
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+    difficulty: int
+    hard_spans: tuple[HardSpan, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class QAProblem:
+    """A held-out problem: `prompt` ends with the answer prefix; `answer` is exact."""
+    problem_id: str
+    prompt: str
+    answer: str
+    difficulty: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    start: int
+    ops: tuple[tuple[str, int], ...]  # ("+", 5), ("-", 3), ("*", 2)
+
+    @property
+    def key(self) -> str:
+        return f"{self.start}" + "".join(f"{op}{b}" for op, b in self.ops)
+
+    def values(self) -> list[int]:
+        out = [self.start]
+        for op, b in self.ops:
+            out.append(out[-1] + b if op == "+" else out[-1] - b if op == "-" else out[-1] * b)
+        return out
+
+
+def _bucket(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % HELD_OUT_BUCKETS
+
+
+def is_held_out(key: str) -> bool:
+    """The hash split: True for the keys reserved for evaluation."""
+    return _bucket(key) == 0
+
+
+def _chain(rng: random.Random, difficulty: int) -> _Chain:
+    top = 9 if difficulty < 3 else 19
+    value = start = rng.randint(1, top)
+    ops = []
+    for _ in range(difficulty):
+        choices = ["+", "*"] + (["-"] if value > 1 else [])
+        op = rng.choice(choices)
+        if op == "*" and value * 3 > 999:
+            op = "-" if value > 1 else "+"
+        if op == "*":
+            b = rng.randint(2, 3)
+        elif op == "-":
+            b = rng.randint(1, min(top, value - 1))
+        else:
+            b = rng.randint(1, top)
+        ops.append((op, b))
+        value = value + b if op == "+" else value - b if op == "-" else value * b
+    return _Chain(start, tuple(ops))
+
+
+def _op_sentence(name: str, other: str, items: str, op: str, b: int) -> str:
+    if op == "+":
+        return f"{name} buys {b} more {items}."
+    if op == "-":
+        return f"{name} gives {b} {items} to {other}."
+    return f"{name} gets {'twice' if b == 2 else 'three times'} as many {items}."
+
+
+def _filler(rng: random.Random, name: str, other: str, items: str) -> str:
+    return rng.choice((
+        f"{name} lives in {rng.choice(PLACES)}.",
+        f"The {items} are {rng.choice(COLOURS)}.",
+        f"{other} is a friend of {name}.",
+        f"{name} likes {items} very much.",
+        f"It is a sunny day in {rng.choice(PLACES)}.",
+    ))
+
+
+def _draw_difficulty(rng: random.Random, mix: Mapping[int, float]) -> int:
+    levels = sorted(mix)
+    return rng.choices(levels, weights=[mix[d] for d in levels])[0]
+
+
+def make_document(split: str, seed: int, index: int, difficulty: int | None = None,
+                  mix: Mapping[int, float] = DEFAULT_MIX) -> Document:
+    """Document `index` of a split ("train" or "eval"): a pure function of its arguments."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    want_held_out = split == "eval"
+    rng = random.Random(f"{split}:{seed}:{index}:{difficulty}")
+    name, other = rng.sample(NAMES, 2)
+    items = rng.choice(ITEMS)
+    d = _draw_difficulty(rng, mix) if difficulty is None else difficulty
+    opening = f"{name} has"
+    if d == 0:
+        while True:  # a document with no hard span: fillers, a stated count and its echo
+            count = rng.randint(1, 19)
+            sentences = [_filler(rng, name, other, items) for _ in range(rng.randint(1, 3))]
+            text = " ".join(sentences + [f"{opening} {count} {items}.",
+                                         f"{name} is happy with {count} {items}."])
+            if is_held_out(text) == want_held_out:
+                return Document(f"{split}-{seed}-{index}", text, 0, ())
+    while True:
+        chain = _chain(rng, d)
+        if is_held_out(chain.key) == want_held_out:
+            break
+    values = chain.values()
+    parts = [_filler(rng, name, other, items)] if rng.random() < 0.5 else []
+    parts.append(f"{opening} {chain.start} {items}.")
+    parts += [_op_sentence(name, other, items, op, b) for op, b in chain.ops]
+    prefix = " ".join(parts) + f" So {name} now has "
+    answer = str(values[-1])
+    text = prefix + answer + f" {items}. {name} is happy with {answer} {items}."
+    steps = tuple(f"{a} {op} {b} = {c}." for a, (op, b), c in zip(values, chain.ops, values[1:]))
+    span = HardSpan(len(prefix), len(prefix) + len(answer), values[-1], steps,
+                    f"{name} starts with {chain.start} {items}.", f"So {name} now has {answer} {items}.")
+    return Document(f"{split}-{seed}-{index}", text, d, (span,))
+
+
+def documents(split: str, seed: int, start: int = 0, mix: Mapping[int, float] = DEFAULT_MIX) -> Iterator[Document]:
+    """The endless stream of a split from document `start` on."""
+    index = start
+    while True:
+        yield make_document(split, seed, index, mix=mix)
+        index += 1
+
+
+def qa_problems(n: int, difficulty: int, seed: int = 0) -> list[QAProblem]:
+    """`n` held-out problems of `difficulty` (>= 1) steps: the document up to its answer slot."""
+    if difficulty < 1:
+        raise ValueError(f"QA difficulty must be >= 1 (steps in the chain), got {difficulty}")
+    out = []
+    for i in range(n):
+        doc = make_document("eval", 1_000_003 + seed, i, difficulty=difficulty)
+        span = doc.hard_spans[0]
+        prompt = doc.text[:span.start].rstrip()
+        digest = hashlib.sha256(f"{seed}:{difficulty}:{i}:{prompt}".encode()).hexdigest()[:10]
+        out.append(QAProblem(f"d{difficulty}-{i}-{digest}", prompt, str(span.value), difficulty))
+    return out
+
+
+_ANSWER = re.compile(r"-?\d+")
+
+
+def extract_answer(text) -> str | None:
+    """The first integer in a model's output (None if there is none); never raises."""
+    if not isinstance(text, str):
+        try:
+            text = bytes(text).decode("utf-8", errors="replace") if isinstance(text, (bytes, bytearray)) else str(text)
+        except Exception:
+            return None
+    match = _ANSWER.search(text)
+    return match.group(0) if match else None

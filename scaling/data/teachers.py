@@ -1,0 +1,242 @@
+"""Teachers write an expert's thinking about a document (TPT, arXiv 2509.20186).
+
+One interface: `teacher.think(text, document)` returns the thinking and the tokens generated;
+`teacher.teacher_id` and `teacher.config_hash` (prompt and sampling) key the cache;
+`teacher.flops_per_token` = 2 x teacher parameters, so augmentation can be charged its cost.
+
+- ProgrammaticTeacher: for synthetic documents, writes the step-by-step derivation of each hard
+  value from the document's solution; length grows with difficulty, none without a hard span.
+- OpenAICompatibleTeacher: any OpenAI-compatible server (vLLM, SGLang, llama.cpp), over
+  /v1/completions or /v1/chat/completions, with TPT's prompt and sampling by default, retries
+  with exponential backoff, and the API key read from an environment variable at request time
+  (never stored on the object, never logged, never written to a config).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import http.client
+import json
+import logging
+import os
+import random
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+
+import gin
+
+from scaling.configuration import ConfigError
+from scaling.data import vocabulary
+from scaling.data.corpus import Document
+from scaling.data.formats import thinking_block
+
+log = logging.getLogger(__name__)
+
+TPT_PROMPT = (
+    "Simulate an expert's in-depth thought process as they analyse the document below. Focus on "
+    "its complex and informative parts and skip what is trivial. Work through each hard point "
+    "step by step and explain it in plain words, as the Feynman technique asks.\n\n"
+    "<document>\n{document}\n</document>"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Thinking:
+    text: str
+    tokens_generated: int
+
+
+def _short_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class TeacherError(RuntimeError):
+    """A request that cannot succeed (bad request, or retries exhausted)."""
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class ProgrammaticTeacherConfig:
+    """emulated_params: parameters charged per generated token (2 x params FLOPs). The rule-based
+    teacher spends no model FLOPs, so 0 by default; set it to price a hypothetical LLM teacher."""
+    emulated_params: float = 0.0
+
+
+class ProgrammaticTeacher:
+    """Writes each hard span's derivation: its setup, one line per step, the stated result."""
+
+    VERSION = 1
+
+    def __init__(self, config: ProgrammaticTeacherConfig | None = None):
+        self.config = config or ProgrammaticTeacherConfig()
+        self.teacher_id = f"programmatic-v{self.VERSION}"
+        self.config_hash = _short_hash({"teacher": self.teacher_id})
+        self.flops_per_token = 2.0 * self.config.emulated_params
+        self.concurrency = 1
+
+    @staticmethod
+    def span_thinking(document: Document) -> list[str]:
+        """The before_hard thinking: the bare chain of steps for each span."""
+        return [" ".join(span.steps) for span in document.hard_spans]
+
+    def think(self, text: str, document: Document | None = None) -> Thinking:
+        if document is None:
+            raise TeacherError("the programmatic teacher needs a synthetic document (with its solution)")
+        parts = [" ".join((span.setup, *span.steps, span.conclusion)) for span in document.hard_spans]
+        thinking = " ".join(parts)
+        tokens = len(vocabulary.encode(thinking_block(thinking))) if thinking else 0
+        return Thinking(thinking, tokens)
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class OpenAITeacherConfig:
+    """An OpenAI-compatible server as teacher. `params` is the teacher's size (for its FLOPs).
+    `api_key_env` names the environment variable holding the key (unset: no auth header)."""
+    base_url: str = "http://localhost:8000"
+    model: str = ""
+    params: float = 0.0
+    endpoint: str = "chat"              # "chat" (/v1/chat/completions) or "completions"
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt: str = TPT_PROMPT
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_thinking_tokens: int = 8192
+    max_document_tokens: int = 2048     # approximated as 0.75 words per token
+    concurrency: int = 16
+    timeout_s: float = 300.0
+    max_retries: int = 8
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+    def check(self) -> None:
+        if not self.model:
+            raise ConfigError("OpenAITeacherConfig.model: give the served model name")
+        if self.params <= 0:
+            raise ConfigError("OpenAITeacherConfig.params: give the teacher's parameter count (for its FLOPs)")
+        if self.endpoint not in ("chat", "completions"):
+            raise ConfigError(f"OpenAITeacherConfig.endpoint: 'chat' or 'completions', got {self.endpoint!r}")
+        if "{document}" not in self.prompt:
+            raise ConfigError("OpenAITeacherConfig.prompt: must contain {document}")
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def truncate_words(text: str, max_tokens: int) -> str:
+    """Keep about `max_tokens` tokens of text (0.75 words per token, the usual BPE ratio)."""
+    words = text.split(" ")
+    keep = max(1, int(max_tokens * 0.75))
+    return text if len(words) <= keep else " ".join(words[:keep])
+
+
+def _between_think_tags(text: str) -> str:
+    if "<think>" in text:
+        text = text.split("<think>", 1)[1]
+    return text.split("</think>", 1)[0].strip()
+
+
+class OpenAICompatibleTeacher:
+    def __init__(self, config: OpenAITeacherConfig):
+        config.check()
+        self.config = config
+        self.teacher_id = f"openai:{config.model}"
+        sampling = {k: getattr(config, k) for k in
+                    ("endpoint", "prompt", "temperature", "top_p", "max_thinking_tokens", "max_document_tokens")}
+        self.config_hash = _short_hash(sampling)
+        self.flops_per_token = 2.0 * config.params
+        self.concurrency = config.concurrency
+
+    def _request_body(self, text: str) -> tuple[str, dict]:
+        c = self.config
+        prompt = c.prompt.format(document=truncate_words(text, c.max_document_tokens))
+        common = {"model": c.model, "temperature": c.temperature, "top_p": c.top_p,
+                  "max_tokens": c.max_thinking_tokens, "stop": ["</think>"]}
+        if c.endpoint == "chat":
+            return "/v1/chat/completions", {**common, "messages": [{"role": "user", "content": prompt}]}
+        return "/v1/completions", {**common, "prompt": prompt + "\n\n<think>\n"}
+
+    def _post(self, path: str, body: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.config.api_key_env, "")
+        if key:
+            headers["Authorization"] = "Bearer " + key
+        request = urllib.request.Request(self.config.base_url.rstrip("/") + path,
+                                         data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as e:
+            if e.code == 429 or e.code >= 500:
+                after = e.headers.get("Retry-After") if e.headers else None
+                raise _Retryable(f"HTTP {e.code}", float(after) if after and after.isdigit() else None) from None
+            raise TeacherError(f"{path}: HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from None
+        except (socket.timeout, TimeoutError) as e:
+            raise _Retryable(f"timeout: {e}") from None
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as e:
+            raise _Retryable(f"connection: {type(e).__name__}: {e}") from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise _Retryable(f"malformed JSON body ({len(raw)} bytes)") from None
+
+    def _parse(self, reply: dict) -> Thinking:
+        try:
+            choice = reply["choices"][0]
+            if self.config.endpoint == "chat":
+                message = choice["message"]
+                text = message.get("content") or message.get("reasoning_content") or ""
+            else:
+                text = choice["text"]
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
+        except (KeyError, IndexError, TypeError) as e:
+            raise _Retryable(f"malformed reply: {type(e).__name__}: {e}") from None
+        thinking = _between_think_tags(text)
+        usage = reply.get("usage") or {}
+        tokens = usage.get("completion_tokens")
+        if not isinstance(tokens, int):
+            tokens = round(len(thinking.split()) / 0.75)
+        return Thinking(thinking, tokens)
+
+    def think(self, text: str, document: Document | None = None) -> Thinking:
+        path, body = self._request_body(text)
+        c = self.config
+        for attempt in range(c.max_retries + 1):
+            try:
+                return self._parse(self._post(path, body))
+            except _Retryable as e:
+                if attempt == c.max_retries:
+                    raise TeacherError(f"{path}: gave up after {attempt + 1} attempts; last: {e}") from None
+                delay = e.retry_after if e.retry_after is not None else \
+                    min(c.backoff_max_s, c.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+                log.warning("teacher request failed (%s); retry %d in %.2fs", e, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def concurrent_map(fn: Callable, items: Iterable, workers: int) -> Iterator[tuple[object, object]]:
+    """(item, fn(item)) in completion order with at most `workers` calls in flight."""
+    items = iter(items)
+    if workers <= 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending = {}
+        for item in items:
+            pending[pool.submit(fn, item)] = item
+            if len(pending) >= 2 * workers:
+                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    yield pending.pop(future), future.result()
+        for future in concurrent.futures.as_completed(list(pending)):
+            yield pending.pop(future), future.result()

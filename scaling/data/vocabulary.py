@@ -1,0 +1,127 @@
+"""Byte-level vocabulary with two special tokens for thinking, as a seqio.Vocabulary.
+
+Ids: 0 pad, 1 eos, 2 unk, the 256 UTF-8 byte values at 3..258, 259 `<think>`, 260 `</think>`.
+The model's vocab_size (264, gin/models/base.gin) leaves room to spare. Nothing is downloaded;
+`get_vocabulary(path)` returns a SentencePiece vocabulary instead when a model file is given
+(that model should define `<think>` and `</think>` as user-defined symbols).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+PAD_ID = 0
+EOS_ID = 1
+UNK_ID = 2
+BYTE_OFFSET = 3
+THINK_OPEN_ID = 259
+THINK_CLOSE_ID = 260
+VOCAB_SIZE = 261
+
+THINK_OPEN_TEXT = "<think>"
+THINK_CLOSE_TEXT = "</think>"
+_SPECIAL_TEXT = {THINK_OPEN_TEXT: THINK_OPEN_ID, THINK_CLOSE_TEXT: THINK_CLOSE_ID}
+_SPECIAL_SPLIT = re.compile("(<think>|</think>)")
+
+
+def encode(text: str) -> list[int]:
+    """UTF-8 bytes shifted by 3; the literal markers become their single special ids."""
+    ids: list[int] = []
+    for piece in _SPECIAL_SPLIT.split(text):
+        if piece in _SPECIAL_TEXT:
+            ids.append(_SPECIAL_TEXT[piece])
+        elif piece:
+            ids.extend(b + BYTE_OFFSET for b in piece.encode("utf-8"))
+    return ids
+
+
+def decode(ids: Iterable[int]) -> str:
+    """Inverse of `encode`; pad and eos are dropped, unk and out-of-range ids become U+FFFD."""
+    out: list[str] = []
+    pending = bytearray()
+    for i in (int(i) for i in ids):
+        if BYTE_OFFSET <= i < BYTE_OFFSET + 256:
+            pending.append(i - BYTE_OFFSET)
+            continue
+        out.append(pending.decode("utf-8", errors="replace"))
+        pending = bytearray()
+        if i == THINK_OPEN_ID:
+            out.append(THINK_OPEN_TEXT)
+        elif i == THINK_CLOSE_ID:
+            out.append(THINK_CLOSE_TEXT)
+        elif i not in (PAD_ID, EOS_ID):
+            out.append("\ufffd")
+    out.append(pending.decode("utf-8", errors="replace"))
+    return "".join(out)
+
+
+def byte_lengths(ids: np.ndarray) -> np.ndarray:
+    """UTF-8 bytes each id stands for (1 for a byte token, 0 for specials): for bits per byte."""
+    ids = np.asarray(ids)
+    return ((ids >= BYTE_OFFSET) & (ids < BYTE_OFFSET + 256)).astype(np.float32)
+
+
+class ThinkByteVocabulary(seqio.Vocabulary):
+    """The byte vocabulary above, usable wherever seqio expects a Vocabulary."""
+
+    def __init__(self):
+        super().__init__(extra_ids=0)
+
+    @property
+    def eos_id(self) -> int:
+        return EOS_ID
+
+    @property
+    def unk_id(self) -> int:
+        return UNK_ID
+
+    @property
+    def _base_vocab_size(self) -> int:
+        return VOCAB_SIZE
+
+    def _encode(self, s: str) -> Sequence[int]:
+        return encode(s)
+
+    def _decode(self, ids) -> str:
+        return decode(ids)
+
+    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        return tf.py_function(lambda t: tf.constant(encode(t.numpy().decode("utf-8")), tf.int32),
+                              [s], tf.int32)
+
+    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+        return tf.py_function(lambda t: tf.constant(decode(t.numpy().ravel().tolist())), [ids], tf.string)
+
+    def byte_lengths(self, ids: np.ndarray) -> np.ndarray:
+        return byte_lengths(ids)
+
+    def __eq__(self, other):
+        return isinstance(other, ThinkByteVocabulary)
+
+    def __hash__(self):
+        return hash(type(self).__name__)
+
+
+class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
+    """seqio's SentencePiece vocabulary plus the bytes-per-token table bits-per-byte needs."""
+
+    def byte_lengths(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids)
+        table = np.zeros(self.vocab_size, np.float32)
+        model = self.tokenizer
+        for i in range(model.get_piece_size()):
+            if not (model.is_control(i) or model.is_unknown(i)):
+                table[i] = len(model.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
+        return table[np.clip(ids, 0, self.vocab_size - 1)] * (ids < self.vocab_size)
+
+
+def get_vocabulary(sentencepiece_model: str | None = None) -> seqio.Vocabulary:
+    """The byte vocabulary, or SentencePiece when a model file is given."""
+    if sentencepiece_model:
+        return SentencePieceVocabulary(sentencepiece_model)
+    return ThinkByteVocabulary()
