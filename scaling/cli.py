@@ -15,7 +15,9 @@ from scaling.configuration import ConfigError, split_gin_args
 
 # verb -> (module, one-line help)
 VERBS = {
+    "augment": ("scaling.data.augment", "run a teacher over a corpus into the thinking-augmentation cache"),
     "describe": ("scaling.describe", "print parameter and FLOP accounting of a model preset as JSON"),
+    "train": ("scaling.train", "train a model preset: WSD cooldown branches or cosine, exact resume"),
 }
 
 
