@@ -259,6 +259,7 @@ def save_figure(fig: Figure, stem: str | os.PathLike, formats: Iterable[str] = F
         fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=f".{fmt}")
         with os.fdopen(fd, "wb") as f:
             f.write(figure_bytes(fig, fmt, dpi))
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
         written.append(target)
     return written

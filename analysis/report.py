@@ -1,0 +1,375 @@
+"""`scaling report`: one self-contained HTML page from result tables.
+
+Sweep summary, every law the data supports (fitted with `analysis.fit`, with intervals and
+held-out error), every figure the data supports (a missing one says why), recommendations for a
+few budgets, and the provenance of the data (files, SHA-256, rows). Images are embedded as data
+URIs, so the page can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import hashlib
+import html
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import plots, recommend
+
+TABLE_NAMES = ("training", "inference")
+TABLE_SUFFIXES = (".parquet", ".csv")
+
+
+@dataclasses.dataclass
+class Section:
+    title: str
+    body: str
+
+
+@dataclasses.dataclass
+class Source:
+    path: Path
+    role: str
+    sha256: str
+    rows: int
+    columns: int
+
+
+def find_tables(path: Path) -> dict[str, Path]:
+    """training/inference tables in a results dir (or its results/ folder), or one table file."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix not in TABLE_SUFFIXES:
+            raise ValueError(f"{path}: a table must be .parquet or .csv")
+        return {"training": path}
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such file or directory")
+    for folder in (path, path / "results"):
+        found = {name: folder / f"{name}{suffix}" for name in TABLE_NAMES for suffix in TABLE_SUFFIXES
+                 if (folder / f"{name}{suffix}").is_file()}
+        if "training" in found:
+            return found
+    raise ValueError(f"{path}: no training.parquet (or training.csv) here or in {path / 'results'}; "
+                     f"run `scaling collect` first, or give a table file")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    """'N=Model Size,C=Training FLOP' -> {'N': 'Model Size', 'C': 'Training FLOP'}."""
+    if not text:
+        return {}
+    mapping = {}
+    for item in text.split(","):
+        if "=" not in item:
+            raise ValueError(f"--columns: {item!r} must look like CANONICAL=column")
+        key, value = item.split("=", 1)
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML pieces
+# ---------------------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: .9em; color: #555; } .skipped { color: #a33; } code { font-size: .9em; }
+.note { color: #555; font-size: .9em; }
+"""
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def html_table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figure_html(fig, caption: str) -> str:
+    data = base64.b64encode(plots.figure_bytes(fig, "png")).decode("ascii")
+    return (f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def skipped_html(name: str, reason: str) -> str:
+    return f'<p class="skipped">{esc(name)}: not drawn: {esc(reason)}</p>'
+
+
+def fmt(value) -> str:
+    return recommend._fmt(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the report
+# ---------------------------------------------------------------------------------------------
+
+def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
+                 budgets: list[float] | None = None, inference_tokens: float = 1e12) -> str:
+    """The report's HTML for the tables under `path`."""
+    import analysis
+
+    columns = columns or {}
+    found = find_tables(Path(path))
+    frames = {role: read_table(p) for role, p in found.items()}
+    sources = [Source(p, role, sha256(p), len(frames[role]), frames[role].shape[1]) for role, p in found.items()]
+    training = frames["training"]
+    inference = frames.get("inference")
+    canonical = canonical_training(training, columns)
+
+    sections = [Section("Data", summary_html(training, canonical, inference))]
+    laws, fit_notes = {}, []
+    fit_plan = [("chinchilla", dict(form="chinchilla", approach=3)),
+                ("approach 2 (IsoFLOP)", dict(form="chinchilla", approach=2))]
+    if "arm" in canonical and canonical["arm"].nunique() > 1:
+        fit_plan.append(("augmentation", dict(form="augmentation", approach=3)))
+    for name, options in fit_plan:
+        try:
+            laws[name] = analysis.fit(canonical, target="loss", bootstrap=bootstrap, **options)
+        except ValueError as e:
+            fit_notes.append(skipped_html(f"law {name}", str(e)))
+    if inference is not None:
+        try:
+            laws["joint"] = analysis.fit(found["training"], form="joint", bootstrap=bootstrap,
+                                         inference=found["inference"])
+        except (ValueError, TypeError) as e:
+            fit_notes.append(skipped_html("law joint", str(e)))
+    else:
+        fit_notes.append(skipped_html("law joint", "no inference table (inference.parquet) next to the training table"))
+    sections.append(Section("Fitted laws", "".join(law_html(name, law) for name, law in laws.items())
+                            + "".join(fit_notes)))
+    sections.append(Section("Figures", figures_html(canonical, training, inference, laws)))
+    sections.append(Section("Recommendations", recommendations_html(laws, canonical, budgets, inference_tokens)))
+    sections.append(Section("Provenance", provenance_html(sources, columns)))
+    return page_html(f"Scaling report: {Path(path).name}", sections)
+
+
+def canonical_training(training: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Law inputs under canonical names (N, D, C, loss, arm), final points only.
+
+    Result tables map by default (N=params, D=tokens, C=flops, loss=eval_loss); a column map
+    overrides; D or C missing is derived from C = 6ND.
+    """
+    defaults = {"N": "params", "D": "tokens", "C": "flops", "loss": "eval_loss", "arm": "arm"}
+    mapping = {**{k: v for k, v in defaults.items() if v in training}, **columns}
+    missing = {k: v for k, v in mapping.items() if v not in training}
+    if missing:
+        raise ValueError(f"columns {missing} not in the table (it has {', '.join(map(str, training.columns))})")
+    table = training[training["is_final"].astype(bool)] if "is_final" in training else training
+    out = pd.DataFrame({k: table[v].to_numpy() for k, v in mapping.items()})
+    for needed in ("N", "loss"):
+        if needed not in out:
+            raise ValueError(f"no {needed} column: give --columns {needed}=<column>")
+    if "D" not in out and "C" in out:
+        out["D"] = out["C"] / (6 * out["N"])
+    if "C" not in out and "D" in out:
+        out["C"] = 6 * out["N"] * out["D"]
+    if "D" not in out:
+        raise ValueError("neither D (tokens) nor C (FLOPs) is given: give --columns D=<column> or C=<column>")
+    return out
+
+
+def summary_html(training, canonical, inference) -> str:
+    rows = [["points fitted on (final)", len(canonical)], ["training-table rows", len(training)],
+            ["model sizes", canonical["N"].nunique()],
+            ["N range (parameters)", f"{fmt(canonical['N'].min())} - {fmt(canonical['N'].max())}"],
+            ["D range (tokens)", f"{fmt(canonical['D'].min())} - {fmt(canonical['D'].max())}"],
+            ["C range (FLOPs)", f"{fmt(canonical['C'].min())} - {fmt(canonical['C'].max())}"],
+            ["loss range", f"{canonical['loss'].min():.4f} - {canonical['loss'].max():.4f}"]]
+    if "arm" in canonical:
+        rows.append(["arms", ", ".join(sorted(map(str, canonical["arm"].unique())))])
+    for column in ("sweep", "run_id"):
+        if column in training:
+            rows.append([f"distinct {column}", training[column].nunique()])
+    if inference is not None:
+        rows.append(["inference-table rows", len(inference)])
+        for column in ("task", "thinking_budget", "samples"):
+            if column in inference:
+                rows.append([f"inference {column} values", ", ".join(map(str, sorted(inference[column].unique())))])
+    return html_table(["", "value"], rows)
+
+
+def law_html(name: str, law) -> str:
+    rows = [[p, fmt(e.estimate), fmt(e.se) if e.se is not None else "",
+             f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci is not None else ""] for p, e in law.parameters.items()]
+    facts = [f"form <code>{esc(law.form)}</code>, approach {esc(law.approach)}, target <code>{esc(law.target)}</code>",
+             f"{law.n_points} points, objective {fmt(law.objective)} (Huber delta {fmt(law.huber_delta)}), "
+             f"{law.n_starts} starts, " + ("converged" if law.converged else "<b>did not converge</b>"),
+             f"bootstrap draws: {len(next(iter(law.bootstrap_samples.values()))) if law.bootstrap_samples else 0}"]
+    heldout = heldout_text(law.heldout)
+    facts.append(f"held-out error: {esc(heldout)}")
+    return (f"<h3>{esc(name)}</h3><p class='note'>" + "<br>".join(facts) + "</p>"
+            + html_table(["parameter", "estimate", "standard error", "95% interval"], rows))
+
+
+def heldout_text(heldout) -> str:
+    if not heldout:
+        return "not computed"
+    if isinstance(heldout, dict):
+        return ", ".join(f"{k} = {fmt(v) if isinstance(v, (int, float)) else v}" for k, v in heldout.items())
+    return str(heldout)
+
+
+def figures_html(canonical, training, inference, laws) -> str:
+    parts = []
+    base = laws.get("chinchilla")
+
+    def attempt(name, caption, build):
+        try:
+            fig = build()
+        except (ValueError, KeyError) as e:
+            parts.append(skipped_html(name, str(e)))
+            return
+        parts.append(figure_html(fig, caption))
+
+    groups = [g for _, g in plots.isoflop_groups(canonical) if g["N"].nunique() >= 3]
+    if len(groups) >= 2:
+        attempt("IsoFLOP curves", "Loss against model size per compute budget; dashed: parabola in log N; "
+                "solid: the Chinchilla law", lambda: plots.isoflop_figure(canonical, base))
+    else:
+        parts.append(skipped_html("IsoFLOP curves", "fewer than two compute budgets with three or more sizes"))
+    frontier_law = base or laws.get("approach 2 (IsoFLOP)")
+    if frontier_law is not None:
+        attempt("Compute-optimal frontier", "N_opt and D_opt against compute with the 95% bootstrap band",
+                lambda: plots.frontier_figure(frontier_law, canonical if len(groups) >= 2 else None))
+    else:
+        parts.append(skipped_html("Compute-optimal frontier", "no Chinchilla or approach-2 law was fitted"))
+    if {"arm", "tokens_raw", "params"} <= set(training.columns):
+        aug = laws.get("augmentation")
+        multipliers = ({k[2:]: (v.estimate, v.ci) for k, v in aug.parameters.items() if k.startswith("m_")}
+                       if aug is not None else None)
+        attempt("Data efficiency", "Loss and hard-span loss against tokens per arm, both accountings",
+                lambda: plots.data_efficiency_figure(training, multipliers))
+    else:
+        parts.append(skipped_html("Data efficiency", "the table has no arm / tokens_raw columns"))
+    joint = laws.get("joint")
+    if joint is not None:
+        sizes = np.geomspace(*[float(x) for x in joint.ranges["N"]], 3)
+        total = 6 * float(joint.ranges["N"][1]) * float(joint.ranges["D"][1])
+        attempt("Iso-compute curves", "Predicted accuracy against the share of total compute spent at inference",
+                lambda: plots.iso_compute_figure(joint, total, 1e3, 256, sizes))
+    else:
+        parts.append(skipped_html("Iso-compute curves", "no joint law (it needs an inference table)"))
+    if inference is not None and {"params", "arm", "thinking_budget", "samples", "accuracy"} <= set(inference.columns):
+        attempt("Test-time scaling", "Accuracy against thinking tokens and against samples",
+                lambda: plots.test_time_figure(inference))
+    else:
+        parts.append(skipped_html("Test-time scaling", "no inference table"))
+    residual_laws = {n: l for n, l in laws.items() if n in ("chinchilla", "augmentation")}
+    if residual_laws:
+        attempt("Residuals", "log(observed / predicted) of each fit against N, D and C",
+                lambda: plots.residuals_figure(canonical, residual_laws))
+    else:
+        parts.append(skipped_html("Residuals", "no law was fitted"))
+    return "".join(parts)
+
+
+def recommendations_html(laws, canonical, budgets, inference_tokens) -> str:
+    law = laws.get("chinchilla")
+    if law is None:
+        return skipped_html("Recommendations", "no Chinchilla law was fitted")
+    if budgets is None:
+        decade = 10 ** np.round(np.log10(canonical["C"].max()))
+        budgets = [decade / 10, decade, decade * 10]
+    rows = []
+    for c in budgets:
+        answer = recommend.compute_optimal(law, c)
+        rows.append([fmt(c)] + [f"{fmt(answer[k].estimate)} [{fmt(answer[k].ci[0])}, {fmt(answer[k].ci[1])}]"
+                                if answer[k].ci else fmt(answer[k].estimate) for k in ("N", "D", "predicted_loss")]
+                    + [extrapolation_text(answer.warnings)])
+    parts = ["<h3>Compute-optimal allocation</h3>",
+             html_table(["training FLOPs", "N (parameters)", "D (tokens)", "predicted loss", "range check"], rows)]
+    try:
+        answer = recommend.inference_aware(law, inference_tokens, train_flops=budgets[0])
+        parts.append(f"<h3>Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens</h3>")
+        parts.append(html_table(["quantity", "estimate", "95% interval"],
+                                [[k, fmt(q.estimate), f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]" if q.ci else ""]
+                                 for k, q in answer.quantities.items()]))
+        parts.append("".join(f"<p class='note'>{esc(n)}</p>" for n in answer.notes))
+    except ValueError as e:
+        parts.append(skipped_html("Inference-aware sizing", str(e)))
+    return "".join(parts)
+
+
+def extrapolation_text(warnings) -> str:
+    names = [w.split(" = ")[0] for w in warnings]
+    return f"extrapolates {', '.join(names)} (beyond 3x the fitted range)" if names else "inside the fitted range"
+
+
+def provenance_html(sources: list[Source], columns: dict[str, str]) -> str:
+    rows = [[s.role, str(s.path.resolve()), s.sha256, s.rows, s.columns] for s in sources]
+    mapping = ", ".join(f"{k}={v}" for k, v in columns.items()) or "result-table defaults"
+    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (html_table(["table", "file", "SHA-256", "rows", "columns"], rows)
+            + f"<p class='note'>column map: {esc(mapping)}; generated {generated}</p>")
+
+
+def page_html(title: str, sections: list[Section]) -> str:
+    toc = "".join(f'<li><a href="#s{i}">{esc(s.title)}</a></li>' for i, s in enumerate(sections))
+    body = "".join(f'<h2 id="s{i}">{esc(s.title)}</h2>{s.body}' for i, s in enumerate(sections))
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f'<link rel="icon" href="data:,"><style>{STYLE}</style></head>'
+            f"<body><h1>{esc(title)}</h1><ul>{toc}</ul>{body}</body></html>")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# `scaling report`
+# ---------------------------------------------------------------------------------------------
+
+def configure_report(parser) -> None:
+    parser.add_argument("path", help="results dir (training.parquet, inference.parquet), sweep dir, or one table")
+    parser.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
+    parser.add_argument("--columns", help="column map for a foreign table, e.g. N='Model Size',C='Training FLOP'")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits per law (default 200)")
+    parser.add_argument("--budgets", help="training FLOPs to recommend for, comma-separated (default: the "
+                                          "decades around the largest budget in the data)")
+    parser.add_argument("--inference_tokens", type=float, default=1e12,
+                        help="lifetime inference tokens for the inference-aware example (default 1e12)")
+
+
+def run_report(args) -> int:
+    import sys
+
+    try:
+        budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
+        text = build_report(args.path, parse_columns(args.columns), args.bootstrap, budgets, args.inference_tokens)
+    except ValueError as e:
+        print(f"scaling report: {e}", file=sys.stderr)
+        return 2
+    write_atomic(Path(args.output), text)
+    print(f"wrote {args.output} ({len(text) / 1024:.0f} KiB)")
+    return 0
