@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Iterator
 import gin
 
 from scaling.configuration import ConfigError
-from scaling.data import vocabulary
 from scaling.data.corpus import Document
 from scaling.data.formats import thinking_block
 
@@ -89,6 +88,7 @@ class ProgrammaticTeacher:
             raise TeacherError("the programmatic teacher needs a synthetic document (with its solution)")
         parts = [" ".join((span.setup, *span.steps, span.conclusion)) for span in document.hard_spans]
         thinking = " ".join(parts)
+        from scaling.data import vocabulary  # here: the vocabulary brings in seqio/TensorFlow
         tokens = len(vocabulary.encode(thinking_block(thinking))) if thinking else 0
         return Thinking(thinking, tokens)
 

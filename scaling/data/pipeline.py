@@ -1,0 +1,301 @@
+"""seqio Tasks and Mixtures for each corpus, and the batches the trainer reads.
+
+Tasks (each name is also the data of an arm; docs/data.md has the mapping):
+- `synthetic_vanilla`: raw synthetic documents; `synthetic_thinking`: the same documents with
+  the programmatic teacher's thinking appended (TPT); `synthetic_thinking_before_hard`: thinking
+  inserted before each hard span; mixture `synthetic_mix`: vanilla and thinking at equal rates.
+- `register_cache_tasks(cache_dir)`: `<name>_vanilla`, `<name>_thinking` and `<name>_mix` from an
+  augmentation cache (`scaling augment`).
+Split "train" is the training stream; "validation" holds the held-out raw documents (hash split).
+
+Packing is seqio's DecoderFeatureConverter. Token flags (thinking, hard span) travel through it
+as high bits of the ids (formats.THINKING_BIT, HARD_BIT) and become masks afterwards.
+
+Resumption without replay: the batch stream is cut into chunks of CHUNK_TOKENS tokens; chunk c
+is packed from its own document stream, seeded by (seed, c, host), so batch n is found by
+building chunk n // chunk_batches and skipping at most chunk_batches - 1 batches in it.
+A background thread keeps batches ready (tf.data prefetch inside a chunk, the next chunk's
+pipeline built while this one is consumed).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import queue
+import random
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from scaling.data import cache as cache_lib
+from scaling.data import corpus, formats, vocabulary
+from scaling.data.teachers import ProgrammaticTeacher, ProgrammaticTeacherConfig
+
+CHUNK_TOKENS = 1 << 20
+EVAL_SEED = 0
+BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_weights", "thinking_mask", "raw_mask")
+EVAL_KEYS = BATCH_KEYS + ("hard_mask", "target_bytes")
+
+_FEATURE_CONVERTER = seqio.DecoderFeatureConverter(pack=True)
+_TEACHER_FLOPS: dict[str, Callable[[], float]] = {}
+_programmatic = ProgrammaticTeacher()
+
+
+def _stream_seed(*parts) -> int:
+    """A 31-bit seed from any parts (seqio passes seeds as int32 tensors)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big") >> 1
+
+
+def split_to_length(dataset: tf.data.Dataset, sequence_length, output_features) -> tf.data.Dataset:
+    """Cut long examples into pieces that fit seq_len with their eos (nothing is thrown away)."""
+    piece = sequence_length["targets"] - 1
+
+    def pieces(example):
+        targets = example["targets"]
+        n = tf.size(targets, out_type=tf.int64)
+        bounds = tf.concat([tf.range(0, n, piece, dtype=tf.int64), [n]], 0)
+        ragged = tf.RaggedTensor.from_row_splits(targets, bounds)
+        return tf.data.Dataset.from_tensor_slices({"targets": ragged})
+
+    return dataset.flat_map(pieces)
+
+
+def _generator_dataset(examples: Callable[[], Iterator[np.ndarray]]) -> tf.data.Dataset:
+    return tf.data.Dataset.from_generator(
+        lambda: ({"targets": ids} for ids in examples()),
+        output_signature={"targets": tf.TensorSpec([None], tf.int32)})
+
+
+def _register_task(name: str, dataset_fn, vocab: seqio.Vocabulary) -> None:
+    if name in seqio.TaskRegistry.names():
+        seqio.TaskRegistry.remove(name)
+    seqio.TaskRegistry.add(
+        name, source=seqio.FunctionDataSource(dataset_fn, splits=("train", "validation")),
+        output_features={"targets": seqio.Feature(vocab, add_eos=True)},
+        preprocessors=[split_to_length, seqio.preprocessors.append_eos_after_trim],
+        shuffle_buffer_size=None)
+
+
+def _register_mixture(name: str, tasks: list[str]) -> None:
+    if name in seqio.MixtureRegistry.names():
+        seqio.MixtureRegistry.remove(name)
+    seqio.MixtureRegistry.add(name, [(t, 1.0) for t in tasks])
+
+
+# ---- the synthetic corpus ------------------------------------------------------------------
+
+def _synthetic_examples(split: str, seed: int, fmt: str | None) -> Iterator[np.ndarray]:
+    docs = corpus.documents("eval" if split == "validation" else "train", seed)
+    for doc in docs:
+        if fmt is None:
+            segments = formats.raw_segments(doc)
+        elif fmt == "append":
+            segments = formats.append_segments(doc, _programmatic.think(doc.text, doc).text)
+        else:
+            segments = formats.before_hard_segments(doc, _programmatic.span_thinking(doc))
+        yield formats.annotated_ids(segments, vocabulary.encode)
+
+
+def _synthetic_dataset_fn(fmt: str | None):
+    def dataset_fn(split, shuffle_files=False, seed=None):
+        stream_seed = EVAL_SEED if split == "validation" else int(seed or 0)
+        # Training never sees the eval split's documents: corpus' hash split and seed streams.
+        return _generator_dataset(functools.partial(_synthetic_examples, split, stream_seed, fmt))
+    return dataset_fn
+
+
+def register_synthetic_tasks() -> None:
+    vocab = vocabulary.ThinkByteVocabulary()
+    _register_task("synthetic_vanilla", _synthetic_dataset_fn(None), vocab)
+    _register_task("synthetic_thinking", _synthetic_dataset_fn("append"), vocab)
+    _register_task("synthetic_thinking_before_hard", _synthetic_dataset_fn("before_hard"), vocab)
+    _register_mixture("synthetic_mix", ["synthetic_vanilla", "synthetic_thinking"])
+    programmatic = lambda: 2.0 * ProgrammaticTeacherConfig().emulated_params  # noqa: E731 (gin-bound now)
+    _TEACHER_FLOPS.update({"synthetic_vanilla": lambda: 0.0, "synthetic_thinking": programmatic,
+                           "synthetic_thinking_before_hard": programmatic,
+                           "synthetic_mix": programmatic})
+
+
+# ---- cache-backed real corpora -------------------------------------------------------------
+
+class _CacheCorpus:
+    """The documents of an augmentation cache (one record per document), split by hash."""
+
+    def __init__(self, cache_dir: str, teacher_id: str | None, encode):
+        self.cache_dir, self.teacher_id, self.encode = cache_dir, teacher_id, encode
+
+    @functools.cached_property
+    def records(self) -> dict[str, list[dict]]:
+        seen, train, held_out = set(), [], []
+        for r in cache_lib.read_records(self.cache_dir):
+            if (self.teacher_id and r["teacher_id"] != self.teacher_id) or r["doc_hash"] in seen:
+                continue
+            seen.add(r["doc_hash"])
+            (held_out if corpus.is_held_out(r["doc_hash"]) else train).append(r)
+        if not train:
+            raise ValueError(f"{self.cache_dir}: no cache records for training (run `scaling augment` first)")
+        return {"train": train, "validation": held_out}
+
+    def examples(self, split: str, seed: int, thinking: bool) -> Iterator[np.ndarray]:
+        records = self.records[split]
+        if not records:
+            raise ValueError(f"{self.cache_dir}: no {split} documents in the cache")
+        rng = random.Random(seed)
+        while True:
+            order = list(range(len(records)))
+            if split == "train":
+                rng.shuffle(order)
+            for i in order:
+                r = records[i]
+                segments = [(r["text"], 0)] + ([(formats.thinking_block(r["thinking"]), formats.THINKING_BIT)]
+                                               if thinking and r["thinking"].strip() else [])
+                yield formats.annotated_ids(segments, self.encode)
+
+    def teacher_flops_per_thinking_token(self) -> float:
+        train = self.records["train"]
+        tokens = sum(len(self.encode(formats.thinking_block(r["thinking"]))) for r in train if r["thinking"].strip())
+        return sum(r["teacher_flops"] for r in train) / tokens if tokens else 0.0
+
+
+def register_cache_tasks(cache_dir: str, name: str | None = None, teacher_id: str | None = None,
+                         sentencepiece_model: str | None = None) -> list[str]:
+    """Register `<name>_vanilla`, `<name>_thinking` and mixture `<name>_mix` for a cache."""
+    if not Path(cache_dir).is_dir():
+        raise ValueError(f"cache {cache_dir!r}: no such folder")
+    name = name or Path(cache_dir).resolve().name
+    vocab = vocabulary.get_vocabulary(sentencepiece_model)
+    source = _CacheCorpus(cache_dir, teacher_id, vocab.encode)
+
+    def dataset_fn_for(thinking: bool):
+        def dataset_fn(split, shuffle_files=False, seed=None):
+            return _generator_dataset(functools.partial(
+                source.examples, split, EVAL_SEED if split == "validation" else int(seed or 0),
+                thinking and split == "train"))
+        return dataset_fn
+
+    _register_task(f"{name}_vanilla", dataset_fn_for(False), vocab)
+    _register_task(f"{name}_thinking", dataset_fn_for(True), vocab)
+    _register_mixture(f"{name}_mix", [f"{name}_vanilla", f"{name}_thinking"])
+    _TEACHER_FLOPS.update({f"{name}_vanilla": lambda: 0.0,
+                           f"{name}_thinking": source.teacher_flops_per_thinking_token,
+                           f"{name}_mix": source.teacher_flops_per_thinking_token})
+    return [f"{name}_vanilla", f"{name}_thinking", f"{name}_mix"]
+
+
+def teacher_flops_per_thinking_token(task: str) -> float:
+    """Teacher generation FLOPs per thinking token trained on (0 for raw tasks)."""
+    if task not in _TEACHER_FLOPS:
+        raise KeyError(f"unknown task {task!r}; registered: {sorted(_TEACHER_FLOPS)}")
+    return float(_TEACHER_FLOPS[task]())
+
+
+# ---- batches -------------------------------------------------------------------------------
+
+def _vocabulary_of(task: str) -> seqio.Vocabulary:
+    return seqio.get_mixture_or_task(task).output_features["targets"].vocabulary
+
+
+def _to_batch(packed: dict, vocab: seqio.Vocabulary, with_eval_keys: bool) -> dict[str, np.ndarray]:
+    targets, thinking, hard = formats.split_flags(packed["decoder_target_tokens"])
+    weights = packed["decoder_loss_weights"].astype(np.float32)
+    batch = {"inputs": (packed["decoder_input_tokens"] & formats.ID_MASK).astype(np.int32),
+             "targets": targets,
+             "positions": packed["decoder_positions"].astype(np.int32),
+             "segment_ids": packed["decoder_segment_ids"].astype(np.int32),
+             "loss_weights": weights,
+             "thinking_mask": thinking * weights,
+             "raw_mask": (1.0 - thinking) * weights}
+    if with_eval_keys:
+        batch["hard_mask"] = hard * weights
+        batch["target_bytes"] = vocab.byte_lengths(targets).astype(np.float32) * weights
+    return batch
+
+
+def _packed(task: str, split: str, batch_size: int, seq_len: int, seed: int) -> tf.data.Dataset:
+    ds = seqio.get_dataset(task, {"targets": seq_len}, _FEATURE_CONVERTER, dataset_split=split,
+                           shuffle=False, num_epochs=1, seed=seed, verbose=False)
+    return ds.batch(batch_size, drop_remainder=True)
+
+
+def chunk_batches(batch_size: int, seq_len: int) -> int:
+    """Batches per chunk: the most one resume has to skip is one less than this."""
+    return max(1, CHUNK_TOKENS // (batch_size * seq_len))
+
+
+def _check_task(task: str) -> None:
+    if task not in seqio.TaskRegistry.names() and task not in seqio.MixtureRegistry.names():
+        raise ValueError(f"unknown data task {task!r}; registered: "
+                         f"{sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))}")
+
+
+def _train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host_count):
+    vocab = _vocabulary_of(task)
+    per_chunk = chunk_batches(batch_size, seq_len)
+    chunk, skip = divmod(start_batch, per_chunk)
+    while True:
+        ds = _packed(task, "train", batch_size, seq_len, _stream_seed(seed, chunk, host_index, host_count))
+        for packed in ds.skip(skip).take(per_chunk - skip).prefetch(4).as_numpy_iterator():
+            yield _to_batch(packed, vocab, with_eval_keys=False)
+        chunk, skip = chunk + 1, 0
+
+
+def _background(iterator: Iterator, depth: int = 16) -> Iterator:
+    """Run `iterator` in a thread, `depth` items ahead; stops when the consumer goes away."""
+    items: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def fill():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # handed to the consumer
+            items.put(e)
+        items.put(end)
+
+    threading.Thread(target=fill, daemon=True, name="data-prefetch").start()
+    try:
+        while True:
+            item = items.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def train_batches(task: str, batch_size: int, seq_len: int, seed: int, start_batch: int = 0,
+                  host_index: int = 0, host_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+    """Endless packed training batches of this host; deterministic for (task, seed, host), and
+    `start_batch=n` begins with what the (n+1)-th batch would have been."""
+    _check_task(task)
+    if not 0 <= host_index < host_count:
+        raise ValueError(f"host_index {host_index} out of range for host_count {host_count}")
+    return _background(_train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host_count))
+
+
+def eval_batches(corpus_name: str, batch_size: int, seq_len: int, n_batches: int) -> list[dict[str, np.ndarray]]:
+    """`n_batches` packed batches of held-out raw documents (never augmented), with hard-span
+    masks and the bytes per target token. `corpus_name`: "synthetic" or a cache corpus name."""
+    task = f"{corpus_name}_vanilla"
+    _check_task(task)
+    vocab = _vocabulary_of(task)
+    ds = _packed(task, "validation", batch_size, seq_len, EVAL_SEED).take(n_batches)
+    return [_to_batch(packed, vocab, with_eval_keys=True) for packed in ds.as_numpy_iterator()]
+
+
+register_synthetic_tasks()

@@ -1,0 +1,171 @@
+"""The synthetic corpus, vocabulary, formats and seqio batches, through the public API."""
+
+import numpy as np
+import pytest
+import seqio
+
+from scaling.data import THINK_CLOSE, THINK_OPEN, extract_answer, make_document, qa_problems
+from scaling.data import corpus, formats, pipeline, vocabulary
+from scaling.data.teachers import ProgrammaticTeacher
+
+
+def test_vocabulary_round_trip_and_special_ids():
+    text = "Mia has 3 pears. <think> 3 + 4 = 7. </think> 7 üñ"
+    ids = vocabulary.encode(text)
+    assert vocabulary.THINK_OPEN_ID in ids and vocabulary.THINK_CLOSE_ID in ids
+    assert ids.count(vocabulary.THINK_OPEN_ID) == 1 and max(ids) < 264
+    assert vocabulary.decode(ids + [vocabulary.EOS_ID, vocabulary.PAD_ID]) == text
+    vocab = vocabulary.ThinkByteVocabulary()
+    assert isinstance(vocab, seqio.Vocabulary) and vocab.eos_id == vocabulary.EOS_ID
+    assert list(vocab.encode_tf(text).numpy()) == ids
+
+
+def test_documents_are_deterministic_and_mark_their_hard_spans():
+    a = [make_document("train", 3, i) for i in range(200)]
+    assert a == [make_document("train", 3, i) for i in range(200)]
+    assert a != [make_document("train", 4, i) for i in range(200)]
+    assert {d.difficulty for d in a} >= {0, 1, 2, 3, 4}
+    for doc in a:
+        for span in doc.hard_spans:
+            assert doc.text[span.start:span.end] == str(span.value)
+            assert len(span.steps) == doc.difficulty
+            last = span.steps[-1]
+            assert last.endswith(f"= {span.value}.")
+
+
+def test_eval_and_qa_are_disjoint_from_training():
+    def chains(docs):
+        return {"|".join(s.steps) + f"|{s.value}" for d in docs for s in d.hard_spans}
+    train = [make_document("train", 0, i) for i in range(3000)]
+    held_out = [make_document("eval", 0, i) for i in range(500)]
+    assert not chains(train) & chains(held_out)
+    assert not {d.text for d in train} & {d.text for d in held_out}
+    problems = qa_problems(50, 2, seed=0)
+    train_texts = [d.text for d in train]
+    assert not any(t.startswith(p.prompt) for p in problems for t in train_texts)
+    # the hash split: every held-out chain is in the reserved bucket, no training chain is
+    for doc in train:
+        for span in doc.hard_spans:
+            start = span.steps[0].split(" ")[0]
+            key = start + "".join(s.split(" ")[1] + s.split(" ")[2] for s in span.steps)
+            assert not corpus.is_held_out(key)
+
+
+def test_qa_problems_and_answer_extraction():
+    problems = qa_problems(20, 3, seed=1)
+    assert problems == qa_problems(20, 3, seed=1)
+    assert len({p.problem_id for p in problems}) == 20
+    for p in problems:
+        assert p.prompt.endswith("now has") and p.answer.isdigit() and p.difficulty == 3
+    assert extract_answer(" 42 pears.") == "42"
+    assert extract_answer("</think> -7 apples") == "-7"
+    assert extract_answer("no number") is None
+    assert extract_answer(None) is None and extract_answer(b"\xff 5") == "5"
+    with pytest.raises(ValueError, match="difficulty"):
+        qa_problems(1, 0)
+
+
+def test_before_hard_sample_follows_the_test_time_protocol():
+    doc = next(d for d in (make_document("train", 0, i) for i in range(100)) if d.difficulty == 2)
+    span = doc.hard_spans[0]
+    sample = "".join(t for t, _ in formats.before_hard_segments(doc, ProgrammaticTeacher.span_thinking(doc)))
+    prompt = doc.text[:span.start].rstrip()
+    thinking = " ".join(span.steps)
+    assert sample.startswith(prompt + THINK_OPEN + " " + thinking + THINK_CLOSE + " " + str(span.value))
+    raw = "".join(t for t, flag in formats.before_hard_segments(doc, [thinking]) if not flag & formats.THINKING_BIT)
+    assert raw == doc.text
+
+
+def test_thinking_length_grows_with_difficulty():
+    teacher = ProgrammaticTeacher()
+    docs = [make_document("train", 0, i) for i in range(2000)]
+    difficulty = np.array([d.difficulty for d in docs], float)
+    length = np.array([teacher.think(d.text, d).tokens_generated for d in docs], float)
+    assert length[difficulty == 0].max() == 0
+    correlation = np.corrcoef(difficulty, length)[0, 1]
+    assert correlation > 0.8, correlation
+
+
+def _documents_of(batch, row):
+    seg = batch["segment_ids"][row]
+    return [vocabulary.decode(batch["targets"][row][seg == s]) for s in np.unique(seg[seg > 0])]
+
+
+def test_train_batches_shapes_masks_and_decoding():
+    batch = next(pipeline.train_batches("synthetic_thinking", 4, 256, seed=7))
+    assert set(batch) == set(pipeline.BATCH_KEYS)
+    for key, value in batch.items():
+        assert value.shape == (4, 256), key
+        assert value.dtype == (np.float32 if key.endswith(("mask", "weights")) else np.int32), key
+    w = batch["loss_weights"]
+    assert np.array_equal(w, (batch["segment_ids"] > 0).astype(np.float32))
+    assert np.array_equal(batch["thinking_mask"] + batch["raw_mask"], w)
+    assert batch["thinking_mask"].sum() > 0 and batch["targets"].max() < 264
+    # inputs are targets shifted right within each packed document, positions restart at 0
+    for row in range(4):
+        seg = batch["segment_ids"][row]
+        for s in np.unique(seg[seg > 0]):
+            idx = np.flatnonzero(seg == s)
+            assert batch["positions"][row][idx[0]] == 0
+            assert np.array_equal(batch["inputs"][row][idx[1:]], batch["targets"][row][idx[:-1]])
+    # the documents decode back: the first full document of row 0 is a generated document
+    # followed by its thinking, and the thinking mask covers exactly the <think> block
+    docs = _documents_of(batch, 0)
+    first = docs[0]
+    assert THINK_OPEN.strip() in first and first.endswith(THINK_CLOSE.strip())
+    seg0 = batch["segment_ids"][0] == 1
+    thinking = vocabulary.decode(batch["targets"][0][seg0 & (batch["thinking_mask"][0] > 0)])
+    assert thinking.startswith(THINK_OPEN) and thinking.endswith(THINK_CLOSE)
+    text = vocabulary.decode(batch["targets"][0][seg0 & (batch["raw_mask"][0] > 0)])
+    assert "So " in text and "now has" in text
+
+
+def test_vanilla_batches_are_the_raw_documents():
+    batch = next(pipeline.train_batches("synthetic_vanilla", 2, 256, seed=0))
+    assert batch["thinking_mask"].sum() == 0
+    seed = pipeline._stream_seed(0, 0, 0, 1)
+    expected = [d.text for d, _ in zip(corpus.documents("train", seed), range(20))]
+    decoded = [doc for row in range(2) for doc in _documents_of(batch, row)]
+    assert decoded[0] == expected[0] and len(decoded) >= 2
+    assert set(decoded) <= set(expected)
+
+
+def test_train_batches_deterministic_and_resume_equals_skipping(monkeypatch):
+    monkeypatch.setattr(pipeline, "CHUNK_TOKENS", 4 * 2 * 64)  # chunks of 4 batches
+    def take(n, **kw):
+        it = pipeline.train_batches("synthetic_thinking_before_hard", 2, 64, seed=5, **kw)
+        return [next(it) for _ in range(n)]
+    full = take(11)
+    again = take(11)
+    for a, b in zip(full, again):
+        for k in a:
+            assert np.array_equal(a[k], b[k])
+    for start in (1, 4, 6):
+        resumed = take(11 - start, start_batch=start)
+        for a, b in zip(full[start:], resumed):
+            for k in a:
+                assert np.array_equal(a[k], b[k]), (start, k)
+    other_host = take(1, host_index=1, host_count=2)[0]
+    assert not np.array_equal(other_host["targets"], full[0]["targets"])
+
+
+def test_eval_batches_hold_out_raw_documents_with_hard_masks():
+    batches = pipeline.eval_batches("synthetic", 4, 256, 2)
+    assert len(batches) == 2 and set(batches[0]) == set(pipeline.EVAL_KEYS)
+    b = batches[0]
+    assert b["thinking_mask"].sum() == 0 and b["hard_mask"].sum() > 0
+    hard = vocabulary.decode(b["targets"][b["hard_mask"] > 0])
+    assert hard.isdigit()
+    assert np.all(b["target_bytes"] <= b["loss_weights"]) and b["target_bytes"].sum() < b["loss_weights"].sum()
+    assert all(np.array_equal(x[k], y[k])
+               for x, y in zip(batches, pipeline.eval_batches("synthetic", 4, 256, 2)) for k in x)
+    eval_docs = {d for b in batches for r in range(4) for d in _documents_of(b, r)}
+    train_docs = {make_document("train", s, i).text for s in (0, pipeline._stream_seed(0, 0, 0, 1)) for i in range(2000)}
+    assert not eval_docs & train_docs
+
+
+def test_teacher_flops_and_unknown_task():
+    assert pipeline.teacher_flops_per_thinking_token("synthetic_vanilla") == 0.0
+    assert pipeline.teacher_flops_per_thinking_token("synthetic_thinking") >= 0.0
+    with pytest.raises(ValueError, match="unknown data task 'nope'"):
+        pipeline.train_batches("nope", 2, 64, 0)
