@@ -21,6 +21,9 @@ VERBS = {
     "recommend": ("analysis.recommend", "answer budget questions from a fitted law, with bootstrap intervals"),
     "report": ("analysis.report", "write a self-contained HTML report: laws, figures, recommendations, provenance"),
     "train": ("scaling.train", "train a model preset: WSD cooldown branches or cosine, exact resume"),
+    "sweep": ("scaling.sweep.launch", "plan and run a grid of runs (grids/*.gin) locally or on Ray"),
+    "status": ("scaling.sweep.status", "show each run of a sweep: state, progress, latest loss, throughput"),
+    "collect": ("scaling.sweep.collect", "write a sweep's training.parquet and inference.parquet, validated"),
 }
 
 

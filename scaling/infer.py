@@ -1,0 +1,354 @@
+"""`scaling infer`: what test-time thinking buys a trained model.
+
+For one finished checkpoint of a run, every (difficulty, thinking budget T) setting of the
+question-answering set is decoded twice with the KV-cache decoder of `scaling.decode`: greedily
+(one answer per problem) and with temperature sampling (n = max(samples) answers per problem,
+aggregated for each k in `samples` by majority vote and by unbiased pass@k). Vanilla and
+thinking-trained models go through the same protocol (scaling.data.formats), so they compare
+fairly. Rows go to `<run_dir>/inference_rows.jsonl` (the inference table of docs/schema.md),
+appended atomically; settings already there are skipped, so a sweep resumes where it stopped.
+The s1 metrics Control and Scaling go to `<run_dir>/inference_metrics.json`.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+import sys
+import zlib
+from pathlib import Path
+
+import gin
+import numpy as np
+import pandas as pd
+
+from scaling import accounting, checkpoints, configuration, decode
+from scaling.configuration import ConfigError
+from scaling.data import corpus, formats, vocabulary
+from scaling.model import ModelConfig
+
+ROWS_FILE = "inference_rows.jsonl"
+METRICS_FILE = "inference_metrics.json"
+WAIT_TEXT = " Wait"  # s1's continuation when the model tries to stop thinking early
+# Columns that identify a setting: a row whose key is already in the file is not recomputed.
+KEY_COLUMNS = ("run_id", "branch", "step", "task", "thinking_budget", "samples", "aggregator", "n_problems",
+               "n_samples", "temperature", "top_p", "max_extensions", "max_answer_tokens", "seed")
+TABLE_COLUMNS = ["task", "thinking_budget", "samples", "aggregator", "accuracy", "accuracy_stderr",
+                 "mean_thinking_tokens", "mean_generated_tokens", "flops_per_query"]
+
+
+class InferenceError(RuntimeError):
+    """The run folder cannot be evaluated (no finished branch, unknown branch or step)."""
+
+
+def task_name(difficulty: int) -> str:
+    return f"synthetic_qa_d{difficulty}"
+
+
+def protocol(max_answer_tokens: int) -> decode.Protocol:
+    """The test-time protocol of scaling.data.formats as token ids, with s1's "Wait"."""
+    return decode.Protocol(eos_id=vocabulary.EOS_ID, pad_id=vocabulary.PAD_ID,
+                           think_close_id=vocabulary.THINK_CLOSE_ID,
+                           wait_ids=tuple(vocabulary.encode(WAIT_TEXT)),
+                           close_ids=tuple(vocabulary.encode(formats.THINK_CLOSE)),
+                           max_answer_tokens=max_answer_tokens)
+
+
+def prompt_ids(prompt: str, thinking_budget: int) -> list[int]:
+    """T = 0: the prompt alone (it ends with the answer prefix); T > 0: prompt + `<think>`."""
+    return vocabulary.encode(prompt + (formats.THINK_OPEN if thinking_budget > 0 else ""))
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregators
+
+
+def pass_at_k(n: int, correct: int, k: int) -> float:
+    """Unbiased pass@k from n >= k samples of which `correct` are right (Chen et al. 2021)."""
+    if not 0 < k <= n or not 0 <= correct <= n:
+        raise ValueError(f"pass@k needs 0 < k <= n and 0 <= correct <= n, got n={n}, correct={correct}, k={k}")
+    return 1.0 - math.comb(n - correct, k) / math.comb(n, k)
+
+
+def majority_vote(answers: list[str | None]) -> str | None:
+    """The most frequent extracted answer (ties: the first seen); None when none could be read."""
+    counts = collections.Counter(a for a in answers if a is not None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def majority_accuracy(answers: list[str | None], truth: str, k: int) -> float:
+    """Majority-of-k accuracy on one problem, averaged over the n // k disjoint groups of k."""
+    groups = [answers[i:i + k] for i in range(0, len(answers) - k + 1, k)]
+    return float(np.mean([majority_vote(g) == truth for g in groups]))
+
+
+def s1_scaling(thinking_tokens, accuracy) -> float | None:
+    """s1's Scaling: the average slope of accuracy over thinking tokens, over all pairs of settings."""
+    points = sorted(zip(thinking_tokens, accuracy))
+    slopes = [(b_acc - a_acc) / (b_x - a_x) for i, (a_x, a_acc) in enumerate(points)
+              for b_x, b_acc in points[i + 1:] if b_x > a_x]
+    return float(np.mean(slopes)) if slopes else None
+
+
+# ----------------------------------------------------------------------------------------------
+# The table file
+
+
+def read_rows(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / ROWS_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise InferenceError(f"{path}:{line_no}: not a JSON row ({e})") from None
+    return rows
+
+
+def _row_key(row: dict) -> tuple:
+    return tuple(row.get(c) for c in KEY_COLUMNS)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def append_rows(run_dir: str | Path, rows: list[dict]) -> None:
+    """Append rows to the run's inference table; the file is replaced whole, never half-written."""
+    path = Path(run_dir) / ROWS_FILE
+    existing = path.read_text() if path.is_file() else ""
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    _write_atomic(path, existing + "".join(json.dumps(r) + "\n" for r in rows))
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding a setting
+
+
+def _decode_all(config: ModelConfig, params, prompts: list[list[int]], proto: decode.Protocol,
+                thinking_budget: int, max_extensions: int, temperature: float, top_p: float,
+                batch_size: int, seed: int) -> list[dict]:
+    """Decode every prompt in fixed-shape batches; one outcome dict per prompt."""
+    padded, lengths = decode.pad_prompts(prompts, proto.pad_id)
+    outcomes = []
+    for chunk, start in enumerate(range(0, len(prompts), batch_size)):
+        rows = list(range(start, min(start + batch_size, len(prompts))))
+        take = rows + [rows[0]] * (batch_size - len(rows))  # the last batch keeps the compiled shape
+        out = decode.decode(config, params, padded[take], lengths[take], proto, thinking_budget, max_extensions,
+                            temperature, top_p, seed=zlib.crc32(f"{seed}:{thinking_budget}:{chunk}".encode()))
+        for i, row in enumerate(rows):
+            generated = int(out.generated[i])
+            outcomes.append({
+                "answer": corpus.extract_answer(vocabulary.decode(out.answer_ids(i))),
+                "thinking": int(out.thinking[i]),
+                "generated": generated,
+                "flops": accounting.inference_flops_per_query(config, int(lengths[row]), generated),
+            })
+    return outcomes
+
+
+def _row(base: dict, aggregator: str, samples: int, scores: list[float], outcomes: list[dict], budget: int) -> dict:
+    scores = np.asarray(scores, np.float64)
+    return {**base, "samples": samples, "aggregator": aggregator,
+            "accuracy": float(scores.mean()),
+            "accuracy_stderr": float(scores.std() / math.sqrt(len(scores))),
+            "n_problems": len(scores),
+            "mean_thinking_tokens": float(np.mean([o["thinking"] for o in outcomes])),
+            "mean_generated_tokens": float(np.mean([o["generated"] for o in outcomes])),
+            "flops_per_query": samples * float(np.mean([o["flops"] for o in outcomes])),
+            "within_budget": float(np.mean([o["thinking"] <= budget for o in outcomes]))}
+
+
+# ----------------------------------------------------------------------------------------------
+# The entry point
+
+
+def _int_list(name: str, value, minimum: int) -> tuple[int, ...]:
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < minimum for v in values):
+        raise ConfigError(f"infer.{name} must be a non-empty list of integers >= {minimum}, got {value!r}")
+    return tuple(sorted(set(values)))
+
+
+def _select_checkpoint(run_dir: Path, branch: str | None, step: int | None) -> dict:
+    finished = checkpoints.finished_branches(run_dir)
+    if not finished:
+        raise InferenceError(f"{run_dir}: no finished branch to evaluate (checkpoints/branches.json is missing "
+                             "or empty); finish training with `scaling train` first")
+    if branch is not None:
+        matches = [r for r in finished if r["branch"] == branch]
+    elif step is not None:
+        matches = [r for r in finished if r["step"] == step]
+    else:
+        matches = finished[-1:]
+    if not matches:
+        wanted = f"branch {branch!r}" if branch is not None else f"step {step}"
+        raise InferenceError(f"{run_dir}: no finished {wanted}; finished: "
+                             + ", ".join(f"{r['branch']} (step {r['step']})" for r in finished))
+    return matches[-1]
+
+
+def _identity(run_dir: Path) -> dict:
+    """run_id, sweep and arm as the trainer recorded them in training_rows.jsonl."""
+    path = run_dir / "training_rows.jsonl"
+    first = {}
+    if path.is_file():
+        lines = [l for l in path.read_text().splitlines() if l.strip()]
+        first = json.loads(lines[0]) if lines else {}
+    return {"run_id": first.get("run_id", run_dir.name), "sweep": first.get("sweep", ""),
+            "arm": first.get("arm", "")}
+
+
+@gin.configurable(denylist=["branch", "step"])
+def infer(model_dir: str = gin.REQUIRED,
+          thinking_budgets=(0, 16, 64),
+          samples=(1, 4, 16),
+          temperature: float = 0.7,
+          top_p: float = 1.0,
+          max_extensions: int = 0,
+          difficulties=(1, 2, 3),
+          problems_per_difficulty: int = 32,
+          max_answer_tokens: int = 12,
+          batch_size: int = 64,
+          seed: int = 0,
+          branch: str | None = None,
+          step: int | None = None) -> pd.DataFrame:
+    """Evaluate one finished checkpoint of `model_dir` over the grid; see gin/runs/infer.gin.
+
+    Returns this checkpoint's rows (all settings, including those found already computed).
+    """
+    budgets = _int_list("thinking_budgets", thinking_budgets, 0)
+    ks = _int_list("samples", samples, 1)
+    levels = _int_list("difficulties", difficulties, 1)
+    for name, value, minimum in (("problems_per_difficulty", problems_per_difficulty, 1),
+                                 ("max_extensions", max_extensions, 0), ("max_answer_tokens", max_answer_tokens, 1),
+                                 ("batch_size", batch_size, 1), ("seed", seed, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ConfigError(f"infer.{name} must be an integer >= {minimum}, got {value!r}")
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ConfigError(f"infer.temperature must be > 0 (greedy rows are always added), got {temperature!r}")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise ConfigError(f"infer.top_p must be in (0, 1], got {top_p!r}")
+
+    run_dir = Path(model_dir).resolve()
+    chosen = _select_checkpoint(run_dir, branch, step)
+    config, params = checkpoints.restore_params(run_dir, chosen["branch"])
+    proto = protocol(max_answer_tokens)
+    n_samples = max(ks)
+    base = {**_identity(run_dir), "params": accounting.param_count(config).total, "step": chosen["step"],
+            "tokens": chosen["tokens"], "branch": chosen["branch"]}
+    done = {_row_key(r) for r in read_rows(run_dir)}
+    requested: set[tuple] = set()
+    longest = max(len(prompt_ids(p.prompt, max(budgets))) for d in levels
+                  for p in corpus.qa_problems(problems_per_difficulty, d, seed)) + proto.max_new_tokens(max(budgets))
+    if longest > config.seq_len:
+        print(f"note: sequences reach {longest} tokens, beyond the {config.seq_len} the model was trained on")
+
+    for difficulty in levels:
+        problems = corpus.qa_problems(problems_per_difficulty, difficulty, seed)
+        truths = [p.answer for p in problems]
+        for budget in budgets:
+            setting = {**base, "task": task_name(difficulty), "difficulty": difficulty, "thinking_budget": budget,
+                       "n_problems": len(problems), "top_p": top_p, "max_extensions": max_extensions,
+                       "max_answer_tokens": max_answer_tokens, "seed": seed}
+            greedy_base = {**setting, "n_samples": 1, "temperature": 0.0}
+            sampled_base = {**setting, "n_samples": n_samples, "temperature": float(temperature)}
+            wanted = [(greedy_base, "greedy", 1)] + [(sampled_base, agg, k) for k in ks for agg in ("majority", "pass@k")]
+            keys = [_row_key({**b, "aggregator": agg, "samples": k}) for b, agg, k in wanted]
+            requested |= set(keys)
+            missing = [w for w, key in zip(wanted, keys) if key not in done]
+            if not missing:
+                continue
+            prompts = [prompt_ids(p.prompt, budget) for p in problems]
+            new_rows = []
+            if any(agg == "greedy" for _, agg, _ in missing):
+                outcomes = _decode_all(config, params, prompts, proto, budget, max_extensions, 0.0, 1.0,
+                                       batch_size, seed)
+                scores = [o["answer"] == t for o, t in zip(outcomes, truths)]
+                new_rows.append(_row(greedy_base, "greedy", 1, scores, outcomes, budget))
+            sampled = [(agg, k) for _, agg, k in missing if agg != "greedy"]
+            if sampled:
+                outcomes = _decode_all(config, params, [p for p in prompts for _ in range(n_samples)], proto, budget,
+                                       max_extensions, temperature, top_p, batch_size, seed)
+                answers = [[o["answer"] for o in outcomes[i * n_samples:(i + 1) * n_samples]]
+                           for i in range(len(problems))]
+                for agg, k in sampled:
+                    if agg == "majority":
+                        scores = [majority_accuracy(a, t, k) for a, t in zip(answers, truths)]
+                    else:
+                        scores = [pass_at_k(n_samples, sum(x == t for x in a), k) for a, t in zip(answers, truths)]
+                    new_rows.append(_row(sampled_base, agg, k, scores, outcomes, budget))
+            append_rows(run_dir, new_rows)
+            done |= {_row_key(r) for r in new_rows}
+            summary = ", ".join(f"{r['aggregator']}@{r['samples']}={r['accuracy']:.3f}" for r in new_rows)
+            print(f"{task_name(difficulty)} T={budget}: {summary}", flush=True)
+
+    mine = [r for r in read_rows(run_dir) if _row_key(r) in requested]
+    metrics = write_metrics(run_dir, chosen, mine)
+    table = pd.DataFrame(mine)
+    print(table[TABLE_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(json.dumps(metrics))
+    return table
+
+
+def s1_metrics(rows: list[dict]) -> dict:
+    """Control (share of greedy samples whose thinking stayed within T, over T > 0) and Scaling
+    (average pairwise slope of greedy accuracy over mean thinking tokens), overall and per task."""
+    greedy = [r for r in rows if r["aggregator"] == "greedy"]
+    per_task = {}
+    for task in sorted({r["task"] for r in greedy}):
+        mine = [r for r in greedy if r["task"] == task]
+        thinking = [r for r in mine if r["thinking_budget"] > 0]
+        per_task[task] = {
+            "control": float(np.mean([r["within_budget"] for r in thinking])) if thinking else None,
+            "scaling": s1_scaling([r["mean_thinking_tokens"] for r in mine], [r["accuracy"] for r in mine])}
+    controls = [m["control"] for m in per_task.values() if m["control"] is not None]
+    scalings = [m["scaling"] for m in per_task.values() if m["scaling"] is not None]
+    return {"control": float(np.mean(controls)) if controls else None,
+            "scaling": float(np.mean(scalings)) if scalings else None,
+            "scaling_unit": "accuracy per thinking token", "tasks": per_task}
+
+
+def write_metrics(run_dir: Path, chosen: dict, rows: list[dict]) -> dict:
+    """Store this checkpoint's s1 metrics in <run_dir>/inference_metrics.json (one entry per branch)."""
+    path = run_dir / METRICS_FILE
+    entries = json.loads(path.read_text()) if path.is_file() else []
+    metrics = {"branch": chosen["branch"], "step": chosen["step"], "tokens": chosen["tokens"], **s1_metrics(rows)}
+    entries = [e for e in entries if (e["branch"], e["step"]) != (chosen["branch"], chosen["step"])] + [metrics]
+    _write_atomic(path, json.dumps(entries, indent=2) + "\n")
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# The `infer` verb
+
+
+def configure_infer(parser):
+    parser.add_argument("--run_dir", help="the run folder to evaluate (same as --gin.MODEL_DIR=...)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--branch", help="finished branch to evaluate, e.g. D=1.0e6 (default: the last finished)")
+    which.add_argument("--step", type=int, help="evaluate the finished branch that ended at this step")
+
+
+def run_infer(args) -> int:
+    if not args.gin.files:
+        raise ConfigError("give the run file: --gin_file=gin/runs/infer.gin (and --run_dir=<run folder>)")
+    gin_args = args.gin
+    if args.run_dir:
+        gin_args = configuration.GinArgs(gin_args.files, gin_args.bindings + (f"MODEL_DIR = {str(args.run_dir)!r}",))
+    configuration.parse(gin_args)
+    try:
+        with configuration.explained(gin_args):
+            infer(branch=args.branch, step=args.step)
+    except (InferenceError, FileNotFoundError) as e:
+        print(f"scaling infer: {e}", file=sys.stderr)
+        return 1
+    return 0
