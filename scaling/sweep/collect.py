@@ -1,0 +1,139 @@
+"""`scaling collect <sweep_dir> -o results/`: the sweep's rows as the two result tables.
+
+Reads every run folder's training_rows.jsonl and inference_rows.jsonl, checks each row against
+the schema of docs/schema.md (required columns present, values of the right type; errors name
+the file, line and column), and writes training.parquet and inference.parquet with the schema
+version in the Parquet metadata (`scaling.schema_version`), each written to a temporary file and
+renamed into place. Columns beyond the schema (e.g. inference's top_p) are kept after it. A
+training evaluation repeated under the same (run_id, branch, schedule, step) keeps its last
+version; an inference row repeated exactly is kept once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scaling.configuration import ConfigError
+from scaling.sweep import store
+
+SCHEMA_VERSION = "1"
+METADATA_KEY = b"scaling.schema_version"
+
+# docs/schema.md, column -> type; the order is the tables' column order.
+TRAINING = {
+    "run_id": str, "sweep": str, "arm": str, "seed": int,
+    "d_model": int, "n_layers": int, "n_heads": int, "n_kv_heads": int, "d_ff": int, "vocab_size": int,
+    "seq_len": int, "mlp_attn_ratio": float, "params": int, "params_non_embedding": int,
+    "flops_per_token": float, "step": int, "tokens": int, "tokens_raw": int, "tokens_thinking": int,
+    "unique_tokens": int, "epochs": float, "flops": float, "flops_6nd": float, "teacher_flops": float,
+    "schedule": str, "branch": str, "is_final": bool, "eval_loss": float, "eval_bpb": float,
+    "eval_loss_hard": float, "eval_loss_easy": float,
+}
+INFERENCE = {
+    "run_id": str, "sweep": str, "arm": str, "params": int, "step": int, "tokens": int, "branch": str,
+    "task": str, "difficulty": int, "thinking_budget": int, "samples": int, "aggregator": str,
+    "accuracy": float, "accuracy_stderr": float, "n_problems": int, "mean_thinking_tokens": float,
+    "mean_generated_tokens": float, "flops_per_query": float,
+}
+# Columns that identify a training evaluation; a repeated key keeps the last row.
+TRAINING_KEY = ("run_id", "branch", "schedule", "step")
+_ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+
+
+def _check_value(value, kind, where: str, column: str):
+    if kind is float:
+        if value is None:
+            return math.nan
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: column {column!r} must be a number, got {value!r}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: column {column!r} must be an integer, got {value!r}")
+        return value
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: column {column!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def read_rows(path: Path, schema: dict) -> list[dict]:
+    """A jsonl table file's rows, each checked against the schema."""
+    rows = []
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{where}: not a JSON row ({e})") from None
+        missing = [c for c in schema if c not in row]
+        if missing:
+            raise ConfigError(f"{where}: missing required column(s) {', '.join(missing)}")
+        rows.append({**row, **{c: _check_value(row[c], kind, where, c) for c, kind in schema.items()}})
+    return rows
+
+
+def table(rows: list[dict], schema: dict, key: tuple[str, ...] | None) -> pa.Table:
+    """Rows as an Arrow table: schema columns first (typed), extra columns after, versioned."""
+    frame = pd.DataFrame(rows, columns=None if rows else list(schema))
+    extras = [c for c in frame.columns if c not in schema]
+    frame = frame[list(schema) + extras]
+    if len(frame):
+        frame = frame.drop_duplicates(subset=list(key) if key else None, keep="last").reset_index(drop=True)
+    fields = [pa.field(c, _ARROW[kind], nullable=kind is float) for c, kind in schema.items()]
+    arrow_schema = pa.schema(fields)
+    columns = {c: pa.array(frame[c].tolist(), type=_ARROW[kind]) for c, kind in schema.items()}
+    result = pa.table(columns, schema=arrow_schema)
+    for c in extras:
+        result = result.append_column(c, pa.array(frame[c].tolist()))
+    return result.replace_schema_metadata({METADATA_KEY: SCHEMA_VERSION.encode()})
+
+
+def write_atomic(t: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(t, tmp)
+    os.replace(tmp, path)
+
+
+def collect(sweep_dir: Path, out_dir: Path) -> dict[str, int]:
+    """Write training.parquet and inference.parquet for the sweep; returns row counts."""
+    sweep_dir = Path(sweep_dir)
+    runs = store.existing_runs(sweep_dir)
+    if not runs:
+        raise ConfigError(f"{sweep_dir}: no planned runs here (run.json files); is this a sweep folder?")
+    training, inference = [], []
+    for name in runs:
+        for file_name, schema, rows in (("training_rows.jsonl", TRAINING, training),
+                                        ("inference_rows.jsonl", INFERENCE, inference)):
+            path = sweep_dir / name / file_name
+            if path.is_file():
+                rows.extend(read_rows(path, schema))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {"training": table(training, TRAINING, TRAINING_KEY),
+              "inference": table(inference, INFERENCE, None)}
+    for name, t in tables.items():
+        write_atomic(t, out_dir / f"{name}.parquet")
+    return {name: t.num_rows for name, t in tables.items()}
+
+
+def configure_collect(parser):
+    parser.add_argument("sweep_dir", help="the sweep folder (e.g. sweeps/smoke)")
+    parser.add_argument("-o", "--out", default="results", help="folder for training.parquet and inference.parquet")
+
+
+def run_collect(args) -> int:
+    counts = collect(Path(args.sweep_dir), Path(args.out))
+    out = Path(args.out)
+    print(f"{out / 'training.parquet'}: {counts['training']} rows\n{out / 'inference.parquet'}: "
+          f"{counts['inference']} rows (schema version {SCHEMA_VERSION})")
+    return 0

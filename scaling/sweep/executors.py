@@ -1,0 +1,126 @@
+"""Executors: hand runs to workers until every run is finished or failed.
+
+One scheduling loop serves both. `local` runs up to N runs at a time, each a subprocess started
+from a worker thread of this driver; `ray` makes each run a Ray task with resource requests
+(CPU, GPU, TPU) that Ray retries when its worker dies. Either way a run is executed under a claim
+(scaling.sweep.claims), so a run held by another driver is left alone and polled until that
+driver finishes it (or dies, and its claim goes stale).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from scaling.configuration import ConfigError
+from scaling.sweep import runner, store
+from scaling.sweep.runner import FAILED, INTERRUPTED, TERMINAL, Job
+
+POLL_S = float(os.environ.get("SCALING_SWEEP_POLL_S", "5"))
+
+
+def _schedule(jobs: list[Job], capacity: int, submit: Callable, wait: Callable,
+              on_outcome: Callable[[Job, str], None], in_flight: dict) -> dict[str, str]:
+    """Submit jobs up to `capacity` at a time; busy ones wait POLL_S and are tried again.
+    `in_flight` (handle -> job) is the caller's, so it can cancel what is running on Ctrl-C."""
+    queue = collections.deque(jobs)
+    later: list[tuple[float, Job]] = []
+    outcomes: dict[str, str] = {}
+    while queue or later or in_flight:
+        now = time.monotonic()
+        queue.extend(job for due, job in later if due <= now)
+        later = [(due, job) for due, job in later if due > now]
+        while queue and len(in_flight) < capacity:
+            job = queue.popleft()
+            in_flight[submit(job)] = job
+        if not in_flight:
+            time.sleep(max(0.05, min(due for due, _ in later) - time.monotonic()))
+            continue
+        for handle, outcome in wait(list(in_flight), timeout=POLL_S):
+            job = in_flight.pop(handle)
+            if outcome in TERMINAL or outcome == INTERRUPTED:
+                outcomes[job.name] = outcome
+                on_outcome(job, outcome)
+            else:  # BUSY or LOST: another driver holds it; look again later
+                later.append((time.monotonic() + POLL_S, job))
+    return outcomes
+
+
+def run_local(jobs: list[Job], workers: int = 1, retry_failed: bool = False,
+              on_outcome: Callable[[Job, str], None] = lambda j, o: None) -> dict[str, str]:
+    """Run the jobs from this process, `workers` at a time. Ctrl-C stops them as interrupted."""
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="run") as pool:
+        def submit(job):
+            return pool.submit(runner.execute, job, retry_failed, stop)
+
+        def wait(handles, timeout):
+            done, _ = concurrent.futures.wait(handles, timeout=timeout,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            return [(h, h.result()) for h in done]
+
+        try:
+            return _schedule(jobs, max(1, workers), submit, wait, on_outcome, {})
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+
+
+def _ray_execute(job: dict, retry_failed: bool) -> str:
+    """The body of a run's Ray task (module level, so workers import it by name)."""
+    return runner.execute(Job.from_json(job), retry_failed)
+
+
+def run_ray(jobs: list[Job], address: str | None = None, workers: int | None = None,
+            cpus_per_run: float = 1, gpus_per_run: float = 0, tpus_per_run: float = 0,
+            max_retries: int = 3, retry_failed: bool = False,
+            on_outcome: Callable[[Job, str], None] = lambda j, o: None) -> dict[str, str]:
+    """Each run a Ray task. address: None starts a local cluster in this process; 'auto' or
+    host:port joins one started with `ray start --head`."""
+    import ray
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     object_store_memory=100 * 1024 * 1024)
+    resources = {"TPU": tpus_per_run} if tpus_per_run else None
+    available = ray.cluster_resources()
+    for name, need in (("CPU", cpus_per_run), ("GPU", gpus_per_run), ("TPU", tpus_per_run)):
+        if need and available.get(name, 0) < need:
+            raise ConfigError(f"--{name.lower()}s_per_run={need}: the Ray cluster has {available.get(name, 0)} "
+                              f"{name} in all; no run could ever be scheduled")
+    task = ray.remote(_ray_execute).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, resources=resources,
+                                            max_retries=max_retries, retry_exceptions=False)
+
+    def submit(job):
+        return task.remote(job.to_json(), retry_failed)
+
+    in_flight: dict = {}
+
+    def wait(handles, timeout):
+        done, _ = ray.wait(handles, num_returns=1, timeout=timeout)
+        out = []
+        for ref in done:
+            try:
+                out.append((ref, ray.get(ref)))
+            except ray.exceptions.RayError as e:  # its retries are spent, or it raised
+                run_dir = Path(in_flight[ref].run_dir)
+                reason = f"Ray task failed after {max_retries} retries: {str(e).strip().splitlines()[-1]}"
+                store.write_job(run_dir, {**store.read_job(run_dir), "state": FAILED, "reason": reason})
+                out.append((ref, FAILED))
+        return out
+
+    try:
+        return _schedule(jobs, workers or len(jobs) or 1, submit, wait, on_outcome, in_flight)
+    except KeyboardInterrupt:
+        for ref in in_flight:
+            ray.cancel(ref)
+        raise
+

@@ -1,0 +1,120 @@
+"""`scaling sweep grids/<name>.gin`: plan a grid's runs, show them, and execute them.
+
+Planning resolves every run's config (failing before any compute on a bad binding), names each
+run by its grid point and config hash, refuses a sweep folder where a grid point already ran with
+a different config, and writes the run folders. Execution hands unfinished runs to the local or
+Ray executor; finished runs are skipped, interrupted ones resume from their checkpoints, failed
+ones wait for --retry_failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scaling.configuration import ConfigError
+from scaling.sweep import executors, grid as grids, runner, store, throughput
+from scaling.sweep.status import format_table
+
+
+def configure_sweep(parser):
+    parser.add_argument("grid", help="the grid file, e.g. grids/smoke.gin (override with --gin.Grid.X=...)")
+    parser.add_argument("--sweep_dir", default=None, help="the sweep folder (default: sweeps/<grid name>)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs at a time (local default 1; ray default: as many as the cluster fits)")
+    parser.add_argument("--dry_run", action="store_true", help="print the plan, total FLOPs and wall time; run nothing")
+    parser.add_argument("--retry_failed", action="store_true", help="run failed runs again")
+    parser.add_argument("--throughput", type=float, default=None,
+                        help="training FLOP/s per run for the time estimates (default: measured or recorded)")
+    ray = parser.add_argument_group("ray executor")
+    ray.add_argument("--ray_address", default=None,
+                     help="'auto' or host:port of a `ray start --head` cluster (default: a local cluster)")
+    ray.add_argument("--cpus_per_run", type=float, default=1)
+    ray.add_argument("--gpus_per_run", type=float, default=0)
+    ray.add_argument("--tpus_per_run", type=float, default=0, help="TPU chips per run (Ray resource 'TPU')")
+    ray.add_argument("--max_retries", type=int, default=3, help="Ray retries of a run whose worker died")
+
+
+def _hours(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def plan(grid_file: str, bindings: tuple[str, ...], sweep_dir: str | None):
+    """Load and expand the grid and resolve every run; nothing is written."""
+    if not Path(grid_file).is_file():
+        raise ConfigError(f"{grid_file}: no such grid file")
+    grid = grids.load_grid(grid_file, bindings)
+    points = grids.expand(grid)
+    plans = [store.plan_run(grid, point) for point in points]
+    directory = Path(sweep_dir) if sweep_dir else Path("sweeps") / grid.name
+    store.check_unchanged(directory, plans)
+    return grid, plans, directory
+
+
+def estimates(plans: list[store.RunPlan], directory: Path, given: float | None) -> dict[str, throughput.Throughput]:
+    """Throughput per architecture label (each plan's point['label'])."""
+    from scaling.model import ModelConfig
+
+    archs = {}
+    for p in plans:
+        archs.setdefault(_arch_key(p), (_arch_key(p), ModelConfig(**p.point["config"]), p.point["batch_size"]))
+    if given is not None:
+        return {key: throughput.Throughput(given, "given") for key in archs}
+    return throughput.estimate(list(archs.values()), directory)
+
+
+def _arch_key(p: store.RunPlan) -> str:
+    return f"{p.point['preset']}{p.point['architecture']} b{p.point['batch_size']}"
+
+
+def run_sweep(args) -> int:
+    if args.gin.files:
+        raise ConfigError(f"scaling sweep takes the grid as its argument; --gin_file={args.gin.files[0]} "
+                          "is not used (override the grid with --gin.Grid.NAME=VALUE)")
+    grid, plans, directory = plan(args.grid, args.gin.bindings, args.sweep_dir)
+    rates = estimates(plans, directory, args.throughput)
+    rows, total_flops, total_seconds = [], 0.0, 0.0
+    for p in plans:
+        flops = p.point["flops_per_token"] * p.point["train_tokens"]
+        rate = rates[_arch_key(p)]
+        seconds = flops / rate.flops_per_s
+        total_flops += flops
+        total_seconds += seconds
+        state = store.read_job(directory / p.name)["state"] if (directory / p.name).is_dir() else "new"
+        rows.append([p.name, f"{p.point['params']:.3g}", " ".join(f"{d:.3g}" for d in p.point["data_budgets"]),
+                     f"{flops:.3g}", p.point["arm"], f"{_hours(seconds)} ({rate.source})", state])
+    print(format_table(["run", "N", "D", "C", "arm", "est. time", "state"], rows))
+    workers = args.workers or 1
+    print(f"\n{grid.name}: {len(plans)} runs, {total_flops:.3g} training FLOPs, {_hours(total_seconds)} of "
+          f"training steps at the rates shown ({_hours(total_seconds / workers)} on {workers} worker(s)); "
+          "each run adds its start-up, compilation, evaluations and inference")
+    if args.dry_run:
+        return 0
+    store.write_plan(directory, grid, args.grid, plans)
+    jobs = [runner.job_for(directory / p.name, p) for p in plans]
+    print(f"sweep folder: {directory}", flush=True)
+
+    def report(job, outcome):
+        reason = store.read_job(Path(job.run_dir)).get("reason") if outcome == runner.FAILED else ""
+        print(f"{outcome:12s} {job.name}" + (f": {reason}" if reason else ""), flush=True)
+
+    try:
+        if args.executor == "local":
+            outcomes = executors.run_local(jobs, workers, args.retry_failed, report)
+        else:
+            outcomes = executors.run_ray(jobs, args.ray_address, args.workers, args.cpus_per_run,
+                                         args.gpus_per_run, args.tpus_per_run, args.max_retries,
+                                         args.retry_failed, report)
+    except KeyboardInterrupt:
+        print("\ninterrupted; running runs were stopped and resume when you run this command again", flush=True)
+        return 130
+    failed = sorted(name for name, outcome in outcomes.items() if outcome != runner.DONE)
+    print(f"\n{len(outcomes) - len(failed)} of {len(plans)} runs finished"
+          + (f"; not finished: {', '.join(failed)} (see scaling status {directory}; --retry_failed reruns failed ones)"
+             if failed else ""))
+    return 1 if failed else 0
+

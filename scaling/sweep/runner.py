@@ -1,0 +1,169 @@
+"""Execute one run: claim it, run its phases (train, then infer) as subprocesses, record the outcome.
+
+The same function runs in a local driver's worker thread and inside a Ray task. A run's phases
+are commands; `scaling` as the first word means this interpreter's `scaling` CLI, so a Ray worker
+runs the project installed on its own host. Children die with the process that started them
+(Linux parent-death signal), so a killed driver or Ray worker never leaves a trainer behind to
+race the run's next attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from scaling.sweep import claims, store
+
+# Outcomes of execute(): terminal ones end the run's scheduling; the rest are retried later.
+DONE, FAILED, BUSY, LOST, INTERRUPTED = "done", "failed", "busy", "lost", "interrupted"
+TERMINAL = (DONE, FAILED)
+
+# Runs a command with the parent-death signal set, then replaces itself with the command.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "parent = int(sys.argv[1])\n"
+    "try:\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "if os.getppid() != parent:\n"
+    "    sys.exit(137)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A run folder and the commands that make it (each phase: (name, argv))."""
+
+    run_dir: str
+    phases: tuple
+
+    @property
+    def name(self) -> str:
+        return Path(self.run_dir).name
+
+    def to_json(self) -> dict:
+        return {"run_dir": self.run_dir, "phases": [[n, list(a)] for n, a in self.phases]}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Job":
+        return cls(obj["run_dir"], tuple((n, tuple(a)) for n, a in obj["phases"]))
+
+
+def job_for(run_dir: Path, plan: store.RunPlan) -> Job:
+    """The commands of a planned run: `scaling train` on its config, then `scaling infer` on
+    each finished branch (one per data budget)."""
+    run_dir = Path(run_dir).resolve()
+    phases = [("train", ("scaling", "train", f"--gin_file={run_dir / 'config.gin'}", f"--gin.MODEL_DIR={run_dir}"))]
+    if plan.infer_config:
+        for branch in plan.point["branches"]:
+            phases.append((f"infer_{branch.replace('=', '')}",
+                           ("scaling", "infer", f"--run_dir={run_dir}", f"--branch={branch}",
+                            f"--gin_file={run_dir / 'infer.gin'}")))
+    return Job(str(run_dir), tuple(phases))
+
+
+def _argv(command: tuple) -> list[str]:
+    if command and command[0] == "scaling":
+        return [sys.executable, "-m", "scaling.cli", *command[1:]]
+    return list(command)
+
+
+def _failure_reason(run_dir: Path, phase: str, returncode: int, log: Path) -> str:
+    status = store.read_json(run_dir / "status.json", default={}) if phase == "train" else {}
+    if isinstance(status, dict) and status.get("state") == "failed" and status.get("reason"):
+        return str(status["reason"])
+    how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+    tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:] if log.exists() else []
+    return f"{phase} {how}" + (": " + " | ".join(tail) if tail else "")
+
+
+def _stop_child(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it has not exited within grace_s."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def execute(job: Job, retry_failed: bool = False, stop: threading.Event | None = None,
+            owner: str | None = None) -> str:
+    """Run the job's remaining phases under a claim; returns one of the outcomes above."""
+    run_dir = Path(job.run_dir)
+    record = store.read_job(run_dir)
+    if record["state"] == DONE or (record["state"] == FAILED and not retry_failed):
+        return record["state"]
+    claim = claims.Claim.acquire(run_dir, owner)
+    if claim is None:
+        return BUSY
+    try:
+        record = store.read_job(run_dir)  # re-read under the claim: another driver may have finished it
+        if record["state"] == DONE or (record["state"] == FAILED and not retry_failed):
+            return record["state"]
+        claim.start_heartbeat()
+        record.update(state="running", attempts=record.get("attempts", 0) + 1, owner=claim.owner, reason="")
+        record.setdefault("phases_done", [])
+        for phase, command in job.phases:
+            if phase in record["phases_done"]:
+                continue
+            record["phase"] = phase
+            store.write_job(run_dir, record)
+            outcome, returncode = _run_phase(run_dir, phase, command, claim, stop, record["attempts"])
+            if outcome == LOST:
+                return LOST
+            if outcome == INTERRUPTED:
+                store.write_job(run_dir, {**record, "state": INTERRUPTED})
+                return INTERRUPTED
+            if returncode != 0:
+                reason = _failure_reason(run_dir, phase, returncode, run_dir / f"{phase}.log")
+                store.write_job(run_dir, {**record, "state": FAILED, "reason": reason})
+                return FAILED
+            record["phases_done"].append(phase)
+        store.write_job(run_dir, {**record, "state": DONE, "phase": ""})
+        return DONE
+    except KeyboardInterrupt:  # a cancelled Ray task
+        store.write_job(run_dir, {**record, "state": INTERRUPTED})
+        return INTERRUPTED
+    finally:
+        claim.release()
+
+
+def _run_phase(run_dir: Path, phase: str, command: tuple, claim: claims.Claim,
+               stop: threading.Event | None, attempt: int) -> tuple[str, int]:
+    log = run_dir / f"{phase}.log"
+    with open(log, "a") as out:
+        out.write(f"\n=== attempt {attempt} by {claim.owner} at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                  f"{json.dumps(list(command))}\n")
+        out.flush()
+        argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *_argv(command)]
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            while True:
+                try:
+                    return DONE, proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+                if claim.lost.is_set():
+                    _stop_child(proc)
+                    return LOST, -1
+                if stop is not None and stop.is_set():
+                    _stop_child(proc)
+                    return INTERRUPTED, -1
+        except BaseException:
+            _stop_child(proc)
+            raise

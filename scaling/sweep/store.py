@@ -1,0 +1,223 @@
+"""The sweep folder on disk: run identity, planned runs, and each run's job record.
+
+```
+<sweep_dir>/
+  sweep.json              grid name and file, the planned run names (rewritten at each plan)
+  <run name>-<hash>/      one run folder (the trainer's layout, docs/schema.md), plus:
+    run.json              identity: grid point, config hash, resolved config, commands (immutable)
+    config.gin            the resolved train config, written at planning (the trainer may rewrite
+                          it with its operative config; run.json keeps the planned text)
+    job.json              the sweep's record: state, phase, attempts, reason (atomic rewrites)
+    claims/               claim files (scaling.sweep.claims)
+    train.log, infer.log  the commands' output
+```
+
+A run's identity is its readable name (from the grid point) plus a short hash of its resolved
+config and inference settings. Everything stored is JSON or gin text: nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import importlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import gin
+
+from scaling import configuration
+from scaling.configuration import ConfigError
+from scaling.sweep.grid import Grid, Point, sanitise
+
+HASH_LENGTH = 8
+JOB_STATES = ("pending", "running", "done", "failed", "interrupted")
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to a temporary file beside `path`, then rename over it (readers never see half)."""
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return default
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+
+
+def point_bindings(grid: Grid, point: Point) -> tuple[str, ...]:
+    """The bindings that make the trainer run this grid point (MODEL_DIR is given at launch)."""
+    return point.model.bindings + (
+        f"train.sweep = {grid.name!r}",
+        f"train.arm = {point.arm!r}",
+        f"train.task = {point.task!r}",
+        f"train.seed = {point.seed}",
+        f"train.schedule = {point.schedule!r}",
+        f"train.data_budgets = {list(point.data_budgets)!r}",
+    )
+
+
+def _override_bindings(overrides: dict, where: str) -> tuple[str, ...]:
+    out = []
+    for name, value in overrides.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: binding names must be strings, got {name!r}")
+        out.append(f"{name} = {value if isinstance(value, str) and value.startswith(('@', '%')) else repr(value)}")
+    return tuple(out)
+
+
+def resolve(entry_module: str, files: tuple[str, ...], bindings: tuple[str, ...]) -> str:
+    """The resolved gin config of files + bindings: every binding, sorted, includes expanded.
+    `entry_module` (scaling.train, scaling.infer) is imported so gin knows every name bound."""
+    importlib.import_module(entry_module)
+    configuration.parse(configuration.GinArgs(tuple(files), tuple(bindings)))
+    return gin.config_str()
+
+
+def _bound(name: str):
+    """The value the parsed config gives `train.<arg>`: its binding, or train()'s default."""
+    import inspect
+
+    from scaling.train import train
+    try:
+        return gin.query_parameter(name)
+    except ValueError:
+        return inspect.signature(train).parameters[name.split(".")[-1]].default
+
+
+def branch_label(tokens: int) -> str:
+    from scaling.train import branch_label as label
+    return label(tokens)
+
+
+def train_tokens(point: Point, cooldown_fraction: float) -> int:
+    """Tokens the run trains in all: under WSD the trunk to the last fork plus every cooldown."""
+    if point.schedule == "cosine":
+        return point.data_budgets[0]
+    budgets = point.data_budgets
+    return int(round(max(budgets) * (1 - cooldown_fraction) + cooldown_fraction * sum(budgets)))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Everything needed to execute one run, as plain JSON (Ray ships it to workers as is)."""
+
+    name: str  # <readable>-<hash>
+    readable: str
+    config_hash: str
+    point: dict
+    train_config: str  # resolved gin text, MODEL_DIR left %gin.REQUIRED (given at launch)
+    infer_config: str  # resolved gin text of the inference sweep, "" for none
+
+    @property
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def plan_run(grid: Grid, point: Point) -> RunPlan:
+    """Resolve a grid point's train config and inference settings; name it by their hash."""
+    train_bindings = (_override_bindings(grid.train_overrides, "Grid.train_overrides")
+                      + _override_bindings(grid.arm_overrides.get(point.arm, {}),
+                                           f"Grid.arm_overrides[{point.arm!r}]")
+                      + point_bindings(grid, point))
+    # The preset first, then the run files (which may refine it), then the grid's bindings.
+    train_config = resolve("scaling.train", (f"models/{point.model.preset}.gin",) + tuple(grid.train_files), train_bindings)
+    batch_size, cooldown_fraction = _bound("train.batch_size"), _bound("train.cooldown_fraction")
+    infer_config = ""
+    if grid.infer_files:
+        infer_config = resolve("scaling.infer", tuple(grid.infer_files),
+                               _override_bindings(grid.infer_overrides, "Grid.infer_overrides"))
+    digest = hashlib.sha256(f"{train_config}\n# inference\n{infer_config}".encode()).hexdigest()[:HASH_LENGTH]
+    readable = point.readable_name
+    point_record = {
+        "preset": point.model.preset, "architecture": dict(point.model.changes), "arm": point.arm,
+        "task": point.task, "seed": point.seed, "schedule": point.schedule,
+        "data_budgets": list(point.data_budgets), "compute_budgets": list(point.compute_budgets),
+        "params": point.model.params, "flops_per_token": point.model.flops_per_token,
+        "config": dataclasses.asdict(point.model.config), "batch_size": batch_size,
+        "train_tokens": train_tokens(point, cooldown_fraction),
+        "branches": [branch_label(d) for d in point.data_budgets],
+    }
+    return RunPlan(sanitise(f"{readable}-{digest}"), readable, digest, point_record, train_config, infer_config)
+
+
+def _diff(old: str, new: str, old_name: str, new_name: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), old_name, new_name))
+
+
+def existing_runs(sweep_dir: Path) -> dict[str, dict]:
+    """run folder name -> its run.json record, for every planned run in the sweep folder."""
+    out = {}
+    if not sweep_dir.is_dir():
+        return out
+    for run_dir in sorted(sweep_dir.iterdir()):
+        record = read_json(run_dir / "run.json") if run_dir.is_dir() else None
+        if record is not None:
+            out[run_dir.name] = record
+    return out
+
+
+def check_unchanged(sweep_dir: Path, plans: list[RunPlan]) -> None:
+    """Refuse a plan whose grid point already exists in the sweep with a different config."""
+    by_readable = {}
+    for name, record in existing_runs(sweep_dir).items():
+        by_readable.setdefault(record["readable"], []).append((name, record))
+    for plan in plans:
+        for name, record in by_readable.get(plan.readable, []):
+            if name != plan.name:
+                diff = _diff(_identity_text(record), _identity_text(plan.record), f"{name} (in {sweep_dir})",
+                             f"{plan.name} (this grid)")
+                raise ConfigError(
+                    f"sweep {sweep_dir}: grid point {plan.readable} was run with a different config "
+                    f"({name}); use a new --sweep_dir or restore the grid. Difference:\n{diff}")
+
+
+def _identity_text(record: dict) -> str:
+    return f"{record['train_config']}\n# inference\n{record['infer_config']}"
+
+
+def write_plan(sweep_dir: Path, grid: Grid, grid_file: str, plans: list[RunPlan]) -> None:
+    """Create run folders (run.json, config.gin) for new runs and record the sweep's run list."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    for plan in plans:
+        run_dir = sweep_dir / plan.name
+        if (run_dir / "run.json").exists():
+            continue
+        run_dir.mkdir(exist_ok=True)
+        for file_name, text in (("config.gin", plan.train_config), ("infer.gin", plan.infer_config)):
+            if text:
+                (run_dir / f".{file_name}.tmp").write_text(text)
+                os.replace(run_dir / f".{file_name}.tmp", run_dir / file_name)
+        write_json_atomic(run_dir / "run.json", plan.record)
+    write_json_atomic(sweep_dir / "sweep.json", {
+        "grid": grid.name, "grid_file": str(grid_file), "runs": [p.name for p in plans], "updated": time.time(),
+        "grid_config": dataclasses.asdict(grid)})
+
+
+def load_plan(run_dir: Path) -> RunPlan:
+    record = read_json(run_dir / "run.json")
+    if record is None:
+        raise ConfigError(f"{run_dir}: no run.json (not a planned run)")
+    return RunPlan(**record)
+
+
+def read_job(run_dir: Path) -> dict:
+    return read_json(run_dir / "job.json", default={"state": "pending", "attempts": 0, "phases_done": []})
+
+
+def write_job(run_dir: Path, job: dict) -> None:
+    if job["state"] not in JOB_STATES:
+        raise ValueError(f"job state {job['state']!r} is not one of {JOB_STATES}")
+    write_json_atomic(run_dir / "job.json", {**job, "updated": time.time()})

@@ -1,0 +1,92 @@
+"""Training throughput for wall-time estimates: read from earlier runs, or measured here.
+
+Earlier runs' log.jsonl lines carry flops_per_s; a run of the same architecture and batch size
+anywhere in the sweep folder gives its median. Otherwise a few real training steps of the
+architecture (the trainer's own jitted step, on random tokens) are timed on this machine. An
+architecture whose single step would take longer than `max_step_s` at the fastest rate seen so
+far is not measured; it borrows the rate of the largest measured one, and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+from scaling import accounting
+from scaling.model import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    flops_per_s: float
+    source: str  # 'recorded (n runs)', 'measured', 'extrapolated from <arch>', 'given'
+
+
+def recorded(sweep_dir: Path, config: dict, batch_size: int) -> float | None:
+    """Median flops_per_s logged by finished or running runs of this architecture and batch size."""
+    rates = []
+    for run_json in Path(sweep_dir).glob("*/run.json"):
+        point = json.loads(run_json.read_text())["point"]
+        if point["config"] != config or point.get("batch_size") != batch_size:
+            continue
+        log = run_json.parent / "log.jsonl"
+        if not log.is_file():
+            continue
+        lines = [json.loads(line) for line in log.read_text().splitlines()[-20:] if line.strip()]
+        rates += [float(r["flops_per_s"]) for r in lines[1:] if r.get("flops_per_s")]  # first includes compile
+    return statistics.median(rates) if rates else None
+
+
+def measure(config: ModelConfig, batch_size: int, steps: int = 3) -> float:
+    """FLOP/s of the trainer's jitted training step on this machine (compile excluded)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from scaling import partitioning
+    from scaling.train import compile_functions, make_optimizer
+
+    mesh = partitioning.make_mesh(-1, 1)
+    batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
+    compiled = compile_functions(config, make_optimizer(0.9, 0.95, 0.1, 1.0), mesh, seed=0)
+    params, opt_state = compiled.init()
+    rng = np.random.default_rng(0)
+    shape = (batch_size, config.seq_len)
+    tokens = rng.integers(0, config.vocab_size, size=(batch_size, config.seq_len + 1), dtype=np.int32)
+    batch = partitioning.global_batch({
+        "inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+        "positions": np.broadcast_to(np.arange(config.seq_len, dtype=np.int32), shape).copy(),
+        "segment_ids": np.ones(shape, np.int32), "loss_weights": np.ones(shape, np.float32)}, mesh)
+    lr = jnp.asarray(1e-3, jnp.float32)
+    params, opt_state, loss = compiled.step(params, opt_state, batch, lr)  # compile
+    jax.block_until_ready(loss)
+    start = time.perf_counter()
+    for _ in range(steps):
+        params, opt_state, loss = compiled.step(params, opt_state, batch, lr)
+    jax.block_until_ready(loss)
+    seconds = (time.perf_counter() - start) / steps
+    return accounting.training_flops_per_token(config) * batch_size * config.seq_len / seconds
+
+
+def estimate(architectures: list[tuple[str, ModelConfig, int]], sweep_dir: Path,
+             max_step_s: float = 5.0) -> dict[str, Throughput]:
+    """label -> throughput for each (label, config, batch_size), smallest architecture first."""
+    out: dict[str, Throughput] = {}
+    largest_measured: tuple[str, float] | None = None
+    ordered = sorted(architectures, key=lambda a: accounting.training_flops_per_token(a[1]) * a[2])
+    for label, config, batch_size in ordered:
+        rate = recorded(sweep_dir, dataclasses.asdict(config), batch_size)
+        if rate:
+            out[label] = Throughput(rate, "recorded")
+            continue
+        step_flops = accounting.training_flops_per_token(config) * batch_size * config.seq_len
+        if largest_measured is not None and step_flops / largest_measured[1] > max_step_s:
+            out[label] = Throughput(largest_measured[1], f"as {largest_measured[0]}")
+            continue
+        rate = measure(config, batch_size)
+        out[label] = Throughput(rate, "measured")
+        largest_measured = (label, rate)
+    return out
