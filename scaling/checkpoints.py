@@ -143,7 +143,7 @@ def restore_params(run_dir: str | Path, branch: str | None = None) -> tuple[Mode
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no checkpoints")
     with ocp.CheckpointManager(directory, item_names=ITEMS,
-                               options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+                               options=ocp.CheckpointManagerOptions(create=False)) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{directory}: no checkpoints")

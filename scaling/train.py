@@ -394,6 +394,8 @@ def train(model_dir: str,
           resume: bool = True) -> dict:
     """Train `model` on `task` to each of `data_budgets` tokens; see gin/runs/pretrain.gin for
     every argument. Returns a summary; raises TrainingFailed (status.json says why)."""
+    if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
+        raise ConfigError("train.model_dir: missing required value; give the run folder with --gin.MODEL_DIR=<path>")
     run_dir = Path(model_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     budgets = sorted(int(b) for b in (data_budgets if isinstance(data_budgets, (list, tuple)) else [data_budgets]))
