@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import hashlib
 import html
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -41,8 +42,12 @@ class Source:
     columns: int
 
 
-def find_tables(path: Path) -> dict[str, Path]:
-    """training/inference tables in a results dir (or its results/ folder), or one table file."""
+def find_tables(path: Path, scratch: Path | None = None) -> dict[str, Path]:
+    """training/inference tables in a results dir (or its results/ folder), or one table file.
+
+    A sweep folder (run folders, no tables yet) is collected first into `scratch` with
+    `scaling collect`'s own code, so the report reads exactly what `collect` would write.
+    """
     path = Path(path)
     if path.is_file():
         if path.suffix not in TABLE_SUFFIXES:
@@ -55,6 +60,11 @@ def find_tables(path: Path) -> dict[str, Path]:
                  if (folder / f"{name}{suffix}").is_file()}
         if "training" in found:
             return found
+    if scratch is not None and any(path.glob("*/run.json")):
+        from scaling.sweep import collect
+
+        collect.collect(path, scratch)
+        return {name: scratch / f"{name}.parquet" for name in TABLE_NAMES}
     raise ValueError(f"{path}: no training.parquet (or training.csv) here or in {path / 'results'}; "
                      f"run `scaling collect` first, or give a table file")
 
@@ -133,15 +143,20 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
     """The report's HTML for the tables under `path`."""
     import analysis
 
-    columns = columns or {}
-    found = find_tables(Path(path))
-    frames = {role: read_table(p) for role, p in found.items()}
-    sources = [Source(p, role, sha256(p), len(frames[role]), frames[role].shape[1]) for role, p in found.items()]
+    path, columns = Path(path), columns or {}
+    with tempfile.TemporaryDirectory() as scratch:
+        found = find_tables(path, Path(scratch))
+        frames = {role: read_table(p) for role, p in found.items()}
+        collected = Path(scratch) in next(iter(found.values())).parents
+        sources = [Source(path if collected else p, role + (" (collected from the sweep)" if collected else ""),
+                          sha256(p), len(frames[role]), frames[role].shape[1]) for role, p in found.items()]
     training = frames["training"]
     inference = frames.get("inference")
+    if inference is not None and inference.empty:
+        inference = None
     canonical = canonical_training(training, columns)
 
-    sections = [Section("Data", summary_html(training, canonical, inference))]
+    sections = [Section("Data", summary_html(training, canonical, inference, run_states(path)))]
     laws, fit_notes = {}, []
     fit_plan = [("chinchilla", dict(form="chinchilla", approach=3)),
                 ("approach 2 (IsoFLOP)", dict(form="chinchilla", approach=2))]
@@ -154,8 +169,7 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
             fit_notes.append(skipped_html(f"law {name}", str(e)))
     if inference is not None:
         try:
-            laws["joint"] = analysis.fit(found["training"], form="joint", bootstrap=bootstrap,
-                                         inference=found["inference"])
+            laws["joint"] = analysis.fit(training, form="joint", bootstrap=bootstrap, inference=inference)
         except (ValueError, TypeError) as e:
             fit_notes.append(skipped_html("law joint", str(e)))
     else:
@@ -165,7 +179,7 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
     sections.append(Section("Figures", figures_html(canonical, training, inference, laws)))
     sections.append(Section("Recommendations", recommendations_html(laws, canonical, budgets, inference_tokens)))
     sections.append(Section("Provenance", provenance_html(sources, columns)))
-    return page_html(f"Scaling report: {Path(path).name}", sections)
+    return page_html(f"Scaling report: {path.name}", sections)
 
 
 def canonical_training(training: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
@@ -193,8 +207,18 @@ def canonical_training(training: pd.DataFrame, columns: dict[str, str]) -> pd.Da
     return out
 
 
-def summary_html(training, canonical, inference) -> str:
-    rows = [["points fitted on (final)", len(canonical)], ["training-table rows", len(training)],
+def run_states(path: Path) -> dict[str, int]:
+    """For a sweep folder: how many runs are finished, running, failed or not started."""
+    states = {}
+    for run in sorted(path.glob("*/run.json")) if path.is_dir() else []:
+        status = run.parent / "status.json"
+        state = json.loads(status.read_text()).get("state", "unknown") if status.is_file() else "not started"
+        states[state] = states.get(state, 0) + 1
+    return states
+
+
+def summary_html(training, canonical, inference, states: dict[str, int]) -> str:
+    rows = [[f"runs {state}", count] for state, count in states.items()] + [["points fitted on (final)", len(canonical)], ["training-table rows", len(training)],
             ["model sizes", canonical["N"].nunique()],
             ["N range (parameters)", f"{fmt(canonical['N'].min())} - {fmt(canonical['N'].max())}"],
             ["D range (tokens)", f"{fmt(canonical['D'].min())} - {fmt(canonical['D'].max())}"],

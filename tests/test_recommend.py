@@ -1,9 +1,13 @@
 """Budget recommendations: the math against independent numerical solutions, then the CLI."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import optimize
 
+import analysis
 from analysis import recommend
 
 # Epoch's refit of Chinchilla (Besiroglu et al. 2024) and Hoffmann's original law.
@@ -89,3 +93,105 @@ def test_vectorised_over_draws_equals_one_at_a_time():
         one = {k: v[i] for k, v in draws.items()}
         n_i, d_i, _ = recommend.inference_aware_optimum(one, 2.3, 1e12)
         assert n[i] == pytest.approx(n_i, rel=1e-9) and d[i] == pytest.approx(d_i, rel=1e-9)
+
+
+def test_best_loss_at_budget_reduces_to_closed_forms():
+    n, d, loss = recommend.best_loss_at_budget(EPOCH, 1e21)
+    n_ref, d_ref = recommend.chinchilla_optimum(EPOCH, 1e21)
+    assert n == pytest.approx(n_ref, rel=1e-6) and d == pytest.approx(d_ref, rel=1e-6)
+    # Data worth m x vanilla is the same law with B / m^beta.
+    m = 2.5
+    n, d, loss = recommend.best_loss_at_budget(EPOCH, 1e21, multiplier=m)
+    scaled = {**EPOCH, "B": EPOCH["B"] / m ** EPOCH["beta"]}
+    assert n == pytest.approx(recommend.chinchilla_optimum(scaled, 1e21)[0], rel=1e-6)
+    # Charging the teacher per token can only cost loss; numerically, against a bounded search.
+    extra = 3e9
+    n, d, loss = recommend.best_loss_at_budget(EPOCH, 1e21, m, extra)
+    ref = optimize.minimize_scalar(lambda u: recommend.chinchilla_loss(EPOCH, np.exp(u), m * 1e21 / (6 * np.exp(u) + extra)),
+                                   bounds=(np.log(1e6), np.log(1e12)), method="bounded", options={"xatol": 1e-10})
+    assert n == pytest.approx(np.exp(ref.x), rel=1e-4) and d == pytest.approx(1e21 / (6 * n + extra))
+    assert loss > recommend.best_loss_at_budget(EPOCH, 1e21, m)[2]
+
+# --- On fitted laws: the Python API and `scaling recommend` -------------------------------------
+
+def synthetic_table(seed=0, noise=0.01):
+    """IsoFLOP-style points drawn from Epoch's law with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in np.geomspace(1e18, 1e21, 5):
+        n_opt, _ = recommend.chinchilla_optimum(EPOCH, c)
+        for n in n_opt * np.geomspace(0.15, 6, 8):
+            d = c / (6 * n)
+            rows.append({"N": n, "D": d, "C": c,
+                         "loss": recommend.chinchilla_loss(EPOCH, n, d) * np.exp(rng.normal(0, noise))})
+    return pd.DataFrame(rows)
+
+
+NEEDS_FITTER = pytest.mark.skipif(not hasattr(analysis, "fit"), reason="the law fitter (issue 7) has not landed")
+
+
+@pytest.fixture(scope="module")
+def law_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("law") / "law.json"
+    analysis.fit(synthetic_table(), form="chinchilla", target="loss", bootstrap=60).save(path)
+    return path
+
+
+@NEEDS_FITTER
+def test_law_recommend_is_the_closed_form_with_bootstrap_intervals(law_file):
+    law = analysis.load_law(law_file)
+    answer = law.recommend(train_flops=1e21)
+    point = recommend.point_parameters(law)
+    n, d = recommend.chinchilla_optimum(point, 1e21)
+    assert answer["N"].estimate == pytest.approx(n, rel=1e-9) and answer["D"].estimate == pytest.approx(d, rel=1e-9)
+    for name in ("N", "D", "predicted_loss"):
+        low, high = answer[name].ci
+        assert low < high and low <= answer[name].estimate * 1.05 and high >= answer[name].estimate / 1.05
+    assert answer.warnings == ()
+
+
+@NEEDS_FITTER
+def test_cli_json_is_one_object_of_estimates_and_intervals(run_cli, law_file):
+    proc = run_cli("recommend", law_file, "--train_flops=1e21", "--json", check=True)
+    out = json.loads(proc.stdout)
+    assert list(out) == ["N", "D", "predicted_loss"]
+    for value in out.values():
+        assert set(value) == {"estimate", "ci"} and len(value["ci"]) == 2 and value["ci"][0] <= value["ci"][1]
+    python = analysis.load_law(law_file).recommend(train_flops=1e21).to_dict()
+    assert out == python  # `scaling recommend` and Law.recommend are the same answer
+
+
+@NEEDS_FITTER
+def test_cli_inference_aware_table_and_extrapolation_warning(run_cli, law_file):
+    proc = run_cli("recommend", law_file, "--train_flops=1e24", "--inference_queries=1e9",
+                   "--tokens_per_query=1000", check=True)
+    assert "Inference-aware sizing" in proc.stdout and "total_flops" in proc.stdout
+    assert "warning: N = " in proc.stderr and "outside the fitted range" in proc.stderr
+    quiet = run_cli("recommend", law_file, "--train_flops=1e24", "--inference_queries=1e9",
+                    "--tokens_per_query=1000", "--tolerance=1e6", "--json", check=True)
+    assert quiet.stderr == "" and set(json.loads(quiet.stdout)) >= {"N", "D", "total_flops"}
+    # Serving demand makes the model smaller than the compute-optimal one at the same loss.
+    optimal = json.loads(run_cli("recommend", law_file, "--train_flops=1e24", "--json", check=True).stdout)
+    assert json.loads(quiet.stdout)["N"]["estimate"] < optimal["N"]["estimate"]
+
+
+@NEEDS_FITTER
+def test_cli_refuses_a_corrupted_law_file(run_cli, law_file, tmp_path):
+    data = json.loads(law_file.read_text())
+    del data["parameters"]["beta"]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    proc = run_cli("recommend", broken, "--train_flops=1e21")
+    assert proc.returncode == 2 and str(broken) in proc.stderr and proc.stdout == ""
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(law_file.read_text()[:200])
+    proc = run_cli("recommend", truncated, "--train_flops=1e21")
+    assert proc.returncode == 2 and str(truncated) in proc.stderr
+
+
+@NEEDS_FITTER
+def test_questions_that_cannot_be_answered_say_why(run_cli, law_file):
+    proc = run_cli("recommend", law_file, "--inference_queries=1e9")
+    assert proc.returncode == 2 and "--tokens_per_query" in proc.stderr
+    proc = run_cli("recommend", law_file, "--target_loss=1.0", "--inference_queries=1", "--tokens_per_query=1")
+    assert proc.returncode == 2 and "out of reach" in proc.stderr

@@ -19,6 +19,7 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FIXTURE = Path(__file__).parent / "data" / "chinchilla_epoch.csv"
+COLUMNS = "N=Model Size,C=Training FLOP,loss=loss"
 
 # In CI a missing browser is a failure (.ci/run installs it); elsewhere the test is skipped.
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
@@ -138,3 +139,19 @@ def test_harness_sees_console_errors_and_broken_images(tmp_path):
     result = load_in_chromium(page, tmp_path / "profile", tmp_path / "broken.png")
     assert result["title"] == "broken"
     assert result["errors"] and result["images"] == [{"alt": "bad", "complete": True, "width": 0, "height": 0}]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FIXTURE.exists(), reason="Epoch's Chinchilla fixture comes with the law fitter (issue 7)")
+def test_report_renders_in_chromium(run_cli, tmp_path):
+    """The report on Epoch's Chinchilla data: no console errors, every figure decoded, a screenshot."""
+    out = tmp_path / "report.html"
+    run_cli("report", FIXTURE, "-o", out, "--columns", COLUMNS, "--bootstrap=100", check=True)
+    screenshot = tmp_path / "out" / "report_screenshot.png"
+    result = load_in_chromium(out, tmp_path / "profile", screenshot)
+    print(f"report: {out}\nscreenshot: {screenshot}")
+    assert result["errors"] == []
+    assert result["title"].startswith("Scaling report")
+    assert len(result["images"]) >= 3
+    assert all(image["complete"] and image["width"] > 0 and image["height"] > 0 for image in result["images"])
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

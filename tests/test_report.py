@@ -1,0 +1,102 @@
+"""`scaling report` on a small results folder made from a known law: content, self-containment, skips."""
+
+import base64
+import hashlib
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from analysis import recommend, report
+
+pytestmark = pytest.mark.skipif(not hasattr(analysis, "fit"), reason="the law fitter (issue 7) has not landed")
+
+LAW = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+
+
+def write_results(folder, seed=0, with_inference=True):
+    """training.parquet (schema columns) on an IsoFLOP grid, and optionally inference.parquet."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in np.geomspace(1e17, 1e19, 4):
+        n_opt, _ = recommend.chinchilla_optimum(LAW, c)
+        for i, n in enumerate(n_opt * np.geomspace(0.2, 5, 6)):
+            tokens = c / (6 * n)
+            loss = recommend.chinchilla_loss(LAW, n, tokens) * np.exp(rng.normal(0, 0.005))
+            rows.append({"run_id": f"n{i}_c{c:.0e}", "sweep": "fixture", "arm": "vanilla", "params": int(n),
+                         "tokens": int(tokens), "tokens_raw": int(tokens), "flops": 6 * int(n) * int(tokens),
+                         "is_final": True, "eval_loss": loss, "eval_loss_hard": loss + 0.4})
+    # A trunk evaluation that is not a final point: the report must not fit on it.
+    rows.append({**rows[0], "run_id": "trunk", "is_final": False, "eval_loss": 9.0})
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(folder / "training.parquet")
+    if with_inference:
+        inf = [{"run_id": "r", "arm": "vanilla", "params": n, "thinking_budget": t, "samples": k, "task": "qa",
+                "accuracy": 1 - (1 - min(0.9, 0.1 + 0.03 * np.log2(1 + t) + 0.01 * np.log10(n))) ** k}
+               for n in (1e6, 1e7) for t in (0, 16, 64) for k in (1, 2, 4)]
+        pd.DataFrame(inf).to_parquet(folder / "inference.parquet")
+    return folder
+
+
+def test_report_is_self_contained_and_complete(run_cli, tmp_path):
+    results = write_results(tmp_path / "results")
+    out = tmp_path / "report.html"
+    proc = run_cli("report", results, "-o", out, "--bootstrap=20", check=True)
+    assert str(out) in proc.stdout
+    page = out.read_text()
+    for title in ("Data", "Fitted laws", "Figures", "Recommendations", "Provenance"):
+        assert f">{title}</h2>" in page
+    # Self-contained: every image is an embedded PNG that decodes; nothing is fetched.
+    sources = re.findall(r'<img[^>]* src="([^"]+)"', page)
+    assert len(sources) >= 4
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    # The law with intervals, recommendations, provenance with the table's hash and row count.
+    assert "<td>alpha</td>" in page and "95% interval" in page and "held-out error" in page
+    assert "Compute-optimal allocation" in page and "Inference-aware sizing" in page
+    digest = hashlib.sha256((results / "training.parquet").read_bytes()).hexdigest()
+    assert digest in page and "<td>25</td>" in page  # 24 final points + 1 trunk row in the table
+    assert "<td>points fitted on (final)</td><td>24</td>" in page
+    # Figures the data cannot support say why.
+    assert "Iso-compute curves: not drawn" in page
+
+
+def test_report_without_inference_table_states_the_skip(run_cli, tmp_path):
+    results = write_results(tmp_path / "results", with_inference=False)
+    proc = run_cli("report", results, "-o", tmp_path / "r.html", "--bootstrap=10", check=True)
+    page = (tmp_path / "r.html").read_text()
+    assert "Test-time scaling: not drawn: no inference table" in page
+
+
+def test_report_on_a_foreign_table_with_a_column_map(run_cli, tmp_path):
+    table = pd.read_parquet(write_results(tmp_path / "results", with_inference=False) / "training.parquet")
+    table = table[table["is_final"]].rename(columns={"params": "Model Size", "flops": "Training FLOP", "eval_loss": "loss"})
+    csv = tmp_path / "foreign.csv"
+    table[["Model Size", "Training FLOP", "loss"]].to_csv(csv, index=False)
+    out = tmp_path / "foreign.html"
+    run_cli("report", csv, "-o", out, "--columns", "N=Model Size,C=Training FLOP,loss=loss", "--bootstrap=10",
+            "--budgets=1e20", check=True)
+    page = out.read_text()
+    assert "column map: N=Model Size, C=Training FLOP, loss=loss" in page and "1.000e+20" in page
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda p: p.mkdir(), "no training.parquet"),
+    (lambda p: None, "no such file or directory"),
+])
+def test_report_errors_name_the_problem(run_cli, tmp_path, setup, message):
+    target = tmp_path / "empty"
+    setup(target)
+    proc = run_cli("report", target, "-o", tmp_path / "x.html")
+    assert proc.returncode == 2 and message in proc.stderr and str(target) in proc.stderr
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_report_bad_column_map_names_the_column(run_cli, tmp_path):
+    results = write_results(tmp_path / "results", with_inference=False)
+    proc = run_cli("report", results / "training.parquet", "-o", tmp_path / "x.html", "--columns", "N=size")
+    assert proc.returncode == 2 and "'size'" in proc.stderr
