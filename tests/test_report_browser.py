@@ -10,6 +10,7 @@ import base64
 import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -51,7 +52,8 @@ class Chromium:
 
     def _read_message(self, deadline: float) -> dict:
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._replies], [], [], remaining)[0]:
                 raise TimeoutError("Chromium did not answer in time")
             chunk = os.read(self._replies, 1 << 16)
             if not chunk:
