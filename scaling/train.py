@@ -473,6 +473,7 @@ class _Trainer:
         self.params_count = accounting.param_count(model)
         self.peak_flops, self.peak_source = device_peak_flops(model.compute_dtype)
         self.peak_flops *= jax.device_count()
+        self.teacher_flops_per_thinking_token = pipeline.teacher_flops_per_thinking_token(task)
         local = pipeline.eval_batches(eval_corpus, batch_size // jax.process_count(), model.seq_len, eval_batches)
         self.eval_data = [partitioning.global_batch({k: np.asarray(b[k]) for k in EVAL_KEYS}, mesh) for b in local]
         self.row_base = {
@@ -630,6 +631,7 @@ class _Trainer:
                     window_start, window_tokens = time.perf_counter(), 0
                 if c.step % self.checkpoint_every == 0 and c.tokens < phase.end_tokens:
                     self._save(phase.name, start_tokens)
+                    window_start, window_tokens = time.perf_counter(), 0
         finally:
             prefetch.close()
             progress.close()
@@ -652,8 +654,9 @@ class _Trainer:
             sums += np.asarray(t, np.float64)
         loss_sum, weight, hard_sum, hard_weight, easy_sum, easy_weight, n_bytes = sums
         c = self.counters
-        # Not yet exposed by the data pipeline: reported as 0 (docs/training.md).
-        stats = {"unique_tokens": 0, "epochs": 0.0, "teacher_flops": 0.0}
+        # unique_tokens/epochs: the pipeline does not track repetition yet; 0 means unknown.
+        stats = {"unique_tokens": 0, "epochs": 0.0,
+                 "teacher_flops": c.tokens_thinking * self.teacher_flops_per_thinking_token}
         row = {**self.row_base,
                "step": c.step, "tokens": c.tokens, "tokens_raw": c.tokens_raw, "tokens_thinking": c.tokens_thinking,
                **stats,
