@@ -50,6 +50,7 @@ class Grid:
       'cosine' (one run per data budget).
     train_files, train_overrides: the run's gin files and extra bindings {'NAME': value}.
     infer_files, infer_overrides: the inference sweep every finished run gets; no files: none.
+    infer_branches: 'all' (every finished data budget) or 'last' (the largest budget only).
     """
 
     name: str = ""
@@ -66,6 +67,7 @@ class Grid:
     train_overrides: dict = dataclasses.field(default_factory=dict)
     infer_files: tuple = ("runs/infer.gin",)
     infer_overrides: dict = dataclasses.field(default_factory=dict)
+    infer_branches: str = "all"
 
     def __post_init__(self):
         for field in ("models", "data_budgets", "compute_budgets", "seeds", "train_files", "infer_files"):
@@ -111,6 +113,8 @@ class Grid:
                 raise ConfigError(f"Grid.arm_overrides: {arm!r} is not one of Grid.arms ({', '.join(self.arms)})")
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
             raise ConfigError(f"Grid.seeds must be a non-empty list of integers, got {self.seeds!r}")
+        if self.infer_branches not in ("all", "last"):
+            raise ConfigError(f"Grid.infer_branches must be 'all' or 'last', got {self.infer_branches!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"Grid.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -187,8 +191,8 @@ def _short(value) -> str:
 
 def sanitise(name: str) -> str:
     """A name safe as one path component: letters, digits, '.', '_', '-' only; no leading dot."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
-    cleaned = cleaned.lstrip(".")
+    parts = [part for part in re.split(r"[^A-Za-z0-9._-]+", name) if part.strip(".")]
+    cleaned = "-".join(parts).lstrip(".-")
     if not cleaned:
         raise ConfigError(f"name {name!r} has no usable characters (letters, digits, '.', '_', '-')")
     return cleaned

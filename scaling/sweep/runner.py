@@ -64,7 +64,7 @@ def job_for(run_dir: Path, plan: store.RunPlan) -> Job:
     run_dir = Path(run_dir).resolve()
     phases = [("train", ("scaling", "train", f"--gin_file={run_dir / 'config.gin'}", f"--gin.MODEL_DIR={run_dir}"))]
     if plan.infer_config:
-        for branch in plan.point["branches"]:
+        for branch in plan.point["infer_branches"]:
             phases.append((f"infer_{branch.replace('=', '')}",
                            ("scaling", "infer", f"--run_dir={run_dir}", f"--branch={branch}",
                             f"--gin_file={run_dir / 'infer.gin'}")))
@@ -122,7 +122,10 @@ def execute(job: Job, retry_failed: bool = False, stop: threading.Event | None =
                 continue
             record["phase"] = phase
             store.write_job(run_dir, record)
+            started = time.monotonic()
             outcome, returncode = _run_phase(run_dir, phase, command, claim, stop, record["attempts"])
+            seconds = record.setdefault("seconds", {})
+            seconds[phase] = seconds.get(phase, 0.0) + time.monotonic() - started
             if outcome == LOST:
                 return LOST
             if outcome == INTERRUPTED:

@@ -52,7 +52,7 @@ def run_state(run_dir: Path) -> dict:
     trained = store.read_json(run_dir / "status.json", default={}) or {}
     last = _last_json_line(run_dir / "log.jsonl") or {}
     total = trained.get("total_tokens") or 0
-    progress = trained.get("tokens", 0) / total if total else 0.0
+    progress = min(1.0, trained.get("tokens", 0) / total) if total else 0.0
     return {"run": run_dir.name, "state": state, "phase": job.get("phase", "") if state != "done" else "",
             "progress": progress, "tokens": trained.get("tokens", 0), "total_tokens": total,
             "loss": last.get("loss"), "tokens_per_s": last.get("tokens_per_s"),

@@ -135,10 +135,13 @@ def plan_run(grid: Grid, point: Point) -> RunPlan:
     # The preset first, then the run files (which may refine it), then the grid's bindings.
     train_config = resolve("scaling.train", (f"models/{point.model.preset}.gin",) + tuple(grid.train_files), train_bindings)
     batch_size, cooldown_fraction = _bound("train.batch_size"), _bound("train.cooldown_fraction")
+    branches = [branch_label(d) for d in point.data_budgets]
+    infer_branches = branches[-1:] if grid.infer_branches == "last" else branches
     infer_config = ""
     if grid.infer_files:
-        infer_config = resolve("scaling.infer", tuple(grid.infer_files),
-                               _override_bindings(grid.infer_overrides, "Grid.infer_overrides"))
+        infer_config = (f"# Evaluated on the finished branches {', '.join(infer_branches)}\n"
+                        + resolve("scaling.infer", tuple(grid.infer_files),
+                                  _override_bindings(grid.infer_overrides, "Grid.infer_overrides")))
     digest = hashlib.sha256(f"{train_config}\n# inference\n{infer_config}".encode()).hexdigest()[:HASH_LENGTH]
     readable = point.readable_name
     point_record = {
@@ -148,7 +151,7 @@ def plan_run(grid: Grid, point: Point) -> RunPlan:
         "params": point.model.params, "flops_per_token": point.model.flops_per_token,
         "config": dataclasses.asdict(point.model.config), "batch_size": batch_size,
         "train_tokens": train_tokens(point, cooldown_fraction),
-        "branches": [branch_label(d) for d in point.data_budgets],
+        "branches": branches, "infer_branches": infer_branches if infer_config else [],
     }
     return RunPlan(sanitise(f"{readable}-{digest}"), readable, digest, point_record, train_config, infer_config)
 
