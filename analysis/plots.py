@@ -122,12 +122,15 @@ def frontier(law, flops: np.ndarray):
                      f"coefficients k_N, a, k_D, b: no compute-optimal frontier to draw")
 
 
-def data_efficiency_figure(training: pd.DataFrame, multipliers: dict[str, tuple[float, tuple[float, float] | None]] | None = None,
+def data_efficiency_figure(training: pd.DataFrame,
+                           multipliers: dict[str, dict[str, tuple[float, tuple[float, float] | None]]] | None = None,
                            ) -> Figure:
     """Loss and hard-span loss against tokens per arm, in both accountings (all trained; raw document).
 
-    `multipliers` maps arm -> (m, interval) in the trained-token accounting, written on the figure.
-    Final points only; one marker per model size.
+    `multipliers` maps accounting column ("tokens" or "tokens_raw") -> arm -> (m, interval): the
+    fitted worth of the arm's data in vanilla tokens. Each panel names it, and redraws that arm's
+    points at m x D (hollow, dotted): where the law holds they fall on the vanilla curve of the
+    same size. Final points only; one marker per model size.
     """
     final = training[training["is_final"]] if "is_final" in training else training
     targets = [c for c in ("eval_loss", "eval_loss_hard") if c in final and final[c].notna().any()]
@@ -137,27 +140,30 @@ def data_efficiency_figure(training: pd.DataFrame, multipliers: dict[str, tuple[
     arms = sorted(final["arm"].unique())
     sizes = sorted(final["params"].unique())
     markers = "osD^v<>ph*"
+    multipliers = multipliers or {}
     for row, target in enumerate(targets):
         for col, (column, label) in enumerate(accountings):
             ax = axes[row][col]
+            worth = multipliers.get(column, {})
             for i, arm in enumerate(arms):
                 for j, size in enumerate(sizes):
                     part = final[(final["arm"] == arm) & (final["params"] == size)].sort_values(column)
                     if part.empty:
                         continue
-                    ax.plot(part[column], part[target], marker=markers[j % len(markers)], ms=4, color=f"C{i}",
-                            lw=1, label=f"{arm}" if j == 0 else None)
+                    marker = markers[j % len(markers)]
+                    ax.plot(part[column], part[target], marker=marker, ms=4, color=f"C{i}", lw=1,
+                            label=arm if j == 0 else None)
+                    if arm in worth:
+                        ax.plot(part[column] * worth[arm][0], part[target], marker=marker, ms=5, mfc="none",
+                                color=f"C{i}", ls=":", lw=1, label=f"{arm} at m x D" if j == 0 else None)
             ax.set_xscale("log")
             ax.set_xlabel(f"D ({label})")
             ax.set_ylabel(f"{target} (nats/token)")
-            ax.set_title(f"{target} vs {label}")
+            ax.set_title(f"{target} vs {label}" + "".join(
+                f"\n{arm} worth {m:.2f}x vanilla" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+                for arm, (m, ci) in worth.items()), fontsize=10)
             ax.legend(fontsize=8, title="arm (marker = size)", title_fontsize=7)
-    if multipliers:
-        text = "; ".join(f"{arm}: worth {m:.2f}x vanilla" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-                         for arm, (m, ci) in multipliers.items())
-        fig.suptitle(f"Data efficiency: {text}")
-    else:
-        fig.suptitle("Data efficiency per arm")
+    fig.suptitle("Data efficiency per arm")
     return fig
 
 

@@ -284,8 +284,8 @@ def figures_html(canonical, training, inference, laws) -> str:
         parts.append(skipped_html("Compute-optimal frontier", "no Chinchilla or approach-2 law was fitted"))
     if {"arm", "tokens_raw", "params"} <= set(training.columns):
         aug = laws.get("augmentation")
-        multipliers = ({k[2:]: (v.estimate, v.ci) for k, v in aug.parameters.items() if k.startswith("m_")}
-                       if aug is not None else None)
+        multipliers = ({"tokens": {k[2:]: (v.estimate, v.ci) for k, v in aug.parameters.items()
+                                   if k.startswith("m_")}} if aug is not None else None)
         attempt("Data efficiency", "Loss and hard-span loss against tokens per arm, both accountings",
                 lambda: plots.data_efficiency_figure(training, multipliers))
     else:

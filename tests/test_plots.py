@@ -61,7 +61,8 @@ def test_isoflop_minima_follow_the_law_optimum():
 def test_each_figure_has_units_logs_and_legends(tmp_path):
     figures = {
         "isoflop": plots.isoflop_figure(isoflop_table()),
-        "data_efficiency": plots.data_efficiency_figure(training_table(), {"thinking": (2.0, (1.8, 2.2))}),
+        "data_efficiency": plots.data_efficiency_figure(
+            training_table(), {"tokens": {"thinking": (2.0, (1.8, 2.2))}, "tokens_raw": {"thinking": (3.33, None)}}),
         "test_time": plots.test_time_figure(inference_table()),
     }
     for name, fig in figures.items():
@@ -73,8 +74,18 @@ def test_each_figure_has_units_logs_and_legends(tmp_path):
         assert [p.suffix for p in written] == [".png", ".svg"]
         assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in written[1].read_bytes()[:2000]
-    assert "2.00x vanilla [1.80, 2.20]" in figures["data_efficiency"].get_suptitle()
+    titles = [ax.get_title() for ax in figures["data_efficiency"].axes]
+    assert "thinking worth 2.00x vanilla [1.80, 2.20]" in titles[0] and "thinking worth 3.33x vanilla" in titles[1]
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_data_efficiency_shift_puts_arm_on_the_vanilla_curve():
+    # The fixture's thinking data is worth exactly 2x: shifted by m = 2 it lands on vanilla's losses.
+    fig = plots.data_efficiency_figure(training_table(), {"tokens": {"thinking": (2.0, None)}})
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    shifted = lines["thinking at m x D"]
+    vanilla_curve = recommend.chinchilla_loss(LAW, 1e6, shifted.get_xdata())  # the smallest size's
+    assert shifted.get_ydata() == pytest.approx(vanilla_curve, rel=1e-12)
 
 
 def test_test_time_curves_rise_with_samples():
