@@ -3,8 +3,6 @@ real commands, status from run folders, and collection into the result tables.""
 
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -16,7 +14,7 @@ import pytest
 
 from scaling import accounting
 from scaling.configuration import ConfigError
-from scaling.sweep import claims, collect, executors, grid as grids, runner, store
+from scaling.sweep import claims, collect, executors, files, grid as grids, runner, store
 from scaling.sweep.launch import plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -196,7 +194,7 @@ def test_local_executor_runs_each_job_once_and_records_failures_with_their_reaso
 def _planned_run(sweep: Path, name: str, job: dict | None, status: dict | None, log: list[dict]) -> Path:
     run_dir = sweep / name
     run_dir.mkdir(parents=True)
-    store.write_json_atomic(run_dir / "run.json", {"name": name, "readable": name.rsplit("-", 1)[0],
+    files.write_json_atomic(run_dir / "run.json", {"name": name, "readable": name.rsplit("-", 1)[0],
                                                    "config_hash": name.rsplit("-", 1)[1], "point": {},
                                                    "train_config": "", "infer_config": ""})
     if job:

@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from scaling.sweep.store import write_json_atomic
+from scaling.sweep.files import write_json_atomic
 
 HEARTBEAT_S = float(os.environ.get("SCALING_CLAIM_HEARTBEAT_S", "5"))
 STALE_AFTER_S = float(os.environ.get("SCALING_CLAIM_STALE_S", "60"))

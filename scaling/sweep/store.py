@@ -22,9 +22,7 @@ import dataclasses
 import difflib
 import hashlib
 import importlib
-import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -32,29 +30,11 @@ import gin
 
 from scaling import configuration
 from scaling.configuration import ConfigError
+from scaling.sweep.files import read_json, write_json_atomic
 from scaling.sweep.grid import Grid, Point, sanitise
 
 HASH_LENGTH = 8
 JOB_STATES = ("pending", "running", "done", "failed", "interrupted")
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary file beside `path`, then rename over it (readers never see half)."""
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return default
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
 
 
 def point_bindings(grid: Grid, point: Point) -> tuple[str, ...]:
