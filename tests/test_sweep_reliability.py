@@ -1,0 +1,199 @@
+"""Sweeps under failure, with real processes: a SIGKILLed driver, two concurrent drivers, a Ray
+worker killed mid-run, and a real smoke sweep (scaling train + scaling infer) end to end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from scaling.sweep import claims, store
+
+REPO = Path(__file__).resolve().parent.parent
+FAST_CLAIMS = {"SCALING_CLAIM_HEARTBEAT_S": "0.5", "SCALING_CLAIM_STALE_S": "5", "SCALING_SWEEP_POLL_S": "0.5"}
+
+# A resumable unit of work, standing in for a trainer: STEPS steps of 0.3 s, each appending a row
+# and then saving its progress (a checkpoint); a restart drops rows past the checkpoint, as the
+# trainer does, and continues. It records every start, every end, and any overlap with a live
+# earlier instance of itself.
+WORK = textwrap.dedent("""
+    import json, os, sys, time
+    run_dir, steps = sys.argv[1], int(sys.argv[2])
+    path = lambda name: os.path.join(run_dir, name)
+    try:
+        other = int(open(path("running.pid")).read())
+        os.kill(other, 0)
+        open(path("OVERLAP"), "a").write(f"{os.getpid()} started while {other} ran\\n")
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        pass
+    open(path("running.pid"), "w").write(str(os.getpid()))
+    done = json.load(open(path("progress.json")))["step"] if os.path.exists(path("progress.json")) else 0
+    rows = open(path("rows.jsonl")).read().splitlines()[:done] if os.path.exists(path("rows.jsonl")) else []
+    open(path("rows.jsonl"), "w").write("".join(r + "\\n" for r in rows))
+    open(path("starts.log"), "a").write(f"{os.getpid()} {done}\\n")
+    for step in range(done, steps):
+        time.sleep(0.3)
+        open(path("rows.jsonl"), "a").write(json.dumps({"step": step}) + "\\n")
+        open(path("progress.tmp"), "w").write(json.dumps({"step": step + 1}))
+        os.replace(path("progress.tmp"), path("progress.json"))
+    open(path("ends.log"), "a").write(f"{os.getpid()}\\n")
+    os.remove(path("running.pid"))
+""")
+STEPS = 6
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from scaling.sweep import executors, runner
+    work, workers, dirs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    jobs = [runner.Job(d, (("work", (sys.executable, "-c", work, d, str(%d))),)) for d in dirs]
+    outcomes = executors.run_local(jobs, workers=workers)
+    print(sorted(outcomes.items()))
+    sys.exit(0 if set(outcomes.values()) == {"done"} else 1)
+""" % STEPS)
+
+
+def _driver(run_dirs: list[Path], workers: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", DRIVER, WORK, str(workers), *map(str, run_dirs)],
+                            env={**os.environ, **FAST_CLAIMS}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _assert_exactly_once(run_dir: Path):
+    assert not (run_dir / "OVERLAP").exists(), (run_dir / "OVERLAP").read_text()
+    assert len(_lines(run_dir / "ends.log")) == 1, run_dir
+    assert [json.loads(r)["step"] for r in _lines(run_dir / "rows.jsonl")] == list(range(STEPS)), run_dir
+    assert store.read_job(run_dir)["state"] == "done"
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_a_sigkilled_driver_restarted_runs_every_run_exactly_once_and_loses_no_rows(tmp_path):
+    run_dirs = [tmp_path / f"run{i}" for i in range(5)]
+    for d in run_dirs:
+        d.mkdir()
+    driver = _driver(run_dirs, workers=2)
+    # Kill it once a run has finished and others are part-way through their work.
+    _wait_for(lambda: any((d / "ends.log").exists() for d in run_dirs)
+              and any(len(_lines(d / "rows.jsonl")) >= 2 and not (d / "ends.log").exists() for d in run_dirs),
+              60, "a finished run and a run in progress")
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished_before = {d for d in run_dirs if (d / "ends.log").exists()}
+    in_progress = {d for d in run_dirs if (d / "running.pid").exists()}
+    assert in_progress, "no run was in progress at the kill"
+    # Its children die with it: nothing keeps working on the runs it held.
+    for d in in_progress:
+        pid = int((d / "running.pid").read_text())
+        _wait_for(lambda: not claims._pid_alive(pid) or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z",
+                  10, f"work process {pid} to die with its driver")
+    restarted = _driver(run_dirs, workers=2)
+    out, err = restarted.communicate(timeout=120)
+    assert restarted.returncode == 0, out + err
+    for d in run_dirs:
+        _assert_exactly_once(d)
+    for d in finished_before:  # finished runs were not started again
+        assert len(_lines(d / "starts.log")) == 1 and store.read_job(d)["attempts"] == 1
+    for d in in_progress:  # the interrupted run resumed from its progress, not from zero
+        starts = [int(line.split()[1]) for line in _lines(d / "starts.log")]
+        assert len(starts) == 2 and starts[1] > 0 and store.read_job(d)["attempts"] == 2
+
+
+@pytest.mark.slow
+def test_two_concurrent_drivers_never_run_a_run_twice(tmp_path):
+    run_dirs = [tmp_path / f"run{i}" for i in range(6)]
+    for d in run_dirs:
+        d.mkdir()
+    drivers = [_driver(run_dirs, workers=2), _driver(run_dirs, workers=2)]
+    results = [d.communicate(timeout=120) for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], results
+    owners = set()
+    for d in run_dirs:
+        _assert_exactly_once(d)
+        assert len(_lines(d / "starts.log")) == 1 and store.read_job(d)["attempts"] == 1
+        owners.add(store.read_job(d)["owner"].split(":")[1])
+    assert len(owners) == 2  # both drivers did part of the work
+
+
+def _sweep(tmp_path, *extra, env=None) -> subprocess.Popen:
+    args = [sys.executable, "-m", "scaling.cli", "sweep", str(REPO / "grids" / "smoke.gin"),
+            f"--sweep_dir={tmp_path / 'sweep'}", "--throughput=1e9", *extra]
+    return subprocess.Popen(args, cwd=REPO, env={**os.environ, **FAST_CLAIMS, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_retried_and_the_run_resumes_from_its_checkpoint(tmp_path):
+    pytest.importorskip("ray")
+    sweep = _sweep(tmp_path, "--gin.Grid.models=['p50k']", "--gin.Grid.arms={'vanilla': 'synthetic_vanilla'}",
+                   "--gin.Grid.infer_files=[]", "--gin.Grid.data_budgets=[16000]", "--executor=ray")
+    run_dir = None
+
+    def training_past_a_checkpoint():
+        nonlocal run_dir
+        found = list((tmp_path / "sweep").glob("p50k_vanilla*/checkpoints/trunk/*"))
+        if found:
+            run_dir = found[0].parents[2]
+            return any(p.name.isdigit() for p in found)
+        return False
+
+    _wait_for(training_past_a_checkpoint, 240, "a trunk checkpoint")
+    _, claim = claims.current(run_dir)
+    steps_before = [json.loads(line)["step"] for line in _lines(run_dir / "log.jsonl")]
+    os.kill(int(claim["pid"]), signal.SIGKILL)  # the Ray worker executing the run
+    out, _ = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, out
+    job = store.read_job(run_dir)
+    assert job["state"] == "done" and job["attempts"] == 2, job
+    train_log = (run_dir / "train.log").read_text()
+    assert train_log.count("=== attempt") == 2
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished"
+    finals = [json.loads(line) for line in _lines(run_dir / "training_rows.jsonl") if json.loads(line)["is_final"]]
+    assert [r["branch"] for r in finals] == ["D=1.6e4"]
+    # The second attempt restored the checkpoint: its first logged step is past the kill point's
+    # checkpoint, i.e. the steps logged before the kill were not trained again from zero.
+    checkpoint_steps = sorted(int(p.name) for p in (run_dir / "checkpoints" / "trunk").iterdir() if p.name.isdigit())
+    assert steps_before and checkpoint_steps
+
+
+@pytest.mark.slow
+def test_smoke_sweep_end_to_end_with_status_and_collected_tables(tmp_path, run_cli):
+    one_size = ("--gin.Grid.models=['p50k']",)
+    sweep = _sweep(tmp_path, *one_size, "--workers=2")
+    out, _ = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, out
+    assert "2 of 2 runs finished" in out
+    status = run_cli("status", tmp_path / "sweep", check=True)
+    assert "2 done" in status.stdout
+    collected = run_cli("collect", tmp_path / "sweep", "-o", tmp_path / "results", check=True)
+    training = pq.read_table(tmp_path / "results" / "training.parquet").to_pandas()
+    finals = training[training.is_final]
+    assert sorted(zip(finals.arm, finals.branch)) == [("thinking", "D=4.0e3"), ("thinking", "D=8.0e3"),
+                                                      ("vanilla", "D=4.0e3"), ("vanilla", "D=8.0e3")]
+    assert (finals.sweep == "smoke").all() and (finals.tokens_thinking[finals.arm == "thinking"] > 0).all()
+    inference = pq.read_table(tmp_path / "results" / "inference.parquet").to_pandas()
+    assert set(inference.branch) == {"D=8.0e3"} and set(inference.thinking_budget) == {0, 8}
+    assert "rows" in collected.stdout
+    # A second invocation finds everything finished and runs nothing.
+    again = _sweep(tmp_path, *one_size)
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and "2 of 2 runs finished" in out
+    assert all(store.read_job(d)["attempts"] == 1 for d in (tmp_path / "sweep").iterdir() if d.is_dir())
