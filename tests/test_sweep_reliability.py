@@ -4,6 +4,7 @@ worker killed mid-run, and a real smoke sweep (scaling train + scaling infer) en
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -157,6 +158,7 @@ def test_a_killed_ray_worker_is_retried_and_the_run_resumes_from_its_checkpoint(
     _wait_for(training_past_a_checkpoint, 240, "a trunk checkpoint")
     _, claim = claims.current(run_dir)
     steps_before = [json.loads(line)["step"] for line in _lines(run_dir / "log.jsonl")]
+    checkpoint_at_kill = min(int(p.name) for p in (run_dir / "checkpoints" / "trunk").iterdir() if p.name.isdigit())
     os.kill(int(claim["pid"]), signal.SIGKILL)  # the Ray worker executing the run
     out, _ = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, out
@@ -168,10 +170,25 @@ def test_a_killed_ray_worker_is_retried_and_the_run_resumes_from_its_checkpoint(
     assert status["state"] == "finished"
     finals = [json.loads(line) for line in _lines(run_dir / "training_rows.jsonl") if json.loads(line)["is_final"]]
     assert [r["branch"] for r in finals] == ["D=1.6e4"]
-    # The second attempt restored the checkpoint: its first logged step is past the kill point's
-    # checkpoint, i.e. the steps logged before the kill were not trained again from zero.
-    checkpoint_steps = sorted(int(p.name) for p in (run_dir / "checkpoints" / "trunk").iterdir() if p.name.isdigit())
-    assert steps_before and checkpoint_steps
+    # Each attempt wrote its own TensorBoard file; the second one's first step is past the
+    # checkpoint that existed at the kill: it restored it instead of starting from zero.
+    first, second = [_tensorboard_steps(f) for f in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))]
+    assert steps_before and min(first) < checkpoint_at_kill < min(second), (first, second, checkpoint_at_kill)
+    assert max(second) > max(first)
+
+
+def _tensorboard_steps(path: Path) -> list[int]:
+    """Steps of the summaries in a TensorBoard event file (TFRecord framing, tensorboardX protos)."""
+    from tensorboardX.proto import event_pb2
+
+    data, offset, steps = path.read_bytes(), 0, []
+    while offset < len(data):
+        (length,) = struct.unpack("<Q", data[offset:offset + 8])
+        event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+        offset += 12 + length + 4
+        if event.summary.value:
+            steps.append(event.step)
+    return steps
 
 
 @pytest.mark.slow

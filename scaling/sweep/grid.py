@@ -105,7 +105,8 @@ class Grid:
             if not isinstance(task, str) or not task:
                 raise ConfigError(f"Grid.arms[{arm!r}] must be a task name, got {task!r}")
         for name in list(self.train_overrides) + [n for o in self.arm_overrides.values() for n in o]:
-            if str(name).split("/")[-1].startswith("ModelConfig."):
+            field = str(name).split("/")[-1]
+            if field.startswith("ModelConfig.") and field.split(".", 1)[1] in _AXES | {"vocab_size"}:
                 raise ConfigError(f"Grid overrides: {name} changes the architecture behind the accounting's "
                                   f"back; vary it with Grid.axes = {{'{str(name).split('.')[-1]}': [...]}}")
         for arm in self.arm_overrides:
