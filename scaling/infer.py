@@ -225,6 +225,9 @@ def infer(model_dir: str = gin.REQUIRED,
 
     Returns this checkpoint's rows (all settings, including those found already computed).
     """
+    if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
+        raise ConfigError("infer.model_dir: missing required value; give the run folder with --run_dir=<path> "
+                          "(or --gin.MODEL_DIR=<path>)")
     budgets = _int_list("thinking_budgets", thinking_budgets, 0)
     ks = _int_list("samples", samples, 1)
     levels = _int_list("difficulties", difficulties, 1)
@@ -288,7 +291,8 @@ def infer(model_dir: str = gin.REQUIRED,
                     new_rows.append(_row(sampled_base, agg, k, scores, outcomes, budget))
             append_rows(run_dir, new_rows)
             done |= {_row_key(r) for r in new_rows}
-            summary = ", ".join(f"{r['aggregator']}@{r['samples']}={r['accuracy']:.3f}" for r in new_rows)
+            summary = ", ".join(f"{r['aggregator'].replace('@k', '')}@{r['samples']}={r['accuracy']:.3f}"
+                                for r in new_rows)
             print(f"{task_name(difficulty)} T={budget}: {summary}", flush=True)
 
     mine = [r for r in read_rows(run_dir) if _row_key(r) in requested]

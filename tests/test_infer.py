@@ -1,0 +1,151 @@
+"""The inference sweep through its public surface: aggregators, rows, FLOPs, resume, the CLI."""
+
+import itertools
+import json
+import math
+
+import flax.linen as nn
+import jax
+import optax
+import pytest
+
+from scaling import accounting, checkpoints, decode, infer
+from scaling.data import corpus
+from scaling.model import ModelConfig, init_params
+from scaling.sweep import collect
+
+CONFIG = ModelConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=264, seq_len=128)
+BRANCH = "D=1.0e4"
+SMALL = dict(thinking_budgets=(0, 4), samples=(1, 2), difficulties=(1,), problems_per_difficulty=2,
+             max_answer_tokens=4, batch_size=4)
+
+
+def _make_run(run_dir):
+    """A run folder as the trainer leaves it: model.json, an Orbax checkpoint, branches.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    params = nn.unbox(init_params(CONFIG, jax.random.PRNGKey(0)))
+    checkpoints.write_model_config(run_dir, CONFIG)
+    saver = checkpoints.RunCheckpoints(run_dir, asynchronous=False)
+    saver.save(BRANCH, 7, params, optax.adam(1e-3).init(params), {"step": 7})
+    saver.mark_finished(BRANCH, 7, 10_000)
+    saver.close()
+    return params
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    params = _make_run(run_dir)
+    table = infer.infer(str(run_dir), **SMALL)
+    return run_dir, params, table
+
+
+def test_pass_at_k_matches_enumerating_every_subset():
+    for n, correct, k in [(5, 2, 1), (5, 2, 3), (6, 0, 2), (6, 6, 4), (7, 3, 7), (8, 1, 5)]:
+        outcomes = [True] * correct + [False] * (n - correct)
+        subsets = list(itertools.combinations(outcomes, k))
+        assert math.isclose(infer.pass_at_k(n, correct, k), sum(any(s) for s in subsets) / len(subsets))
+    with pytest.raises(ValueError, match="k <= n"):
+        infer.pass_at_k(2, 1, 3)
+
+
+def test_majority_vote_ignores_unreadable_answers_and_averages_disjoint_groups():
+    assert infer.majority_vote([None, "3", "4", "3", None]) == "3"
+    assert infer.majority_vote(["4", "3"]) == "4"  # a tie goes to the first seen
+    assert infer.majority_vote([None, None]) is None
+    answers = ["7", "7", "1", "2", "2", "7", None, None]
+    assert infer.majority_accuracy(answers, "7", 2) == 0.25  # groups: (7,7) (1,2) (2,7) (None,None)
+    assert infer.majority_accuracy(answers, "7", 4) == 0.5  # (7,7,1,2) right, (2,7,None,None) wrong
+    assert infer.majority_accuracy(answers, "7", 1) == 3 / 8
+
+
+def test_s1_scaling_is_the_average_pairwise_slope():
+    assert math.isclose(infer.s1_scaling([0, 10, 20], [0.1, 0.3, 0.3]), (0.02 + 0.01 + 0.0) / 3)
+    assert infer.s1_scaling([5, 5], [0.1, 0.9]) is None  # no pair with different thinking
+
+
+def test_rows_follow_the_inference_schema(swept):
+    run_dir, _, table = swept
+    path = run_dir / infer.ROWS_FILE
+    rows = collect.read_rows(path, collect.INFERENCE)  # the collector's own schema check
+    # 2 budgets x (greedy + majority and pass@k for k in 1, 2)
+    assert len(rows) == len(table) == 2 * 5
+    assert {(r["thinking_budget"], r["aggregator"], r["samples"]) for r in rows} == {
+        (t, a, k) for t in (0, 4) for a, k in [("greedy", 1), ("majority", 1), ("pass@k", 1),
+                                                ("majority", 2), ("pass@k", 2)]}
+    for r in rows:
+        assert r["run_id"] == run_dir.name and r["branch"] == BRANCH and r["step"] == 7 and r["tokens"] == 10_000
+        assert r["params"] == accounting.param_count(CONFIG).total and r["task"] == "synthetic_qa_d1"
+        assert 0 <= r["accuracy"] <= 1 and r["n_problems"] == 2
+        assert r["mean_thinking_tokens"] <= r["thinking_budget"] and r["within_budget"] == 1.0
+        assert r["mean_generated_tokens"] <= decode.Protocol.max_new_tokens(infer.protocol(4), r["thinking_budget"])
+    sampled = {(r["thinking_budget"], r["aggregator"], r["samples"]): r for r in rows}
+    for t in (0, 4):  # flops are summed over the k samples of one sample set
+        assert math.isclose(sampled[(t, "pass@k", 2)]["flops_per_query"], 2 * sampled[(t, "pass@k", 1)]["flops_per_query"])
+        # pass@k is at least majority, and grows with k
+        assert sampled[(t, "pass@k", 2)]["accuracy"] >= sampled[(t, "majority", 2)]["accuracy"]
+        assert sampled[(t, "pass@k", 2)]["accuracy"] >= sampled[(t, "pass@k", 1)]["accuracy"]
+
+
+def test_greedy_flops_are_exact_for_the_actual_lengths(swept):
+    run_dir, params, _ = swept
+    rows = {r["thinking_budget"]: r for r in infer.read_rows(run_dir) if r["aggregator"] == "greedy"}
+    problems = corpus.qa_problems(2, 1, 0)
+    proto = infer.protocol(4)
+    for budget in (0, 4):
+        prompts = [infer.prompt_ids(p.prompt, budget) for p in problems]
+        padded, lengths = decode.pad_prompts(prompts, proto.pad_id)
+        out = decode.decode(CONFIG, params, padded, lengths, proto, budget)
+        flops = [accounting.inference_flops_per_query(CONFIG, len(p), int(g)) for p, g in zip(prompts, out.generated)]
+        assert math.isclose(rows[budget]["flops_per_query"], sum(flops) / 2)
+        assert rows[budget]["mean_generated_tokens"] == out.generated.mean()
+        answers = [corpus.extract_answer(infer.vocabulary.decode(out.answer_ids(i))) for i in range(2)]
+        assert rows[budget]["accuracy"] == sum(a == p.answer for a, p in zip(answers, problems)) / 2
+
+
+def test_rerun_skips_what_is_there_and_adds_only_new_settings(swept):
+    run_dir, _, _ = swept
+    path = run_dir / infer.ROWS_FILE
+    before = path.read_text()
+    infer.infer(str(run_dir), **SMALL)
+    assert path.read_text() == before
+    infer.infer(str(run_dir), **{**SMALL, "thinking_budgets": (0, 4, 6)})
+    after = path.read_text()
+    assert after.startswith(before)
+    assert [json.loads(l)["thinking_budget"] for l in after[len(before):].splitlines()] == [6] * 5
+    metrics = json.loads((run_dir / infer.METRICS_FILE).read_text())
+    assert [(m["branch"], m["step"]) for m in metrics] == [(BRANCH, 7)]
+    assert metrics[0]["control"] == 1.0 and metrics[0]["tasks"]["synthetic_qa_d1"]["scaling"] is not None
+
+
+def test_cli_validates_settings_before_any_compute(run_cli, tmp_path):
+    proc = run_cli("infer", f"--run_dir={tmp_path}", "--gin_file=gin/runs/infer.gin", "--gin.infer.samples=[0]")
+    assert proc.returncode == 2 and "infer.samples" in proc.stderr and "command line" in proc.stderr, proc.stderr
+    proc = run_cli("infer", "--gin_file=gin/runs/infer.gin")
+    assert proc.returncode == 2 and "MODEL_DIR" in proc.stderr, proc.stderr
+    with pytest.raises(infer.InferenceError, match="no finished branch"):
+        infer.infer(str(tmp_path), **SMALL)
+
+
+def test_cli_names_an_unknown_branch(run_cli, tmp_path):
+    _make_run(tmp_path)
+    proc = run_cli("infer", f"--run_dir={tmp_path}", "--gin_file=gin/runs/infer.gin", "--branch=D=5.0e9")
+    assert proc.returncode == 1 and "no finished branch 'D=5.0e9'" in proc.stderr and BRANCH in proc.stderr
+
+
+@pytest.mark.slow
+def test_train_then_infer_from_the_cli(run_cli, tmp_path):
+    run_dir = tmp_path / "tiny"
+    run_cli("train", "--gin_file=gin/models/p50k.gin", "--gin_file=gin/runs/pretrain.gin",
+            "--gin.ModelConfig.seq_len=64", "--gin.train.batch_size=4", "--gin.train.data_budgets=[2000]",
+            "--gin.train.eval_batches=1", f"--gin.MODEL_DIR={run_dir}", check=True)
+    proc = run_cli("infer", f"--run_dir={run_dir}", "--gin_file=gin/runs/infer.gin",
+                   "--gin.infer.thinking_budgets=[0,8]", "--gin.infer.samples=[2]", "--gin.infer.difficulties=[2]",
+                   "--gin.infer.problems_per_difficulty=2", "--gin.infer.batch_size=4", check=True)
+    rows = collect.read_rows(run_dir / infer.ROWS_FILE, collect.INFERENCE)
+    finished = checkpoints.finished_branches(run_dir)[-1]
+    assert len(rows) == 2 * 3 and {r["branch"] for r in rows} == {finished["branch"]}
+    assert {r["task"] for r in rows} == {"synthetic_qa_d2"} and {r["step"] for r in rows} == {finished["step"]}
+    assert "flops_per_query" in proc.stdout and '"control": 1.0' in proc.stdout
+    metrics = json.loads((run_dir / infer.METRICS_FILE).read_text())
+    assert metrics[0]["branch"] == finished["branch"]
