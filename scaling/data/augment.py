@@ -22,7 +22,8 @@ from scaling.configuration import ConfigError
 from scaling.data import cache as cache_lib
 from scaling.data.corpus import Document, make_document
 from scaling.data.teachers import (OpenAICompatibleTeacher, OpenAITeacherConfig, ProgrammaticTeacher,
-                                   ProgrammaticTeacherConfig, TeacherError, concurrent_map)
+                                   ProgrammaticTeacherConfig, TeacherError, concurrent_map,
+                                   require_values)
 
 SOURCES = ("synthetic", "folder", "tfds")
 TEACHERS = ("programmatic", "openai")
@@ -42,6 +43,7 @@ class AugmentConfig:
     teacher: str = "programmatic"    # "programmatic" or "openai" (OpenAITeacherConfig.*)
 
     def check(self) -> None:
+        require_values(self)
         if self.source not in SOURCES:
             raise ConfigError(f"AugmentConfig.source: one of {SOURCES}, got {self.source!r}")
         if self.teacher not in TEACHERS:

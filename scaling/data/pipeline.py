@@ -12,10 +12,10 @@ Packing is seqio's DecoderFeatureConverter. Token flags (thinking, hard span) tr
 as high bits of the ids (formats.THINKING_BIT, HARD_BIT) and become masks afterwards.
 
 Resumption without replay: the batch stream is cut into chunks of CHUNK_TOKENS tokens; chunk c
-is packed from its own document stream, seeded by (seed, c, host), so batch n is found by
-building chunk n // chunk_batches and skipping at most chunk_batches - 1 batches in it.
-A background thread keeps batches ready (tf.data prefetch inside a chunk, the next chunk's
-pipeline built while this one is consumed).
+is packed from its own document stream, seeded by (seed, host, c), so batch n is found by
+starting at chunk n // chunk_batches and skipping at most chunk_batches - 1 batches in it.
+The whole stream is one tf.data pipeline (built once, chunks by flat_map), prefetched, and a
+background thread keeps converted numpy batches ready.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ _TEACHER_FLOPS: dict[str, Callable[[], float]] = {}
 _programmatic = ProgrammaticTeacher()
 
 
-def _stream_seed(*parts) -> int:
-    """A 31-bit seed from any parts (seqio passes seeds as int32 tensors)."""
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big") >> 1
+def train_stream_seed(seed: int, chunk: int, host_index: int = 0, host_count: int = 1) -> int:
+    """The document-stream seed of a chunk (corpus.documents("train", it) for synthetic tasks)."""
+    host = int.from_bytes(hashlib.sha256(repr((seed, host_index, host_count)).encode()).digest()[:4], "big") >> 1
+    return (host << 31) + chunk
 
 
 def split_to_length(dataset: tf.data.Dataset, sequence_length, output_features) -> tf.data.Dataset:
@@ -65,9 +66,11 @@ def split_to_length(dataset: tf.data.Dataset, sequence_length, output_features) 
     return dataset.flat_map(pieces)
 
 
-def _generator_dataset(examples: Callable[[], Iterator[np.ndarray]]) -> tf.data.Dataset:
+def _generator_dataset(examples: Callable[[int], Iterator[np.ndarray]], split: str, seed) -> tf.data.Dataset:
+    """The examples of a stream seed; `seed` may be a tensor (the chunk's, inside tf.data)."""
+    seed = tf.constant(EVAL_SEED, tf.int64) if split == "validation" or seed is None else tf.cast(seed, tf.int64)
     return tf.data.Dataset.from_generator(
-        lambda: ({"targets": ids} for ids in examples()),
+        lambda s: ({"targets": ids} for ids in examples(int(s))), args=(seed,),
         output_signature={"targets": tf.TensorSpec([None], tf.int32)})
 
 
@@ -103,9 +106,8 @@ def _synthetic_examples(split: str, seed: int, fmt: str | None) -> Iterator[np.n
 
 def _synthetic_dataset_fn(fmt: str | None):
     def dataset_fn(split, shuffle_files=False, seed=None):
-        stream_seed = EVAL_SEED if split == "validation" else int(seed or 0)
         # Training never sees the eval split's documents: corpus' hash split and seed streams.
-        return _generator_dataset(functools.partial(_synthetic_examples, split, stream_seed, fmt))
+        return _generator_dataset(functools.partial(_synthetic_examples, split, fmt=fmt), split, seed)
     return dataset_fn
 
 
@@ -141,7 +143,7 @@ class _CacheCorpus:
             raise ValueError(f"{self.cache_dir}: no cache records for training (run `scaling augment` first)")
         return {"train": train, "validation": held_out}
 
-    def examples(self, split: str, seed: int, thinking: bool) -> Iterator[np.ndarray]:
+    def examples(self, split: str, seed: int, *, thinking: bool) -> Iterator[np.ndarray]:
         records = self.records[split]
         if not records:
             raise ValueError(f"{self.cache_dir}: no {split} documents in the cache")
@@ -173,9 +175,8 @@ def register_cache_tasks(cache_dir: str, name: str | None = None, teacher_id: st
 
     def dataset_fn_for(thinking: bool):
         def dataset_fn(split, shuffle_files=False, seed=None):
-            return _generator_dataset(functools.partial(
-                source.examples, split, EVAL_SEED if split == "validation" else int(seed or 0),
-                thinking and split == "train"))
+            return _generator_dataset(functools.partial(source.examples, split, thinking=thinking and split == "train"),
+                                      split, seed)
         return dataset_fn
 
     _register_task(f"{name}_vanilla", dataset_fn_for(False), vocab)
@@ -216,10 +217,9 @@ def _to_batch(packed: dict, vocab: seqio.Vocabulary, with_eval_keys: bool) -> di
     return batch
 
 
-def _packed(task: str, split: str, batch_size: int, seq_len: int, seed: int) -> tf.data.Dataset:
-    ds = seqio.get_dataset(task, {"targets": seq_len}, _FEATURE_CONVERTER, dataset_split=split,
-                           shuffle=False, num_epochs=1, seed=seed, verbose=False)
-    return ds.batch(batch_size, drop_remainder=True)
+def _packed(task: str, split: str, seq_len: int, seed) -> tf.data.Dataset:
+    return seqio.get_dataset(task, {"targets": seq_len}, _FEATURE_CONVERTER, dataset_split=split,
+                             shuffle=False, num_epochs=1, seed=seed, verbose=False)
 
 
 def chunk_batches(batch_size: int, seq_len: int) -> int:
@@ -234,17 +234,23 @@ def _check_task(task: str) -> None:
 
 
 def _train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host_count):
+    """One tf.data pipeline over all chunks (traced once): chunk c is the first `per_chunk`
+    batches packed from stream seed (host seed << 31) + c."""
     vocab = _vocabulary_of(task)
     per_chunk = chunk_batches(batch_size, seq_len)
-    chunk, skip = divmod(start_batch, per_chunk)
-    while True:
-        ds = _packed(task, "train", batch_size, seq_len, _stream_seed(seed, chunk, host_index, host_count))
-        for packed in ds.skip(skip).take(per_chunk - skip).prefetch(4).as_numpy_iterator():
-            yield _to_batch(packed, vocab, with_eval_keys=False)
-        chunk, skip = chunk + 1, 0
+    first_chunk, skip = divmod(start_batch, per_chunk)
+    host_seed = train_stream_seed(seed, 0, host_index, host_count)
+
+    def chunk(c):
+        ds = _packed(task, "train", seq_len, tf.constant(host_seed, tf.int64) + c)
+        return ds.batch(batch_size, drop_remainder=True).take(per_chunk)
+
+    chunks = tf.data.Dataset.range(first_chunk, 1 << 31).flat_map(chunk)
+    for packed in chunks.skip(skip).prefetch(8).as_numpy_iterator():
+        yield _to_batch(packed, vocab, with_eval_keys=False)
 
 
-def _background(iterator: Iterator, depth: int = 16) -> Iterator:
+def _background(iterator: Iterator, depth: int = 32) -> Iterator:
     """Run `iterator` in a thread, `depth` items ahead; stops when the consumer goes away."""
     items: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
@@ -294,7 +300,7 @@ def eval_batches(corpus_name: str, batch_size: int, seq_len: int, n_batches: int
     task = f"{corpus_name}_vanilla"
     _check_task(task)
     vocab = _vocabulary_of(task)
-    ds = _packed(task, "validation", batch_size, seq_len, EVAL_SEED).take(n_batches)
+    ds = _packed(task, "validation", seq_len, EVAL_SEED).batch(batch_size, drop_remainder=True).take(n_batches)
     return [_to_batch(packed, vocab, with_eval_keys=True) for packed in ds.as_numpy_iterator()]
 
 

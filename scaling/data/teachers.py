@@ -50,6 +50,14 @@ class Thinking:
     tokens_generated: int
 
 
+def require_values(config) -> None:
+    """gin hands a bare sentinel to dataclass fields left at %gin.REQUIRED: name them."""
+    for field in dataclasses.fields(config):
+        if type(getattr(config, field.name)) is object:
+            name = f"{type(config).__name__}.{field.name}"
+            raise ConfigError(f"{name}: missing required value (%gin.REQUIRED); give it with --gin.{name}=VALUE")
+
+
 def _short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -115,6 +123,7 @@ class OpenAITeacherConfig:
     backoff_max_s: float = 60.0
 
     def check(self) -> None:
+        require_values(self)
         if not self.model:
             raise ConfigError("OpenAITeacherConfig.model: give the served model name")
         if self.params <= 0:

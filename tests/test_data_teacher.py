@@ -1,0 +1,189 @@
+"""The OpenAI-compatible teacher and `scaling augment` against a real HTTP server that speaks the
+OpenAI protocol and injects faults: timeouts, 500, 429, truncated JSON, dropped connections."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from scaling.data import cache as cache_lib
+from scaling.data.teachers import OpenAICompatibleTeacher, OpenAITeacherConfig, TeacherError
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "sk-test-6f1d0c9e-never-write-me"
+FAULTS = ("ok", "500", "429", "truncated", "reset", "slow", "ok", "badshape")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        server = self.server
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with server.lock:
+            n = server.count
+            server.count += 1
+            server.auth.add(self.headers.get("Authorization", ""))
+            server.paths.add(self.path)
+        fault = server.faults[n % len(server.faults)]
+        time.sleep(server.delay)
+        if fault == "500" or fault == "429":
+            self._send(int(fault), b'{"error": "try later"}')
+            return
+        if fault == "reset":
+            self.connection.shutdown(2)
+            self.connection.close()
+            return
+        if fault == "slow":
+            time.sleep(server.slow_s)
+        text = body["messages"][0]["content"] if "messages" in body else body["prompt"]
+        document = text.split("<document>\n", 1)[1].split("\n</document>", 1)[0]
+        thinking = f"Let me think about {len(document.split())} words: {document[:40]}"
+        if self.path.endswith("/chat/completions"):
+            choice = {"message": {"role": "assistant", "content": f"<think>{thinking}"}, "finish_reason": "stop"}
+        else:
+            choice = {"text": thinking, "finish_reason": "stop"}
+        reply = {"choices": [choice], "usage": {"completion_tokens": len(thinking.split())}}
+        if fault == "badshape":
+            reply = {"choices": []}
+        data = json.dumps(reply).encode()
+        if fault == "truncated":
+            self._send(200, data[: len(data) // 2])
+            return
+        self._send(200, data)
+
+    def _send(self, code, data):
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def openai_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.lock, server.count, server.auth, server.paths = threading.Lock(), 0, set(), set()
+    server.faults, server.delay, server.slow_s = FAULTS, 0.0, 1.5
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _config(server, **kw):
+    base = dict(base_url=f"http://127.0.0.1:{server.server_address[1]}", model="tiny-teacher", params=1e9,
+                api_key_env="TEST_TEACHER_KEY", timeout_s=0.5, backoff_s=0.01, backoff_max_s=0.05, max_retries=10)
+    return OpenAITeacherConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_teacher_survives_every_fault(openai_server, endpoint, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
+    teacher = OpenAICompatibleTeacher(_config(openai_server, endpoint=endpoint))
+    docs = [f"Document number {i} says something." for i in range(6)]
+    results = [teacher.think(d) for d in docs]
+    for doc, r in zip(docs, results):
+        assert r.text.startswith("Let me think about") and doc[:30] in r.text
+        assert "<think>" not in r.text and r.tokens_generated > 0
+    assert openai_server.count > len(docs)  # faults were hit and retried
+    assert openai_server.auth == {f"Bearer {SECRET}"}
+    assert openai_server.paths == {"/v1/chat/completions" if endpoint == "chat" else "/v1/completions"}
+    assert teacher.flops_per_token == 2e9
+    assert SECRET not in repr(teacher.__dict__)
+
+
+def test_teacher_gives_up_with_a_clear_error(openai_server):
+    openai_server.faults = ("500",)
+    teacher = OpenAICompatibleTeacher(_config(openai_server, max_retries=2))
+    with pytest.raises(TeacherError, match="gave up after 3 attempts; last: HTTP 500"):
+        teacher.think("a document")
+
+
+def _write_corpus(folder: Path, n: int):
+    folder.mkdir()
+    with open(folder / "docs.jsonl", "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"text": f"Source document {i}: the cat sat on mat number {i * 7}."}) + "\n")
+
+
+def _gin(tmp_path, server, cache_dir, corpus_dir):
+    gin_file = tmp_path / "teacher.gin"
+    gin_file.write_text(
+        "include 'data/openai_teacher.gin'\n"
+        f"AugmentConfig.cache_dir = '{cache_dir}'\nAugmentConfig.path = '{corpus_dir}'\n"
+        "OpenAITeacherConfig.model = 'tiny-teacher'\nOpenAITeacherConfig.params = 1e9\n"
+        f"OpenAITeacherConfig.base_url = 'http://127.0.0.1:{server.server_address[1]}'\n"
+        "OpenAITeacherConfig.timeout_s = 0.5\nOpenAITeacherConfig.backoff_s = 0.01\n"
+        "OpenAITeacherConfig.backoff_max_s = 0.05\nOpenAITeacherConfig.max_retries = 20\n"
+        "OpenAITeacherConfig.concurrency = 4\n")
+    return gin_file
+
+
+def _scaling(*args):
+    return [sys.executable, "-m", "scaling.cli", *map(str, args)]
+
+
+@pytest.mark.slow
+def test_augment_kill_and_resume_writes_each_document_once(openai_server, tmp_path):
+    n_docs = 80
+    corpus_dir, cache_dir = tmp_path / "corpus", tmp_path / "cache"
+    _write_corpus(corpus_dir, n_docs)
+    gin_file = _gin(tmp_path, openai_server, cache_dir, corpus_dir)
+    openai_server.delay = 0.05
+    env = {**os.environ, "TEACHER_API_KEY": SECRET}
+    proc = subprocess.Popen(_scaling("augment", f"--gin_file={gin_file}", "--no_progress"), cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if cache_dir.exists() and len(list(cache_lib.read_records(cache_dir))) >= 15:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "augment finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    out, err = proc.communicate()
+    before = list(cache_lib.read_records(cache_dir))
+    assert 15 <= len(before) < n_docs
+    done = subprocess.run(_scaling("augment", f"--gin_file={gin_file}"), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["skipped"] == len(before) and summary["written"] == n_docs - len(before)
+    assert summary["teacher_flops"] == 2e9 * summary["tokens_generated"]
+    records = list(cache_lib.read_records(cache_dir))
+    texts = Counter(r["text"] for r in records)
+    assert len(records) == n_docs and set(texts.values()) == {1}
+    assert len({r["key"] for r in records}) == n_docs
+    expected = {json.loads(line)["text"] for line in (corpus_dir / "docs.jsonl").read_text().splitlines()}
+    assert set(texts) == expected
+    # the API key is nowhere: not in the cache, the written config, nor the output
+    for path in cache_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path
+    assert SECRET not in done.stdout + done.stderr + out.decode() + err.decode()
+    # and a third run has nothing to do
+    again = subprocess.run(_scaling("augment", f"--gin_file={gin_file}", "--no_progress"), cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["written"] == 0
+
+
+def test_augment_reports_bad_configuration(run_cli, tmp_path):
+    proc = run_cli("augment", "--gin_file=gin/data/openai_teacher.gin", f"--gin.AugmentConfig.cache_dir={tmp_path}/c",
+                   f"--gin.AugmentConfig.path={tmp_path}/missing", "--gin.OpenAITeacherConfig.model=m",
+                   "--gin.OpenAITeacherConfig.params=1e9")
+    assert proc.returncode == 2 and "AugmentConfig.path" in proc.stderr and "not a folder" in proc.stderr
+    proc = run_cli("augment", "--gin_file=gin/data/synthetic_programmatic.gin")
+    assert proc.returncode == 2 and "cache_dir" in proc.stderr
