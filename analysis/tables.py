@@ -1,0 +1,139 @@
+"""Read result tables (docs/schema.md) or any CSV/Parquet table through a column map, and check
+them before a fit: every problem is reported with the column and the source it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+
+class TableError(ValueError):
+    """A table a law cannot be fitted on, with the column and the source named."""
+
+
+# canonical name -> column of the training / inference tables of docs/schema.md
+DEFAULT_COLUMNS = {
+    "N": "params", "D": "tokens", "D_raw": "tokens_raw", "C": "flops", "U": "unique_tokens",
+    "arm": "arm", "r": "mlp_attn_ratio", "T": "thinking_budget", "k": "samples",
+    "L": "eval_loss",
+}
+MAY_BE_ZERO = ("T",)
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    """'N=Model Size,D=tokens' -> {'N': 'Model Size', 'D': 'tokens'}."""
+    if not text:
+        return {}
+    out = {}
+    for item in text.split(","):
+        if "=" not in item:
+            raise TableError(f"--columns: {item!r} must look like CANONICAL=column (e.g. N=params)")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_table(source) -> tuple[pd.DataFrame, str]:
+    """A DataFrame from a path (CSV, Parquet, or a results folder holding training.parquet)."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy(), "DataFrame"
+    path = Path(source)
+    if path.is_dir():
+        candidates = [path / "training.parquet", path / "training.csv"]
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise TableError(f"{path}: a results folder must hold training.parquet")
+        path = found
+    if not path.exists():
+        raise TableError(f"{path}: no such table")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path), str(path)
+    if path.suffix in (".csv", ".txt"):
+        return pd.read_csv(path), str(path)
+    raise TableError(f"{path}: unsupported table type {path.suffix!r} (CSV or Parquet)")
+
+
+def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss",
+                    columns: Mapping[str, str] | None = None, optional: tuple[str, ...] = ()) -> tuple[pd.DataFrame, str]:
+    """The canonical columns `required` (+ `optional` where present) and `loss` (the target),
+    one row per observation, validated. Returns (frame, source name)."""
+    frame, name = read_table(source)
+    columns = dict(columns or {})
+    mapping = {**DEFAULT_COLUMNS, "loss": target, **columns}
+    if "is_final" in frame.columns and "is_final" not in columns.values():
+        frame = frame[frame["is_final"].astype(bool)]
+    out = pd.DataFrame(index=frame.index)
+    derived = _derived(frame, columns)
+    for canon in required + ("loss",):
+        column = mapping.get(canon, canon)
+        if column in frame.columns:
+            out[canon] = frame[column]
+        elif canon in derived:
+            out[canon] = derived[canon]
+        else:
+            hint = f" (map it with --columns {canon}=<column>)"
+            raise TableError(f"{name}: missing column {column!r} for {canon}{hint}; "
+                             f"table has {', '.join(map(str, frame.columns))}")
+    for canon in optional:
+        column = mapping.get(canon, canon)
+        if column in frame.columns:
+            out[canon] = frame[column]
+        elif canon in derived:
+            out[canon] = derived[canon]
+    for canon in out.columns:
+        if canon == "arm":
+            out[canon] = out[canon].astype(str)
+            continue
+        column = mapping.get(canon, canon)
+        values = pd.to_numeric(out[canon], errors="coerce").astype(np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise TableError(f"{name}: column {column!r} ({canon}) has {int(bad.sum())} non-finite or "
+                             f"non-numeric value(s), first at row {out.index[bad.to_numpy()][0]}")
+        low = values < 0 if canon in MAY_BE_ZERO else values <= 0
+        if canon != "loss" or target_is_positive(canon, target):
+            if low.any():
+                raise TableError(f"{name}: column {column!r} ({canon}) has {int(low.sum())} non-positive "
+                                 f"value(s) (e.g. {values[low].iloc[0]!r}); a law needs positive values")
+        out[canon] = values
+    if len(out) == 0:
+        raise TableError(f"{name}: no rows to fit" + (" (none with is_final)" if "is_final" in frame.columns else ""))
+    return out.reset_index(drop=True), name
+
+
+def target_is_positive(canon: str, target: str) -> bool:
+    """Losses must be positive (fitted in log space); accuracies may be 0."""
+    return "acc" not in target
+
+
+def _derived(frame: pd.DataFrame, columns: Mapping[str, str]) -> dict[str, pd.Series]:
+    """Covariates computed from schema columns when not given directly."""
+    out = {}
+    if {"d_model", "params_non_embedding"} <= set(frame.columns):
+        out["x"] = frame["d_model"] / np.sqrt(frame["params_non_embedding"])
+    if {"n_heads", "n_kv_heads"} <= set(frame.columns):
+        out["g"] = frame["n_heads"] / frame["n_kv_heads"]
+    n_col, c_col = columns.get("N", "params"), columns.get("C", "flops")
+    if "D" not in columns and "tokens" not in frame.columns and {n_col, c_col} <= set(frame.columns):
+        out["D"] = frame[c_col] / (6.0 * frame[n_col])  # C = 6 N D when only compute is recorded
+    if "C" not in columns and "flops" not in frame.columns:
+        d_col = columns.get("D", "tokens")
+        if {n_col, d_col} <= set(frame.columns):
+            out["C"] = 6.0 * frame[n_col] * frame[d_col]
+    return out
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """A short content hash of the fitted columns, to tie a law to its data."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(",".join(frame.columns).encode())
+    return digest.hexdigest()[:16]
+
+
+def ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
+    return {c: [float(frame[c].min()), float(frame[c].max())] for c in ("N", "D", "C", "U", "T", "k") if c in frame}
