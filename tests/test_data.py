@@ -5,7 +5,9 @@ import pytest
 import seqio
 
 from scaling.data import THINK_CLOSE, THINK_OPEN, extract_answer, make_document, qa_problems
+from scaling.data import cache as cache_lib
 from scaling.data import corpus, formats, pipeline, vocabulary
+from scaling.data.augment import AugmentConfig, augment
 from scaling.data.teachers import ProgrammaticTeacher
 
 
@@ -169,3 +171,32 @@ def test_teacher_flops_and_unknown_task():
     assert pipeline.teacher_flops_per_thinking_token("synthetic_thinking") >= 0.0
     with pytest.raises(ValueError, match="unknown data task 'nope'"):
         pipeline.train_batches("nope", 2, 64, 0)
+
+
+def test_cache_backed_tasks(tmp_path):
+    cache_dir = tmp_path / "mycorpus"
+    summary = augment(AugmentConfig(cache_dir=str(cache_dir), n_documents=300), progress=False)
+    assert summary["written"] + summary["skipped"] == 300
+    records = list(cache_lib.read_records(cache_dir))
+    by_text = {r["text"]: r for r in records}
+    batch = next(pipeline.train_batches(f"{cache_dir}:thinking", 8, 256, seed=0))
+    docs = [d for row in range(8) for d in _documents_of(batch, row)]
+    checked = 0
+    for doc in docs:  # samples longer than seq_len arrive as pieces: check whole first pieces
+        text, _, thinking = doc.partition(THINK_OPEN)
+        if text in by_text:
+            record = by_text[text]
+            assert not corpus.is_held_out(record["doc_hash"])
+            expected = formats.thinking_block(record["thinking"]) if record["thinking"] else ""
+            assert expected.startswith(THINK_OPEN + thinking) if thinking else not expected
+            checked += 1
+    assert checked >= 3
+    assert batch["thinking_mask"].sum() > 0
+    assert "mycorpus_thinking" in seqio.TaskRegistry.names()
+    held_out = pipeline.eval_batches(str(cache_dir), 2, 256, 1)[0]
+    assert held_out["thinking_mask"].sum() == 0
+    for row in range(2):
+        for doc in _documents_of(held_out, row):
+            if doc in by_text:
+                assert corpus.is_held_out(by_text[doc]["doc_hash"])
+    assert pipeline.teacher_flops_per_thinking_token("mycorpus_thinking") == 0.0

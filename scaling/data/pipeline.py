@@ -188,8 +188,22 @@ def register_cache_tasks(cache_dir: str, name: str | None = None, teacher_id: st
     return [f"{name}_vanilla", f"{name}_thinking", f"{name}_mix"]
 
 
+def resolve_task(task: str) -> str:
+    """A registered task or mixture name; `<cache dir>:vanilla|thinking|mix` registers that
+    cache's tasks on first use (so a run file can name a cache directly)."""
+    if task in seqio.TaskRegistry.names() or task in seqio.MixtureRegistry.names():
+        return task
+    folder, _, variant = task.rpartition(":")
+    if folder and variant in ("vanilla", "thinking", "mix") and Path(folder).is_dir():
+        return register_cache_tasks(folder)[("vanilla", "thinking", "mix").index(variant)]
+    raise ValueError(f"unknown data task {task!r}: give a registered task "
+                     f"({', '.join(sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())))}) "
+                     f"or <cache dir>:vanilla|thinking|mix")
+
+
 def teacher_flops_per_thinking_token(task: str) -> float:
     """Teacher generation FLOPs per thinking token trained on (0 for raw tasks)."""
+    task = resolve_task(task)
     if task not in _TEACHER_FLOPS:
         raise KeyError(f"unknown task {task!r}; registered: {sorted(_TEACHER_FLOPS)}")
     return float(_TEACHER_FLOPS[task]())
@@ -225,12 +239,6 @@ def _packed(task: str, split: str, seq_len: int, seed) -> tf.data.Dataset:
 def chunk_batches(batch_size: int, seq_len: int) -> int:
     """Batches per chunk: the most one resume has to skip is one less than this."""
     return max(1, CHUNK_TOKENS // (batch_size * seq_len))
-
-
-def _check_task(task: str) -> None:
-    if task not in seqio.TaskRegistry.names() and task not in seqio.MixtureRegistry.names():
-        raise ValueError(f"unknown data task {task!r}; registered: "
-                         f"{sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))}")
 
 
 def _train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host_count):
@@ -288,7 +296,7 @@ def train_batches(task: str, batch_size: int, seq_len: int, seed: int, start_bat
                   host_index: int = 0, host_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
     """Endless packed training batches of this host; deterministic for (task, seed, host), and
     `start_batch=n` begins with what the (n+1)-th batch would have been."""
-    _check_task(task)
+    task = resolve_task(task)
     if not 0 <= host_index < host_count:
         raise ValueError(f"host_index {host_index} out of range for host_count {host_count}")
     return _background(_train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host_count))
@@ -296,9 +304,9 @@ def train_batches(task: str, batch_size: int, seq_len: int, seed: int, start_bat
 
 def eval_batches(corpus_name: str, batch_size: int, seq_len: int, n_batches: int) -> list[dict[str, np.ndarray]]:
     """`n_batches` packed batches of held-out raw documents (never augmented), with hard-span
-    masks and the bytes per target token. `corpus_name`: "synthetic" or a cache corpus name."""
-    task = f"{corpus_name}_vanilla"
-    _check_task(task)
+    masks and the bytes per target token. `corpus_name`: "synthetic", a registered cache corpus
+    name, or a cache directory."""
+    task = resolve_task(f"{corpus_name}:vanilla" if Path(corpus_name).is_dir() else f"{corpus_name}_vanilla")
     vocab = _vocabulary_of(task)
     ds = _packed(task, "validation", seq_len, EVAL_SEED).batch(batch_size, drop_remainder=True).take(n_batches)
     return [_to_batch(packed, vocab, with_eval_keys=True) for packed in ds.as_numpy_iterator()]
