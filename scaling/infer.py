@@ -299,6 +299,9 @@ def infer(model_dir: str = gin.REQUIRED,
     metrics = write_metrics(run_dir, chosen, mine)
     table = pd.DataFrame(mine)
     print(table[TABLE_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    scaling = "n/a" if metrics["scaling"] is None else f"{metrics['scaling']:.3g} accuracy per thinking token"
+    control = "n/a" if metrics["control"] is None else f"{metrics['control']:.3f}"
+    print(f"s1 metrics ({run_dir / METRICS_FILE}): Control {control}, Scaling {scaling}")
     print(json.dumps(metrics))
     return table
 
