@@ -122,7 +122,7 @@ class _Problem:
         self._shared = jax.jit(lambda x0, w, iters: minimize_batch(objective, x0, w, True, max_iter=iters))
         self._per_start = jax.jit(lambda x0, w, iters: minimize_batch(objective, x0, w, False, max_iter=iters))
 
-    def multistart(self, starts: np.ndarray, screen_iters: int = 8, keep: int = 64, max_iter: int = 500):
+    def multistart(self, starts: np.ndarray, screen_iters: int = 3, keep: int = 64, max_iter: int = 500):
         """All starts for a few iterations, the best `keep` (distinct) to convergence."""
         with jax.enable_x64(True):
             w = jnp.ones(self.n)
@@ -189,7 +189,7 @@ def _heldout_split(frame: pd.DataFrame, fraction: float) -> tuple[np.ndarray, np
 
 def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str = "eval_loss",
              bootstrap: int = 1000, huber_delta: float = 1e-3, heldout_fraction: float = 0.2,
-             seed: int = 0, source: str = "table", keep: int = 64, screen_iters: int = 8,
+             seed: int = 0, source: str = "table", keep: int = 64, screen_iters: int = 3,
              **form_options) -> Law:
     """Fit one form (approach 3) to a canonical frame (see analysis.tables.canonical_table)."""
     form = get_form(form_name)
@@ -304,6 +304,7 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
         columns: Mapping[str, str] | None = None, huber_delta: float = 1e-3, **form_options) -> Law:
     """Fit a law to a table (path, results folder or DataFrame). approach 3 fits `form`;
     approaches 1 and 2 fit the compute-optimal power laws N_opt = k_N C^a, D_opt = k_D C^b."""
+    target = (columns or {}).get("loss", target)
     if approach in (1, 2):
         from analysis.isoflop import fit_compute_optimal
         return fit_compute_optimal(table, approach=approach, target=target, columns=columns,

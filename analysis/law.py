@@ -171,8 +171,8 @@ def _validated(data: Mapping, source: str) -> Law:
     estimates = {}
     for name, p in params.items():
         try:
-            est, se, (lo, hi) = float(p["estimate"]), float(p["se"]), p["ci"]
-            lo, hi = float(lo), float(hi)
+            est, (lo, hi) = float(p["estimate"]), p["ci"]
+            se, lo, hi = (math.nan if v is None else float(v) for v in (p["se"], lo, hi))
         except (KeyError, TypeError, ValueError):
             fail(f"parameter {name!r} must be {{'estimate', 'se', 'ci': [low, high]}}, got {p!r}")
         if not math.isfinite(est):

@@ -21,6 +21,7 @@ from scaling.configuration import ConfigError, split_gin_args
 VERBS = {
     "augment": ("scaling.data.augment", "run a teacher over a corpus into the thinking-augmentation cache"),
     "describe": ("scaling.describe", "print parameter and FLOP accounting of a model preset as JSON"),
+    "fit": ("analysis.cli", "fit a scaling law (with bootstrap intervals) to a results folder or table"),
     "infer": ("scaling.infer", "evaluate a trained run over test-time thinking budgets and parallel samples"),
     "recommend": ("analysis.recommend", "answer budget questions from a fitted law, with bootstrap intervals"),
     "report": ("analysis.report", "write a self-contained HTML report: laws, figures, recommendations, provenance"),

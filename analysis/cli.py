@@ -1,0 +1,87 @@
+"""`scaling fit`: fit a law to a results folder or any CSV/Parquet table and write the law file."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from analysis.fit import fit
+from analysis.forms import FORMS
+from analysis.law import LawError, load_law
+from analysis.tables import TableError, parse_columns
+
+
+def configure_fit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("table", help="results folder (holding training.parquet), or a CSV/Parquet table")
+    parser.add_argument("--approach", type=int, choices=(1, 2, 3), default=3,
+                        help="3: fit --form (default); 1: min-loss envelope; 2: IsoFLOP parabolas")
+    parser.add_argument("--form", choices=sorted(FORMS), default="chinchilla")
+    parser.add_argument("--target", default="eval_loss", help="the column to fit (default eval_loss)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
+    parser.add_argument("--columns", default="", help="column map, e.g. N=params,D=tokens,loss=eval_loss")
+    parser.add_argument("--huber-delta", type=float, default=1e-3)
+    parser.add_argument("--heldout-fraction", type=float, default=0.2,
+                        help="share of highest-compute points held out for validation (0: none)")
+    parser.add_argument("--base-law", help="data_constrained: fix the base law to this law file's estimates")
+    parser.add_argument("--loss-law", help="joint_inference: the loss law file for step 1")
+    parser.add_argument("--per-arm-exponents", action="store_true",
+                        help="augmentation: a data exponent per arm instead of multipliers")
+    parser.add_argument("--reference-arm", help="augmentation: the arm whose data counts 1x (default vanilla)")
+    parser.add_argument("--gqa", action="store_true", help="architecture: add the GQA factor")
+    parser.add_argument("--budget-decimals", type=int, default=1,
+                        help="approaches 1/2: compute budgets are log10 C rounded to this many decimals")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", required=True, help="law file to write (JSON)")
+
+
+def run_fit(args) -> int:
+    try:
+        columns = parse_columns(args.columns)
+        options = {}
+        if args.approach == 3:
+            options.update(huber_delta=args.huber_delta, heldout_fraction=args.heldout_fraction, seed=args.seed)
+            if args.base_law:
+                options["base"] = load_law(args.base_law).estimates()
+            if args.loss_law:
+                options["loss_law"] = load_law(args.loss_law).to_dict()
+            if args.per_arm_exponents:
+                options["per_arm_exponents"] = True
+            if args.reference_arm:
+                options["reference_arm"] = args.reference_arm
+            if args.gqa:
+                options["gqa"] = True
+        else:
+            options.update(budget_decimals=args.budget_decimals, seed=args.seed)
+        law = fit(args.table, form=args.form, approach=args.approach, target=args.target,
+                  bootstrap=args.bootstrap, columns=columns, **options)
+    except (TableError, LawError, ValueError) as e:
+        print(f"scaling fit: error: {e}", file=sys.stderr)
+        return 2
+    path = law.save(args.output)
+    print(summary(law))
+    print(f"law file: {path}")
+    return 0 if law.converged else 1
+
+
+def summary(law) -> str:
+    """A plain-text table of the estimates, intervals and fit diagnostics."""
+    lines = [f"form {law.form} (approach {law.approach}), target {law.target}, {law.n_points} points, "
+             f"{law.n_starts} starts, objective {law.objective:.6g}"
+             + ("" if law.approach != 3 else f" (Huber delta {law.huber_delta:g})"),
+             f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}"]
+    for name, p in law.parameters.items():
+        lines.append(f"{name:<14}{_num(p.estimate):>14}{_num(p.se):>12}{_num(p.ci[0]):>14}{_num(p.ci[1]):>14}")
+    if law.heldout.get("mean_relative_error") is not None:
+        h = law.heldout
+        lines.append(f"held-out ({h['n_test']} highest-compute points): mean relative error "
+                     f"{h['mean_relative_error']:.3%}, max {h['max_relative_error']:.3%}")
+    elif law.heldout.get("skipped"):
+        lines.append(f"held-out validation skipped: {law.heldout['skipped']}")
+    if not law.converged:
+        lines.append("WARNING: the best start did not converge; treat the estimates with caution")
+    return "\n".join(lines)
+
+
+def _num(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
