@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import re
 from pathlib import Path
 
@@ -175,12 +174,6 @@ class Point:
             name += f"_D{self.data_budgets[0]:.3g}".replace("+", "")
         return sanitise(name)
 
-    @property
-    def flops(self) -> float:
-        """Training FLOPs of the finished points (the trunk shared by branches counted once is
-        the trainer's business; this is the compute the grid asks for, sum over points)."""
-        return sum(self.model.flops_per_token * d for d in self.data_budgets)
-
 
 def _short(value) -> str:
     if value is None:
@@ -263,7 +256,3 @@ def expand(grid: Grid) -> list[Point]:
     if not points:
         raise ConfigError(f"grid {grid.name}: no points (Grid.tokens_per_param drops every isoFLOP point?)")
     return points
-
-
-def total_compute(points: list[Point]) -> float:
-    return math.fsum(p.flops for p in points)

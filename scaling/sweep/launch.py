@@ -58,7 +58,7 @@ def plan(grid_file: str, bindings: tuple[str, ...], sweep_dir: str | None):
 
 
 def estimates(plans: list[store.RunPlan], directory: Path, given: float | None) -> dict[str, throughput.Throughput]:
-    """Throughput per architecture label (each plan's point['label'])."""
+    """Training FLOP/s per architecture and batch size (keyed by _arch_key)."""
     from scaling.model import ModelConfig
 
     archs = {}
@@ -70,7 +70,8 @@ def estimates(plans: list[store.RunPlan], directory: Path, given: float | None) 
 
 
 def _arch_key(p: store.RunPlan) -> str:
-    return f"{p.point['preset']}{p.point['architecture']} b{p.point['batch_size']}"
+    """The run's model label (preset and varied axes, e.g. p1m.d192) and its batch size."""
+    return f"{p.readable.split('_')[0]}/b{p.point['batch_size']}"
 
 
 def run_sweep(args) -> int:
@@ -79,7 +80,7 @@ def run_sweep(args) -> int:
                           "is not used (override the grid with --gin.Grid.NAME=VALUE)")
     grid, plans, directory = plan(args.grid, args.gin.bindings, args.sweep_dir)
     rates = estimates(plans, directory, args.throughput)
-    rows, total_flops, total_seconds = [], 0.0, 0.0
+    rows, total_flops, total_seconds = [], 0.0, 0.0  # training FLOPs: WSD trunks counted once
     for p in plans:
         flops = p.point["flops_per_token"] * p.point["train_tokens"]
         rate = rates[_arch_key(p)]
@@ -91,7 +92,10 @@ def run_sweep(args) -> int:
                      f"{flops:.3g}", p.point["arm"], f"{_hours(seconds)} ({rate.source})", state])
     print(format_table(["run", "N", "D", "C", "arm", "est. time", "state"], rows))
     workers = args.workers or 1
-    print(f"\n{grid.name}: {len(plans)} runs, {total_flops:.3g} training FLOPs, {_hours(total_seconds)} of "
+    points = sum(len(p.point["data_budgets"]) for p in plans)
+    point_flops = sum(p.point["flops_per_token"] * d for p in plans for d in p.point["data_budgets"])
+    print(f"\n{grid.name}: {len(plans)} runs, {points} finished points standing for {point_flops:.3g} FLOPs, "
+          f"trained with {total_flops:.3g} FLOPs; {_hours(total_seconds)} of "
           f"training steps at the rates shown ({_hours(total_seconds / workers)} on {workers} worker(s)); "
           "each run adds its start-up, compilation, evaluations and inference")
     if args.dry_run:

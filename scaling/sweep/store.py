@@ -4,12 +4,13 @@
 <sweep_dir>/
   sweep.json              grid name and file, the planned run names (rewritten at each plan)
   <run name>-<hash>/      one run folder (the trainer's layout, docs/schema.md), plus:
-    run.json              identity: grid point, config hash, resolved config, commands (immutable)
-    config.gin            the resolved train config, written at planning (the trainer may rewrite
+    run.json              identity: grid point, config hash, resolved configs (never rewritten)
+    config.gin            the resolved train config, written at planning (the trainer rewrites
                           it with its operative config; run.json keeps the planned text)
+    infer.gin             the resolved inference settings
     job.json              the sweep's record: state, phase, attempts, reason (atomic rewrites)
     claims/               claim files (scaling.sweep.claims)
-    train.log, infer.log  the commands' output
+    train.log, infer_*.log  the commands' output, a section per attempt
 ```
 
 A run's identity is its readable name (from the grid point) plus a short hash of its resolved
