@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import recommend
+from analysis import isoflop, recommend
+from analysis.law import COMPUTE_OPTIMAL
 
 FORMATS = ("png", "svg")
 BAND = (2.5, 97.5)
@@ -29,31 +30,27 @@ def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.4):
     return fig, axes
 
 
-def isoflop_groups(table: pd.DataFrame, gap_decades: float = 0.05) -> list[tuple[float, pd.DataFrame]]:
-    """Split points into compute budgets: sorted log10 C, a new budget wherever the gap exceeds `gap_decades`."""
-    order = table.sort_values("C")
-    log_c = np.log10(order["C"].to_numpy(float))
-    labels = np.concatenate([[0], np.cumsum(np.diff(log_c) > gap_decades)])
-    groups = []
-    for label in np.unique(labels):
-        part = order[labels == label]
-        groups.append((float(10 ** np.median(np.log10(part["C"]))), part))
-    return groups
+def isoflop_curves(table: pd.DataFrame, decimals: int = 1, min_points: int = 3) -> list[tuple[float, pd.DataFrame]]:
+    """(median C, points) per compute budget, budgets as approach 2 forms them (analysis.isoflop)."""
+    return [(float(curve["C"].median()), curve.sort_values("N"))
+            for _, curve in table.groupby(isoflop.budgets(table, decimals)) if curve["N"].nunique() >= min_points]
 
 
-def isoflop_figure(table: pd.DataFrame, law=None, min_points: int = 3) -> Figure:
+def isoflop_figure(table: pd.DataFrame, law=None, decimals: int = 1, min_points: int = 3) -> Figure:
     """Loss against N at each compute budget, the parabola in log N per budget, and the law's curve."""
     fig, (ax,) = _figure()
-    groups = [(c, g) for c, g in isoflop_groups(table) if g["N"].nunique() >= min_points]
-    colours = _colours(len(groups))
-    for (c, group), colour in zip(groups, colours):
-        log_n = np.log10(group["N"].to_numpy(float))
-        ax.scatter(group["N"], group["loss"], s=14, color=colour, label=f"C = {c:.1e} FLOPs")
+    curves = isoflop_curves(table, decimals, min_points)
+    if not curves:
+        raise ValueError(f"no compute budget (log10 C to {decimals} decimal) has {min_points} or more model sizes")
+    for (c, curve), colour in zip(curves, _colours(len(curves))):
+        log_n = np.log(curve["N"].to_numpy(float))
+        ax.scatter(curve["N"], curve["loss"], s=14, color=colour, label=f"C = {c:.1e} FLOPs")
         grid = np.linspace(log_n.min(), log_n.max(), 100)
-        curvature, slope, intercept = np.polyfit(log_n, group["loss"].to_numpy(float), 2)
-        ax.plot(10 ** grid, np.polyval([curvature, slope, intercept], grid), color=colour, lw=1, ls="--")
+        # The same parabola in log N that approach 2 minimises (analysis.isoflop.isoflop_minima).
+        ax.plot(np.exp(grid), np.polyval(np.polyfit(log_n, curve["loss"].to_numpy(float), 2), grid),
+                color=colour, lw=1, ls="--")
         if law is not None:
-            n = 10 ** grid
+            n = np.exp(grid)
             ax.plot(n, law.predict(N=n, D=c / (6 * n)), color=colour, lw=1.6)
     ax.set_xscale("log")
     ax.set_xlabel("model size N (parameters)")
@@ -62,19 +59,6 @@ def isoflop_figure(table: pd.DataFrame, law=None, min_points: int = 3) -> Figure
     ax.set_title(title + (", law (solid)" if law is not None else ""))
     ax.legend(fontsize=7, ncol=2)
     return fig
-
-
-def isoflop_minima(table: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
-    """Each budget's loss-minimising N from its parabola in log N (the points approach 2 fits)."""
-    rows = []
-    for c, group in isoflop_groups(table):
-        if group["N"].nunique() < min_points:
-            continue
-        curvature, slope, _ = np.polyfit(np.log10(group["N"].to_numpy(float)), group["loss"].to_numpy(float), 2)
-        if curvature > 0:
-            n = 10 ** (-slope / (2 * curvature))
-            rows.append({"C": c, "N": n, "D": c / (6 * n)})
-    return pd.DataFrame(rows, columns=["C", "N", "D"])
 
 
 def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[float] | None = None) -> Figure:
@@ -91,7 +75,7 @@ def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[floa
             low, high = np.nanpercentile(draws[idx], BAND, axis=0)
             ax.fill_between(flops, low, high, color="C0", alpha=0.25, label="95% bootstrap band")
         if table is not None:
-            minima = isoflop_minima(table)
+            minima = isoflop.isoflop_minima(table)
             if len(minima):
                 ax.scatter(minima["C"], minima[name[0]], color="k", s=16, zorder=3, label="IsoFLOP minima (data)")
         ax.set_xscale("log")
@@ -112,7 +96,7 @@ def frontier(law, flops: np.ndarray):
         if all(k in draws for k in recommend.CHINCHILLA_PARAMETERS):
             return point, recommend.chinchilla_optimum({k: v[:, None] for k, v in draws.items()}, flops)
         return point, None
-    if all(k in params for k in ("k_N", "a", "k_D", "b")):
+    if law.form == COMPUTE_OPTIMAL:
         power = lambda p: (p["k_N"] * flops ** p["a"], p["k_D"] * flops ** p["b"])
         point = power(params)
         if all(k in draws for k in ("k_N", "a", "k_D", "b")):

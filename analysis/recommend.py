@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.law import COMPUTE_OPTIMAL
+
 CHINCHILLA_PARAMETERS = ("E", "A", "B", "alpha", "beta")
 INTERVAL = (2.5, 97.5)
 
@@ -201,18 +203,26 @@ def _quantity(point, draws, unit="") -> Quantity:
 
 
 def point_parameters(law) -> dict[str, float]:
-    return {name: float(p.estimate) for name, p in law.parameters.items()}
+    """Point estimates, parameters the fit held fixed included."""
+    return {name: float(v) for name, v in law.estimates().items()}
 
 
 def draw_parameters(law) -> dict[str, np.ndarray]:
-    return {name: np.asarray(v, float) for name, v in (law.bootstrap_samples or {}).items()}
+    """Bootstrap draws per parameter (fixed parameters as constants); empty without draws."""
+    draws = {name: np.asarray(v, float) for name, v in (law.bootstrap_samples or {}).items()}
+    if not draws:
+        return {}
+    return {**{k: float(v) for k, v in law.options.get("fixed", {}).items()}, **draws}
+
+
+# Forms whose reference-arm loss is E + A/N^alpha + B/D^beta, so the closed forms apply.
+CHINCHILLA_FORMS = ("chinchilla", "augmentation")
 
 
 def _require_chinchilla(law, question: str) -> None:
-    missing = [k for k in CHINCHILLA_PARAMETERS if k not in law.parameters]
-    if missing:
-        raise ValueError(f"{question} needs a law with Chinchilla parameters E, A, B, alpha, beta; "
-                         f"law of form {law.form!r} lacks {', '.join(missing)}")
+    if law.form not in CHINCHILLA_FORMS or any(k not in law.estimates() for k in CHINCHILLA_PARAMETERS):
+        raise ValueError(f"{question} needs a Chinchilla-form law ({' or '.join(CHINCHILLA_FORMS)}, with E, A, B, "
+                         f"alpha, beta); this law's form is {law.form!r}")
 
 
 def range_warnings(law, tolerance: float, **values) -> list[str]:
@@ -231,6 +241,8 @@ def range_warnings(law, tolerance: float, **values) -> list[str]:
 
 def compute_optimal(law, train_flops: float, max_params: float | None = None, tolerance: float = 3.0) -> Recommendation:
     """N and D minimising the predicted loss for a training budget C = 6ND."""
+    if law.form == COMPUTE_OPTIMAL:
+        return compute_optimal_power_law(law, train_flops, max_params, tolerance)
     _require_chinchilla(law, "the compute-optimal split")
     point, draws = point_parameters(law), draw_parameters(law)
 
@@ -244,6 +256,9 @@ def compute_optimal(law, train_flops: float, max_params: float | None = None, to
     n, d, loss = answer(point)
     dn, dd, dl = answer(draws) if all(k in draws for k in CHINCHILLA_PARAMETERS) else ([], [], [])
     notes = [f"training budget C = 6ND = {_fmt(train_flops)} FLOPs; tokens per parameter {_fmt(d / n)}"]
+    if law.form == "augmentation":
+        notes.append(f"for the reference arm {law.options.get('reference_arm')!r}; give --teacher_flops_per_token "
+                     f"and --thinking_fraction to ask whether the other arms pay for themselves")
     if max_params is not None and n >= max_params:
         notes.append(f"capped at --max_params {_fmt(max_params)}: the unconstrained optimum is larger")
     return Recommendation(
@@ -251,6 +266,26 @@ def compute_optimal(law, train_flops: float, max_params: float | None = None, to
         {"N": _quantity(n, dn, "parameters"), "D": _quantity(d, dd, "tokens"),
          "predicted_loss": _quantity(loss, dl, law.target)},
         tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train_flops)))
+
+
+def compute_optimal_power_law(law, train_flops: float, max_params: float | None, tolerance: float) -> Recommendation:
+    """Approach 1/2 laws: N_opt = k_N C^a and D_opt = k_D C^b, with the draws of their coefficients."""
+    point, draws = point_parameters(law), draw_parameters(law)
+
+    def answer(p):
+        n = p["k_N"] * np.power(train_flops, p["a"])
+        d = p["k_D"] * np.power(train_flops, p["b"])
+        if max_params is not None:
+            n = np.minimum(n, max_params)
+        return n, d
+
+    n, d = answer(point)
+    dn, dd = answer(draws) if draws else ([], [])
+    notes = [f"approach {law.approach} power laws N_opt = k_N C^a, D_opt = k_D C^b at C = {_fmt(train_flops)} FLOPs; "
+             f"6 N D = {_fmt(6 * n * d)}"]
+    return Recommendation(f"Compute-optimal allocation (approach {law.approach} power laws)",
+                          {"N": _quantity(n, dn, "parameters"), "D": _quantity(d, dd, "tokens")},
+                          tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train_flops)))
 
 
 def inference_aware(law, inference_tokens: float, target_loss: float | None = None,
@@ -302,8 +337,11 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
 
 
 def augmentation_arms(law) -> list[str]:
-    """Arms with a fitted data multiplier m_<arm> (vanilla is the reference, m = 1)."""
-    return [name[2:] for name in law.parameters if name.startswith("m_")]
+    """Arms with a fitted data multiplier m_<arm> (the reference arm, usually vanilla, has m = 1)."""
+    if law.form != "augmentation":
+        return []
+    reference = law.options.get("reference_arm")
+    return [arm for arm in law.options.get("arms", []) if arm != reference and f"m_{arm}" in law.parameters]
 
 
 def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | None = None,
@@ -374,7 +412,7 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
     """
     ranges = law.ranges or {}
     options = law.options or {}
-    arms = list(options.get("arms") or ["vanilla"])
+    arms = joint_arms(law)
     n_low, n_high = ranges.get("N", [1e6, 1e10])
     n_low, n_high = float(n_low) / tolerance, float(n_high) * tolerance
     if max_params is not None:
@@ -394,9 +432,9 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
         share = float(fractions.get(arm, 0.0)) if isinstance(fractions, Mapping) else 0.0
         d = (total_flops - inference) / (6.0 * grid_n + share * float(teacher or 0.0))
         ok = d > 0
-        covariates = dict(N=grid_n[ok], D=d[ok], arm=arm, T=grid_t[ok], k=grid_k[ok])
         if not ok.any():
             continue
+        covariates = dict(N=grid_n[ok], D=d[ok], T=grid_t[ok], k=grid_k[ok], **({"arm": arm} if arm else {}))
         acc = np.asarray(law.predict(**covariates), float)
         i = int(np.nanargmax(acc))
         candidate = (acc[i], arm, grid_n[ok][i], d[ok][i], grid_t[ok][i], grid_k[ok][i], inference[ok][i])
@@ -410,29 +448,33 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
         raise ValueError(f"total compute {_fmt(total_flops)} is spent on inference alone for every size in the "
                          f"grid: raise --total_flops or lower --inference_queries")
     acc, arm, n, d, t, k, inf = best
-    quantities = {}
     notes = [f"{_fmt(inference_queries)} queries of {_fmt(tokens_per_query)} tokens plus the thinking budget; "
              f"{100 * inf / total_flops:.1f}% of the compute goes to inference"]
+    columns = [[] for _ in range(6)]  # per draw: accuracy, arm, N, D, T, k of the best over arms
     if per_draw:
-        # For each draw, the best over arms.
-        stacked = np.stack([p[0] for p in per_draw])
-        winner = np.argmax(stacked, axis=0)
-        pick = lambda idx: np.array([per_draw[w][idx][i] for i, w in enumerate(winner)])
-        arm_share = float(np.mean([per_draw[w][1] == arm for w in winner]))
-        quantities = {"N": _quantity(n, pick(2), "parameters"), "D": _quantity(d, pick(3), "tokens"),
-                      "arm": Quantity(arm, None, f"{100 * arm_share:.0f}% of draws agree"),
-                      "thinking_budget": _quantity(t, pick(4), "tokens"), "samples": _quantity(k, pick(5), ""),
-                      f"predicted_{law.target}": _quantity(acc, pick(0), "")}
-    else:
-        quantities = {"N": Quantity(float(n), None, "parameters"), "D": Quantity(float(d), None, "tokens"),
-                      "arm": Quantity(arm, None), "thinking_budget": Quantity(float(t), None, "tokens"),
-                      "samples": Quantity(float(k), None), f"predicted_{law.target}": Quantity(float(acc), None)}
+        winner = np.argmax(np.stack([p[0] for p in per_draw]), axis=0)
+        columns = [np.array([per_draw[w][field][i] for i, w in enumerate(winner)]) for field in range(6)]
+    quantities = {"N": _quantity(n, columns[2], "parameters"), "D": _quantity(d, columns[3], "tokens")}
+    if arm is not None:
+        agree = f"{100 * np.mean(columns[1] == arm):.0f}% of draws agree" if per_draw else ""
+        quantities["arm"] = Quantity(arm, None, agree)
+    quantities.update({"thinking_budget": _quantity(t, columns[4], "tokens"),
+                       "samples": _quantity(k, columns[5], "per query"),
+                       f"predicted_{law.target}": _quantity(acc, columns[0], "")})
     return Recommendation("Joint allocation (model size, data, arm, thinking budget, samples)", quantities,
                           tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, T=t)))
 
 
 def is_joint(law) -> bool:
-    return "joint" in str(law.form)
+    return law.form == "joint_inference"
+
+
+def joint_arms(law) -> list[str | None]:
+    """The arms a joint law can predict: its loss law's arms if that is an augmentation law, else [None]."""
+    loss_law = (law.options or {}).get("loss_law") or {}
+    if loss_law.get("form") == "augmentation":
+        return list(loss_law.get("options", {}).get("arms", []))
+    return [None]
 
 
 def recommend(law, *, train_flops: float | None = None, inference_queries: float | None = None,
@@ -455,7 +497,8 @@ def recommend(law, *, train_flops: float | None = None, inference_queries: float
         return inference_aware(law, tokens, target_loss, train_flops, max_params, tolerance)
     if train_flops is None:
         raise ValueError("give --train_flops (or --target_loss, or --total_flops for a joint law)")
-    if augmentation_arms(law):
+    if augmentation_arms(law) and (teacher_flops_per_token is not None or thinking_fraction is not None
+                                   or "teacher_flops_per_token" in law.options):
         return augmentation_pays(law, train_flops, teacher_flops_per_token, thinking_fraction, tolerance)
     return compute_optimal(law, train_flops, max_params, tolerance)
 
