@@ -200,3 +200,25 @@ def test_cache_backed_tasks(tmp_path):
             if doc in by_text:
                 assert corpus.is_held_out(by_text[doc]["doc_hash"])
     assert pipeline.teacher_flops_per_thinking_token("mycorpus_thinking") == 0.0
+
+
+def test_sentencepiece_vocabulary_for_a_cache(tmp_path):
+    import sentencepiece as spm
+    texts = [make_document("train", 9, i).text for i in range(400)]
+    (tmp_path / "train.txt").write_text("\n".join(texts))
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "train.txt"), model_prefix=str(tmp_path / "sp"),
+                                   vocab_size=120, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   user_defined_symbols=["<think>", "</think>"], minloglevel=2)
+    cache_dir = tmp_path / "spcorpus"
+    augment(AugmentConfig(cache_dir=str(cache_dir), n_documents=200), progress=False)
+    names = pipeline.register_cache_tasks(str(cache_dir), sentencepiece_model=str(tmp_path / "sp.model"))
+    vocab = seqio.get_mixture_or_task(names[1]).output_features["targets"].vocabulary
+    assert isinstance(vocab, seqio.SentencePieceVocabulary)
+    batch = pipeline.eval_batches(str(cache_dir), 2, 128, 1)[0]
+    seg = batch["segment_ids"][0]
+    first = batch["targets"][0][seg == 1]
+    text = vocab.decode(first[first != vocab.eos_id].tolist())
+    assert text in {r["text"] for r in cache_lib.read_records(cache_dir)}
+    assert batch["target_bytes"][0][seg == 1].sum() == pytest.approx(len(text.encode()) + 1, abs=1)
+    thinking = next(pipeline.train_batches(names[1], 2, 128, seed=0))
+    assert thinking["thinking_mask"].sum() > 0 and thinking["targets"].max() < 120

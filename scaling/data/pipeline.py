@@ -43,6 +43,7 @@ EVAL_KEYS = BATCH_KEYS + ("hard_mask", "target_bytes")
 
 _FEATURE_CONVERTER = seqio.DecoderFeatureConverter(pack=True)
 _TEACHER_FLOPS: dict[str, Callable[[], float]] = {}
+_CACHE_TASKS: dict[str, list[str]] = {}  # resolved cache folder -> its registered task names
 _programmatic = ProgrammaticTeacher()
 
 
@@ -182,6 +183,7 @@ def register_cache_tasks(cache_dir: str, name: str | None = None, teacher_id: st
     _register_task(f"{name}_vanilla", dataset_fn_for(False), vocab)
     _register_task(f"{name}_thinking", dataset_fn_for(True), vocab)
     _register_mixture(f"{name}_mix", [f"{name}_vanilla", f"{name}_thinking"])
+    _CACHE_TASKS[str(Path(cache_dir).resolve())] = [f"{name}_vanilla", f"{name}_thinking", f"{name}_mix"]
     _TEACHER_FLOPS.update({f"{name}_vanilla": lambda: 0.0,
                            f"{name}_thinking": source.teacher_flops_per_thinking_token,
                            f"{name}_mix": source.teacher_flops_per_thinking_token})
@@ -195,7 +197,8 @@ def resolve_task(task: str) -> str:
         return task
     folder, _, variant = task.rpartition(":")
     if folder and variant in ("vanilla", "thinking", "mix") and Path(folder).is_dir():
-        return register_cache_tasks(folder)[("vanilla", "thinking", "mix").index(variant)]
+        names = _CACHE_TASKS.get(str(Path(folder).resolve())) or register_cache_tasks(folder)
+        return names[("vanilla", "thinking", "mix").index(variant)]
     raise ValueError(f"unknown data task {task!r}: give a registered task "
                      f"({', '.join(sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())))}) "
                      f"or <cache dir>:vanilla|thinking|mix")
