@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import isoflop, recommend
+from analysis.forms import get_form
 from analysis.law import COMPUTE_OPTIMAL
 
 FORMATS = ("png", "svg")
@@ -160,22 +161,25 @@ def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens
     (tokens_per_query + T); the rest trains, D = (1 - s) total / 6N. One curve per arm and size.
     """
     fig, (ax,) = _figure(width=7.2)
-    arms = list(arms or (law.options or {}).get("arms") or ["vanilla"])
+    arms = list(arms or recommend.joint_arms(law))
     t_max = float((law.ranges or {}).get("T", [0, 4096])[1]) if thinking_budgets is None else max(thinking_budgets)
     styles = ["-", "--", ":", "-."]
     for i, size in enumerate(sizes):
         base = inference_queries * 2 * size * samples * tokens_per_query
-        thinking = np.geomspace(1, max(t_max, 2), 80) if thinking_budgets is None else np.asarray(thinking_budgets, float)
+        thinking = (np.concatenate([[0.0], np.geomspace(1, max(t_max, 2), 80)]) if thinking_budgets is None
+                    else np.asarray(thinking_budgets, float))
         inference = base + inference_queries * 2 * size * samples * thinking
         share = inference / total_flops
         ok = share < 1
         for j, arm in enumerate(arms):
             d = (total_flops - inference[ok]) / (6 * size)
-            acc = law.predict(N=np.full(ok.sum(), size), D=d, arm=arm, T=thinking[ok], k=np.full(ok.sum(), samples))
-            ax.plot(share[ok], acc, color=f"C{i}", ls=styles[j % len(styles)], label=f"N = {size:.2g}, {arm}")
+            acc = law.predict(N=np.full(ok.sum(), size), D=d, T=thinking[ok], k=np.full(ok.sum(), samples),
+                              **({"arm": arm} if arm is not None else {}))
+            label = f"N = {size:.2g}" + (f", {arm}" if arm is not None else "")
+            ax.plot(share[ok], acc, color=f"C{i}", ls=styles[j % len(styles)], label=label)
     ax.set_xscale("log")
-    ax.set_xlabel("share of total compute spent at inference")
-    ax.set_ylabel(f"predicted {law.target}")
+    ax.set_xlabel("share of total compute spent at inference (fraction)")
+    ax.set_ylabel(f"predicted {law.target} (fraction)")
     ax.set_title(f"Iso-compute: total {total_flops:.2e} FLOPs, {inference_queries:.2g} queries")
     ax.legend(fontsize=7, ncol=2)
     return fig
@@ -223,7 +227,11 @@ def residuals_figure(table: pd.DataFrame, laws: dict[str, object]) -> Figure:
 
 
 def _covariates(table: pd.DataFrame, law) -> dict:
-    names = ["N", "D"] + [c for c in ("U", "arm", "T", "k") if c in table]
+    """The columns the law's form predicts from."""
+    names = get_form(law.form).required_covariates(law.options)
+    missing = [c for c in names if c not in table]
+    if missing:
+        raise ValueError(f"law {law.form!r} needs columns {missing} to compute residuals")
     return {c: table[c].to_numpy() for c in names}
 
 

@@ -345,7 +345,8 @@ def augmentation_arms(law) -> list[str]:
 
 
 def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | None = None,
-                      thinking_fraction: float | None = None, tolerance: float = 3.0) -> Recommendation:
+                      thinking_fraction: float | Mapping[str, float] | None = None,
+                      tolerance: float = 3.0) -> Recommendation:
     """Does training on an augmented arm beat vanilla at equal compute, teacher FLOPs charged?
 
     Each trained token of arm a costs 6N plus f_a x teacher FLOPs per thinking token, where f_a is
@@ -371,8 +372,8 @@ def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | 
     notes = [f"training budget {_fmt(train_flops)} FLOPs including the teacher's generation at "
              f"{_fmt(teacher)} FLOPs per thinking token"]
     for arm in arms:
-        share = thinking_fraction if thinking_fraction is not None else (
-            fractions.get(arm) if isinstance(fractions, Mapping) else fractions)
+        given = thinking_fraction if thinking_fraction is not None else fractions
+        share = given.get(arm) if isinstance(given, Mapping) else given
         if share is None:
             raise ValueError(f"the thinking share of arm {arm!r}'s trained tokens is not in the law's "
                              f"options (thinking_fraction): give --thinking_fraction")

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import plots, recommend
+from analysis import plots, recommend, tables
+from analysis.forms import get_form
 
 TABLE_NAMES = ("training", "inference")
 TABLE_SUFFIXES = (".parquet", ".csv")
@@ -81,19 +82,6 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def parse_columns(text: str | None) -> dict[str, str]:
-    """'N=Model Size,C=Training FLOP' -> {'N': 'Model Size', 'C': 'Training FLOP'}."""
-    if not text:
-        return {}
-    mapping = {}
-    for item in text.split(","):
-        if "=" not in item:
-            raise ValueError(f"--columns: {item!r} must look like CANONICAL=column")
-        key, value = item.split("=", 1)
-        mapping[key.strip()] = value.strip()
-    return mapping
-
-
 # ---------------------------------------------------------------------------------------------
 # HTML pieces
 # ---------------------------------------------------------------------------------------------
@@ -139,72 +127,70 @@ def fmt(value) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
-                 budgets: list[float] | None = None, inference_tokens: float = 1e12) -> str:
+                 budgets: list[float] | None = None, inference_tokens: float = 1e12,
+                 target: str = "eval_loss") -> str:
     """The report's HTML for the tables under `path`."""
-    import analysis
-
-    path, columns = Path(path), columns or {}
+    path, columns = Path(path), dict(columns or {})
     with tempfile.TemporaryDirectory() as scratch:
         found = find_tables(path, Path(scratch))
         frames = {role: read_table(p) for role, p in found.items()}
-        collected = Path(scratch) in next(iter(found.values())).parents
+        collected = Path(scratch) in found["training"].parents
         sources = [Source(path if collected else p, role + (" (collected from the sweep)" if collected else ""),
                           sha256(p), len(frames[role]), frames[role].shape[1]) for role, p in found.items()]
-    training = frames["training"]
-    inference = frames.get("inference")
-    if inference is not None and inference.empty:
-        inference = None
-    canonical = canonical_training(training, columns)
+        # Errors name the file the user gave; a collected sweep's tables are only in memory.
+        training_source = frames["training"] if collected else found["training"]
+        inference = frames.get("inference")
+        if inference is not None and inference.empty:
+            inference = None
+        return render(path.name, training_source, frames["training"], inference, sources, columns, bootstrap,
+                      budgets, inference_tokens, target, run_states(path))
 
-    sections = [Section("Data", summary_html(training, canonical, inference, run_states(path)))]
-    laws, fit_notes = {}, []
-    fit_plan = [("chinchilla", dict(form="chinchilla", approach=3)),
-                ("approach 2 (IsoFLOP)", dict(form="chinchilla", approach=2))]
-    if "arm" in canonical and canonical["arm"].nunique() > 1:
-        fit_plan.append(("augmentation", dict(form="augmentation", approach=3)))
-    for name, options in fit_plan:
-        try:
-            laws[name] = analysis.fit(canonical, target="loss", bootstrap=bootstrap, **options)
-        except ValueError as e:
-            fit_notes.append(skipped_html(f"law {name}", str(e)))
-    if inference is not None:
-        try:
-            laws["joint"] = analysis.fit(training, form="joint", bootstrap=bootstrap, inference=inference)
-        except (ValueError, TypeError) as e:
-            fit_notes.append(skipped_html("law joint", str(e)))
-    else:
-        fit_notes.append(skipped_html("law joint", "no inference table (inference.parquet) next to the training table"))
-    sections.append(Section("Fitted laws", "".join(law_html(name, law) for name, law in laws.items())
-                            + "".join(fit_notes)))
+
+def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
+           target, states) -> str:
+    canonical, _ = tables.canonical_table(training_source, ("N", "D"), target=target, columns=columns,
+                                          optional=("C", "arm", "D_raw"))
+    if "C" not in canonical:
+        canonical["C"] = 6 * canonical["N"] * canonical["D"]
+    sections = [Section("Data", summary_html(training, canonical, inference, states))]
+    laws, fit_notes = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
+    sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items()) + "".join(fit_notes)))
     sections.append(Section("Figures", figures_html(canonical, training, inference, laws)))
-    sections.append(Section("Recommendations", recommendations_html(laws, canonical, budgets, inference_tokens)))
+    sections.append(Section("Recommendations", recommendations_html(laws, canonical, training, budgets,
+                                                                    inference_tokens)))
     sections.append(Section("Provenance", provenance_html(sources, columns)))
-    return page_html(f"Scaling report: {path.name}", sections)
+    return page_html(f"Scaling report: {name}", sections)
 
 
-def canonical_training(training: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """Law inputs under canonical names (N, D, C, loss, arm), final points only.
+def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
+    """Every law the data supports, fitted with analysis.fit; the others with the reason."""
+    import analysis
 
-    Result tables map by default (N=params, D=tokens, C=flops, loss=eval_loss); a column map
-    overrides; D or C missing is derived from C = 6ND.
-    """
-    defaults = {"N": "params", "D": "tokens", "C": "flops", "loss": "eval_loss", "arm": "arm"}
-    mapping = {**{k: v for k, v in defaults.items() if v in training}, **columns}
-    missing = {k: v for k, v in mapping.items() if v not in training}
-    if missing:
-        raise ValueError(f"columns {missing} not in the table (it has {', '.join(map(str, training.columns))})")
-    table = training[training["is_final"].astype(bool)] if "is_final" in training else training
-    out = pd.DataFrame({k: table[v].to_numpy() for k, v in mapping.items()})
-    for needed in ("N", "loss"):
-        if needed not in out:
-            raise ValueError(f"no {needed} column: give --columns {needed}=<column>")
-    if "D" not in out and "C" in out:
-        out["D"] = out["C"] / (6 * out["N"])
-    if "C" not in out and "D" in out:
-        out["C"] = 6 * out["N"] * out["D"]
-    if "D" not in out:
-        raise ValueError("neither D (tokens) nor C (FLOPs) is given: give --columns D=<column> or C=<column>")
-    return out
+    laws, notes = {}, []
+    plan = [("chinchilla", dict(form="chinchilla", approach=3)), ("approach 2 (IsoFLOP)", dict(approach=2))]
+    if "arm" in canonical and canonical["arm"].nunique() > 1:
+        plan.append(("augmentation", dict(form="augmentation", approach=3)))
+    else:
+        notes.append(skipped_html("law augmentation", "the data has a single arm"))
+    for name, options in plan:
+        try:
+            laws[name] = analysis.fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **options)
+        except ValueError as e:
+            notes.append(skipped_html(f"law {name}", str(e)))
+    loss_law = laws.get("augmentation") or laws.get("chinchilla")
+    if inference is None:
+        notes.append(skipped_html("law joint_inference", "no inference table (inference.parquet) beside the training table"))
+    elif loss_law is None:
+        notes.append(skipped_html("law joint_inference", "no loss law to build it on"))
+    else:
+        # pass@k rows measure a different thing than greedy/majority answers: fit on the latter.
+        rows = inference[inference["aggregator"] != "pass@k"] if "aggregator" in inference else inference
+        try:
+            laws["joint_inference"] = analysis.fit(rows, form="joint_inference", target="accuracy",
+                                                   bootstrap=bootstrap, loss_law=loss_law)
+        except ValueError as e:
+            notes.append(skipped_html("law joint_inference", str(e)))
+    return laws, notes
 
 
 def run_states(path: Path) -> dict[str, int]:
@@ -265,13 +251,13 @@ def figures_html(canonical, training, inference, laws) -> str:
     def attempt(name, caption, build):
         try:
             fig = build()
-        except (ValueError, KeyError) as e:
+        except ValueError as e:
             parts.append(skipped_html(name, str(e)))
             return
         parts.append(figure_html(fig, caption))
 
-    groups = [g for _, g in plots.isoflop_groups(canonical) if g["N"].nunique() >= 3]
-    if len(groups) >= 2:
+    curves = plots.isoflop_curves(canonical)
+    if len(curves) >= 2:
         attempt("IsoFLOP curves", "Loss against model size per compute budget; dashed: parabola in log N; "
                 "solid: the Chinchilla law", lambda: plots.isoflop_figure(canonical, base))
     else:
@@ -279,40 +265,57 @@ def figures_html(canonical, training, inference, laws) -> str:
     frontier_law = base or laws.get("approach 2 (IsoFLOP)")
     if frontier_law is not None:
         attempt("Compute-optimal frontier", "N_opt and D_opt against compute with the 95% bootstrap band",
-                lambda: plots.frontier_figure(frontier_law, canonical if len(groups) >= 2 else None))
+                lambda: plots.frontier_figure(frontier_law, canonical if len(curves) >= 2 else None))
     else:
         parts.append(skipped_html("Compute-optimal frontier", "no Chinchilla or approach-2 law was fitted"))
-    if {"arm", "tokens_raw", "params"} <= set(training.columns):
+    if {"arm", "tokens", "tokens_raw", "params"} <= set(training.columns):
         aug = laws.get("augmentation")
-        multipliers = ({"tokens": {k[2:]: (v.estimate, v.ci) for k, v in aug.parameters.items()
-                                   if k.startswith("m_")}} if aug is not None else None)
-        attempt("Data efficiency", "Loss and hard-span loss against tokens per arm, both accountings",
+        multipliers = None
+        if aug is not None:
+            arms = recommend.augmentation_arms(aug)
+            multipliers = {column: {arm: (aug.parameters[name].estimate, aug.parameters[name].ci)
+                                    for arm in arms if (name := f"m_{arm}{suffix}") in aug.parameters}
+                           for column, suffix in (("tokens", ""), ("tokens_raw", "_raw"))}
+        attempt("Data efficiency", "Loss and hard-span loss against tokens per arm and size, both accountings",
                 lambda: plots.data_efficiency_figure(training, multipliers))
     else:
-        parts.append(skipped_html("Data efficiency", "the table has no arm / tokens_raw columns"))
-    joint = laws.get("joint")
+        parts.append(skipped_html("Data efficiency", "the table has no arm / tokens / tokens_raw / params columns"))
+    joint = laws.get("joint_inference")
     if joint is not None:
         sizes = np.geomspace(*[float(x) for x in joint.ranges["N"]], 3)
         total = 6 * float(joint.ranges["N"][1]) * float(joint.ranges["D"][1])
-        attempt("Iso-compute curves", "Predicted accuracy against the share of total compute spent at inference",
-                lambda: plots.iso_compute_figure(joint, total, 1e3, 256, sizes))
+        attempt("Iso-compute curves", "Predicted accuracy against the share of a fixed total compute spent at "
+                "inference (1,000 queries of 256 tokens)", lambda: plots.iso_compute_figure(joint, total, 1e3, 256, sizes))
     else:
-        parts.append(skipped_html("Iso-compute curves", "no joint law (it needs an inference table)"))
+        parts.append(skipped_html("Iso-compute curves", "no joint_inference law (it needs an inference table)"))
     if inference is not None and {"params", "arm", "thinking_budget", "samples", "accuracy"} <= set(inference.columns):
         attempt("Test-time scaling", "Accuracy against thinking tokens and against samples",
                 lambda: plots.test_time_figure(inference))
     else:
         parts.append(skipped_html("Test-time scaling", "no inference table"))
-    residual_laws = {n: l for n, l in laws.items() if n in ("chinchilla", "augmentation")}
+    residual_laws = {n: law for n, law in laws.items() if n in ("chinchilla", "augmentation")}
     if residual_laws:
         attempt("Residuals", "log(observed / predicted) of each fit against N, D and C",
                 lambda: plots.residuals_figure(canonical, residual_laws))
     else:
-        parts.append(skipped_html("Residuals", "no law was fitted"))
+        parts.append(skipped_html("Residuals", "no loss law was fitted"))
     return "".join(parts)
 
 
-def recommendations_html(laws, canonical, budgets, inference_tokens) -> str:
+def quantity_cells(answer, names) -> list[str]:
+    return [f"{fmt(answer[k].estimate)} [{fmt(answer[k].ci[0])}, {fmt(answer[k].ci[1])}]" if answer[k].ci
+            else fmt(answer[k].estimate) for k in names]
+
+
+def answer_html(title: str, answer) -> str:
+    rows = [[k, fmt(q.estimate), f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]" if q.ci else "", q.unit]
+            for k, q in answer.quantities.items()]
+    notes = list(answer.notes) + [f"warning: {w}" for w in answer.warnings]
+    return (f"<h3>{esc(title)}</h3>" + html_table(["quantity", "estimate", "95% interval", "unit"], rows)
+            + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
+
+
+def recommendations_html(laws, canonical, training, budgets, inference_tokens) -> str:
     law = laws.get("chinchilla")
     if law is None:
         return skipped_html("Recommendations", "no Chinchilla law was fitted")
@@ -322,21 +325,45 @@ def recommendations_html(laws, canonical, budgets, inference_tokens) -> str:
     rows = []
     for c in budgets:
         answer = recommend.compute_optimal(law, c)
-        rows.append([fmt(c)] + [f"{fmt(answer[k].estimate)} [{fmt(answer[k].ci[0])}, {fmt(answer[k].ci[1])}]"
-                                if answer[k].ci else fmt(answer[k].estimate) for k in ("N", "D", "predicted_loss")]
-                    + [extrapolation_text(answer.warnings)])
-    parts = ["<h3>Compute-optimal allocation</h3>",
+        rows.append([fmt(c)] + quantity_cells(answer, ("N", "D", "predicted_loss")) + [extrapolation_text(answer.warnings)])
+    parts = ["<h3>Compute-optimal allocation (Chinchilla law)</h3>",
              html_table(["training FLOPs", "N (parameters)", "D (tokens)", "predicted loss", "range check"], rows)]
     try:
         answer = recommend.inference_aware(law, inference_tokens, train_flops=budgets[0])
-        parts.append(f"<h3>Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens</h3>")
-        parts.append(html_table(["quantity", "estimate", "95% interval"],
-                                [[k, fmt(q.estimate), f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]" if q.ci else ""]
-                                 for k, q in answer.quantities.items()]))
-        parts.append("".join(f"<p class='note'>{esc(n)}</p>" for n in answer.notes))
+        parts.append(answer_html(f"Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens", answer))
     except ValueError as e:
         parts.append(skipped_html("Inference-aware sizing", str(e)))
+    aug = laws.get("augmentation")
+    if aug is not None:
+        try:
+            teacher, shares = teacher_costs(training)
+            answer = recommend.augmentation_pays(aug, budgets[0], teacher, shares)
+            parts.append(answer_html(f"Does thinking augmentation pay for itself at {fmt(budgets[0])} FLOPs?", answer))
+        except ValueError as e:
+            parts.append(skipped_html("Augmentation question", str(e)))
+    joint = laws.get("joint_inference")
+    if joint is not None:
+        total = 6 * float(joint.ranges["N"][1]) * float(joint.ranges["D"][1])
+        try:
+            answer = recommend.joint_allocation(joint, total, 1e3, 256)
+            parts.append(answer_html(f"Joint allocation of {fmt(total)} FLOPs with 1,000 queries of 256 tokens", answer))
+        except ValueError as e:
+            parts.append(skipped_html("Joint allocation", str(e)))
     return "".join(parts)
+
+
+def teacher_costs(training: pd.DataFrame) -> tuple[float, dict[str, float]]:
+    """Teacher FLOPs per thinking token and each arm's thinking share of trained tokens, from the table."""
+    needed = {"teacher_flops", "tokens_thinking", "tokens", "arm"}
+    if not needed <= set(training.columns):
+        raise ValueError(f"the training table lacks {sorted(needed - set(training.columns))} to charge the teacher")
+    final = training[training["is_final"].astype(bool)] if "is_final" in training else training
+    thinking = final[final["tokens_thinking"] > 0]
+    if thinking.empty or not (thinking["teacher_flops"] > 0).any():
+        raise ValueError("no trained thinking tokens with teacher FLOPs recorded")
+    teacher = float(thinking["teacher_flops"].sum() / thinking["tokens_thinking"].sum())
+    shares = {str(arm): float(part["tokens_thinking"].sum() / part["tokens"].sum()) for arm, part in final.groupby("arm")}
+    return teacher, shares
 
 
 def extrapolation_text(warnings) -> str:
@@ -378,6 +405,7 @@ def configure_report(parser) -> None:
     parser.add_argument("path", help="results dir (training.parquet, inference.parquet), sweep dir, or one table")
     parser.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
     parser.add_argument("--columns", help="column map for a foreign table, e.g. N='Model Size',C='Training FLOP'")
+    parser.add_argument("--target", default="eval_loss", help="the loss column laws are fitted to (default eval_loss)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits per law (default 200)")
     parser.add_argument("--budgets", help="training FLOPs to recommend for, comma-separated (default: the "
                                           "decades around the largest budget in the data)")
@@ -390,7 +418,8 @@ def run_report(args) -> int:
 
     try:
         budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
-        text = build_report(args.path, parse_columns(args.columns), args.bootstrap, budgets, args.inference_tokens)
+        text = build_report(args.path, tables.parse_columns(args.columns), args.bootstrap, budgets,
+                            args.inference_tokens, args.target)
     except ValueError as e:
         print(f"scaling report: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from analysis import plots, recommend
+from test_recommend import make_law
 
 LAW = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
@@ -45,17 +46,35 @@ def inference_table():
     return pd.DataFrame(rows)
 
 
-def test_isoflop_groups_recover_the_budgets():
-    groups = plots.isoflop_groups(isoflop_table())
-    assert [round(np.log10(c)) for c, _ in groups] == [18, 19, 20]
-    assert [len(g) for _, g in groups] == [7, 7, 7]
+def test_isoflop_curves_are_the_approach_2_budgets():
+    curves = plots.isoflop_curves(isoflop_table())
+    assert [round(np.log10(c)) for c, _ in curves] == [18, 19, 20]
+    assert [len(g) for _, g in curves] == [7, 7, 7]
+    with pytest.raises(ValueError, match="3 or more model sizes"):
+        plots.isoflop_figure(isoflop_table(per_budget=2))
 
 
-def test_isoflop_minima_follow_the_law_optimum():
-    minima = plots.isoflop_minima(isoflop_table(noise=0.0, per_budget=11))
-    n_opt, _ = recommend.chinchilla_optimum(LAW, minima["C"].to_numpy())
-    # A parabola in log N only approximates the law's valley: within a factor of 1.3.
-    assert np.all(np.abs(np.log(minima["N"] / n_opt)) < np.log(1.3))
+def test_law_figures_draw_the_law(tmp_path):
+    law = make_law(LAW)
+    table = isoflop_table(noise=0.0)
+    fig = plots.isoflop_figure(table, law)
+    solid = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "-"]
+    assert len(solid) == 3
+    for line, (c, _) in zip(solid, plots.isoflop_curves(table)):  # the law along each budget
+        n = line.get_xdata()
+        assert line.get_ydata() == pytest.approx(recommend.chinchilla_loss(LAW, n, c / (6 * n)), rel=1e-9)
+    residuals = plots.residuals_figure(table, {"true law": law})
+    for ax in residuals.axes:
+        offsets = ax.collections[0].get_offsets()
+        assert np.max(np.abs(offsets[:, 1])) < 1e-9  # noise-free data: zero residuals
+    frontier = plots.frontier_figure(law, table)
+    n_line, band = frontier.axes[0].get_lines()[0], frontier.axes[0].collections[0]
+    c = n_line.get_xdata()
+    assert n_line.get_ydata() == pytest.approx(recommend.chinchilla_optimum(LAW, c)[0], rel=1e-9)
+    low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert low < n_line.get_ydata().min() and high > n_line.get_ydata().max()
+    for name, f in {"isoflop_law": fig, "residuals": residuals, "frontier": frontier}.items():
+        assert plots.save_figure(f, tmp_path / name)[0].stat().st_size > 10_000
 
 
 def test_each_figure_has_units_logs_and_legends(tmp_path):

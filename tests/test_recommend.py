@@ -9,6 +9,7 @@ from scipy import optimize
 
 import analysis
 from analysis import recommend
+from analysis.law import Law, ParameterEstimate
 
 # Epoch's refit of Chinchilla (Besiroglu et al. 2024) and Hoffmann's original law.
 EPOCH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -114,35 +115,27 @@ def test_best_loss_at_budget_reduces_to_closed_forms():
 
 # --- On fitted laws: the Python API and `scaling recommend` -------------------------------------
 
-def synthetic_table(seed=0, noise=0.01):
-    """IsoFLOP-style points drawn from Epoch's law with multiplicative noise."""
+def make_law(params=EPOCH, form="chinchilla", n_draws=200, spread=0.02, seed=0, options=None, target="eval_loss",
+             ranges=None):
+    """A real Law with known estimates and draws around them (as a fit would give)."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for c in np.geomspace(1e18, 1e21, 5):
-        n_opt, _ = recommend.chinchilla_optimum(EPOCH, c)
-        for n in n_opt * np.geomspace(0.15, 6, 8):
-            d = c / (6 * n)
-            rows.append({"N": n, "D": d, "C": c,
-                         "loss": recommend.chinchilla_loss(EPOCH, n, d) * np.exp(rng.normal(0, noise))})
-    return pd.DataFrame(rows)
-
-
-NEEDS_FITTER = pytest.mark.skipif(not hasattr(analysis, "fit"), reason="the law fitter (issue 7) has not landed")
+    draws = {k: v * np.exp(rng.normal(0, spread, n_draws)) for k, v in params.items()}
+    estimates = {k: ParameterEstimate(v, float(np.std(draws[k])), tuple(np.percentile(draws[k], [2.5, 97.5])))
+                 for k, v in params.items()}
+    ranges = ranges or {"N": [4e7, 1.6e10], "D": [2e8, 3e11], "C": [1e18, 3e22]}
+    return Law(form=form, target=target, approach=3, parameters=estimates, bootstrap_samples=draws, ranges=ranges,
+               objective=0.0, huber_delta=1e-3, n_points=240, n_starts=4500, converged=True, options=options or {})
 
 
 @pytest.fixture(scope="module")
 def law_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("law") / "law.json"
-    analysis.fit(synthetic_table(), form="chinchilla", target="loss", bootstrap=60).save(path)
-    return path
+    return make_law().save(tmp_path_factory.mktemp("law") / "law.json")
 
 
-@NEEDS_FITTER
 def test_law_recommend_is_the_closed_form_with_bootstrap_intervals(law_file):
     law = analysis.load_law(law_file)
     answer = law.recommend(train_flops=1e21)
-    point = recommend.point_parameters(law)
-    n, d = recommend.chinchilla_optimum(point, 1e21)
+    n, d = recommend.chinchilla_optimum(EPOCH, 1e21)
     assert answer["N"].estimate == pytest.approx(n, rel=1e-9) and answer["D"].estimate == pytest.approx(d, rel=1e-9)
     for name in ("N", "D", "predicted_loss"):
         low, high = answer[name].ci
@@ -150,7 +143,6 @@ def test_law_recommend_is_the_closed_form_with_bootstrap_intervals(law_file):
     assert answer.warnings == ()
 
 
-@NEEDS_FITTER
 def test_cli_json_is_one_object_of_estimates_and_intervals(run_cli, law_file):
     proc = run_cli("recommend", law_file, "--train_flops=1e21", "--json", check=True)
     out = json.loads(proc.stdout)
@@ -161,7 +153,6 @@ def test_cli_json_is_one_object_of_estimates_and_intervals(run_cli, law_file):
     assert out == python  # `scaling recommend` and Law.recommend are the same answer
 
 
-@NEEDS_FITTER
 def test_cli_inference_aware_table_and_extrapolation_warning(run_cli, law_file):
     proc = run_cli("recommend", law_file, "--train_flops=1e24", "--inference_queries=1e9",
                    "--tokens_per_query=1000", check=True)
@@ -175,7 +166,6 @@ def test_cli_inference_aware_table_and_extrapolation_warning(run_cli, law_file):
     assert json.loads(quiet.stdout)["N"]["estimate"] < optimal["N"]["estimate"]
 
 
-@NEEDS_FITTER
 def test_cli_refuses_a_corrupted_law_file(run_cli, law_file, tmp_path):
     data = json.loads(law_file.read_text())
     del data["parameters"]["beta"]
@@ -189,7 +179,6 @@ def test_cli_refuses_a_corrupted_law_file(run_cli, law_file, tmp_path):
     assert proc.returncode == 2 and str(truncated) in proc.stderr
 
 
-@NEEDS_FITTER
 def test_questions_that_cannot_be_answered_say_why(run_cli, law_file):
     proc = run_cli("recommend", law_file, "--inference_queries=1e9")
     assert proc.returncode == 2 and "--tokens_per_query" in proc.stderr
