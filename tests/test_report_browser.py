@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FIXTURE = Path(__file__).parent / "data" / "chinchilla_epoch.csv"
+FIXTURE = Path(__file__).parent / "data" / "refdata" / "chinchilla_epoch_svg.csv"
 COLUMNS = "N=Model Size,C=Training FLOP,loss=loss"
 
 # In CI a missing browser is a failure (.ci/run installs it); elsewhere the test is skipped.
@@ -144,7 +144,6 @@ def test_harness_sees_console_errors_and_broken_images(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FIXTURE.exists(), reason="Epoch's Chinchilla fixture comes with the law fitter (issue 7)")
 def test_report_renders_in_chromium(run_cli, tmp_path):
     """The report on Epoch's Chinchilla data: no console errors, every figure decoded, a screenshot."""
     out = tmp_path / "report.html"
