@@ -1,3 +1,5 @@
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -65,6 +67,19 @@ def test_greedy_cache_decoding_equals_full_recompute(model, budget, extensions):
     np.testing.assert_array_equal(cached.kinds, naive.kinds)
     assert (cached.thinking <= budget).all() and (cached.generated >= 1).all()
     assert (cached.generated <= PROTOCOL.max_new_tokens(budget)).all()
+
+
+def test_cache_and_recompute_agree_when_the_model_keeps_trying_to_stop(model):
+    """Declare the token this model emits most as the end of thinking: extend and cap both fire."""
+    config, params = model
+    prompts, lengths = decode.pad_prompts([[5, 6, 7, 8, 9, OPEN], [10, 11, OPEN], [40, 41, 42, OPEN]], PAD, bucket=16)
+    free = decode.decode(config, params, prompts, lengths, PROTOCOL, 12)
+    values, counts = np.unique(free.tokens[free.kinds == decode.KIND_THINKING], return_counts=True)
+    eager = dataclasses.replace(PROTOCOL, think_close_id=int(values[np.argmax(counts)]))
+    cached = decode.decode(config, params, prompts, lengths, eager, 12, 2)
+    naive = decode.decode_by_recompute(config, params, prompts, lengths, eager, 12, 2, bucket=16)
+    np.testing.assert_array_equal(cached.tokens, naive.tokens)
+    assert (cached.kinds == decode.KIND_WAIT).any() and (cached.thinking <= 12).all()
 
 
 def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(model):

@@ -78,7 +78,7 @@ def test_rows_follow_the_inference_schema(swept):
         assert r["params"] == accounting.param_count(CONFIG).total and r["task"] == "synthetic_qa_d1"
         assert 0 <= r["accuracy"] <= 1 and r["n_problems"] == 2
         assert r["mean_thinking_tokens"] <= r["thinking_budget"] and r["within_budget"] == 1.0
-        assert r["mean_generated_tokens"] <= decode.Protocol.max_new_tokens(infer.protocol(4), r["thinking_budget"])
+        assert r["mean_generated_tokens"] <= infer.protocol(4).max_new_tokens(r["thinking_budget"])
     sampled = {(r["thinking_budget"], r["aggregator"], r["samples"]): r for r in rows}
     for t in (0, 4):  # flops are summed over the k samples of one sample set
         assert math.isclose(sampled[(t, "pass@k", 2)]["flops_per_query"], 2 * sampled[(t, "pass@k", 1)]["flops_per_query"])
@@ -116,6 +116,14 @@ def test_rerun_skips_what_is_there_and_adds_only_new_settings(swept):
     metrics = json.loads((run_dir / infer.METRICS_FILE).read_text())
     assert [(m["branch"], m["step"]) for m in metrics] == [(BRANCH, 7)]
     assert metrics[0]["control"] == 1.0 and metrics[0]["tasks"]["synthetic_qa_d1"]["scaling"] is not None
+
+
+def test_a_step_or_branch_that_did_not_finish_is_named(swept):
+    run_dir, _, _ = swept
+    with pytest.raises(infer.InferenceError, match=r"no finished step 99; finished: D=1.0e4 \(step 7\)"):
+        infer.infer(str(run_dir), step=99, **SMALL)
+    with pytest.raises(infer.InferenceError, match="no finished branch 'D=2.0e4'"):
+        infer.infer(str(run_dir), branch="D=2.0e4", **SMALL)
 
 
 def test_cli_validates_settings_before_any_compute(run_cli, tmp_path):
