@@ -39,8 +39,8 @@ def _timed(fn) -> float:
 def measure(preset: str, batch: int, prompt_tokens: int, generated: int) -> dict:
     config = load_model_config(PRESET_DIR / f"{preset}.gin")
     params = nn.unbox(init_params(config, jax.random.PRNGKey(0)))
-    protocol = decode.Protocol(eos_id=NEVER, pad_id=0, think_close_id=NEVER, wait_ids=(0,), close_ids=(0,),
-                               max_answer_tokens=generated)
+    protocol = decode.Protocol(eos_id=NEVER, pad_id=0, think_open_id=NEVER, think_close_id=NEVER,
+                               wait_ids=(0,), close_ids=(0,), max_answer_tokens=generated)
     rng = np.random.default_rng(0)
     prompts, lengths = decode.pad_prompts(rng.integers(3, 259, (batch, prompt_tokens)).tolist(), 0)
     cached = _timed(lambda: decode.decode(config, params, prompts, lengths, protocol, 0))

@@ -11,8 +11,10 @@ Budget forcing (Muennighoff et al. 2025, s1, arXiv 2501.19393) is a per-row stat
   is forced (cap); a `</think>` or EOS written before T is replaced by the wait sequence
   ("Wait") as long as extensions remain (extend), otherwise it closes thinking early;
 - answer phase: the model's own tokens until EOS or `max_answer_tokens`.
-T = 0 starts in the answer phase. The same machine drives the cache decoder and the
-full-recompute reference decoder, which therefore agree token for token under greedy decoding.
+T = 0 starts in the answer phase. While answering, `<think>` is masked out of the model's
+choices, so thinking happens only inside the budget (T = 0 means no thinking). The same machine
+drives the cache decoder and the full-recompute reference decoder, which therefore agree token
+for token under greedy decoding.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Protocol:
 
     eos_id: int
     pad_id: int
+    think_open_id: int  # never sampled while answering: an answer holds no uncounted thinking
     think_close_id: int
     wait_ids: tuple[int, ...]  # replaces an early `</think>` (extend)
     close_ids: tuple[int, ...]  # forced at the budget: `</think>` then the answer cue (cap)
@@ -116,6 +119,13 @@ def force_step(state: ForcingState, proposed, protocol: Protocol, thinking_budge
         queue=queue.astype(jnp.int32),
         queue_index=queue_index.astype(jnp.int32))
     return token.astype(jnp.int32), kind.astype(jnp.int8), new_state
+
+
+def no_thinking_while_answering(logits, state: ForcingState, protocol: Protocol):
+    """Mask `<think>` out of the logits of rows in the answer phase."""
+    answering = (state.phase == PHASE_ANSWER)[:, None]
+    opens = jnp.arange(logits.shape[-1])[None, :] == protocol.think_open_id
+    return jnp.where(answering & opens, -jnp.inf, logits)
 
 
 def sample_tokens(logits, temperature, top_p, rng):
@@ -201,7 +211,8 @@ def _decode_compiled(config, protocol, max_new, params, prompts, prompt_lengths,
 
     def one_token(carry):
         step, cache, last_logits, position, out_tokens, out_kinds, state = carry
-        proposed = sample_tokens(last_logits, temperature, top_p, jax.random.fold_in(rng, step))
+        proposed = sample_tokens(no_thinking_while_answering(last_logits, state, protocol), temperature, top_p,
+                                 jax.random.fold_in(rng, step))
         token, kind, state = force_step(state, proposed, protocol, thinking_budget)
         out_tokens = out_tokens.at[:, step].set(token)
         out_kinds = out_kinds.at[:, step].set(kind)
@@ -250,6 +261,7 @@ def decode_by_recompute(config: ModelConfig, params, prompts: np.ndarray, prompt
 def _recompute_step(config, protocol, length, params, sequence, position, state, thinking_budget):
     logits, _ = Transformer(config).apply({"params": params}, sequence[:, :length])
     last = jnp.take_along_axis(logits, (position - 1)[:, None, None], axis=1)[:, 0]
-    token, kind, state = force_step(state, jnp.argmax(last, axis=-1).astype(jnp.int32), protocol, thinking_budget)
+    proposed = jnp.argmax(no_thinking_while_answering(last, state, protocol), axis=-1).astype(jnp.int32)
+    token, kind, state = force_step(state, proposed, protocol, thinking_budget)
     sequence = sequence.at[jnp.arange(sequence.shape[0]), position].set(token)
     return token, kind, state, sequence

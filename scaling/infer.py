@@ -50,7 +50,7 @@ def task_name(difficulty: int) -> str:
 def protocol(max_answer_tokens: int) -> decode.Protocol:
     """The test-time protocol of scaling.data.formats as token ids, with s1's "Wait"."""
     return decode.Protocol(eos_id=vocabulary.EOS_ID, pad_id=vocabulary.PAD_ID,
-                           think_close_id=vocabulary.THINK_CLOSE_ID,
+                           think_open_id=vocabulary.THINK_OPEN_ID, think_close_id=vocabulary.THINK_CLOSE_ID,
                            wait_ids=tuple(vocabulary.encode(WAIT_TEXT)),
                            close_ids=tuple(vocabulary.encode(formats.THINK_CLOSE)),
                            max_answer_tokens=max_answer_tokens)
@@ -264,7 +264,8 @@ def infer(model_dir: str = gin.REQUIRED,
                        "max_answer_tokens": max_answer_tokens, "seed": seed}
             greedy_base = {**setting, "n_samples": 1, "temperature": 0.0}
             sampled_base = {**setting, "n_samples": n_samples, "temperature": float(temperature)}
-            wanted = [(greedy_base, "greedy", 1)] + [(sampled_base, agg, k) for k in ks for agg in ("majority", "pass@k")]
+            wanted = [(greedy_base, "greedy", 1)] + [(sampled_base, agg, k) for k in ks
+                                                     for agg in ("majority", "pass@k")]
             keys = [_row_key({**b, "aggregator": agg, "samples": k}) for b, agg, k in wanted]
             requested |= set(keys)
             missing = [w for w, key in zip(wanted, keys) if key not in done]

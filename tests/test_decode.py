@@ -10,8 +10,8 @@ from scaling import decode
 from scaling.model import ModelConfig, init_params
 
 EOS, PAD, OPEN, CLOSE = 1, 0, 259, 260
-PROTOCOL = decode.Protocol(eos_id=EOS, pad_id=PAD, think_close_id=CLOSE, wait_ids=(90, 91),
-                           close_ids=(CLOSE, 70, 71), max_answer_tokens=4)
+PROTOCOL = decode.Protocol(eos_id=EOS, pad_id=PAD, think_open_id=OPEN, think_close_id=CLOSE,
+                           wait_ids=(90, 91), close_ids=(CLOSE, 70, 71), max_answer_tokens=4)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,22 @@ def test_cache_and_recompute_agree_when_the_model_keeps_trying_to_stop(model):
     naive = decode.decode_by_recompute(config, params, prompts, lengths, eager, 12, 2, bucket=16)
     np.testing.assert_array_equal(cached.tokens, naive.tokens)
     assert (cached.kinds == decode.KIND_WAIT).any() and (cached.thinking <= 12).all()
+
+
+def test_answers_never_open_thinking(model):
+    """Declare the model's favourite answer token to be `<think>`: it never appears in an answer."""
+    config, params = model
+    prompts, lengths = decode.pad_prompts([[5, 6, 7, 8, 9], [10, 11], [40, 41, 42]], PAD, bucket=16)
+    free = decode.decode(config, params, prompts, lengths, PROTOCOL, 0)
+    values, counts = np.unique(free.tokens[free.kinds == decode.KIND_ANSWER], return_counts=True)
+    favourite = int(values[np.argmax(counts)])
+    strict = dataclasses.replace(PROTOCOL, think_open_id=favourite)
+    for budget in (0, 4):
+        cached = decode.decode(config, params, prompts, lengths, strict, budget, temperature=1.0, seed=1)
+        assert favourite not in cached.tokens[cached.kinds == decode.KIND_ANSWER]
+        greedy = decode.decode(config, params, prompts, lengths, strict, budget)
+        naive = decode.decode_by_recompute(config, params, prompts, lengths, strict, budget, bucket=16)
+        np.testing.assert_array_equal(greedy.tokens, naive.tokens)
 
 
 def test_sampling_is_seeded_and_top_p_near_zero_is_greedy(model):

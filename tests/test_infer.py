@@ -81,7 +81,8 @@ def test_rows_follow_the_inference_schema(swept):
         assert r["mean_generated_tokens"] <= infer.protocol(4).max_new_tokens(r["thinking_budget"])
     sampled = {(r["thinking_budget"], r["aggregator"], r["samples"]): r for r in rows}
     for t in (0, 4):  # flops are summed over the k samples of one sample set
-        assert math.isclose(sampled[(t, "pass@k", 2)]["flops_per_query"], 2 * sampled[(t, "pass@k", 1)]["flops_per_query"])
+        assert math.isclose(sampled[(t, "pass@k", 2)]["flops_per_query"],
+                            2 * sampled[(t, "pass@k", 1)]["flops_per_query"])
         # pass@k is at least majority, and grows with k
         assert sampled[(t, "pass@k", 2)]["accuracy"] >= sampled[(t, "majority", 2)]["accuracy"]
         assert sampled[(t, "pass@k", 2)]["accuracy"] >= sampled[(t, "pass@k", 1)]["accuracy"]
