@@ -444,7 +444,8 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
         if law.bootstrap_samples:
             draws = np.asarray(law.predict_draws(**covariates), float)
             j = np.nanargmax(draws, axis=1)
-            per_draw.append((draws[np.arange(len(j)), j], arm, grid_n[ok][j], d[ok][j], grid_t[ok][j], grid_k[ok][j]))
+            per_draw.append((draws[np.arange(len(j)), j], np.full(len(j), arm, dtype=object), grid_n[ok][j],
+                             d[ok][j], grid_t[ok][j], grid_k[ok][j]))
     if best is None:
         raise ValueError(f"total compute {_fmt(total_flops)} is spent on inference alone for every size in the "
                          f"grid: raise --total_flops or lower --inference_queries")

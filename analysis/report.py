@@ -239,9 +239,13 @@ def law_html(name: str, law) -> str:
 def heldout_text(heldout) -> str:
     if not heldout:
         return "not computed"
-    if isinstance(heldout, dict):
-        return ", ".join(f"{k} = {fmt(v) if isinstance(v, (int, float)) else v}" for k, v in heldout.items())
-    return str(heldout)
+    if heldout.get("skipped"):
+        return f"skipped: {heldout['skipped']}"
+    if heldout.get("mean_relative_error") is None:
+        return ", ".join(f"{k} = {v}" for k, v in heldout.items() if k != "train_parameters")
+    return (f"fitted on the {heldout['n_train']} lower-compute points, the {heldout['n_test']} highest-compute "
+            f"points are predicted with mean relative error {heldout['mean_relative_error']:.2%} "
+            f"(max {heldout['max_relative_error']:.2%})")
 
 
 def figures_html(canonical, training, inference, laws) -> str:
