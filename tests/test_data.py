@@ -132,6 +132,7 @@ def test_vanilla_batches_are_the_raw_documents():
     assert set(decoded) <= set(expected)
 
 
+@pytest.mark.slow
 def test_train_batches_deterministic_and_resume_equals_skipping(monkeypatch):
     monkeypatch.setattr(pipeline, "CHUNK_TOKENS", 4 * 2 * 64)  # chunks of 4 batches
     def take(n, **kw):
@@ -173,6 +174,7 @@ def test_teacher_flops_and_unknown_task():
         pipeline.train_batches("nope", 2, 64, 0)
 
 
+@pytest.mark.slow
 def test_cache_backed_tasks(tmp_path):
     cache_dir = tmp_path / "mycorpus"
     summary = augment(AugmentConfig(cache_dir=str(cache_dir), n_documents=300), progress=False)
@@ -202,6 +204,7 @@ def test_cache_backed_tasks(tmp_path):
     assert pipeline.teacher_flops_per_thinking_token("mycorpus_thinking") == 0.0
 
 
+@pytest.mark.slow
 def test_sentencepiece_vocabulary_for_a_cache(tmp_path):
     import sentencepiece as spm
     texts = [make_document("train", 9, i).text for i in range(400)]

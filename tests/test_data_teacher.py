@@ -19,7 +19,7 @@ from scaling.data.teachers import OpenAICompatibleTeacher, OpenAITeacherConfig, 
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "sk-test-6f1d0c9e-never-write-me"
-FAULTS = ("ok", "500", "429", "truncated", "reset", "slow", "ok", "badshape")
+FAULTS = ("500", "429", "truncated", "reset", "slow", "badshape")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -31,12 +31,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         server = self.server
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = body["messages"][0]["content"] if "messages" in body else body["prompt"]
         with server.lock:
-            n = server.count
             server.count += 1
+            attempt = server.attempts[text]
+            server.attempts[text] += 1
             server.auth.add(self.headers.get("Authorization", ""))
             server.paths.add(self.path)
-        fault = server.faults[n % len(server.faults)]
+        # each document meets `faults_per_document` faults (all kinds across documents), then succeeds
+        if attempt < server.faults_per_document:
+            fault = server.faults[(len(text) + attempt) % len(server.faults)]
+        else:
+            fault = "ok"
+        server.served[fault] += 1
         time.sleep(server.delay)
         if fault == "500" or fault == "429":
             self._send(int(fault), b'{"error": "try later"}')
@@ -47,7 +54,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "slow":
             time.sleep(server.slow_s)
-        text = body["messages"][0]["content"] if "messages" in body else body["prompt"]
         document = text.split("<document>\n", 1)[1].split("\n</document>", 1)[0]
         thinking = f"Let me think about {len(document.split())} words: {document[:40]}"
         if self.path.endswith("/chat/completions"):
@@ -76,7 +82,8 @@ def openai_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.lock, server.count, server.auth, server.paths = threading.Lock(), 0, set(), set()
-    server.faults, server.delay, server.slow_s = FAULTS, 0.0, 1.5
+    server.faults, server.faults_per_document, server.delay, server.slow_s = FAULTS, 3, 0.0, 1.5
+    server.attempts, server.served = Counter(), Counter()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -94,12 +101,13 @@ def _config(server, **kw):
 def test_teacher_survives_every_fault(openai_server, endpoint, monkeypatch):
     monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
     teacher = OpenAICompatibleTeacher(_config(openai_server, endpoint=endpoint))
-    docs = [f"Document number {i} says something." for i in range(6)]
+    docs = [f"Document number {i} says something{'!' * i}" for i in range(6)]
     results = [teacher.think(d) for d in docs]
     for doc, r in zip(docs, results):
         assert r.text.startswith("Let me think about") and doc[:30] in r.text
         assert "<think>" not in r.text and r.tokens_generated > 0
-    assert openai_server.count > len(docs)  # faults were hit and retried
+    assert openai_server.count == 4 * len(docs)  # three faults each, retried, then the answer
+    assert set(openai_server.served) == {"ok", *FAULTS}
     assert openai_server.auth == {f"Bearer {SECRET}"}
     assert openai_server.paths == {"/v1/chat/completions" if endpoint == "chat" else "/v1/completions"}
     assert teacher.flops_per_token == 2e9
@@ -107,7 +115,7 @@ def test_teacher_survives_every_fault(openai_server, endpoint, monkeypatch):
 
 
 def test_teacher_gives_up_with_a_clear_error(openai_server):
-    openai_server.faults = ("500",)
+    openai_server.faults, openai_server.faults_per_document = ("500",), 100
     teacher = OpenAICompatibleTeacher(_config(openai_server, max_retries=2))
     with pytest.raises(TeacherError, match="gave up after 3 attempts; last: HTTP 500"):
         teacher.think("a document")
