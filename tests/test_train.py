@@ -170,10 +170,20 @@ def _assert_bitwise_equal(a, b):
             assert np.array_equal(np.asarray(x), np.asarray(y)), name
 
 
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted TINY run, the baseline the interrupted runs must reproduce bit for bit."""
+    from tests.conftest import _scaling_executable
+    run_dir = tmp_path_factory.mktemp("reference")
+    proc = subprocess.run(_scaling_executable() + ["train", *TINY, f"--gin.MODEL_DIR={run_dir}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
 @pytest.mark.slow
-def test_sigkill_at_a_random_step_then_rerun_is_bitwise_identical(run_cli, tmp_path):
-    reference = tmp_path / "reference"
-    assert run_cli("train", *TINY, f"--gin.MODEL_DIR={reference}").returncode == 0
+def test_sigkill_at_a_random_step_then_rerun_is_bitwise_identical(run_cli, tmp_path, reference_run):
+    reference = reference_run
     total_steps = finished_branches(reference)[-1]["step"]
 
     kill_at = random.Random().randint(2, total_steps - 2)
@@ -189,9 +199,8 @@ def test_sigkill_at_a_random_step_then_rerun_is_bitwise_identical(run_cli, tmp_p
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_identically(run_cli, tmp_path):
-    reference = tmp_path / "reference"
-    assert run_cli("train", *TINY, f"--gin.MODEL_DIR={reference}").returncode == 0
+def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_identically(run_cli, tmp_path, reference_run):
+    reference = reference_run
     stopped = tmp_path / "stopped"
     proc = _start(stopped)
     step = _wait_for_step(proc, stopped, 6)
@@ -215,3 +224,24 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(run_cl
     state = status(tmp_path)
     assert state["state"] == "failed" and "non-finite loss" in state["reason"]
     assert not finished_branches(tmp_path)
+
+
+@pytest.mark.slow
+def test_tiny_preset_learns_well_below_the_unigram_entropy(run_cli, tmp_path):
+    from scaling.data import pipeline
+    counts = np.zeros(264)
+    stream = pipeline.train_batches("synthetic_vanilla", 8, 128, seed=0)
+    for _ in range(20):
+        batch = next(stream)
+        np.add.at(counts, batch["targets"].ravel(), batch["loss_weights"].ravel())
+    p = counts[counts > 0] / counts.sum()
+    unigram_entropy = float(-(p * np.log(p)).sum())  # nats/token
+
+    proc = run_cli("train", "--gin_file=gin/models/p50k.gin", "--gin_file=gin/runs/pretrain.gin",
+                   f"--gin.MODEL_DIR={tmp_path}", "--gin.ModelConfig.seq_len=128", "--gin.train.batch_size=8",
+                   "--gin.train.data_budgets=[40000]", "--gin.train.learning_rate=1e-2", "--gin.train.eval_batches=4",
+                   "--gin.train.log_every_steps=20")
+    assert proc.returncode == 0, proc.stderr
+    final = [r for r in rows(tmp_path) if r["is_final"]][-1]
+    print(f"unigram entropy {unigram_entropy:.3f} nats, final eval loss {final['eval_loss']:.3f}")
+    assert final["eval_loss"] < 0.6 * unigram_entropy
