@@ -287,9 +287,10 @@ def figures_html(canonical, training, inference, laws) -> str:
     joint = laws.get("joint_inference")
     if joint is not None:
         sizes = np.geomspace(*[float(x) for x in joint.ranges["N"]], 3)
-        total = 6 * float(joint.ranges["N"][1]) * float(joint.ranges["D"][1])
-        attempt("Iso-compute curves", "Predicted accuracy against the share of a fixed total compute spent at "
-                "inference (1,000 queries of 256 tokens)", lambda: plots.iso_compute_figure(joint, total, 1e3, 256, sizes))
+        total, queries, tokens = joint_scenario(joint)
+        attempt("Iso-compute curves", f"Predicted accuracy against the share of a fixed total compute spent at "
+                f"inference ({fmt(queries)} queries of {tokens} tokens)",
+                lambda: plots.iso_compute_figure(joint, total, queries, tokens, sizes))
     else:
         parts.append(skipped_html("Iso-compute curves", "no joint_inference law (it needs an inference table)"))
     if inference is not None and {"params", "arm", "thinking_budget", "samples", "accuracy"} <= set(inference.columns):
@@ -304,6 +305,16 @@ def figures_html(canonical, training, inference, laws) -> str:
     else:
         parts.append(skipped_html("Residuals", "no loss law was fitted"))
     return "".join(parts)
+
+
+def joint_scenario(joint, tokens_per_query: int = 256) -> tuple[float, float, int]:
+    """An example where inference matters: the largest fitted run's training compute in total, and
+    enough queries that the largest model at the largest thinking budget would spend half of it."""
+    n_max, d_max = float(joint.ranges["N"][1]), float(joint.ranges["D"][1])
+    t_max = float(joint.ranges.get("T", [0, 0])[1])
+    total = 6 * n_max * d_max
+    queries = float(f"{0.5 * total / (2 * n_max * (tokens_per_query + t_max)):.1g}")
+    return total, queries, tokens_per_query
 
 
 def quantity_cells(answer, names) -> list[str]:
@@ -347,10 +358,11 @@ def recommendations_html(laws, canonical, training, budgets, inference_tokens) -
             parts.append(skipped_html("Augmentation question", str(e)))
     joint = laws.get("joint_inference")
     if joint is not None:
-        total = 6 * float(joint.ranges["N"][1]) * float(joint.ranges["D"][1])
+        total, queries, tokens = joint_scenario(joint)
         try:
-            answer = recommend.joint_allocation(joint, total, 1e3, 256)
-            parts.append(answer_html(f"Joint allocation of {fmt(total)} FLOPs with 1,000 queries of 256 tokens", answer))
+            answer = recommend.joint_allocation(joint, total, queries, tokens)
+            parts.append(answer_html(f"Joint allocation of {fmt(total)} FLOPs with {fmt(queries)} queries of "
+                                     f"{tokens} tokens", answer))
         except ValueError as e:
             parts.append(skipped_html("Joint allocation", str(e)))
     return "".join(parts)

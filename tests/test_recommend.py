@@ -184,3 +184,62 @@ def test_questions_that_cannot_be_answered_say_why(run_cli, law_file):
     assert proc.returncode == 2 and "--tokens_per_query" in proc.stderr
     proc = run_cli("recommend", law_file, "--target_loss=1.0", "--inference_queries=1", "--tokens_per_query=1")
     assert proc.returncode == 2 and "out of reach" in proc.stderr
+
+
+def augmentation_law(m=2.0):
+    options = {"arms": ["vanilla", "thinking"], "reference_arm": "vanilla"}
+    return make_law({**EPOCH, "m_thinking": m}, form="augmentation", options=options)
+
+
+def test_augmentation_pays_only_while_the_teacher_is_cheap():
+    law = augmentation_law(2.0)
+    free = recommend.augmentation_pays(law, 1e21, teacher_flops_per_token=0.0, thinking_fraction=0.5)
+    # With a free teacher, data worth 2x is the Chinchilla law with B / 2^beta: a closed form.
+    scaled = {**EPOCH, "B": EPOCH["B"] / 2.0 ** EPOCH["beta"]}
+    n, d = recommend.chinchilla_optimum(scaled, 1e21)
+    assert free["loss_thinking"].estimate == pytest.approx(recommend.chinchilla_loss(scaled, n, d), rel=1e-9)
+    assert free["loss_gain_thinking"].estimate > 0 and free["loss_gain_thinking"].ci[0] > 0
+    # A teacher costing 1e13 FLOPs per thinking token eats the budget: it no longer pays.
+    costly = recommend.augmentation_pays(law, 1e21, teacher_flops_per_token=1e13, thinking_fraction=0.5)
+    assert costly["loss_gain_thinking"].estimate < 0
+    assert "does not pay for itself" in " ".join(costly.notes)
+    with pytest.raises(ValueError, match="--teacher_flops_per_token"):
+        recommend.augmentation_pays(law, 1e21)
+
+
+def joint_law(n_draws=40):
+    loss_law = make_law()
+    params = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T": 0.3, "gamma_k": 0.2}
+    return make_law(params, form="joint_inference", target="accuracy", n_draws=n_draws, spread=0.01,
+                    options={"loss_law": loss_law.to_dict()},
+                    ranges={"N": [1e8, 1e10], "D": [1e9, 2e11], "T": [0, 1024], "k": [1, 8]})
+
+
+def test_joint_allocation_spends_the_budget_and_shrinks_with_demand():
+    law = joint_law()
+    total, tokens = 1e21, 256
+    demands = (1e3, 1e9)
+    answers = [recommend.joint_allocation(law, total, queries, tokens) for queries in demands]
+    for queries, answer in zip(demands, answers):
+        n, d, t, k = (answer[name].estimate for name in ("N", "D", "thinking_budget", "samples"))
+        spent = 6 * n * d + queries * 2 * n * k * (tokens + t)
+        assert spent == pytest.approx(total, rel=1e-9)
+        predicted = law.predict(N=np.array([n]), D=np.array([d]), T=np.array([t]), k=np.array([k]))[0]
+        assert answer["predicted_accuracy"].estimate == pytest.approx(predicted, rel=1e-12)
+        assert answer["predicted_accuracy"].ci[0] <= predicted <= answer["predicted_accuracy"].ci[1]
+    light, heavy = answers
+    # Heavy serving demand buys less test-time compute per query and no larger a model.
+    assert heavy["N"].estimate <= light["N"].estimate
+    assert heavy["samples"].estimate * (tokens + heavy["thinking_budget"].estimate) < \
+        light["samples"].estimate * (tokens + light["thinking_budget"].estimate)
+
+
+def test_cli_joint_json_has_the_allocation_keys(run_cli, tmp_path):
+    path = joint_law(n_draws=20).save(tmp_path / "joint.json")
+    proc = run_cli("recommend", path, "--total_flops=1e21", "--inference_queries=1e5", "--tokens_per_query=256",
+                   "--json", check=True)
+    out = json.loads(proc.stdout)
+    assert list(out) == ["N", "D", "thinking_budget", "samples", "predicted_accuracy"]
+    assert all(set(v) == {"estimate", "ci"} for v in out.values())
+    proc = run_cli("recommend", path, "--train_flops=1e21")
+    assert proc.returncode == 2 and "--total_flops" in proc.stderr
