@@ -202,6 +202,9 @@ def test_cache_backed_tasks(tmp_path):
             if doc in by_text:
                 assert corpus.is_held_out(by_text[doc]["doc_hash"])
     assert pipeline.teacher_flops_per_thinking_token("mycorpus_thinking") == 0.0
+    train_records = [r for r in records if not corpus.is_held_out(r["doc_hash"])]
+    assert pipeline.source_raw_tokens("mycorpus_vanilla") == sum(len(r["text"].encode()) + 1 for r in train_records)
+    assert pipeline.source_raw_tokens("synthetic_thinking") == float("inf")
 
 
 @pytest.mark.slow

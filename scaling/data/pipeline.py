@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import queue
 import random
 import threading
@@ -43,6 +44,7 @@ EVAL_KEYS = BATCH_KEYS + ("hard_mask", "target_bytes")
 
 _FEATURE_CONVERTER = seqio.DecoderFeatureConverter(pack=True)
 _TEACHER_FLOPS: dict[str, Callable[[], float]] = {}
+_SOURCE_TOKENS: dict[str, Callable[[], float]] = {}  # task -> raw tokens of one epoch
 _CACHE_TASKS: dict[str, list[str]] = {}  # resolved cache folder -> its registered task names
 _programmatic = ProgrammaticTeacher()
 
@@ -159,6 +161,10 @@ class _CacheCorpus:
                                                if thinking and r["thinking"].strip() else [])
                 yield formats.annotated_ids(segments, self.encode)
 
+    def raw_tokens(self) -> float:
+        """Document tokens of the training split, eos included: one epoch."""
+        return float(sum(len(self.encode(r["text"])) + 1 for r in self.records["train"]))
+
     def teacher_flops_per_thinking_token(self) -> float:
         train = self.records["train"]
         tokens = sum(len(self.encode(formats.thinking_block(r["thinking"]))) for r in train if r["thinking"].strip())
@@ -184,6 +190,7 @@ def register_cache_tasks(cache_dir: str, name: str | None = None, teacher_id: st
     _register_task(f"{name}_thinking", dataset_fn_for(True), vocab)
     _register_mixture(f"{name}_mix", [f"{name}_vanilla", f"{name}_thinking"])
     _CACHE_TASKS[str(Path(cache_dir).resolve())] = [f"{name}_vanilla", f"{name}_thinking", f"{name}_mix"]
+    _SOURCE_TOKENS.update({f"{name}_{v}": source.raw_tokens for v in ("vanilla", "thinking", "mix")})
     _TEACHER_FLOPS.update({f"{name}_vanilla": lambda: 0.0,
                            f"{name}_thinking": source.teacher_flops_per_thinking_token,
                            f"{name}_mix": source.teacher_flops_per_thinking_token})
@@ -202,6 +209,14 @@ def resolve_task(task: str) -> str:
     raise ValueError(f"unknown data task {task!r}: give a registered task "
                      f"({', '.join(sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())))}) "
                      f"or <cache dir>:vanilla|thinking|mix")
+
+
+def source_raw_tokens(task: str) -> float:
+    """Raw (document) tokens in one epoch of the task's training source: math.inf for the
+    endless synthetic generator, so unique_tokens = tokens_raw and epochs = 1 there; for a cache,
+    unique_tokens = min(tokens_raw, this) and epochs = tokens_raw / this."""
+    task = resolve_task(task)
+    return float(_SOURCE_TOKENS[task]()) if task in _SOURCE_TOKENS else math.inf
 
 
 def teacher_flops_per_thinking_token(task: str) -> float:
