@@ -275,20 +275,20 @@ def test_the_ray_executor_runs_on_a_cluster_started_with_ray_start_head(tmp_path
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ray_bin = Path(sys.executable).parent / "ray"
+    # --block keeps `ray start` in the foreground, so stopping it (by its pid) stops the cluster.
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false", f"--temp-dir={tmp_path / 'ray'}"],
+                             "--include-dashboard=false"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         run_dirs = [tmp_path / f"run{i}" for i in range(3)]
         for d in run_dirs:
             d.mkdir()
-        deadline = time.monotonic() + 120
-        while True:  # the head takes a while to accept drivers
-            driver = subprocess.run([sys.executable, "-c", RAY_DRIVER, WORK, f"127.0.0.1:{port}", *map(str, run_dirs)],
-                                    env={**os.environ, **FAST_CLAIMS}, capture_output=True, text=True, timeout=180)
-            if driver.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        # 'auto' finds the cluster `ray start` recorded on this machine, as tpu/pod.py's sweep does.
+        recorded = Path("/tmp/ray/ray_current_cluster")
+        _wait_for(lambda: recorded.exists() and recorded.read_text().strip().endswith(f":{port}"), 120,
+                  "the Ray head to come up")
+        driver = subprocess.run([sys.executable, "-c", RAY_DRIVER, WORK, "auto", *map(str, run_dirs)],
+                                env={**os.environ, **FAST_CLAIMS}, capture_output=True, text=True, timeout=180)
         assert driver.returncode == 0, driver.stdout + driver.stderr
         for d in run_dirs:
             _assert_exactly_once(d)
