@@ -7,7 +7,6 @@ full-page screenshot.
 """
 
 import base64
-import fcntl
 import json
 import os
 import select
@@ -33,17 +32,14 @@ class Chromium:
     def __init__(self, profile: Path):
         commands_read, self._commands = os.pipe()
         self._replies, replies_write = os.pipe()
-        # The child must find the pipes at fds 3 (commands in) and 4 (replies out).
-        def place_pipes():
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (commands_read, replies_write)]
-            os.dup2(high[0], 3)
-            os.dup2(high[1], 4)
-
+        # Chromium must find the pipes at fds 3 (commands in) and 4 (replies out). bash moves them
+        # there before exec, so no Python runs in the forked child (JAX threads make that unsafe).
+        command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                   "--hide-scrollbars", f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
         self.process = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-             "--hide-scrollbars", f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=place_pipes, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ["/bin/bash", "-c", f'exec "$@" 3<&{commands_read} 4>&{replies_write}', "chromium", *command],
+            pass_fds=(commands_read, replies_write), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(commands_read)
         os.close(replies_write)
         self._buffer = b""
