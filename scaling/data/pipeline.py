@@ -63,10 +63,47 @@ def split_to_length(dataset: tf.data.Dataset, sequence_length, output_features) 
         targets = example["targets"]
         n = tf.size(targets, out_type=tf.int64)
         bounds = tf.concat([tf.range(0, n, piece, dtype=tf.int64), [n]], 0)
-        ragged = tf.RaggedTensor.from_row_splits(targets, bounds)
-        return tf.data.Dataset.from_tensor_slices({"targets": ragged})
+        return tf.data.Dataset.range(tf.size(bounds, out_type=tf.int64) - 1).map(
+            lambda i: {"targets": targets[bounds[i]:bounds[i + 1]]})
 
     return dataset.flat_map(pieces)
+
+
+PACKING_WINDOW = 64  # examples reordered together so that seqio's sequential packer fills rows
+
+
+def _first_fit_decreasing(lengths: np.ndarray, capacity: int) -> np.ndarray:
+    """An order of the examples that lists them bin by bin (first-fit decreasing), the bins in
+    an order shuffled by the window's own lengths (so that batches do not sort by length)."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        for b, free in enumerate(room):
+            if lengths[i] <= free:
+                bins[b].append(i)
+                room[b] -= lengths[i]
+                break
+        else:
+            bins.append([i])
+            room.append(capacity - lengths[i])
+    shuffled = np.random.default_rng([int(n) for n in lengths]).permutation(len(bins))
+    return np.asarray([i for b in shuffled for i in bins[b]], np.int64)
+
+
+def order_for_packing(dataset: tf.data.Dataset, sequence_length, output_features) -> tf.data.Dataset:
+    """Reorder each window of examples bin by bin, so that the DecoderFeatureConverter's
+    sequential packing (a row closes when the next example does not fit) leaves little padding.
+    Deterministic; the eos appended later is counted in each length."""
+    capacity = sequence_length["targets"]
+
+    def reorder(window):
+        targets = window["targets"]
+        lengths = tf.math.count_nonzero(targets, axis=1, dtype=tf.int64)
+        order = tf.numpy_function(lambda n: _first_fit_decreasing(n + 1, capacity), [lengths], tf.int64)
+        return tf.data.Dataset.from_tensor_slices(order).map(
+            lambda i: {"targets": targets[i, :lengths[i]]})
+
+    return dataset.padded_batch(PACKING_WINDOW, padded_shapes={"targets": [None]}).flat_map(reorder)
 
 
 def _generator_dataset(examples: Callable[[int], Iterator[np.ndarray]], split: str, seed) -> tf.data.Dataset:
@@ -83,7 +120,7 @@ def _register_task(name: str, dataset_fn, vocab: seqio.Vocabulary) -> None:
     seqio.TaskRegistry.add(
         name, source=seqio.FunctionDataSource(dataset_fn, splits=("train", "validation")),
         output_features={"targets": seqio.Feature(vocab, add_eos=True)},
-        preprocessors=[split_to_length, seqio.preprocessors.append_eos_after_trim],
+        preprocessors=[split_to_length, order_for_packing, seqio.preprocessors.append_eos_after_trim],
         shuffle_buffer_size=None)
 
 
