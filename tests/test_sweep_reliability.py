@@ -296,3 +296,18 @@ def test_the_ray_executor_runs_on_a_cluster_started_with_ray_start_head(tmp_path
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_a_run_with_a_non_finite_loss_is_recorded_failed_and_left_alone_without_retry_failed(tmp_path, run_cli):
+    grid = ("--gin.Grid.models=['p50k']", "--gin.Grid.arms={'vanilla': 'synthetic_vanilla'}", "--gin.Grid.infer_files=[]",
+            "--gin.Grid.train_overrides={'train.batch_size': 4, 'train.learning_rate': 1e12, 'train.grad_clip': 0.0}")
+    out, _ = _sweep(tmp_path, *grid).communicate(timeout=300)
+    assert "failed" in out and "non-finite loss" in out and "0 of 1 runs finished" in out, out
+    status = run_cli("status", tmp_path / "sweep", check=True)
+    assert "failed" in status.stdout and "non-finite loss" in status.stdout
+    again = _sweep(tmp_path, *grid)
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 1 and "non-finite loss" in out
+    (run_dir,) = [d for d in (tmp_path / "sweep").iterdir() if d.is_dir()]
+    assert store.read_job(run_dir)["attempts"] == 1  # not run again
