@@ -9,6 +9,7 @@ ones wait for --retry_failed.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from scaling.configuration import ConfigError
@@ -74,6 +75,10 @@ def _arch_key(p: store.RunPlan) -> str:
     return f"{p.readable.split('_')[0]}/b{p.point['batch_size']}"
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_sweep(args) -> int:
     if args.gin.files:
         raise ConfigError(f"scaling sweep takes the grid as its argument; --gin_file={args.gin.files[0]} "
@@ -108,6 +113,8 @@ def run_sweep(args) -> int:
         reason = store.read_job(Path(job.run_dir)).get("reason") if outcome == runner.FAILED else ""
         print(f"{outcome:12s} {job.name}" + (f": {reason}" if reason else ""), flush=True)
 
+    # SIGTERM (a preempted VM, a job scheduler) stops the runs as Ctrl-C does: trainers checkpoint.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.executor == "local":
             outcomes = executors.run_local(jobs, workers, args.retry_failed, report)

@@ -52,9 +52,10 @@ def run_state(run_dir: Path) -> dict:
     trained = store.read_json(run_dir / "status.json", default={}) or {}
     last = _last_json_line(run_dir / "log.jsonl") or {}
     total = trained.get("total_tokens") or 0
-    progress = min(1.0, trained.get("tokens", 0) / total) if total else 0.0
+    tokens = trained.get("tokens") or last.get("tokens") or 0  # a failed status may not carry them
+    progress = min(1.0, tokens / total) if total else 0.0
     return {"run": run_dir.name, "state": state, "phase": job.get("phase", "") if state != "done" else "",
-            "progress": progress, "tokens": trained.get("tokens", 0), "total_tokens": total,
+            "progress": progress, "tokens": tokens, "total_tokens": total,
             "loss": last.get("loss"), "tokens_per_s": last.get("tokens_per_s"),
             "attempts": job.get("attempts", 0), "reason": job.get("reason", ""),
             "owner": claims.describe_owner(claim) if state == "running" else ""}
