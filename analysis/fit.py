@@ -257,7 +257,7 @@ def _estimate(value: float, draws: np.ndarray | None) -> ParameterEstimate:
 def _with_raw_accounting(law, frame, form_name, target, bootstrap, delta, seed, source, keep, screen_iters,
                          form_options):
     """Refit augmentation with D = raw document tokens and report m_<arm>_raw beside m_<arm>."""
-    raw_frame = frame.assign(D=frame["D_raw"])
+    raw_frame = frame.assign(D=frame["D_raw"]).drop(columns="D_raw")
     raw = fit_form(raw_frame, form_name, target=target, bootstrap=bootstrap, huber_delta=delta,
                    heldout_fraction=0, seed=seed, source=source, keep=keep, screen_iters=screen_iters,
                    **form_options)

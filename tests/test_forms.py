@@ -1,0 +1,114 @@
+"""Each law form recovers known parameters from synthetic data; pass@k matches published values."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from analysis.forms import FORMS, get_form, pass_at_k
+
+REF = Path(__file__).parent / "data" / "refdata"
+BASE = {"E": 1.87, "A": 520.4, "B": 1488.6, "alpha": 0.3527, "beta": 0.3527}
+
+
+def noisy(loss, noise, seed):
+    return loss * np.exp(np.random.default_rng(seed).normal(0, noise, np.shape(loss)))
+
+
+def covered(law, truth):
+    return {name: law.parameters[name].ci[0] <= value <= law.parameters[name].ci[1] for name, value in truth.items()}
+
+
+def test_every_form_declares_parameters_bounds_starts_and_covariates():
+    for name, form in FORMS.items():
+        assert form.name == name and form.parameter_names and form.covariates
+        assert set(form.bounds) == set(form.parameter_names)
+        assert form.starts({"arms": ["vanilla", "thinking"], "base": BASE}).ndim == 2
+    assert len(get_form("chinchilla").starts({})) == 4500
+    with pytest.raises(ValueError, match="unknown form 'cubic'"):
+        get_form("cubic")
+    with pytest.raises(ValueError, match=r"needs covariates \['D'\]"):
+        get_form("chinchilla").predict(BASE, N=1e9)
+
+
+def test_data_constrained_recovers_decay_constants_on_fixed_base():
+    truth = {"R_D": 15.0, "R_N": 5.0}
+    rng = np.random.default_rng(0)
+    n = np.geomspace(5e7, 5e9, 7).repeat(12)
+    u = np.tile(np.geomspace(1e8, 1e10, 4).repeat(3), 7)
+    d = u * np.tile([1.0, 8.0, 40.0], 28) * rng.uniform(0.9, 1.1, len(n))
+    loss = get_form("data_constrained").predict({**truth, **BASE}, {"base": BASE}, N=n, D=d, U=u)
+    frame = pd.DataFrame({"params": n, "tokens": d, "unique_tokens": u, "eval_loss": noisy(loss, 0.002, 1)})
+    law = analysis.fit(frame, form="data_constrained", base=BASE, bootstrap=40, heldout_fraction=0)
+    assert law.converged and all(covered(law, truth).values()), law.parameters
+
+
+@pytest.mark.slow
+def test_augmentation_reports_multiplier_in_both_accountings():
+    # thinking-augmented data worth 1.5x vanilla per trained token; 60% of its tokens are document
+    # tokens, so per raw document token it is worth 1.5 / 0.6 = 2.5x
+    truth = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 6), np.geomspace(1e8, 1e11, 6)))
+    rows = []
+    for arm, m, raw_share in (("vanilla", 1.0, 1.0), ("thinking", 1.5, 0.6)):
+        loss = get_form("chinchilla").predict(truth, N=n, D=m * d)
+        rows.append(pd.DataFrame({"params": n, "tokens": d, "tokens_raw": raw_share * d, "arm": arm,
+                                  "eval_loss": noisy(loss, 0.002, len(rows))}))
+    frame = pd.concat(rows)
+    law = analysis.fit(frame, form="augmentation", bootstrap=40, heldout_fraction=0)
+    assert law.options["arms"] == ["vanilla", "thinking"]
+    assert law.parameters["m_thinking"].estimate == pytest.approx(1.5, rel=0.03)
+    assert law.parameters["m_thinking_raw"].estimate == pytest.approx(2.5, rel=0.03)
+    assert law.parameters["m_thinking"].se > 0 and len(law.bootstrap_samples["m_thinking_raw"]) == 40
+    assert law.options["accounting"]["m_thinking_raw"] == "raw document tokens"
+    assert law.predict(N=[1e9, 1e9], D=[1e10, 1e10], arm=["vanilla", "thinking"])[1] < \
+        law.predict(N=1e9, D=1e10, arm="vanilla")
+    with pytest.raises(ValueError, match=r"arm\(s\) \['code'\] were not in the fit"):
+        law.predict(N=1e9, D=1e10, arm="code")
+    per_arm = analysis.fit(frame, form="augmentation", per_arm_exponents=True, bootstrap=0, heldout_fraction=0)
+    assert {"beta_vanilla", "beta_thinking"} <= set(per_arm.parameters)
+
+
+@pytest.mark.slow
+def test_architecture_calibration_recovered():
+    truth = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36,
+             "a1": 0.02, "a2": 0.004, "b1": -0.03, "b2": 0.05}
+    rng = np.random.default_rng(2)
+    n = np.geomspace(3e7, 3e9, 8).repeat(16)
+    d = np.tile(np.geomspace(1e9, 1e11, 4), 32)
+    x = rng.uniform(0.03, 0.3, len(n))
+    r = rng.uniform(0.5, 6.0, len(n))
+    loss = get_form("architecture").predict(truth, N=n, D=d, x=x, r=r)
+    frame = pd.DataFrame({"params": n, "tokens": d, "x": x, "mlp_attn_ratio": r, "eval_loss": noisy(loss, 0.002, 3)})
+    law = analysis.fit(frame, form="architecture", bootstrap=30, heldout_fraction=0)
+    cover = covered(law, {k: truth[k] for k in ("a1", "b1", "alpha")})
+    assert all(cover.values()), (cover, law.parameters)
+
+
+def test_joint_inference_accuracy_recovered_from_measured_loss():
+    truth = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T": 0.3, "gamma_k": 0.5}
+    rng = np.random.default_rng(4)
+    loss = rng.uniform(2.0, 3.5, 300)
+    t = rng.choice([0, 64, 256, 1024], 300)
+    k = rng.choice([1, 4, 16], 300)
+    acc = get_form("joint_inference").predict(truth, L=loss, T=t, k=k) + rng.normal(0, 0.005, 300)
+    frame = pd.DataFrame({"eval_loss": loss, "thinking_budget": t, "samples": k, "accuracy": acc})
+    law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=30, heldout_fraction=0)
+    assert law.target == "accuracy"
+    cover = covered(law, {k: truth[k] for k in ("kappa", "L0", "gamma_T", "gamma_k")})
+    assert all(cover.values()), (cover, law.parameters)
+
+
+def test_pass_at_k_matches_large_language_monkeys_coverage():
+    per_problem = pd.read_csv(REF / "llmonkeys_math_per_problem.csv")
+    published = pd.read_csv(REF / "llmonkeys_math_coverage_by_k.csv")
+    for model, rows in per_problem.groupby("Model"):
+        for k in (1, 10, 100, 1000):
+            estimate = pass_at_k(rows["Num. Samples Total"], rows["Num. Samples Correct"].astype(int), k).mean()
+            expected = published[(published["Model"] == model) & (published["k"] == k)]["coverage_mean_pass_at_k"]
+            assert estimate == pytest.approx(float(expected.iloc[0]), rel=1e-9), (model, k)
+    assert pass_at_k(10, 0, 3) == 0.0 and pass_at_k(10, 8, 3) == 1.0
+    with pytest.raises(ValueError, match="at least 20 samples"):
+        pass_at_k([10], [1], 20)
