@@ -138,16 +138,20 @@ class _Problem:
         order = np.argsort(f, kind="stable")
         return x[order], f[order], converged[order], int(iterations)
 
-    def bootstrap(self, warm: np.ndarray, n_boot: int, seed: int, max_iter: int = 300):
+    def bootstrap(self, warm: np.ndarray, n_boot: int, seed: int, max_iter: int = 300, chunk: int = 100):
         """Refit n_boot resamples, each from every row of `warm`; best per resample."""
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(self.n, np.full(self.n, 1.0 / self.n), size=n_boot).astype(np.float64)
         n_warm = len(warm)
+        results = []
         with jax.enable_x64(True):
-            x0 = jnp.asarray(np.tile(warm, (n_boot, 1)), dtype=jnp.float64)
-            w = jnp.asarray(np.repeat(counts, n_warm, axis=0))
-            x, f, converged, _ = self._per_start(x0, w, max_iter)
-            x, f, converged = np.asarray(x), np.asarray(f), np.asarray(converged)
+            # chunks, so that a slow resample holds up only its own chunk
+            for first in range(0, n_boot, chunk):
+                part = counts[first:first + chunk]
+                x0 = jnp.asarray(np.tile(warm, (len(part), 1)), dtype=jnp.float64)
+                w = jnp.asarray(np.repeat(part, n_warm, axis=0))
+                results.append([np.asarray(v) for v in self._per_start(x0, w, max_iter)[:3]])
+        x, f, converged = (np.concatenate(parts) for parts in zip(*results))
         f = np.where(np.isfinite(f), f, np.inf).reshape(n_boot, n_warm)
         best = np.argmin(f, axis=1)
         x = x.reshape(n_boot, n_warm, -1)[np.arange(n_boot), best]
@@ -204,7 +208,7 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
     estimates = form.to_parameters(best, options)
     draws, boot_converged = {}, None
     if bootstrap > 0:
-        warm = _distinct(x, f, 3)
+        warm = _distinct(x, f, 2)
         boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed)
         draws = form.to_parameters(boot_x, options)
     parameters = {name: _estimate(float(estimates[name]), draws.get(name)) for name in estimates}

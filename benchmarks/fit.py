@@ -40,7 +40,7 @@ def main() -> None:
 
     (x, f, converged, _), fit_cold = timed(lambda: problem.multistart(starts))
     (x, f, converged, _), fit_warm = timed(lambda: problem.multistart(starts))
-    warm = _distinct(x, f, 3)
+    warm = _distinct(x, f, 2)
     _, boot_cold = timed(lambda: problem.bootstrap(warm, args.bootstrap, seed=0))
     (_, boot_converged), boot_warm = timed(lambda: problem.bootstrap(warm, args.bootstrap, seed=1))
     best = form.to_parameters(x[0], {})
