@@ -365,7 +365,7 @@ def _plan(data_budgets, schedule, cooldown_fraction) -> list[tuple[Phase | None,
              Phase(branch_label(b), "wsd", b, b)) for b in budgets]
 
 
-@gin.configurable(denylist=["resume"])
+@gin.configurable
 def train(model_dir: str,
           model: ModelConfig,
           task: str = "synthetic_vanilla",
@@ -390,8 +390,7 @@ def train(model_dir: str,
           keep_checkpoints: int = 3,
           mesh_data: int = -1,
           mesh_fsdp: int = 1,
-          sweep: str = "",
-          resume: bool = True) -> dict:
+          sweep: str = "") -> dict:
     """Train `model` on `task` to each of `data_budgets` tokens; see gin/runs/pretrain.gin for
     every argument. Returns a summary; raises TrainingFailed (status.json says why)."""
     if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
@@ -425,7 +424,7 @@ def train(model_dir: str,
         mesh = partitioning.make_mesh(mesh_data, mesh_fsdp)
         _check(batch_size % mesh.size == 0, "batch_size", f"{batch_size} does not split over {mesh.size} devices")
 
-        if resume and folder.read_status().get("state") == "finished" and \
+        if folder.read_status().get("state") == "finished" and \
                 {r["branch"] for r in finished_branches(run_dir)} >= {p.name for _, p in plan}:
             print(f"{run_dir}: already finished; nothing to do")
             return {"run_dir": str(run_dir), "finished": finished_branches(run_dir), "skipped": True}
