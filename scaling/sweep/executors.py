@@ -80,7 +80,7 @@ def run_ray(jobs: list[Job], address: str | None = None, workers: int | None = N
             cpus_per_run: float = 1, gpus_per_run: float = 0, tpus_per_run: float = 0,
             max_retries: int = 3, retry_failed: bool = False,
             on_outcome: Callable[[Job, str], None] = lambda j, o: None) -> dict[str, str]:
-    """Each run a Ray task. address: None starts a local cluster in this process; 'auto' or
+    """Each run a Ray task. address: None starts a new local cluster for this driver; 'auto' or
     host:port joins one started with `ray start --head`."""
     import ray
 
@@ -88,7 +88,8 @@ def run_ray(jobs: list[Job], address: str | None = None, workers: int | None = N
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+            # "local": a new cluster for this driver, never one a stale /tmp/ray record points to
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      object_store_memory=100 * 1024 * 1024)
     resources = {"TPU": tpus_per_run} if tpus_per_run else None
     available = ray.cluster_resources()
