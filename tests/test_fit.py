@@ -63,6 +63,7 @@ def test_muennighoff_data_constrained_objective_at_or_below_published():
     assert law.options["fixed"] == base
 
 
+@pytest.mark.slow
 def test_synthetic_chinchilla_parameters_recovered_within_intervals():
     frame, truth = synthetic_chinchilla()
     law = analysis.fit(frame, bootstrap=60, heldout_fraction=0.2)
@@ -128,6 +129,7 @@ def test_results_folder_uses_final_rows_only(tmp_path):
     assert law.ranges["N"] == [frame["params"].min(), frame["params"].max()]
 
 
+@pytest.mark.slow
 def test_cli_fit_writes_law_file_and_prints_summary(run_cli, tmp_path):
     frame, _ = synthetic_chinchilla(n_sizes=4, n_budgets=5)
     table = tmp_path / "points.csv"

@@ -33,6 +33,7 @@ def test_every_form_declares_parameters_bounds_starts_and_covariates():
         get_form("chinchilla").predict(BASE, N=1e9)
 
 
+@pytest.mark.slow
 def test_data_constrained_recovers_decay_constants_on_fixed_base():
     truth = {"R_D": 15.0, "R_N": 5.0}
     rng = np.random.default_rng(0)
@@ -112,3 +113,30 @@ def test_pass_at_k_matches_large_language_monkeys_coverage():
     assert pass_at_k(10, 0, 3) == 0.0 and pass_at_k(10, 8, 3) == 1.0
     with pytest.raises(ValueError, match="at least 20 samples"):
         pass_at_k([10], [1], 20)
+
+
+@pytest.mark.slow
+def test_joint_inference_two_step_through_a_loss_law_file(run_cli, tmp_path):
+    """Step 1 from a fitted augmentation law file, step 2 fitted by `scaling fit --loss-law`."""
+    base = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 5), np.geomspace(1e8, 1e11, 5)))
+    training = pd.concat([pd.DataFrame({"params": n, "tokens": d, "arm": arm,
+                                        "eval_loss": get_form("chinchilla").predict(base, N=n, D=m * d)})
+                          for arm, m in (("vanilla", 1.0), ("thinking", 1.5))])
+    loss_law = analysis.fit(training, form="augmentation", bootstrap=0, heldout_fraction=0)
+    loss_law.save(tmp_path / "loss.json")
+    truth = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T": 0.3, "gamma_k": 0.5}
+    rng = np.random.default_rng(0)
+    cov = {"N": rng.choice(n, 200), "D": rng.choice(d, 200), "arm": rng.choice(["vanilla", "thinking"], 200),
+           "T": rng.choice([0, 64, 512], 200), "k": rng.choice([1, 4, 16], 200)}
+    acc = get_form("joint_inference").predict(truth, {"loss_law": loss_law.to_dict()}, **cov)
+    pd.DataFrame({"params": cov["N"], "tokens": cov["D"], "arm": cov["arm"], "thinking_budget": cov["T"],
+                  "samples": cov["k"], "aggregator": "majority",
+                  "accuracy": acc + rng.normal(0, 0.005, 200)}).to_parquet(tmp_path / "inference.parquet")
+    proc = run_cli("fit", tmp_path / "inference.parquet", "--form=joint_inference", "--target=accuracy",
+                   "--loss-law", tmp_path / "loss.json", "--bootstrap=20", "-o", tmp_path / "acc.json")
+    assert proc.returncode == 0, proc.stderr
+    law = analysis.load_law(tmp_path / "acc.json")
+    assert law.parameters["kappa"].estimate == pytest.approx(4.0, rel=0.05)
+    assert law.parameters["gamma_T"].estimate == pytest.approx(0.3, rel=0.05)
+    assert law.predict_draws(N=1e9, D=1e10, arm="thinking", T=512, k=4).shape == (20,)
