@@ -27,15 +27,18 @@ _WIDTH = 6
 
 
 def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (tells a reused pid apart); None if gone."""
+    """The process's start time in clock ticks since boot (tells a reused pid apart); None if gone.
+    A zombie counts as gone: in a container whose init never reaps orphans, a killed driver's
+    children stay zombies forever, and kill(pid, 0) still succeeds on them."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None if not _pid_alive(pid) else ""
-    return stat.rsplit(")", 1)[1].split()[19]
+        return None if not _signal_reaches(pid) else ""
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
-def _pid_alive(pid: int) -> bool:
+def _signal_reaches(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -43,6 +46,11 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def pid_running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    return _process_start(pid) is not None
 
 
 def _generations(claims_dir: Path) -> list[int]:
