@@ -25,6 +25,8 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
                         help="share of highest-compute points held out for validation (0: none)")
     parser.add_argument("--base-law", help="data_constrained: fix the base law to this law file's estimates")
     parser.add_argument("--loss-law", help="joint_inference: the loss law file for step 1")
+    parser.add_argument("--per-arm-thinking", action="store_true",
+                        help="joint_inference on an augmentation loss law: a test-time slope gamma_T per arm")
     parser.add_argument("--per-arm-exponents", action="store_true",
                         help="augmentation: a data exponent per arm instead of multipliers")
     parser.add_argument("--reference-arm", help="augmentation: the arm whose data counts 1x (default vanilla)")
@@ -45,6 +47,8 @@ def run_fit(args) -> int:
                 options["base"] = load_law(args.base_law).estimates()
             if args.loss_law:
                 options["loss_law"] = load_law(args.loss_law).to_dict()
+            if args.per_arm_thinking:
+                options["per_arm_thinking"] = True
             if args.per_arm_exponents:
                 options["per_arm_exponents"] = True
             if args.reference_arm:

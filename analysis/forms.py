@@ -310,18 +310,35 @@ class JointInference(Form):
     thinking tokens T and parallel samples k:
         acc = b + a * sigmoid(-kappa (L - L0) + gamma_T log(1 + T) + gamma_k log k).
     a is the accuracy range above the floor b, kappa > 0 the steepness, L0 the loss at the
-    midpoint. Residuals are on accuracy itself (it can be 0)."""
+    midpoint. Residuals are on accuracy itself (it can be 0). With options["per_arm_thinking"]
+    (and an augmentation loss law) each arm has its own gamma_T_<arm>: whether a model turns
+    thinking tokens into accuracy may depend on what it was pretrained on."""
+
+    def _thinking_arms(self, options) -> list[str]:
+        if not options.get("per_arm_thinking"):
+            return []
+        arms = list(options.get("loss_law", {}).get("options", {}).get("arms", []))
+        if len(arms) < 2:
+            raise ValueError("per_arm_thinking needs a loss law fitted on several arms (an augmentation law)")
+        return arms
+
+    def _gamma_t_names(self, options) -> tuple[str, ...]:
+        arms = self._thinking_arms(options)
+        return tuple(f"gamma_T_{arm}" for arm in arms) if arms else ("gamma_T",)
 
     def parameter_names_for(self, options):
-        return ("a", "b", "kappa", "L0", "gamma_T", "gamma_k")
+        return ("a", "b", "kappa", "L0") + self._gamma_t_names(options) + ("gamma_k",)
 
     def to_parameters(self, theta, options):
-        theta = np.asarray(theta)
-        a, b, log_kappa, l0, g_t, g_k = np.moveaxis(theta, -1, 0)
-        return {"a": a, "b": b, "kappa": np.exp(log_kappa), "L0": l0, "gamma_T": g_t, "gamma_k": g_k}
+        theta = np.moveaxis(np.asarray(theta), -1, 0)
+        names = self._gamma_t_names(options)
+        out = {"a": theta[0], "b": theta[1], "kappa": np.exp(theta[2]), "L0": theta[3], "gamma_k": theta[-1]}
+        out.update({name: theta[4 + i] for i, name in enumerate(names)})
+        return out
 
     def from_parameters(self, params, options):
-        parts = [params["a"], params["b"], jnp.log(params["kappa"]), params["L0"], params["gamma_T"], params["gamma_k"]]
+        parts = [params["a"], params["b"], jnp.log(params["kappa"]), params["L0"]]
+        parts += [params[name] for name in self._gamma_t_names(options)] + [params["gamma_k"]]
         return jnp.stack([jnp.asarray(v, dtype=jnp.float64) for v in parts], -1)
 
     def loss(self, cov, options):
@@ -338,14 +355,22 @@ class JointInference(Form):
         return jnp.exp(loss_form.raw_predict(theta, sub, loss_options))
 
     def raw_predict(self, theta, cov, options):
-        a, b, log_kappa, l0, g_t, g_k = (theta[..., i] for i in range(6))
+        a, b, log_kappa, l0 = (theta[..., i] for i in range(4))
+        g_k = theta[..., -1]
+        n_gamma_t = len(self._gamma_t_names(options))
+        if n_gamma_t > 1:
+            g_t = jnp.stack([theta[..., 4 + i] for i in range(n_gamma_t)], -1)[..., cov["arm"]]
+        else:
+            g_t = theta[..., 4]
         loss = self.loss(cov, options)
         logit = -jnp.exp(log_kappa) * (loss - l0) + g_t * jnp.log1p(cov["T"]) + g_k * jnp.log(cov["k"])
         return b + a * jax.nn.sigmoid(logit)
 
     def starts(self, options):
-        return np.array(list(itertools.product([0.5, 1.0], [0.0, 0.25], np.log([1.0, 5.0, 20.0]),
+        grid = np.array(list(itertools.product([0.5, 1.0], [0.0, 0.25], np.log([1.0, 5.0, 20.0]),
                                                [1.5, 2.5, 4.0], [0.0, 0.5], [0.0, 0.5])), dtype=np.float64)
+        repeats = len(self._gamma_t_names(options))
+        return np.concatenate([grid[:, :4]] + [grid[:, 4:5]] * repeats + [grid[:, 5:]], axis=1)
 
     def required_covariates(self, options):
         if "loss_law" not in options:

@@ -140,3 +140,33 @@ def test_joint_inference_two_step_through_a_loss_law_file(run_cli, tmp_path):
     assert law.parameters["kappa"].estimate == pytest.approx(4.0, rel=0.05)
     assert law.parameters["gamma_T"].estimate == pytest.approx(0.3, rel=0.05)
     assert law.predict_draws(N=1e9, D=1e10, arm="thinking", T=512, k=4).shape == (20,)
+
+
+def test_joint_inference_per_arm_thinking_gains_recovered():
+    """Thinking-trained models gain from T, vanilla ones do not: per_arm_thinking recovers both slopes."""
+    base = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 4), np.geomspace(1e8, 1e11, 4)))
+    training = pd.concat([pd.DataFrame({"params": n, "tokens": d, "arm": arm,
+                                        "eval_loss": get_form("chinchilla").predict(base, N=n, D=m * d)})
+                          for arm, m in (("vanilla", 1.0), ("thinking", 1.5))])
+    loss_law = analysis.fit(training, form="augmentation", bootstrap=0, heldout_fraction=0).to_dict()
+    options = {"loss_law": loss_law, "per_arm_thinking": True}
+    assert get_form("joint_inference").parameter_names_for(options) == (
+        "a", "b", "kappa", "L0", "gamma_T_vanilla", "gamma_T_thinking", "gamma_k")
+    truth = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T_vanilla": 0.0, "gamma_T_thinking": 0.4,
+             "gamma_k": 0.5}
+    rng = np.random.default_rng(1)
+    cov = {"N": rng.choice(n, 300), "D": rng.choice(d, 300), "arm": rng.choice(["vanilla", "thinking"], 300),
+           "T": rng.choice([0, 64, 512], 300), "k": rng.choice([1, 4, 16], 300)}
+    acc = get_form("joint_inference").predict(truth, options, **cov) + rng.normal(0, 0.005, 300)
+    frame = pd.DataFrame({"params": cov["N"], "tokens": cov["D"], "arm": cov["arm"], "thinking_budget": cov["T"],
+                          "samples": cov["k"], "accuracy": acc})
+    law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=30, heldout_fraction=0,
+                       loss_law=loss_law, per_arm_thinking=True)
+    cover = covered(law, {k: truth[k] for k in ("gamma_T_vanilla", "gamma_T_thinking", "gamma_k")})
+    assert all(cover.values()), (cover, law.parameters)
+    gain = {arm: float(law.predict(N=1e8, D=1e9, arm=arm, T=512, k=1) - law.predict(N=1e8, D=1e9, arm=arm, T=0, k=1))
+            for arm in ("vanilla", "thinking")}
+    assert gain["thinking"] > 0.05 and abs(gain["vanilla"]) < 0.02, gain
+    with pytest.raises(ValueError, match="several arms"):
+        get_form("joint_inference").parameter_names_for({"per_arm_thinking": True, "loss_law": {"options": {}}})
