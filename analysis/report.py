@@ -128,8 +128,10 @@ def fmt(value) -> str:
 
 def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
                  budgets: list[float] | None = None, inference_tokens: float = 1e12,
-                 target: str = "eval_loss") -> str:
-    """The report's HTML for the tables under `path`."""
+                 target: str = "eval_loss", laws_dir: Path | None = None, figures_dir: Path | None = None) -> str:
+    """The report's HTML for the tables under `path`. With laws_dir, every fitted law is also
+    written there as a law file (<name>.json, for `scaling recommend`); with figures_dir, every
+    figure as PNG and SVG."""
     path, columns = Path(path), dict(columns or {})
     with tempfile.TemporaryDirectory() as scratch:
         found = find_tables(path, Path(scratch))
@@ -143,19 +145,30 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
         if inference is not None and inference.empty:
             inference = None
         return render(path.name, training_source, frames["training"], inference, sources, columns, bootstrap,
-                      budgets, inference_tokens, target, run_states(path))
+                      budgets, inference_tokens, target, run_states(path), laws_dir, figures_dir)
+
+
+def law_file_name(name: str) -> str:
+    """'approach 2 (IsoFLOP)' -> 'approach_2_isoflop.json'."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split()) + ".json"
 
 
 def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
-           target, states) -> str:
+           target, states, laws_dir=None, figures_dir=None) -> str:
     canonical, _ = tables.canonical_table(training_source, ("N", "D"), target=target, columns=columns,
                                           optional=("C", "arm", "D_raw"))
     if "C" not in canonical:
         canonical["C"] = 6 * canonical["N"] * canonical["D"]
     sections = [Section("Data", summary_html(training, canonical, inference, states))]
     laws, fit_notes = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
+    if laws_dir is not None:
+        for law_name, law in laws.items():
+            law.save(Path(laws_dir) / law_file_name(law_name))
+    sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in findings(laws, inference))
+                            + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
+                              "written in advance.</p>"))
     sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items()) + "".join(fit_notes)))
-    sections.append(Section("Figures", figures_html(canonical, training, inference, laws)))
+    sections.append(Section("Figures", figures_html(canonical, training, inference, laws, figures_dir)))
     sections.append(Section("Recommendations", recommendations_html(laws, canonical, training, budgets,
                                                                     inference_tokens)))
     sections.append(Section("Provenance", provenance_html(sources, columns)))
@@ -185,9 +198,13 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
     else:
         # pass@k rows measure a different thing than greedy/majority answers: fit on the latter.
         rows = inference[inference["aggregator"] != "pass@k"] if "aggregator" in inference else inference
+        # With several pretraining arms, each gets its own test-time slope: the question is
+        # whether thinking-trained models turn thinking tokens into accuracy when others do not.
+        per_arm = loss_law.form == "augmentation" and "arm" in rows and rows["arm"].nunique() > 1
         try:
             laws["joint_inference"] = analysis.fit(rows, form="joint_inference", target="accuracy",
-                                                   bootstrap=bootstrap, loss_law=loss_law)
+                                                   bootstrap=bootstrap, loss_law=loss_law,
+                                                   **({"per_arm_thinking": True} if per_arm else {}))
         except ValueError as e:
             notes.append(skipped_html("law joint_inference", str(e)))
     return laws, notes
@@ -248,7 +265,89 @@ def heldout_text(heldout) -> str:
             f"(max {heldout['max_relative_error']:.2%})")
 
 
-def figures_html(canonical, training, inference, laws) -> str:
+def findings(laws, inference) -> list[str]:
+    """What the data shows on the three questions the framework asks, in plain sentences:
+    the worth of augmented data, what test-time thinking buys each arm, and the joint law's
+    best split of a fixed compute budget."""
+    out = []
+    aug = laws.get("augmentation")
+    if aug is None:
+        out.append("Data efficiency: no augmentation law was fitted (it needs two arms), so there is no multiplier.")
+    for arm in recommend.augmentation_arms(aug) if aug is not None else []:
+        reference = aug.options.get("reference_arm", "vanilla")
+        parts = []
+        for suffix, accounting in (("", "counting every trained token, thinking included"),
+                                   ("_raw", "counting raw document tokens only")):
+            p = aug.parameters.get(f"m_{arm}{suffix}")
+            if p is not None:
+                parts.append(f"{p.estimate:.3g}x [{fmt(p.ci[0])}, {fmt(p.ci[1])}] {accounting}")
+        m = aug.parameters[f"m_{arm}"]
+        if m.ci is None or not np.isfinite(m.ci[0]):
+            verdict = "no bootstrap interval was computed"
+        elif m.ci[0] > 1:
+            verdict = f"the interval lies above 1: a token of {arm} data taught more than a token of {reference} data"
+        elif m.ci[1] < 1:
+            verdict = f"the interval lies below 1: a token of {arm} data taught less than a token of {reference} data"
+        else:
+            verdict = "the interval contains 1: this data cannot tell the two arms' data apart"
+        out.append(f"Data efficiency: {arm} data is worth " + "; ".join(parts) + f" of {reference} data "
+                   f"(augmentation law, {aug.n_points} points, held-out error: {heldout_text(aug.heldout)}); {verdict}.")
+    out.extend(test_time_findings(inference, laws.get("joint_inference")))
+    joint = laws.get("joint_inference")
+    if joint is not None:
+        total, queries, tokens = joint_scenario(joint)
+        try:
+            answer = recommend.joint_allocation(joint, total, queries, tokens)
+        except ValueError as e:
+            out.append(f"Iso-compute: no allocation: {e}")
+        else:
+            q = answer.quantities
+            arm = f"the {q['arm'].estimate} arm ({q['arm'].unit}), " if "arm" in q else ""
+            accuracy = next(v for k, v in q.items() if k.startswith("predicted_"))
+            out.append(f"Iso-compute: with {fmt(total)} FLOPs in all and {fmt(queries)} queries of {tokens} tokens, "
+                       f"the joint law's best split is {arm}N = {fmt(q['N'].estimate)}, D = {fmt(q['D'].estimate)}, "
+                       f"thinking budget T = {fmt(q['thinking_budget'].estimate)}, k = {fmt(q['samples'].estimate)} "
+                       f"samples ({'; '.join(answer.notes)}), predicted accuracy {accuracy.estimate:.3f}"
+                       + (f" [{accuracy.ci[0]:.3f}, {accuracy.ci[1]:.3f}]" if accuracy.ci else "") + ".")
+    return out
+
+
+def test_time_findings(inference, joint) -> list[str]:
+    """Per arm: greedy accuracy at T = 0 and at the largest T, paired over the same checkpoint and
+    task, with the standard error of the mean change; and the joint law's test-time slopes."""
+    needed = {"arm", "thinking_budget", "aggregator", "accuracy", "run_id", "task"}
+    if inference is None or not needed <= set(inference.columns):
+        return ["Test-time thinking: no inference table with arm, thinking_budget, aggregator, accuracy columns."]
+    greedy = inference[inference["aggregator"] == "greedy"]
+    keys = [c for c in ("run_id", "branch", "step", "task") if c in greedy]
+    t_max = greedy["thinking_budget"].max() if len(greedy) else 0
+    if not t_max > 0:
+        return ["Test-time thinking: the inference table has no greedy rows with a thinking budget above 0."]
+    out = []
+    for arm, rows in greedy.groupby("arm"):
+        low = rows[rows["thinking_budget"] == 0].set_index(keys)["accuracy"]
+        high = rows[rows["thinking_budget"] == t_max].set_index(keys)["accuracy"]
+        paired = pd.concat([low.rename("low"), high.rename("high")], axis=1).dropna()
+        if paired.empty:
+            continue
+        change = paired["high"] - paired["low"]
+        se = float(change.std(ddof=1) / np.sqrt(len(change))) if len(change) > 1 else float("nan")
+        out.append(f"Test-time thinking, {arm}-trained models (greedy, {len(paired)} checkpoint x task cells): "
+                   f"accuracy {paired['low'].mean():.3f} at T = 0 and {paired['high'].mean():.3f} at T = {t_max:g}, "
+                   f"a change of {change.mean():+.3f} (standard error {se:.3f}).")
+    best = float(greedy["accuracy"].max())
+    if best < 0.05:
+        out.append(f"Test-time thinking: no model answers more than {best:.1%} of the problems at any budget; at "
+                   "this scale the question of what test-time thinking buys is not answered.")
+    if joint is not None:
+        slopes = [(name, p) for name, p in joint.parameters.items() if name.startswith("gamma_T")]
+        out.append("Joint law test-time slopes (logit gain per log(1 + T)): " + ", ".join(
+            f"{name} = {p.estimate:.3g}" + (f" [{fmt(p.ci[0])}, {fmt(p.ci[1])}]" if p.ci else "") for name, p in slopes)
+            + ".")
+    return out
+
+
+def figures_html(canonical, training, inference, laws, figures_dir: Path | None = None) -> str:
     parts = []
     base = laws.get("chinchilla")
 
@@ -258,6 +357,8 @@ def figures_html(canonical, training, inference, laws) -> str:
         except ValueError as e:
             parts.append(skipped_html(name, str(e)))
             return
+        if figures_dir is not None:
+            plots.save_figure(fig, Path(figures_dir) / Path(law_file_name(name)).stem)
         parts.append(figure_html(fig, caption))
 
     curves = plots.isoflop_curves(canonical)

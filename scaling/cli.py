@@ -20,6 +20,7 @@ from scaling.configuration import ConfigError, split_gin_args
 # verb -> (module, one-line help)
 VERBS = {
     "augment": ("scaling.data.augment", "run a teacher over a corpus into the thinking-augmentation cache"),
+    "demo": ("scaling.demo", "the whole study on the embedded corpus: sweep, collect, fit, figures, report, answers"),
     "describe": ("scaling.describe", "print parameter and FLOP accounting of a model preset as JSON"),
     "fit": ("analysis.cli", "fit a scaling law (with bootstrap intervals) to a results folder or table"),
     "infer": ("scaling.infer", "evaluate a trained run over test-time thinking budgets and parallel samples"),

@@ -1,0 +1,172 @@
+"""`scaling demo`: the whole study on the embedded synthetic corpus, on this machine.
+
+It sweeps grids/demo.gin (grids/demo_quick.gin with --quick) with the local executor, collects
+the result tables, fits the laws (the loss law with the augmentation multiplier, the joint
+accuracy law), writes every figure and the HTML report, and prints what the data shows and a
+recommendation for an example budget. Everything lands in the sweep folder; rerunning the
+command skips finished runs and resumes interrupted ones, so nothing computed is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from scaling.configuration import REPO_ROOT, GinArgs
+
+GRIDS = {False: REPO_ROOT / "grids" / "demo.gin", True: REPO_ROOT / "grids" / "demo_quick.gin"}
+
+
+def configure_demo(parser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="the same path on a smaller grid (grids/demo_quick.gin; a few minutes)")
+    parser.add_argument("--sweep_dir", default=None,
+                        help="where runs, tables, laws, figures and the report go (default sweeps/demo[_quick])")
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (default 2: one per core here)")
+    parser.add_argument("--bootstrap", type=int, default=None,
+                        help="bootstrap refits per law (default 200; 50 with --quick)")
+    parser.add_argument("-o", "--output", default=None, help="the report (default <sweep_dir>/report.html)")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+class SweepProgress:
+    """A progress bar over the whole sweep, read from the run folders every `interval` seconds:
+    each run counts its training tokens and its finished inference phases. Redrawn in place on a
+    terminal, one line every `line_every` seconds otherwise (logs, CI)."""
+
+    def __init__(self, sweep_dir: Path, interval: float = 2.0, line_every: float = 30.0, stream=sys.stderr):
+        self.sweep_dir, self.interval, self.line_every, self.stream = Path(sweep_dir), interval, line_every, stream
+        self.tty = stream.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="demo progress", daemon=True)
+        self.started = time.monotonic()
+
+    def fraction(self) -> tuple[float, int, int]:
+        """(share of the sweep's work done, runs done, runs in all)."""
+        from scaling.sweep import status, store
+
+        names = store.existing_runs(self.sweep_dir)
+        shares, done = [], 0
+        for name in names:
+            run_dir = self.sweep_dir / name
+            job = store.read_job(run_dir)
+            if job["state"] == "done":
+                shares.append(1.0)
+                done += 1
+                continue
+            plan = store.load_plan(run_dir)
+            n_infer = len(plan.point["infer_branches"]) if plan.infer_config else 0
+            infer_done = sum(1 for phase in job.get("phases_done", []) if phase.startswith("infer"))
+            train = 1.0 if "train" in job.get("phases_done", []) else status.run_state(run_dir)["progress"]
+            shares.append((train + infer_done) / (1 + n_infer))
+        return (sum(shares) / len(shares) if shares else 0.0), done, len(names)
+
+    def line(self) -> str:
+        share, done, total = self.fraction()
+        width = 30
+        filled = int(round(share * width))
+        return (f"[{'#' * filled}{'.' * (width - filled)}] {share:6.1%}  runs done {done}/{total}  "
+                f"elapsed {_minutes(time.monotonic() - self.started)}")
+
+    def _loop(self):
+        last_line = 0.0
+        while not self._stop.wait(self.interval):
+            try:
+                text = self.line()
+            except (OSError, ValueError, KeyError):  # a run folder mid-write: draw next time
+                continue
+            if self.tty:
+                self.stream.write("\r\033[K" + text)
+                self.stream.flush()
+            elif time.monotonic() - last_line >= self.line_every:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+                last_line = time.monotonic()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+
+def _step(number: int, title: str) -> None:
+    print(f"\n== {number}/4 {title}", flush=True)
+
+
+def run_demo(args) -> int:
+    from analysis import load_law, recommend, report
+    from scaling.sweep import collect, launch, store
+
+    started = time.monotonic()
+    grid_file = GRIDS[args.quick]
+    sweep_dir = Path(args.sweep_dir or Path("sweeps") / grid_file.stem)
+    bootstrap = args.bootstrap if args.bootstrap is not None else (50 if args.quick else 200)
+    output = Path(args.output or sweep_dir / "report.html")
+    # The runs of one size share their shapes (both arms, every branch's inference): compile once.
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str((sweep_dir / "jax_cache").resolve()))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+    _step(1, f"sweep {grid_file.relative_to(REPO_ROOT)} into {sweep_dir} ({args.workers} workers)")
+    sweep_args = argparse.Namespace(grid=str(grid_file), sweep_dir=str(sweep_dir), executor="local",
+                                    workers=args.workers, dry_run=False, retry_failed=False, throughput=None,
+                                    gin=GinArgs((), args.gin.bindings))
+    if args.gin.files:
+        print(f"scaling demo: --gin_file is not used; override the grid with --gin.Grid.NAME=VALUE", file=sys.stderr)
+        return 2
+    grid, plans, directory = launch.plan(sweep_args.grid, sweep_args.gin.bindings, sweep_args.sweep_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    store.write_plan(directory, grid, sweep_args.grid, plans)  # so the bar sees every run from the start
+    with SweepProgress(directory):
+        code = launch.run_sweep(sweep_args)
+    if code != 0:
+        print(f"scaling demo: the sweep did not finish (exit {code}); rerun `scaling demo"
+              f"{' --quick' if args.quick else ''}` to resume it", file=sys.stderr)
+        return code
+    swept = time.monotonic()
+
+    _step(2, "collect the result tables")
+    results = directory / "results"
+    counts = collect.collect(directory, results)
+    print(f"{results / 'training.parquet'}: {counts['training']} rows; "
+          f"{results / 'inference.parquet'}: {counts['inference']} rows", flush=True)
+
+    _step(3, f"fit the laws ({bootstrap} bootstrap refits each), draw the figures, write the report")
+    laws_dir, figures_dir = results / "laws", results / "figures"
+    text = report.build_report(results, bootstrap=bootstrap, laws_dir=laws_dir, figures_dir=figures_dir)
+    report.write_atomic(output, text)
+    print(f"laws: {laws_dir}/  figures: {figures_dir}/  report: {output}", flush=True)
+
+    _step(4, "what the data shows")
+    laws = {path.stem: load_law(path) for path in sorted(laws_dir.glob("*.json"))}
+    inference = report.read_table(results / "inference.parquet")
+    named = {"augmentation": laws.get("augmentation"), "joint_inference": laws.get("joint_inference")}
+    for line in report.findings({k: v for k, v in named.items() if v is not None}, inference):
+        print(f"- {line}")
+    if "chinchilla" in laws:
+        law = laws["chinchilla"]
+        budget = float(f"{10 * 6 * float(law.ranges['N'][1]) * float(law.ranges['D'][1]):.1g}")
+        print(f"\nExample recommendation (scaling recommend {laws_dir / 'chinchilla.json'} --train_flops={budget:g}):")
+        print(recommend.compute_optimal(law, budget).table())
+    if "joint_inference" in laws:
+        total, queries, tokens = report.joint_scenario(laws["joint_inference"])
+        print(f"\nJoint allocation (scaling recommend {laws_dir / 'joint_inference.json'} --total_flops={total:.3g} "
+              f"--inference_queries={queries:g} --tokens_per_query={tokens}):")
+        print(recommend.joint_allocation(laws["joint_inference"], total, queries, tokens).table())
+    finished = time.monotonic()
+    print(f"\ndemo finished in {_minutes(finished - started)} (sweep {_minutes(swept - started)}, "
+          f"analysis {_minutes(finished - swept)}); report: {output.resolve()}")
+    return 0
