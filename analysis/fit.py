@@ -176,6 +176,8 @@ def _check_enough(frame: pd.DataFrame, form: Form, options: Mapping, source: str
     if len(frame) < MIN_POINTS_PER_PARAMETER * n_params:
         raise TableError(f"{source}: {len(frame)} points are too few to fit the {n_params} parameters of "
                          f"form {form.name!r} (need at least {MIN_POINTS_PER_PARAMETER * n_params})")
+    if frame["loss"].nunique() < 2:
+        raise TableError(f"{source}: the target is {frame['loss'].iloc[0]:g} in every row; there is nothing to fit")
     if "N" in frame and frame["N"].nunique() < 2 and "N" in form.required_covariates(options):
         raise TableError(f"{source}: a single model size (N = {frame['N'].iloc[0]:g}); a law in N needs "
                          "at least two")

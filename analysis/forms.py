@@ -309,7 +309,8 @@ class JointInference(Form):
     file's dict, any loss form) or, without one, takes the measured loss as covariate L; step 2 maps it to accuracy with a sigmoid whose logit gains from
     thinking tokens T and parallel samples k:
         acc = b + a * sigmoid(-kappa (L - L0) + gamma_T log(1 + T) + gamma_k log k).
-    a is the accuracy range above the floor b, kappa > 0 the steepness, L0 the loss at the
+    b in (0, 1) is the floor and a in (0, 1 - b) the range above it (fitted through logits, so
+    every prediction is an accuracy in [0, 1]), kappa > 0 the steepness, L0 the loss at the
     midpoint. Residuals are on accuracy itself (it can be 0). With options["per_arm_thinking"]
     (and an augmentation loss law) each arm has its own gamma_T_<arm>: whether a model turns
     thinking tokens into accuracy may depend on what it was pretrained on."""
@@ -332,12 +333,16 @@ class JointInference(Form):
     def to_parameters(self, theta, options):
         theta = np.moveaxis(np.asarray(theta), -1, 0)
         names = self._gamma_t_names(options)
-        out = {"a": theta[0], "b": theta[1], "kappa": np.exp(theta[2]), "L0": theta[3], "gamma_k": theta[-1]}
+        b = 1.0 / (1.0 + np.exp(-theta[1]))
+        a = (1.0 - b) / (1.0 + np.exp(-theta[0]))
+        out = {"a": a, "b": b, "kappa": np.exp(theta[2]), "L0": theta[3], "gamma_k": theta[-1]}
         out.update({name: theta[4 + i] for i, name in enumerate(names)})
         return out
 
     def from_parameters(self, params, options):
-        parts = [params["a"], params["b"], jnp.log(params["kappa"]), params["L0"]]
+        b = jnp.asarray(params["b"], dtype=jnp.float64)
+        share = jnp.asarray(params["a"], dtype=jnp.float64) / (1.0 - b)
+        parts = [jnp.log(share / (1.0 - share)), jnp.log(b / (1.0 - b)), jnp.log(params["kappa"]), params["L0"]]
         parts += [params[name] for name in self._gamma_t_names(options)] + [params["gamma_k"]]
         return jnp.stack([jnp.asarray(v, dtype=jnp.float64) for v in parts], -1)
 
@@ -355,7 +360,9 @@ class JointInference(Form):
         return jnp.exp(loss_form.raw_predict(theta, sub, loss_options))
 
     def raw_predict(self, theta, cov, options):
-        a, b, log_kappa, l0 = (theta[..., i] for i in range(4))
+        logit_share, logit_b, log_kappa, l0 = (theta[..., i] for i in range(4))
+        b = jax.nn.sigmoid(logit_b)
+        a = (1.0 - b) * jax.nn.sigmoid(logit_share)
         g_k = theta[..., -1]
         n_gamma_t = len(self._gamma_t_names(options))
         if n_gamma_t > 1:
@@ -367,7 +374,8 @@ class JointInference(Form):
         return b + a * jax.nn.sigmoid(logit)
 
     def starts(self, options):
-        grid = np.array(list(itertools.product([0.5, 1.0], [0.0, 0.25], np.log([1.0, 5.0, 20.0]),
+        # logit of a / (1 - b): shares 0.5, 0.95; logit of b: floors 0.01, 0.25
+        grid = np.array(list(itertools.product([0.0, 3.0], [-4.6, -1.1], np.log([1.0, 5.0, 20.0]),
                                                [1.5, 2.5, 4.0], [0.0, 0.5], [0.0, 0.5])), dtype=np.float64)
         repeats = len(self._gamma_t_names(options))
         return np.concatenate([grid[:, :4]] + [grid[:, 4:5]] * repeats + [grid[:, 5:]], axis=1)

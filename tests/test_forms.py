@@ -170,3 +170,13 @@ def test_joint_inference_per_arm_thinking_gains_recovered():
     assert gain["thinking"] > 0.05 and abs(gain["vanilla"]) < 0.02, gain
     with pytest.raises(ValueError, match="several arms"):
         get_form("joint_inference").parameter_names_for({"per_arm_thinking": True, "loss_law": {"options": {}}})
+
+
+def test_a_constant_target_is_refused_and_accuracy_predictions_stay_in_0_1():
+    frame = pd.DataFrame({"eval_loss": np.linspace(2, 3, 40), "thinking_budget": 0, "samples": 1, "accuracy": 0.0})
+    with pytest.raises(analysis.TableError, match="0 in every row; there is nothing to fit"):
+        analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=0)
+    frame["accuracy"] = np.random.default_rng(0).uniform(0, 0.05, 40)
+    law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=20, heldout_fraction=0)
+    draws = law.predict_draws(L=np.array([0.1, 2.5, 9.0]), T=[0, 0, 0], k=[1, 1, 1])
+    assert np.all((draws >= 0) & (draws <= 1))
