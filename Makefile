@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/scaling describe --all
+	$(BIN)/scaling demo
 
 test: install
 	$(BIN)/python -m pytest -q

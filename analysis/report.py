@@ -287,11 +287,11 @@ def findings(laws, inference) -> list[str]:
         if m.ci is None or not np.isfinite(m.ci[0]):
             verdict = "no bootstrap interval was computed"
         elif m.ci[0] > 1:
-            verdict = f"the interval lies above 1: a token of {arm} data taught more than a token of {reference} data"
+            verdict = f"the first interval lies above 1: a token of {arm} data taught more than a token of {reference} data"
         elif m.ci[1] < 1:
-            verdict = f"the interval lies below 1: a token of {arm} data taught less than a token of {reference} data"
+            verdict = f"the first interval lies below 1: a token of {arm} data taught less than a token of {reference} data"
         else:
-            verdict = "the interval contains 1: this data cannot tell the two arms' data apart"
+            verdict = "the first interval contains 1: this data cannot tell the two arms' data apart"
         out.append(f"Data efficiency: a token of {arm} data is worth " + "; and ".join(parts) + " "
                    f"(augmentation law, {aug.n_points} points, held-out error: {heldout_text(aug.heldout)}); {verdict}.")
     out.extend(test_time_findings(inference, laws.get("joint_inference")))

@@ -107,6 +107,12 @@ def _step(number: int, title: str) -> None:
     print(f"\n== {number}/4 {title}", flush=True)
 
 
+def _print_answer(answer) -> None:
+    print(answer.table())
+    for warning in answer.warnings:
+        print(f"warning: {warning}")
+
+
 def run_demo(args) -> int:
     from analysis import load_law, recommend, report
     from scaling.sweep import collect, launch, store
@@ -160,12 +166,12 @@ def run_demo(args) -> int:
         law = laws["chinchilla"]
         budget = float(f"{10 * 6 * float(law.ranges['N'][1]) * float(law.ranges['D'][1]):.1g}")
         print(f"\nExample recommendation (scaling recommend {laws_dir / 'chinchilla.json'} --train_flops={budget:g}):")
-        print(recommend.compute_optimal(law, budget).table())
+        _print_answer(recommend.compute_optimal(law, budget))
     if "joint_inference" in laws:
         total, queries, tokens = report.joint_scenario(laws["joint_inference"])
         print(f"\nJoint allocation (scaling recommend {laws_dir / 'joint_inference.json'} --total_flops={total:.3g} "
               f"--inference_queries={queries:g} --tokens_per_query={tokens}):")
-        print(recommend.joint_allocation(laws["joint_inference"], total, queries, tokens).table())
+        _print_answer(recommend.joint_allocation(laws["joint_inference"], total, queries, tokens))
     finished = time.monotonic()
     print(f"\ndemo finished in {_minutes(finished - started)} (sweep {_minutes(swept - started)}, "
           f"analysis {_minutes(finished - swept)}); report: {output.resolve()}")
