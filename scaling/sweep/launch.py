@@ -9,6 +9,7 @@ ones wait for --retry_failed.
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -75,6 +76,20 @@ def _arch_key(p: store.RunPlan) -> str:
     return f"{p.readable.split('_')[0]}/b{p.point['batch_size']}"
 
 
+def share_compilation_cache(folder: Path) -> None:
+    """Runs of one architecture (every arm, every branch's inference, and the throughput
+    measurement here) compile the same programs: JAX's persistent cache compiles each once.
+    Children inherit it through the environment; a cache the user set is kept."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder.resolve())
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(folder.resolve()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -84,6 +99,8 @@ def run_sweep(args) -> int:
         raise ConfigError(f"scaling sweep takes the grid as its argument; --gin_file={args.gin.files[0]} "
                           "is not used (override the grid with --gin.Grid.NAME=VALUE)")
     grid, plans, directory = plan(args.grid, args.gin.bindings, args.sweep_dir)
+    if args.executor == "local" and not args.dry_run:
+        share_compilation_cache(directory / "jax_cache")
     rates = estimates(plans, directory, args.throughput)
     rows, total_flops, total_seconds = [], 0.0, 0.0  # training FLOPs: WSD trunks counted once
     for p in plans:
@@ -107,6 +124,7 @@ def run_sweep(args) -> int:
         return 0
     store.write_plan(directory, grid, args.grid, plans)
     jobs = [runner.job_for(directory / p.name, p) for p in plans]
+
     print(f"sweep folder: {directory}", flush=True)
 
     def report(job, outcome):
