@@ -116,6 +116,9 @@ def run_demo(args) -> int:
     from analysis import load_law, recommend, report
     from scaling.sweep import collect, launch, store
 
+    if args.gin.files:
+        print("scaling demo: --gin_file is not used; override the grid with --gin.Grid.NAME=VALUE", file=sys.stderr)
+        return 2
     started = time.monotonic()
     grid_file = GRIDS[args.quick]
     sweep_dir = Path(args.sweep_dir or Path("sweeps") / grid_file.stem)
@@ -126,9 +129,6 @@ def run_demo(args) -> int:
     sweep_args = argparse.Namespace(grid=str(grid_file), sweep_dir=str(sweep_dir), executor="local",
                                     workers=args.workers, dry_run=False, retry_failed=False, throughput=None,
                                     gin=GinArgs((), args.gin.bindings))
-    if args.gin.files:
-        print(f"scaling demo: --gin_file is not used; override the grid with --gin.Grid.NAME=VALUE", file=sys.stderr)
-        return 2
     grid, plans, directory = launch.plan(sweep_args.grid, sweep_args.gin.bindings, sweep_args.sweep_dir)
     directory.mkdir(parents=True, exist_ok=True)
     store.write_plan(directory, grid, sweep_args.grid, plans)  # so the bar sees every run from the start
@@ -155,8 +155,7 @@ def run_demo(args) -> int:
     _step(4, "what the data shows")
     laws = {path.stem: load_law(path) for path in sorted(laws_dir.glob("*.json"))}
     inference = report.read_table(results / "inference.parquet")
-    named = {"augmentation": laws.get("augmentation"), "joint_inference": laws.get("joint_inference")}
-    for line in report.findings({k: v for k, v in named.items() if v is not None}, inference):
+    for line in report.findings(laws, inference):
         print(f"- {line}")
     if "chinchilla" in laws:
         law = laws["chinchilla"]
@@ -166,7 +165,7 @@ def run_demo(args) -> int:
         _print_answer(recommend.compute_optimal(law, budget))
     if "joint_inference" in laws:
         total, queries, tokens = report.joint_scenario(laws["joint_inference"])
-        print(f"\nJoint allocation (scaling recommend {laws_dir / 'joint_inference.json'} --total_flops={total:.3g} "
+        print(f"\nJoint allocation (scaling recommend {laws_dir / 'joint_inference.json'} --total_flops={total:.10g} "
               f"--inference_queries={queries:g} --tokens_per_query={tokens}):")
         _print_answer(recommend.joint_allocation(laws["joint_inference"], total, queries, tokens))
     finished = time.monotonic()

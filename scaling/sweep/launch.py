@@ -76,12 +76,14 @@ def _arch_key(p: store.RunPlan) -> str:
     return f"{p.readable.split('_')[0]}/b{p.point['batch_size']}"
 
 
-def share_compilation_cache(folder: Path) -> None:
+def share_compilation_cache() -> None:
     """Runs of one architecture (every arm, every branch's inference, and the throughput
-    measurement here) compile the same programs: JAX's persistent cache compiles each once.
-    Children inherit it through the environment; a cache the user set is kept."""
+    measurement here) compile the same programs: JAX's persistent cache, in the user's cache
+    folder (not the sweep folder, which holds only runs), compiles each once. Children inherit it
+    through the environment; a cache the user set is kept."""
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scaling" / "jax"
     os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder.resolve())
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     import jax
@@ -100,7 +102,7 @@ def run_sweep(args) -> int:
                           "is not used (override the grid with --gin.Grid.NAME=VALUE)")
     grid, plans, directory = plan(args.grid, args.gin.bindings, args.sweep_dir)
     if args.executor == "local" and not args.dry_run:
-        share_compilation_cache(directory / "jax_cache")
+        share_compilation_cache()
     rates = estimates(plans, directory, args.throughput)
     rows, total_flops, total_seconds = [], 0.0, 0.0  # training FLOPs: WSD trunks counted once
     for p in plans:
