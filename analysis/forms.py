@@ -365,10 +365,7 @@ class JointInference(Form):
         a = (1.0 - b) * jax.nn.sigmoid(logit_share)
         g_k = theta[..., -1]
         n_gamma_t = len(self._gamma_t_names(options))
-        if n_gamma_t > 1:
-            g_t = jnp.stack([theta[..., 4 + i] for i in range(n_gamma_t)], -1)[..., cov["arm"]]
-        else:
-            g_t = theta[..., 4]
+        g_t = theta[..., 4:4 + n_gamma_t][..., cov["arm"]] if n_gamma_t > 1 else theta[..., 4]
         loss = self.loss(cov, options)
         logit = -jnp.exp(log_kappa) * (loss - l0) + g_t * jnp.log1p(cov["T"]) + g_k * jnp.log(cov["k"])
         return b + a * jax.nn.sigmoid(logit)

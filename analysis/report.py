@@ -150,9 +150,9 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
                           budgets, inference_tokens, target, run_states(path), laws_dir, figures_dir)
 
 
-def law_file_name(name: str) -> str:
-    """'approach 2 (IsoFLOP)' -> 'approach_2_isoflop.json'."""
-    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split()) + ".json"
+def file_stem(name: str) -> str:
+    """A law's or figure's file name without suffix: 'approach 2 (IsoFLOP)' -> 'approach_2_isoflop'."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
 def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
@@ -165,7 +165,7 @@ def render(name, training_source, training, inference, sources, columns, bootstr
     laws, fit_notes = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
     if laws_dir is not None:
         for law_name, law in laws.items():
-            law.save(Path(laws_dir) / law_file_name(law_name))
+            law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
     sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in findings(laws, inference))
                             + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
                               "written in advance.</p>"))
@@ -360,7 +360,7 @@ def figures_html(canonical, training, inference, laws, figures_dir: Path | None 
             parts.append(skipped_html(name, str(e)))
             return
         if figures_dir is not None:
-            plots.save_figure(fig, Path(figures_dir) / Path(law_file_name(name)).stem)
+            plots.save_figure(fig, Path(figures_dir) / file_stem(name))
         parts.append(figure_html(fig, caption))
 
     curves = plots.isoflop_curves(canonical)

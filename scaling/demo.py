@@ -51,7 +51,7 @@ class SweepProgress:
         """(share of the sweep's work done, runs done, runs in all)."""
         from scaling.sweep import status, store
 
-        names = store.existing_runs(self.sweep_dir)
+        names = store.existing_runs(self.sweep_dir)  # none until `scaling sweep` has planned them
         shares, done = [], 0
         for name in names:
             run_dir = self.sweep_dir / name
@@ -69,6 +69,8 @@ class SweepProgress:
 
     def line(self) -> str:
         share, done, total = self.fraction()
+        if not total:
+            return f"planning the sweep  elapsed {_minutes(time.monotonic() - self.started)}"
         width = 30
         filled = int(round(share * width))
         return (f"[{'#' * filled}{'.' * (width - filled)}] {share:6.1%}  runs done {done}/{total}  "
@@ -114,7 +116,7 @@ def _print_answer(answer) -> None:
 
 def run_demo(args) -> int:
     from analysis import load_law, recommend, report
-    from scaling.sweep import collect, launch, store
+    from scaling.sweep import collect, launch
 
     if args.gin.files:
         print("scaling demo: --gin_file is not used; override the grid with --gin.Grid.NAME=VALUE", file=sys.stderr)
@@ -129,10 +131,7 @@ def run_demo(args) -> int:
     sweep_args = argparse.Namespace(grid=str(grid_file), sweep_dir=str(sweep_dir), executor="local",
                                     workers=args.workers, dry_run=False, retry_failed=False, throughput=None,
                                     gin=GinArgs((), args.gin.bindings))
-    grid, plans, directory = launch.plan(sweep_args.grid, sweep_args.gin.bindings, sweep_args.sweep_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    store.write_plan(directory, grid, sweep_args.grid, plans)  # so the bar sees every run from the start
-    with SweepProgress(directory):
+    with SweepProgress(sweep_dir):
         code = launch.run_sweep(sweep_args)
     if code != 0:
         print(f"scaling demo: the sweep did not finish (exit {code}); rerun `scaling demo"
@@ -141,8 +140,8 @@ def run_demo(args) -> int:
     swept = time.monotonic()
 
     _step(2, "collect the result tables")
-    results = directory / "results"
-    counts = collect.collect(directory, results)
+    results = sweep_dir / "results"
+    counts = collect.collect(sweep_dir, results)
     print(f"{results / 'training.parquet'}: {counts['training']} rows; "
           f"{results / 'inference.parquet'}: {counts['inference']} rows", flush=True)
 

@@ -83,12 +83,12 @@ def share_compilation_cache() -> None:
     through the environment; a cache the user set is kept."""
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scaling" / "jax"
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder.resolve())
+    folder = str((Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scaling" / "jax").resolve())
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(folder.resolve()))
+    jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
@@ -126,7 +126,6 @@ def run_sweep(args) -> int:
         return 0
     store.write_plan(directory, grid, args.grid, plans)
     jobs = [runner.job_for(directory / p.name, p) for p in plans]
-
     print(f"sweep folder: {directory}", flush=True)
 
     def report(job, outcome):
