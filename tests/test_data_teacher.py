@@ -188,6 +188,46 @@ def test_augment_kill_and_resume_writes_each_document_once(openai_server, tmp_pa
     assert json.loads(again.stdout.strip().splitlines()[-1])["written"] == 0
 
 
+def _prepare_tfds_dataset(data_dir: Path, texts: list[str]) -> str:
+    """A real TFDS dataset prepared on disk (nothing downloaded); returns its registered name."""
+    import tensorflow_datasets as tfds
+
+    class AugmentTestStories(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({"story": tfds.features.Text()}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i, text in enumerate(texts):
+                yield i, {"story": text}
+
+    builder = AugmentTestStories(data_dir=str(data_dir))
+    builder.download_and_prepare()
+    return builder.name
+
+
+@pytest.mark.slow
+def test_augment_reads_a_tfds_dataset(openai_server, run_cli, tmp_path):
+    """`source = 'tfds'` loads a prepared dataset from `data_dir` by name, as on a pod with TFDS data."""
+    texts = [f"Story {i}: the fox ran {i * 3} miles." for i in range(12)]
+    name = _prepare_tfds_dataset(tmp_path / "tfds", texts)
+    gin_file = _gin(tmp_path, openai_server, tmp_path / "cache", name)
+    openai_server.faults_per_document = 1
+    common = [f"--gin_file={gin_file}", "--gin.AugmentConfig.source='tfds'", "--no_progress",
+              f"--gin.AugmentConfig.data_dir='{tmp_path / 'tfds'}'", "--gin.AugmentConfig.text_field='story'"]
+    proc = run_cli("augment", *common, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    records = list(cache_lib.read_records(tmp_path / "cache"))
+    assert sorted(r["text"] for r in records) == sorted(texts)
+    assert all(r["doc_id"].startswith(f"{name}/train/") and r["thinking"] for r in records)
+    proc = run_cli("augment", *common, "--gin.AugmentConfig.text_field='body'", timeout=300)
+    assert proc.returncode == 2 and "AugmentConfig.text_field" in proc.stderr and "'story'" in proc.stderr
+
+
 def test_augment_reports_bad_configuration(run_cli, tmp_path):
     proc = run_cli("augment", "--gin_file=gin/data/openai_teacher.gin", f"--gin.AugmentConfig.cache_dir={tmp_path}/c",
                    f"--gin.AugmentConfig.path={tmp_path}/missing", "--gin.OpenAITeacherConfig.model=m",

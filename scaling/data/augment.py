@@ -37,6 +37,7 @@ class AugmentConfig:
     source: str = "synthetic"        # "synthetic", "folder" or "tfds"
     path: str = ""                   # folder path, or TFDS dataset name
     split: str = "train"             # TFDS split
+    data_dir: str = ""               # TFDS data folder (local or gs://); "" = TFDS's default
     text_field: str = "text"         # .jsonl / TFDS feature holding the text
     n_documents: int = 1000          # synthetic: how many; folder/tfds: at most (0 = all)
     seed: int = 0                    # synthetic stream seed
@@ -76,7 +77,8 @@ def source_documents(config: AugmentConfig) -> Iterator[tuple[str, str, Document
     else:
         import tensorflow_datasets as tfds
         try:
-            dataset = tfds.load(config.path, split=config.split, shuffle_files=False)
+            dataset = tfds.load(config.path, split=config.split, data_dir=config.data_dir or None,
+                                shuffle_files=False)
         except Exception as e:
             raise ConfigError(f"AugmentConfig.path: TFDS dataset {config.path!r} split {config.split!r}: {e}") from None
         for i, example in enumerate(tfds.as_numpy(dataset)):
