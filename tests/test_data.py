@@ -38,19 +38,35 @@ def test_documents_are_deterministic_and_mark_their_hard_spans():
 def test_eval_and_qa_are_disjoint_from_training():
     def chains(docs):
         return {"|".join(s.steps) + f"|{s.value}" for d in docs for s in d.hard_spans}
+
+    def chain_key(span):
+        start = span.steps[0].split(" ")[0]
+        return start + "".join(s.split(" ")[1] + s.split(" ")[2] for s in span.steps)
+
     train = [make_document("train", 0, i) for i in range(3000)]
     held_out = [make_document("eval", 0, i) for i in range(500)]
-    assert not chains(train) & chains(held_out)
+    multi_step = [d for d in held_out if d.difficulty >= 2]
+    assert multi_step and not chains(train) & chains(multi_step)
     assert not {d.text for d in train} & {d.text for d in held_out}
-    problems = qa_problems(50, 2, seed=0)
     train_texts = [d.text for d in train]
-    assert not any(t.startswith(p.prompt) for p in problems for t in train_texts)
-    # the hash split: every held-out chain is in the reserved bucket, no training chain is
+    for difficulty in (1, 2):
+        problems = qa_problems(50, difficulty, seed=0)
+        assert not any(t.startswith(p.prompt) for p in problems for t in train_texts)
+    # the hash split: no training chain of two or more steps is in the reserved bucket
     for doc in train:
         for span in doc.hard_spans:
-            start = span.steps[0].split(" ")[0]
-            key = start + "".join(s.split(" ")[1] + s.split(" ")[2] for s in span.steps)
-            assert not corpus.is_held_out(key)
+            assert len(span.steps) < 2 or not corpus.is_held_out(chain_key(span))
+
+
+def test_single_step_facts_of_held_out_problems_are_all_in_training():
+    """Difficulty-1 QA tests computing a step in an unseen problem, not recalling an unseen fact."""
+    train_facts = {d.hard_spans[0].steps[0] for d in
+                   (make_document("train", 0, i, difficulty=1) for i in range(3000))}
+    qa_docs = [make_document("eval", 1_000_003, i, difficulty=1) for i in range(64)]
+    assert [p.prompt for p in qa_problems(64, 1)] == [d.text[:d.hard_spans[0].start].rstrip() for d in qa_docs]
+    qa_facts = {d.hard_spans[0].steps[0] for d in qa_docs}
+    assert qa_facts <= train_facts
+    assert len(train_facts) == 135  # every one-step fact: 9 starts x (9 adds, 2 products) + 36 takes
 
 
 def test_qa_problems_and_answer_extraction():

@@ -10,8 +10,10 @@ operands grow with d (at most 9 below d=3, at most 19 from d=3 on).
 
 Documents are a pure function of (split, seed, index): any document can be produced without its
 predecessors, so streams resume anywhere. Held-out sets (eval documents, QA problems) use their
-own seed stream AND a hash split on the problem's arithmetic (operands and operations, not the
-names): a chain that lands in the held-out bucket is never generated for training.
+own seed stream AND a hash split: for chains of two or more steps on the arithmetic alone
+(operands and operations, not the names), so a held-out chain is never generated for training;
+for single steps on the whole problem (person, items and the step), so every one-step fact is
+learnable from training text while no held-out problem appears there.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ def is_held_out(key: str) -> bool:
     return _bucket(key) == 0
 
 
+def _split_key(chain: _Chain, name: str, items: str) -> str:
+    """What the hash split holds out: a multi-step chain, or a single step in its surface.
+
+    A one-step chain is an arithmetic fact (135 exist); holding facts out would make
+    difficulty-1 evaluation a test of unseen facts rather than of computing one step.
+    """
+    return chain.key if len(chain.ops) >= 2 else f"{name}|{items}|{chain.key}"
+
+
 def _chain(rng: random.Random, difficulty: int) -> _Chain:
     top = 9 if difficulty < 3 else 19
     value = start = rng.randint(1, top)
@@ -151,7 +162,7 @@ def make_document(split: str, seed: int, index: int, difficulty: int | None = No
                 return Document(f"{split}-{seed}-{index}", text, 0, ())
     while True:
         chain = _chain(rng, d)
-        if is_held_out(chain.key) == want_held_out:
+        if is_held_out(_split_key(chain, name, items)) == want_held_out:
             break
     values = chain.values()
     parts = [_filler(rng, name, other, items)] if rng.random() < 0.5 else []
