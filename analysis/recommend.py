@@ -37,17 +37,19 @@ INTERVAL = (2.5, 97.5)
 # ---------------------------------------------------------------------------------------------
 
 def chinchilla_loss(p: Mapping[str, Any], n, d):
-    """L = E + A / N^alpha + B / D^beta."""
-    return p["E"] + p["A"] / np.power(n, p["alpha"]) + p["B"] / np.power(d, p["beta"])
+    """L = E + A / N^alpha + B / D^beta (inf for extreme bootstrap draws, without warnings)."""
+    with np.errstate(over="ignore", divide="ignore"):
+        return p["E"] + p["A"] / np.power(n, p["alpha"]) + p["B"] / np.power(d, p["beta"])
 
 
 def chinchilla_optimum(p: Mapping[str, Any], train_flops):
     """The (N, D) minimising L(N, D) subject to 6ND = train_flops, in closed form."""
     alpha, beta = np.asarray(p["alpha"], float), np.asarray(p["beta"], float)
-    g = np.power(alpha * p["A"] / (beta * p["B"]), 1.0 / (alpha + beta))
-    half = np.asarray(train_flops, float) / 6.0
-    n = g * np.power(half, beta / (alpha + beta))
-    d = np.power(half, alpha / (alpha + beta)) / g
+    with np.errstate(over="ignore", divide="ignore"):  # extreme bootstrap draws give 0 or inf
+        g = np.power(alpha * p["A"] / (beta * p["B"]), 1.0 / (alpha + beta))
+        half = np.asarray(train_flops, float) / 6.0
+        n = g * np.power(half, beta / (alpha + beta))
+        d = np.power(half, alpha / (alpha + beta)) / g
     return n, d
 
 
