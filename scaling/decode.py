@@ -128,17 +128,25 @@ def no_thinking_while_answering(logits, state: ForcingState, protocol: Protocol)
     return jnp.where(answering & opens, -jnp.inf, logits)
 
 
-def sample_tokens(logits, temperature, top_p, rng):
-    """Greedy where temperature == 0, else temperature sampling within the top-p nucleus."""
+def sample_tokens(logits, temperature, top_p, keys, step):
+    """Greedy where a row's temperature is 0, else temperature sampling within the top-p nucleus.
+    temperature [batch]; keys [batch, 2]: each row draws from its own stream (folded with the
+    step), so a row's tokens do not depend on which rows share its batch."""
     greedy = jnp.argmax(logits, axis=-1)
-    scaled = logits / jnp.maximum(temperature, 1e-6)
+    scaled = logits / jnp.maximum(temperature, 1e-6)[:, None]
     descending = jnp.sort(scaled, axis=-1)[:, ::-1]
     probs = jax.nn.softmax(descending, axis=-1)
     # Keep the smallest prefix whose probability reaches top_p (the first token always stays).
     keep = (jnp.cumsum(probs, axis=-1) - probs) < top_p
     threshold = jnp.min(jnp.where(keep, descending, jnp.inf), axis=-1, keepdims=True)
-    sampled = jax.random.categorical(rng, jnp.where(scaled >= threshold, scaled, -jnp.inf), axis=-1)
+    masked = jnp.where(scaled >= threshold, scaled, -jnp.inf)
+    sampled = jax.vmap(lambda key, row: jax.random.categorical(jax.random.fold_in(key, step), row))(keys, masked)
     return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
+
+
+def row_keys(seeds) -> jax.Array:
+    """One PRNG key per row from integer seeds [batch]."""
+    return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,14 +180,29 @@ def pad_prompts(prompts: list[list[int]], pad_id: int, bucket: int = 32) -> tupl
 
 
 def decode(config: ModelConfig, params, prompts: np.ndarray, prompt_lengths: np.ndarray,
-           protocol: Protocol, thinking_budget: int, max_extensions: int = 0,
-           temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> Decoded:
-    """Generate for right-padded prompts [batch, width] with the KV cache (one compiled loop)."""
-    max_new = protocol.max_new_tokens(thinking_budget)
+           protocol: Protocol, thinking_budget, max_extensions: int = 0,
+           temperature=0.0, top_p: float = 1.0, seed=0, max_new: int | None = None) -> Decoded:
+    """Generate for right-padded prompts [batch, width] with the KV cache (one compiled loop).
+
+    thinking_budget, temperature and seed are one value for every row or one per row, so
+    settings of different budgets and greedy and sampled rows can share a batch; a row's output
+    depends only on its prompt, budget, temperature and seed (seed: one integer, from which the
+    rows' streams are drawn, or one per row). max_new: room for this many new tokens (default:
+    what the largest budget needs); calls with the same max_new and shapes share one compiled
+    program, and a larger room changes no token (the loop stops when every row is done)."""
+    batch = len(prompts)
+    budgets = np.broadcast_to(np.asarray(thinking_budget, np.int32), (batch,))
+    needed = protocol.max_new_tokens(int(budgets.max()))
+    if max_new is None:
+        max_new = needed
+    elif max_new < needed:
+        raise ValueError(f"max_new={max_new} is less than the {needed} tokens thinking_budget={int(budgets.max())} needs")
+    seeds = np.asarray(seed)
+    keys = row_keys(seeds) if seeds.ndim else jax.random.split(jax.random.PRNGKey(int(seeds)), batch)
     tokens, kinds, state = _decode_compiled(
         config, protocol, max_new, params, jnp.asarray(prompts, jnp.int32), jnp.asarray(prompt_lengths, jnp.int32),
-        jnp.int32(thinking_budget), jnp.int32(max_extensions), jnp.float32(temperature), jnp.float32(top_p),
-        jax.random.PRNGKey(seed))
+        jnp.asarray(budgets), jnp.int32(max_extensions),
+        jnp.asarray(np.broadcast_to(np.asarray(temperature, np.float32), (batch,))), jnp.float32(top_p), keys)
     return _to_host(tokens, kinds, state, prompt_lengths)
 
 
@@ -192,7 +215,7 @@ def _to_host(tokens, kinds, state: ForcingState, prompt_lengths) -> Decoded:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _decode_compiled(config, protocol, max_new, params, prompts, prompt_lengths, thinking_budget,
-                     max_extensions, temperature, top_p, rng):
+                     max_extensions, temperature, top_p, keys):
     batch, width = prompts.shape
     model = Transformer(config)
     cache = init_cache(config, batch, width + max_new, config.compute_dtype)
@@ -212,7 +235,7 @@ def _decode_compiled(config, protocol, max_new, params, prompts, prompt_lengths,
     def one_token(carry):
         step, cache, last_logits, position, out_tokens, out_kinds, state = carry
         proposed = sample_tokens(no_thinking_while_answering(last_logits, state, protocol), temperature, top_p,
-                                 jax.random.fold_in(rng, step))
+                                 keys, step)
         token, kind, state = force_step(state, proposed, protocol, thinking_budget)
         out_tokens = out_tokens.at[:, step].set(token)
         out_kinds = out_kinds.at[:, step].set(kind)

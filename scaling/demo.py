@@ -25,7 +25,8 @@ def configure_demo(parser) -> None:
                         help="the same path on a smaller grid (grids/demo_quick.gin; a few minutes)")
     parser.add_argument("--sweep_dir", default=None,
                         help="where runs, tables, laws, figures and the report go (default sweeps/demo[_quick])")
-    parser.add_argument("--workers", type=int, default=2, help="runs at a time (default 2: one per core here)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs at a time (default: one single-threaded run per core)")
     parser.add_argument("--bootstrap", type=int, default=None,
                         help="bootstrap refits per law (default 200; 50 with --quick)")
     parser.add_argument("-o", "--output", default=None, help="the report (default <sweep_dir>/report.html)")
@@ -61,10 +62,10 @@ class SweepProgress:
                 done += 1
                 continue
             plan = store.load_plan(run_dir)
-            n_infer = len(plan.point["infer_branches"]) if plan.infer_config else 0
-            infer_done = sum(1 for phase in job.get("phases_done", []) if phase.startswith("infer"))
-            train = 1.0 if "train" in job.get("phases_done", []) else status.run_state(run_dir)["progress"]
-            shares.append((train + infer_done) / (1 + n_infer))
+            branches = set(plan.point["infer_branches"]) if plan.infer_config else set()
+            metrics = store.read_json(run_dir / "inference_metrics.json", default=[])
+            infer_done = len(branches & {entry["branch"] for entry in metrics})
+            shares.append((status.run_state(run_dir)["progress"] + infer_done) / (1 + len(branches)))
         return (sum(shares) / len(shares) if shares else 0.0), done, len(names)
 
     def line(self) -> str:
@@ -117,6 +118,7 @@ def _print_answer(answer) -> None:
 def run_demo(args) -> int:
     from analysis import load_law, recommend, report
     from scaling.sweep import collect, launch
+    from scaling.sweep.executors import local_layout
 
     if args.gin.files:
         print("scaling demo: --gin_file is not used; override the grid with --gin.Grid.NAME=VALUE", file=sys.stderr)
@@ -127,9 +129,10 @@ def run_demo(args) -> int:
     bootstrap = args.bootstrap if args.bootstrap is not None else (50 if args.quick else 200)
     output = Path(args.output or sweep_dir / "report.html")
 
-    _step(1, f"sweep {grid_file.relative_to(REPO_ROOT)} into {sweep_dir} ({args.workers} workers)")
+    workers, threads = local_layout(args.workers, None)
+    _step(1, f"sweep {grid_file.relative_to(REPO_ROOT)} into {sweep_dir} ({workers} workers x {threads} threads)")
     sweep_args = argparse.Namespace(grid=str(grid_file), sweep_dir=str(sweep_dir), executor="local",
-                                    workers=args.workers, dry_run=False, retry_failed=False, throughput=None,
+                                    workers=workers, threads_per_worker=threads, dry_run=False, retry_failed=False, throughput=None,
                                     gin=GinArgs((), args.gin.bindings))
     with SweepProgress(sweep_dir):
         code = launch.run_sweep(sweep_args)

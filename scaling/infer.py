@@ -17,6 +17,7 @@ import json
 import math
 import os
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import gin
 import numpy as np
 import pandas as pd
 
-from scaling import accounting, checkpoints, configuration, decode
+from scaling import accounting, checkpoints, configuration, decode, timings
 from scaling.configuration import ConfigError
 from scaling.data import corpus, formats, vocabulary
 from scaling.model import ModelConfig
@@ -135,15 +136,22 @@ def append_rows(run_dir: str | Path, rows: list[dict]) -> None:
 
 def _decode_all(config: ModelConfig, params, prompts: list[list[int]], proto: decode.Protocol,
                 thinking_budget: int, max_extensions: int, temperature: float, top_p: float,
-                batch_size: int, seed: int) -> list[dict]:
-    """Decode every prompt in fixed-shape batches; one outcome dict per prompt."""
+                batch_size: int, seed: int, max_new: int) -> list[dict]:
+    """Decode every prompt in fixed-shape batches (room for `max_new` tokens, the same for
+    every budget of a sweep, so they share compiled programs); one outcome dict per prompt."""
     padded, lengths = decode.pad_prompts(prompts, proto.pad_id)
     outcomes = []
     for chunk, start in enumerate(range(0, len(prompts), batch_size)):
         rows = list(range(start, min(start + batch_size, len(prompts))))
         take = rows + [rows[0]] * (batch_size - len(rows))  # the last batch keeps the compiled shape
+        started = time.perf_counter()
         out = decode.decode(config, params, padded[take], lengths[take], proto, thinking_budget, max_extensions,
-                            temperature, top_p, seed=zlib.crc32(f"{seed}:{thinking_budget}:{chunk}".encode()))
+                            temperature, top_p, seed=zlib.crc32(f"{seed}:{thinking_budget}:{chunk}".encode()),
+                            max_new=max_new)
+        if timings.PROCESS.first_step_at is None:  # the first call compiles: start-up, not a step
+            timings.PROCESS.first_step_done()
+        else:
+            timings.PROCESS.decode_s += time.perf_counter() - started
         for i, row in enumerate(rows):
             generated = int(out.generated[i])
             outcomes.append({
@@ -255,6 +263,7 @@ def infer(model_dir: str = gin.REQUIRED,
     if longest > config.seq_len:
         print(f"note: sequences reach {longest} tokens, beyond the {config.seq_len} the model was trained on")
 
+    max_new = proto.max_new_tokens(max(budgets))
     for difficulty in levels:
         problems = corpus.qa_problems(problems_per_difficulty, difficulty, seed)
         truths = [p.answer for p in problems]
@@ -275,13 +284,13 @@ def infer(model_dir: str = gin.REQUIRED,
             new_rows = []
             if any(agg == "greedy" for _, agg, _ in missing):
                 outcomes = _decode_all(config, params, prompts, proto, budget, max_extensions, 0.0, 1.0,
-                                       batch_size, seed)
+                                       batch_size, seed, max_new)
                 scores = [o["answer"] == t for o, t in zip(outcomes, truths)]
                 new_rows.append(_row(greedy_base, "greedy", 1, scores, outcomes, budget))
             sampled = [(agg, k) for _, agg, k in missing if agg != "greedy"]
             if sampled:
                 outcomes = _decode_all(config, params, [p for p in prompts for _ in range(n_samples)], proto, budget,
-                                       max_extensions, temperature, top_p, batch_size, seed)
+                                       max_extensions, temperature, top_p, batch_size, seed, max_new)
                 answers = [[o["answer"] for o in outcomes[i * n_samples:(i + 1) * n_samples]]
                            for i in range(len(problems))]
                 for agg, k in sampled:
@@ -356,6 +365,7 @@ def run_infer(args) -> int:
     try:
         with configuration.explained(gin_args):
             infer(branch=args.branch, step=args.step)
+        timings.PROCESS.record(args.run_dir or gin.query_parameter("%MODEL_DIR"), "infer")
     except (InferenceError, FileNotFoundError) as e:
         print(f"scaling infer: {e}", file=sys.stderr)
         return 1

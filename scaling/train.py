@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from scaling import accounting, configuration, partitioning
+from scaling import accounting, configuration, partitioning, timings
 from scaling.checkpoints import TRUNK, RunCheckpoints, finished_branches, write_model_config
 from scaling.configuration import ConfigError
 from scaling.model import ModelConfig, Transformer, init_params
@@ -611,6 +611,10 @@ class _Trainer:
                 self.params, self.opt_state, loss = self.compiled.step(self.params, self.opt_state, batch,
                                                                        np.float32(lr))
                 self.pending_losses.append(loss)
+                if timings.PROCESS.first_step_at is None:  # start-up (compilation included) ends here
+                    jax.block_until_ready(loss)
+                    timings.PROCESS.first_step_done()
+                    window_start = time.perf_counter()
                 c.step += 1
                 c.batch_index += 1
                 c.tokens += int(counts[0])
@@ -621,6 +625,7 @@ class _Trainer:
                 if c.step % self.log_every == 0 or c.tokens >= phase.end_tokens:
                     losses = self._losses_so_far()
                     elapsed = time.perf_counter() - window_start
+                    timings.PROCESS.train_step_s += elapsed
                     self._log(phase, losses, lr, window_tokens / elapsed)
                     progress.set_postfix(loss=f"{losses[-1]:.3f}")
                     window_start, window_tokens = time.perf_counter(), 0
@@ -684,6 +689,28 @@ def _progress_bar(phase: Phase, tokens: int):
 
 def configure_train(parser):
     parser.add_argument("--log_level", default="INFO", help="Python logging level (default INFO)")
+    parser.add_argument("--infer_gin_file", default=None,
+                        help="after training, evaluate finished branches with this inference config, in this "
+                             "process (what a sweep's run does; same rows as `scaling infer` per branch)")
+    parser.add_argument("--infer_branches", default="all",
+                        help="with --infer_gin_file: 'all' finished branches, or comma-separated labels (D=1.0e6,...)")
+
+
+def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
+    """`scaling infer` on each branch, in this process: compiled decoders are shared across
+    branches, and rows already in the run's table are skipped as always."""
+    from scaling import infer
+
+    finished = [r["branch"] for r in finished_branches(run_dir)]
+    wanted = finished if branches == "all" else [b for b in branches.split(",") if b]
+    missing = [b for b in wanted if b not in finished]
+    if missing:
+        raise TrainingFailed(f"--infer_branches: {', '.join(missing)} not finished; finished: {', '.join(finished)}")
+    gin_args = configuration.GinArgs((gin_file,), (f"MODEL_DIR = {str(run_dir)!r}",))
+    for branch in wanted:
+        configuration.parse(gin_args)
+        with configuration.explained(gin_args):
+            infer.infer(branch=branch)
 
 
 def run_train(args) -> int:
@@ -697,6 +724,9 @@ def run_train(args) -> int:
     try:
         with configuration.explained(args.gin):
             summary = train()
+        if args.infer_gin_file:
+            infer_branches(Path(summary["run_dir"]), args.infer_gin_file, args.infer_branches)
+        timings.PROCESS.record(summary["run_dir"], "train" + (" + infer" if args.infer_gin_file else ""))
     except TrainingFailed as e:
         print(f"scaling train: {e}", file=sys.stderr)
         return 143 if isinstance(e, Preempted) else 1

@@ -169,7 +169,7 @@ def test_a_killed_ray_worker_is_retried_and_the_run_resumes_from_its_checkpoint(
     assert sweep.returncode == 0, out
     job = store.read_job(run_dir)
     assert job["state"] == "done" and job["attempts"] == 2, job
-    train_log = (run_dir / "train.log").read_text()
+    train_log = (run_dir / "run.log").read_text()
     assert train_log.count("=== attempt") == 2
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import os
+import queue
 import threading
 import time
 from pathlib import Path
@@ -51,13 +52,54 @@ def _schedule(jobs: list[Job], capacity: int, submit: Callable, wait: Callable,
     return outcomes
 
 
+def available_cpus() -> list[int]:
+    """The cores this process may run on."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def local_layout(workers: int | None, threads_per_worker: int | None) -> tuple[int, int]:
+    """(workers, threads per worker) for the local executor. Default: one single-threaded worker
+    per core, which measured fastest for the small models a CPU sweep trains (docs/sweeps.md);
+    given one of the two, the other fills the machine."""
+    cores = len(available_cpus())
+    for name, value in (("--workers", workers), ("--threads_per_worker", threads_per_worker)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if workers is None:
+        threads = threads_per_worker or 1
+        return max(1, cores // threads), threads
+    return workers, threads_per_worker or max(1, cores // workers)
+
+
+def worker_resources(workers: int, threads: int) -> list[runner.Resources]:
+    """Each worker's own cores, `threads` of them (wrapping round when the layout oversubscribes)."""
+    cpus = available_cpus()
+    layout = f"{workers}x{threads}"
+    return [runner.Resources(tuple(cpus[(w * threads + t) % len(cpus)] for t in range(threads)), threads, layout)
+            for w in range(workers)]
+
+
 def run_local(jobs: list[Job], workers: int = 1, retry_failed: bool = False,
-              on_outcome: Callable[[Job, str], None] = lambda j, o: None) -> dict[str, str]:
-    """Run the jobs from this process, `workers` at a time. Ctrl-C stops them as interrupted."""
+              on_outcome: Callable[[Job, str], None] = lambda j, o: None,
+              threads_per_worker: int | None = None) -> dict[str, str]:
+    """Run the jobs from this process, `workers` at a time, each pinned to its worker's cores.
+    Ctrl-C stops them as interrupted."""
     stop = threading.Event()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="run") as pool:
+    workers = max(1, workers)
+    slots: queue.Queue = queue.Queue()
+    for resources in worker_resources(workers, threads_per_worker or max(1, len(available_cpus()) // workers)):
+        slots.put(resources)
+
+    def execute(job):
+        resources = slots.get()
+        try:
+            return runner.execute(job, retry_failed, stop, resources=resources)
+        finally:
+            slots.put(resources)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="run") as pool:
         def submit(job):
-            return pool.submit(runner.execute, job, retry_failed, stop)
+            return pool.submit(execute, job)
 
         def wait(handles, timeout):
             done, _ = concurrent.futures.wait(handles, timeout=timeout,
@@ -71,9 +113,10 @@ def run_local(jobs: list[Job], workers: int = 1, retry_failed: bool = False,
             raise
 
 
-def _ray_execute(job: dict, retry_failed: bool) -> str:
-    """The body of a run's Ray task (module level, so workers import it by name)."""
-    return runner.execute(Job.from_json(job), retry_failed)
+def _ray_execute(job: dict, retry_failed: bool, threads: int | None = None) -> str:
+    """The body of a run's Ray task (module level, so workers import it by name); Ray places it
+    on its CPUs, the run's thread pools are sized to them."""
+    return runner.execute(Job.from_json(job), retry_failed, resources=runner.Resources(threads=threads))
 
 
 def run_ray(jobs: list[Job], address: str | None = None, workers: int | None = None,
@@ -101,7 +144,7 @@ def run_ray(jobs: list[Job], address: str | None = None, workers: int | None = N
                                             max_retries=max_retries, retry_exceptions=False)
 
     def submit(job):
-        return task.remote(job.to_json(), retry_failed)
+        return task.remote(job.to_json(), retry_failed, max(1, int(cpus_per_run)) if cpus_per_run else None)
 
     in_flight: dict = {}
 

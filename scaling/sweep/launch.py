@@ -23,7 +23,10 @@ def configure_sweep(parser):
     parser.add_argument("--sweep_dir", default=None, help="the sweep folder (default: sweeps/<grid name>)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--workers", type=int, default=None,
-                        help="runs at a time (local default 1; ray default: as many as the cluster fits)")
+                        help="runs at a time (local default: one per core / threads_per_worker; "
+                             "ray default: as many as the cluster fits)")
+    parser.add_argument("--threads_per_worker", type=int, default=None,
+                        help="local: cores (and XLA/tf.data/BLAS threads) per run (default 1, or cores / workers)")
     parser.add_argument("--dry_run", action="store_true", help="print the plan, total FLOPs and wall time; run nothing")
     parser.add_argument("--retry_failed", action="store_true", help="run failed runs again")
     parser.add_argument("--throughput", type=float, default=None,
@@ -115,7 +118,10 @@ def run_sweep(args) -> int:
         rows.append([p.name, f"{p.point['params']:.3g}", " ".join(f"{d:.3g}" for d in p.point["data_budgets"]),
                      f"{flops:.3g}", p.point["arm"], f"{_hours(seconds)} ({rate.source})", state])
     print(format_table(["run", "N", "D", "C", "arm", "est. time", "state"], rows))
-    workers = args.workers or 1
+    if args.executor == "local":
+        workers, threads = executors.local_layout(args.workers, getattr(args, "threads_per_worker", None))
+    else:
+        workers, threads = args.workers or 1, None
     points = sum(len(p.point["data_budgets"]) for p in plans)
     point_flops = sum(p.point["flops_per_token"] * d for p in plans for d in p.point["data_budgets"])
     print(f"\n{grid.name}: {len(plans)} runs, {points} finished points standing for {point_flops:.3g} FLOPs, "
@@ -136,7 +142,7 @@ def run_sweep(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.executor == "local":
-            outcomes = executors.run_local(jobs, workers, args.retry_failed, report)
+            outcomes = executors.run_local(jobs, workers, args.retry_failed, report, threads)
         else:
             outcomes = executors.run_ray(jobs, args.ray_address, args.workers, args.cpus_per_run,
                                          args.gpus_per_run, args.tpus_per_run, args.max_retries,

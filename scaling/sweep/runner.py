@@ -19,13 +19,16 @@ import threading
 import time
 from pathlib import Path
 
+from scaling import timings
 from scaling.sweep import claims, store
 
 # Outcomes of execute(): terminal ones end the run's scheduling; the rest are retried later.
 DONE, FAILED, BUSY, LOST, INTERRUPTED = "done", "failed", "busy", "lost", "interrupted"
 TERMINAL = (DONE, FAILED)
 
-# Runs a command with the parent-death signal set, then replaces itself with the command.
+# Runs a command with the parent-death signal set and, where given, pinned to its worker's cores
+# (XLA, tf.data and BLAS size their thread pools from the cores a process may use), then
+# replaces itself with the command.
 _DIE_WITH_PARENT = (
     "import ctypes, os, signal, sys\n"
     "parent = int(sys.argv[1])\n"
@@ -35,8 +38,31 @@ _DIE_WITH_PARENT = (
     "    pass\n"
     "if os.getppid() != parent:\n"
     "    sys.exit(137)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "if sys.argv[2] != '-' and hasattr(os, 'sched_setaffinity'):\n"
+    "    os.sched_setaffinity(0, {int(c) for c in sys.argv[2].split(',')})\n"
+    "os.execvp(sys.argv[3], sys.argv[3:])\n"
 )
+# Thread-pool sizes of the libraries a run uses, set to its share of the machine.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS")
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one run may use: the cores it is pinned to (None: not pinned), its thread count, and
+    the executor's layout "<workers>x<threads>" (recorded in timings.jsonl)."""
+
+    cpus: tuple[int, ...] | None = None
+    threads: int | None = None
+    layout: str = ""
+
+    def environment(self) -> dict[str, str]:
+        env = {timings.LAUNCHED_AT_ENV: repr(time.time())}
+        if self.threads:
+            env.update({name: str(self.threads) for name in THREAD_VARIABLES})
+        if self.layout:
+            env[timings.LAYOUT_ENV] = self.layout
+        return env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,16 +85,16 @@ class Job:
 
 
 def job_for(run_dir: Path, plan: store.RunPlan) -> Job:
-    """The commands of a planned run: `scaling train` on its config, then `scaling infer` on
-    each finished branch (one per data budget)."""
+    """The command of a planned run: one process that trains (resuming what is there) and then
+    evaluates each branch to be inferred, so start-up, imports and compilation are paid once
+    per run. The phase is named "run" (older records named "train" and "infer_<branch>" phases;
+    a run whose "run" phase is not done simply runs it: finished work is skipped inside)."""
     run_dir = Path(run_dir).resolve()
-    phases = [("train", ("scaling", "train", f"--gin_file={run_dir / 'config.gin'}", f"--gin.MODEL_DIR={run_dir}"))]
+    command = ("scaling", "train", f"--gin_file={run_dir / 'config.gin'}", f"--gin.MODEL_DIR={run_dir}")
     if plan.infer_config:
-        for branch in plan.point["infer_branches"]:
-            phases.append((f"infer_{branch.replace('=', '')}",
-                           ("scaling", "infer", f"--run_dir={run_dir}", f"--branch={branch}",
-                            f"--gin_file={run_dir / 'infer.gin'}")))
-    return Job(str(run_dir), tuple(phases))
+        command += (f"--infer_gin_file={run_dir / 'infer.gin'}",
+                    f"--infer_branches={','.join(plan.point['infer_branches'])}")
+    return Job(str(run_dir), (("run", command),))
 
 
 def _argv(command: tuple) -> list[str]:
@@ -78,7 +104,7 @@ def _argv(command: tuple) -> list[str]:
 
 
 def _failure_reason(run_dir: Path, phase: str, returncode: int, log: Path) -> str:
-    status = store.read_json(run_dir / "status.json", default={}) if phase == "train" else {}
+    status = store.read_json(run_dir / "status.json", default={}) if phase in ("run", "train") else {}
     if isinstance(status, dict) and status.get("state") == "failed" and status.get("reason"):
         return str(status["reason"])
     how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
@@ -101,7 +127,7 @@ def _stop_child(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 
 
 def execute(job: Job, retry_failed: bool = False, stop: threading.Event | None = None,
-            owner: str | None = None) -> str:
+            owner: str | None = None, resources: Resources = Resources()) -> str:
     """Run the job's remaining phases under a claim; returns one of the outcomes above."""
     run_dir = Path(job.run_dir)
     record = store.read_job(run_dir)
@@ -123,7 +149,7 @@ def execute(job: Job, retry_failed: bool = False, stop: threading.Event | None =
             record["phase"] = phase
             store.write_job(run_dir, record)
             started = time.monotonic()
-            outcome, returncode = _run_phase(run_dir, phase, command, claim, stop, record["attempts"])
+            outcome, returncode = _run_phase(run_dir, phase, command, claim, stop, record["attempts"], resources)
             seconds = record.setdefault("seconds", {})
             seconds[phase] = seconds.get(phase, 0.0) + time.monotonic() - started
             if outcome == LOST:
@@ -146,15 +172,16 @@ def execute(job: Job, retry_failed: bool = False, stop: threading.Event | None =
 
 
 def _run_phase(run_dir: Path, phase: str, command: tuple, claim: claims.Claim,
-               stop: threading.Event | None, attempt: int) -> tuple[str, int]:
+               stop: threading.Event | None, attempt: int, resources: Resources) -> tuple[str, int]:
     log = run_dir / f"{phase}.log"
     with open(log, "a") as out:
         out.write(f"\n=== attempt {attempt} by {claim.owner} at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
                   f"{json.dumps(list(command))}\n")
         out.flush()
-        argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *_argv(command)]
+        cpus = ",".join(map(str, resources.cpus)) if resources.cpus else "-"
+        argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), cpus, *_argv(command)]
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **resources.environment()})
         try:
             while True:
                 try:

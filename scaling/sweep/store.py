@@ -10,7 +10,8 @@
     infer.gin             the resolved inference settings
     job.json              the sweep's record: state, phase, attempts, reason (atomic rewrites)
     claims/               claim files (scaling.sweep.claims)
-    train.log, infer_*.log  the commands' output, a section per attempt
+    run.log                 the run's command output (training, then inference), a section per attempt
+    timings.jsonl           per process: start-up and seconds in compiled steps (scaling.timings)
 ```
 
 A run's identity is its readable name (from the grid point) plus a short hash of its resolved
