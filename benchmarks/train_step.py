@@ -8,13 +8,23 @@ per configuration per line.
 
     .venv/bin/python benchmarks/train_step.py                     # CPU presets
     .venv/bin/python benchmarks/train_step.py --presets p125m --dtype bfloat16 --seq_len 1024  # GPU/TPU
+    .venv/bin/python benchmarks/train_step.py --reference [--torch_python /path/to/torch-venv/bin/python]
+
+`--reference` trains exactly the architecture of ../shared/bench/torch_ref_train.py (d_model 512,
+8 layers, 8 heads of 64, d_ff 2048, untied, vocabulary 256) at batch 32 x 128 and prints one JSON
+line; with `--torch_python` (a virtualenv with torch, never this project's) the PyTorch reference
+runs in the same invocation, eager and torch.compile, and the line adds their tokens/s and the
+ratios. The project itself does not depend on torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +32,15 @@ import numpy as np
 
 from scaling import accounting, partitioning, train
 from scaling.describe import PRESET_DIR, load_model_config
+from scaling.model import ModelConfig
 
 CPU_PRESETS = ("p1m", "p3m", "p10m", "p25m")
 ACCELERATOR_PRESETS = ("p25m", "p125m")
+# ../shared/bench/torch_ref_train.py's model: RMSNorm, causal MHA of 64-dim heads, SwiGLU of 4d, untied.
+REFERENCE = ModelConfig(d_model=512, n_layers=8, n_heads=8, d_ff=2048, vocab_size=256, seq_len=128,
+                        tie_embeddings=False, dtype="float32")
+REFERENCE_BATCH = 32
+TORCH_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "torch_ref_train.py"
 
 
 def random_batches(config, batch_size: int, count: int, seed: int = 0) -> list[dict]:
@@ -72,6 +88,35 @@ def measure(preset: str, config, batch_size: int, steps: int, peak: float, tx, m
             "device": jax.devices()[0].device_kind, "devices": jax.device_count()}
 
 
+def torch_reference(python: str, script: Path, compiled: bool) -> float:
+    """tokens/s of the PyTorch reference at the reference shape, run by another interpreter."""
+    c = REFERENCE
+    command = [python, str(script), str(c.d_model), str(c.n_layers), str(REFERENCE_BATCH), str(c.seq_len)]
+    out = subprocess.run(command + (["compile"] if compiled else []), capture_output=True, text=True, check=True)
+    found = re.search(r"tok/s=([0-9.]+)", out.stdout)
+    if not found:
+        raise SystemExit(f"{script}: no 'tok/s=' in its output:\n{out.stdout}{out.stderr}")
+    return float(found.group(1))
+
+
+def reference(args, peak: float, tx, mesh) -> int:
+    """The reference shape, ours then torch's (eager, compiled), then ours again: the mean of
+    our two runs counts, so a drift in machine load during the run affects both sides alike.
+    Ten timed steps after warm-up on each side, as the reference script times itself."""
+    steps = 10
+    ours = [measure("reference", REFERENCE, REFERENCE_BATCH, steps, peak, tx, mesh)]
+    row = dict(ours[0])
+    if args.torch_python:
+        row["torch_eager_tokens_per_s"] = torch_reference(args.torch_python, args.torch_script, compiled=False)
+        row["torch_compile_tokens_per_s"] = torch_reference(args.torch_python, args.torch_script, compiled=True)
+        ours.append(measure("reference", REFERENCE, REFERENCE_BATCH, steps, peak, tx, mesh))
+        row.update({k: float(np.mean([r[k] for r in ours])) for k in ("tokens_per_s", "model_flops_per_s", "mfu")})
+        row["vs_torch_compile"] = row["tokens_per_s"] / row["torch_compile_tokens_per_s"]
+        row["vs_torch_eager"] = row["tokens_per_s"] / row["torch_eager_tokens_per_s"]
+    print(json.dumps(row))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     on_cpu = jax.default_backend() == "cpu"
@@ -81,6 +126,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=6 if on_cpu else 30)
     parser.add_argument("--dtype", default="float32" if on_cpu else "bfloat16")
     parser.add_argument("--depth_preset", default="p3m", help="preset whose compile time is taken at 4 and 24 layers")
+    parser.add_argument("--reference", action="store_true", help="the PyTorch reference's shape only (one JSON line)")
+    parser.add_argument("--torch_python", default=None, help="with --reference: a Python with torch, to run the reference")
+    parser.add_argument("--torch_script", type=Path, default=TORCH_SCRIPT)
     args = parser.parse_args(argv)
 
     mesh = partitioning.make_mesh()
@@ -91,6 +139,8 @@ def main(argv=None) -> int:
     else:
         peak, source = train.device_peak_flops(compute_dtype)
     peak *= jax.device_count()
+    if args.reference:
+        return reference(args, peak, tx, mesh)
     results = []
     for preset in args.presets:
         changes = {"dtype": args.dtype} | ({"seq_len": args.seq_len} if args.seq_len else {})

@@ -1,8 +1,10 @@
 """Decoding with a key/value cache and s1-style budget forcing, compiled once per shape.
 
-The whole generation is one `jax.jit`-compiled `lax.while_loop`: prompts are right-padded to a
-bucketed length, the cache is allocated for the longest possible output up front, and every row
-of the batch (problems x samples) carries its own position and its own budget-forcing state.
+The whole generation is one `jax.jit`-compiled `lax.while_loop`: prompts are left-padded to a
+bucketed length, so every row writes its next token's key and value into the same cache slot
+(one in-place update per step, whatever the rows' prompt lengths); the cache is allocated for
+the longest possible output up front, and every row of the batch (problems x samples) carries
+its own position and its own budget-forcing state.
 
 Budget forcing (Muennighoff et al. 2025, s1, arXiv 2501.19393) is a per-row state machine,
 `force_step`, fed the token the model would emit and returning the token actually emitted:
@@ -168,21 +170,27 @@ class Decoded:
 
 
 def pad_prompts(prompts: list[list[int]], pad_id: int, bucket: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad prompts to a multiple of `bucket`, so a handful of shapes cover every batch."""
+    """Left-pad prompts to a multiple of `bucket`, so a handful of shapes cover every batch and
+    every row's prompt ends at the same column (the decoders rely on it)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     lengths = np.array([len(p) for p in prompts], np.int32)
     width = -(-int(lengths.max()) // bucket) * bucket
     padded = np.full((len(prompts), width), pad_id, np.int32)
     for row, prompt in enumerate(prompts):
-        padded[row, :len(prompt)] = prompt
+        padded[row, width - len(prompt):] = prompt
     return padded, lengths
+
+
+def _prompt_positions(width: int, prompt_lengths):
+    """Absolute positions of left-padded prompt columns: negative on padding, 0 at a row's first token."""
+    return jnp.arange(width, dtype=jnp.int32)[None, :] - (width - prompt_lengths)[:, None]
 
 
 def decode(config: ModelConfig, params, prompts: np.ndarray, prompt_lengths: np.ndarray,
            protocol: Protocol, thinking_budget, max_extensions: int = 0,
            temperature=0.0, top_p: float = 1.0, seed=0, max_new: int | None = None) -> Decoded:
-    """Generate for right-padded prompts [batch, width] with the KV cache (one compiled loop).
+    """Generate for left-padded prompts [batch, width] (`pad_prompts`) with the KV cache (one compiled loop).
 
     thinking_budget, temperature and seed are one value for every row or one per row, so
     settings of different budgets and greedy and sampled rows can share a batch; a row's output
@@ -219,11 +227,10 @@ def _decode_compiled(config, protocol, max_new, params, prompts, prompt_lengths,
     batch, width = prompts.shape
     model = Transformer(config)
     cache = init_cache(config, batch, width + max_new, config.compute_dtype)
-    positions = jnp.broadcast_to(jnp.arange(width, dtype=jnp.int32), (batch, width))
-    # Pad tokens after a short prompt land in the cache but stay masked: each row's next token
-    # overwrites position prompt_length and attends only to positions at or before its own.
-    logits, cache = model.apply({"params": params}, prompts, positions, cache)
-    last_logits = jnp.take_along_axis(logits, (prompt_lengths - 1)[:, None, None], axis=1)[:, 0]
+    # Padding before a short prompt lands in the cache at negative positions, which stay masked.
+    logits, cache = model.apply({"params": params}, prompts, _prompt_positions(width, prompt_lengths), cache,
+                                cache_index=0)
+    last_logits = logits[:, -1]
     out_tokens = jnp.full((batch, max_new), protocol.pad_id, jnp.int32)
     out_kinds = jnp.zeros((batch, max_new), jnp.int8)
     state = initial_state(batch, thinking_budget, max_extensions)
@@ -239,7 +246,8 @@ def _decode_compiled(config, protocol, max_new, params, prompts, prompt_lengths,
         token, kind, state = force_step(state, proposed, protocol, thinking_budget)
         out_tokens = out_tokens.at[:, step].set(token)
         out_kinds = out_kinds.at[:, step].set(kind)
-        logits, cache = model.apply({"params": params}, token[:, None], position[:, None], cache)
+        logits, cache = model.apply({"params": params}, token[:, None], position[:, None], cache,
+                                    cache_index=width + step)
         return step + 1, cache, logits[:, 0], position + 1, out_tokens, out_kinds, state
 
     carry = (jnp.int32(0), cache, last_logits, prompt_lengths, out_tokens, out_kinds, state)
@@ -257,21 +265,21 @@ def decode_by_recompute(config: ModelConfig, params, prompts: np.ndarray, prompt
     """
     batch, width = prompts.shape
     max_new = protocol.max_new_tokens(thinking_budget)
-    total = width + max_new
-    sequence = jnp.zeros((batch, -(-total // bucket) * bucket), jnp.int32).at[:, :width].set(prompts)
-    position = jnp.asarray(prompt_lengths, jnp.int32)
+    total = -(-(width + max_new) // bucket) * bucket
+    sequence = jnp.zeros((batch, total), jnp.int32).at[:, :width].set(prompts)
+    positions = _prompt_positions(total, jnp.asarray(prompt_lengths, jnp.int32) + total - width)
     state = initial_state(batch, thinking_budget, max_extensions)
     out_tokens, out_kinds = [], []
     budget = jnp.int32(thinking_budget)
-    for _ in range(max_new):
+    for step in range(max_new):
         if bool(jnp.all(state.phase == PHASE_DONE)):
             break
-        length = -(-int(jnp.max(position)) // bucket) * bucket
-        token, kind, state, sequence = _recompute_step(config, protocol, length, params, sequence, position,
-                                                       state, budget)
+        column = width + step  # where this step's token goes, the same for every row
+        length = -(-column // bucket) * bucket
+        token, kind, state, sequence = _recompute_step(config, protocol, length, params, sequence, positions,
+                                                       jnp.int32(column), state, budget)
         out_tokens.append(token)
         out_kinds.append(kind)
-        position = position + 1
     tokens = jnp.full((batch, max_new), protocol.pad_id, jnp.int32)
     kinds = jnp.zeros((batch, max_new), jnp.int8)
     if out_tokens:
@@ -281,10 +289,13 @@ def decode_by_recompute(config: ModelConfig, params, prompts: np.ndarray, prompt
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _recompute_step(config, protocol, length, params, sequence, position, state, thinking_budget):
-    logits, _ = Transformer(config).apply({"params": params}, sequence[:, :length])
-    last = jnp.take_along_axis(logits, (position - 1)[:, None, None], axis=1)[:, 0]
+def _recompute_step(config, protocol, length, params, sequence, positions, column, state, thinking_budget):
+    # Left padding is its own segment (negative positions), so no real token attends to it.
+    window = positions[:, :length]
+    logits, _ = Transformer(config).apply({"params": params}, sequence[:, :length], jnp.maximum(window, 0),
+                                          segment_ids=(window >= 0).astype(jnp.int32))
+    last = jax.lax.dynamic_index_in_dim(logits, column - 1, axis=1, keepdims=False)
     proposed = jnp.argmax(no_thinking_while_answering(last, state, protocol), axis=-1).astype(jnp.int32)
     token, kind, state = force_step(state, proposed, protocol, thinking_budget)
-    sequence = sequence.at[jnp.arange(sequence.shape[0]), position].set(token)
+    sequence = jax.lax.dynamic_update_index_in_dim(sequence, token, column, axis=1)
     return token, kind, state, sequence

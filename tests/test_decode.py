@@ -125,3 +125,24 @@ def test_answer_and_thinking_ids_follow_the_kinds(model):
 def test_empty_prompt_is_refused():
     with pytest.raises(ValueError, match="at least one token"):
         decode.pad_prompts([[1, 2], []], PAD)
+
+
+def test_a_row_decodes_the_same_alone_or_beside_other_budgets_and_temperatures(model):
+    """Per-row budgets, temperatures and seeds: settings share one batch (and one compiled
+    program), and no row's tokens depend on its neighbours or on the room left for them."""
+    config, params = model
+    prompts = [[5, 6, 7, 8, 9, OPEN], [10, 11, OPEN], list(range(20, 45)) + [OPEN], [40, 41, 42, OPEN]]
+    budgets, temperatures, seeds = [0, 6, 12, 3], [0.0, 1.0, 0.0, 1.0], [11, 12, 13, 14]
+    padded, lengths = decode.pad_prompts(prompts, PAD)
+    room = PROTOCOL.max_new_tokens(max(budgets))
+    together = decode.decode(config, params, padded, lengths, PROTOCOL, budgets, temperature=temperatures,
+                             seed=seeds, max_new=room)
+    for row in range(len(prompts)):
+        alone = decode.decode(config, params, padded[row:row + 1], lengths[row:row + 1], PROTOCOL, budgets[row],
+                              temperature=temperatures[row], seed=seeds[row:row + 1], max_new=room + 8)
+        n = together.generated[row]
+        assert alone.generated[0] == n
+        np.testing.assert_array_equal(alone.tokens[0][:n], together.tokens[row][:n])
+        assert int(alone.thinking[0]) == int(together.thinking[row]) <= budgets[row]
+    with pytest.raises(ValueError, match="max_new"):
+        decode.decode(config, params, padded, lengths, PROTOCOL, budgets, max_new=room - 1)

@@ -38,10 +38,12 @@ def test_kv_cache_decoding_matches_full_forward():
     full = _forward(config, params, tokens)
     cache = init_cache(config, batch=2, max_len=32)
     model = Transformer(config)
-    prompt_logits, cache = model.apply({"params": params}, tokens[:, :5], jnp.broadcast_to(jnp.arange(5), (2, 5)), cache)
+    prompt_logits, cache = model.apply({"params": params}, tokens[:, :5], jnp.broadcast_to(jnp.arange(5), (2, 5)), cache,
+                                        cache_index=0)
     np.testing.assert_allclose(prompt_logits, full[:, :5], atol=1e-4)
     for t in range(5, 12):
-        step_logits, cache = model.apply({"params": params}, tokens[:, t:t + 1], jnp.full((2, 1), t), cache)
+        step_logits, cache = model.apply({"params": params}, tokens[:, t:t + 1], jnp.full((2, 1), t), cache,
+                                        cache_index=t)
         np.testing.assert_allclose(step_logits[:, 0], full[:, t], atol=1e-4)
 
 
@@ -70,3 +72,20 @@ def test_packed_segments_do_not_attend_across_documents():
     logits = model.apply({"params": params}, packed, positions, None, segments)[0]
     alone = model.apply({"params": params}, second)[0]
     np.testing.assert_allclose(logits[:, 5:], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("length, kv_heads", [(70, 4), (64, 2)])
+def test_blocked_causal_attention_equals_one_masked_softmax(length, kv_heads):
+    """The blocked attention of training computes what one masked softmax over the whole
+    sequence does (jax.nn.dot_product_attention), with packed segments and grouped queries."""
+    from scaling.model import causal_attention
+
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    q = jax.random.normal(keys[0], (2, length, 4, 8))
+    k, v = (jax.random.normal(key, (2, length, kv_heads, 8)) for key in keys[1:])
+    segments = jnp.asarray(np.sort(np.random.default_rng(0).integers(0, 4, (2, length)), axis=1))
+    same = segments[:, None, :, None] == segments[:, None, None, :]
+    expected = jax.nn.dot_product_attention(q, k, v, mask=same, is_causal=True)
+    np.testing.assert_allclose(causal_attention(q, k, v, segments), expected, atol=1e-5)
+    np.testing.assert_allclose(causal_attention(q, k, v), jax.nn.dot_product_attention(q, k, v, is_causal=True),
+                               atol=1e-5)

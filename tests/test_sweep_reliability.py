@@ -230,7 +230,8 @@ def test_a_sigkilled_scaling_sweep_resumes_its_run_and_runs_the_rest_once(tmp_pa
     run trains past a checkpoint; its trainer dies with it; the restarted sweep resumes that run
     from the checkpoint and runs the second once."""
     grid = ("--gin.Grid.models=['p50k']", "--gin.Grid.arms={'vanilla': 'synthetic_vanilla'}",
-            "--gin.Grid.infer_files=[]", "--gin.Grid.schedule='cosine'", "--gin.Grid.data_budgets=[8000, 12000]")
+            "--gin.Grid.infer_files=[]", "--gin.Grid.schedule='cosine'", "--gin.Grid.data_budgets=[8000, 12000]",
+            "--workers=1")
     sweep = _sweep(tmp_path, *grid)
     checkpoints = lambda: [p for p in (tmp_path / "sweep").glob("*/checkpoints/D=*/*") if p.name.isdigit()]
     _wait_for(lambda: checkpoints(), 240, "a checkpoint of the first run")
