@@ -95,6 +95,11 @@ class RunCheckpoints:
                     raise ValueError(f"meta says step {meta.get('step')}")
                 return restored["params"], restored["opt_state"], meta
             except Exception as e:  # any failure to read this step means: fall back to the previous one
+                if "shape" in str(e).lower() and "mismatch" in str(e).lower() or "ScopeParamShapeError" in type(e).__name__:
+                    # another model's checkpoint is not a corrupt one: falling back would train over it
+                    raise RuntimeError(f"checkpoint {self.root / name}/{step} holds arrays of other shapes than "
+                                       f"this model's: the folder is a run of another model; nothing was "
+                                       f"changed ({str(e).splitlines()[0][:200]})") from None
                 log.warning("checkpoint %s/%d is unreadable (%s: %s); falling back to the previous one",
                             self.root / name, step, type(e).__name__, str(e).splitlines()[0][:200])
         return None

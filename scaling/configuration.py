@@ -24,6 +24,11 @@ class ConfigError(ValueError):
     """A configuration problem, reported before any computation."""
 
 
+class PlacedConfigError(ConfigError):
+    """A configuration error whose message already says where the problem is (a file, a run
+    folder): `explained` passes it on as it is."""
+
+
 @dataclasses.dataclass(frozen=True)
 class GinArgs:
     files: tuple[str, ...]
@@ -156,9 +161,17 @@ def explained(args: GinArgs):
     """Re-raise configuration errors from constructing configurables with where they were set."""
     try:
         yield
+    except PlacedConfigError as e:
+        raise PlacedConfigError(re.sub(r"\n\s*In call to configurable '(\w+)' \(<[^>]*>\)", "", str(e))) from None
     except ConfigError as e:
-        match = re.search(r"\b(\w+\.\w+)\b", str(e))
-        where = locate_binding(match.group(1), args) if match else "the configuration"
+        # gin appends "In call to configurable 'train' (<function train at 0x...>)": not for users
+        text = re.sub(r"\n\s*In call to configurable '(\w+)' \(<[^>]*>\)", "", str(e))
+        if text != str(e):
+            e = ConfigError(text)
+        match = re.search(r"\b([A-Za-z_]\w*\.[A-Za-z_]\w*)\b", str(e))
+        where = locate_binding(match.group(1), args) if match else None
+        if where is None or where == "the default value":
+            raise e from None  # not bound in the files or flags given: no place to name
         raise ConfigError(f"{e} (set at {where})") from None
     except (ValueError, TypeError) as e:
         message = str(e)

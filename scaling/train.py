@@ -38,7 +38,7 @@ import optax
 
 from scaling import accounting, configuration, partitioning
 from scaling.checkpoints import TRUNK, RunCheckpoints, finished_branches, write_model_config
-from scaling.configuration import ConfigError
+from scaling.configuration import ConfigError, PlacedConfigError
 from scaling.model import ModelConfig, Transformer, init_params
 
 log = logging.getLogger(__name__)
@@ -356,6 +356,75 @@ def _check(condition: bool, binding: str, message: str) -> None:
         raise ConfigError(f"train.{binding}: {message}")
 
 
+# train() arguments that do not change what is trained: a rerun may give other values.
+NOT_IDENTITY = ("model_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "mesh_data",
+                "mesh_fsdp")
+IDENTITY_FILE = "identity.json"
+
+
+def _check_types(arguments: dict) -> None:
+    """Every numeric or string train() argument has its annotated type: a string such as 'abc' is
+    named here instead of failing later in a comparison."""
+    import inspect
+    kinds = {"int": ("an integer", lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)),
+             "float": ("a number", lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)),
+             "str": ("a string", lambda v: isinstance(v, str))}
+    for name, parameter in inspect.signature(train).parameters.items():
+        if name not in arguments or str(parameter.annotation) not in kinds:
+            continue
+        expected, ok = kinds[str(parameter.annotation)]
+        if not ok(arguments[name]):
+            raise ConfigError(f"train.{name}: must be {expected} ({parameter.annotation}), "
+                              f"got {arguments[name]!r} ({type(arguments[name]).__name__})")
+    budgets = arguments.get("data_budgets")
+    for b in budgets if isinstance(budgets, (list, tuple)) else [budgets]:
+        if isinstance(b, bool) or not isinstance(b, (int, float, np.number)):
+            raise ConfigError(f"train.data_budgets: must be a list of token counts, got {budgets!r}")
+
+
+def _identity(arguments: dict) -> dict:
+    """What the run folder is a run of: train()'s arguments (the model's fields included), as JSON."""
+    out = {}
+    for name, value in arguments.items():
+        if name in NOT_IDENTITY or name in ("run_dir",):
+            continue
+        if name == "model" and isinstance(value, ModelConfig):
+            out.update({f"ModelConfig.{k}": v for k, v in dataclasses.asdict(value).items()})
+        else:
+            out[f"train.{name}"] = value
+    return json.loads(json.dumps(out, default=str))
+
+
+def _write_identity(run_dir: Path, identity: dict) -> None:
+    path = run_dir / IDENTITY_FILE
+    tmp = path.with_name(IDENTITY_FILE + ".tmp")
+    tmp.write_text(json.dumps(identity, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _check_same_run(run_dir: Path, identity: dict) -> None:
+    """Refuse to train into a run folder made with a different config (another preset, task, seed,
+    ...), naming the bindings that differ; the folder is left as it is."""
+    if not run_dir.is_dir():
+        return
+    path = run_dir / IDENTITY_FILE
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise PlacedConfigError(f"{path}: not valid JSON ({e}); cannot tell what this run folder holds") from None
+    elif (run_dir / "model.json").is_file():  # a folder written before identity.json existed
+        recorded = {f"ModelConfig.{k}": v for k, v in json.loads((run_dir / "model.json").read_text()).items()}
+    else:
+        return
+    differ = [name for name in sorted(set(recorded) & set(identity)) if recorded[name] != identity[name]]
+    if differ:
+        lines = "\n".join(f"  {name}: {recorded[name]!r} in the run folder, {identity[name]!r} now" for name in differ)
+        raise PlacedConfigError(f"--gin.MODEL_DIR={run_dir} holds a run with a different config; nothing was changed. "
+                          f"Give a new --gin.MODEL_DIR, or the bindings the run was made with. "
+                          f"Differing bindings:\n{lines}")
+
+
 def _plan(data_budgets, schedule, cooldown_fraction) -> list[tuple[Phase | None, Phase]]:
     """(trunk phase to its fork, or None; the finishing phase) for each budget, in order."""
     budgets = sorted(int(b) for b in data_budgets)
@@ -396,6 +465,12 @@ def train(model_dir: str,
     if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
         raise ConfigError("train.model_dir: missing required value; give the run folder with --gin.MODEL_DIR=<path>")
     run_dir = Path(model_dir).resolve()
+    arguments = dict(locals())
+    _check_types(arguments)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PlacedConfigError(f"--gin.MODEL_DIR={run_dir} is a file, not a run folder; give a folder path")
+    identity = _identity(arguments)
+    _check_same_run(run_dir, identity)
     run_dir.mkdir(parents=True, exist_ok=True)
     budgets = sorted(int(b) for b in (data_budgets if isinstance(data_budgets, (list, tuple)) else [data_budgets]))
     folder = RunFolder(run_dir, budgets[-1] if budgets else 0)
@@ -432,6 +507,8 @@ def train(model_dir: str,
         if folder.writes:
             configuration.write_config(run_dir)
             write_model_config(run_dir, model)
+            if not (run_dir / IDENTITY_FILE).is_file():
+                _write_identity(run_dir, identity)
         trainer = _Trainer(run_dir, folder, model, task, arm, seed, batch_size, LearningRate(
             learning_rate, warmup, cooldown_shape), make_optimizer(beta1, beta2, weight_decay, grad_clip),
             mesh, eval_corpus, eval_every_tokens, eval_batches, log_every_steps, checkpoint_every_steps,
