@@ -310,6 +310,14 @@ class RunFolder:
                                    "total_tokens": int(self.total_tokens), "updated": _now()}))
         os.replace(tmp, path)
 
+    def progress(self, step: int, tokens: int, every_s: float = 2.0) -> None:
+        """status.json 'running' at the latest logged step, at most once per `every_s` seconds (a
+        small atomic rewrite), so a run killed before its first evaluation shows how far it got."""
+        now = time.monotonic()
+        if now - getattr(self, "_progress_at", -math.inf) >= every_s:
+            self._progress_at = now
+            self.status("running", "", step, tokens)
+
     def read_status(self) -> dict:
         path = self.dir / "status.json"
         return json.loads(path.read_text()) if path.is_file() else {}
@@ -719,6 +727,7 @@ class _Trainer:
                   "lr": lr, "tokens": c.tokens, "flops": c.tokens * self.flops_per_token,
                   "tokens_per_s": tokens_per_s, "flops_per_s": flops_per_s, "mfu": flops_per_s / self.peak_flops}
         self.folder.append("log.jsonl", record)
+        self.folder.progress(c.step, c.tokens)
         self.folder.scalars("train" if phase.name == TRUNK else f"train/{phase.name}",
                             {k: record[k] for k in ("loss", "lr", "tokens_per_s", "mfu")}, c.step)
 

@@ -1,0 +1,178 @@
+"""Bad input never costs data or shows a traceback (issue 14): each mistake through the CLI, the
+message's content, the exit code, and that nothing already on disk changed."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_recommend import EPOCH, make_law
+
+REPO = Path(__file__).resolve().parent.parent
+# A tiny run: p50k at sequence 64, 4 sequences a step, one budget of 2,000 tokens.
+TINY = ["--gin_file=gin/models/p50k.gin", "--gin_file=gin/runs/pretrain.gin", "--gin.ModelConfig.seq_len=64",
+        "--gin.train.batch_size=4", "--gin.train.data_budgets=[2000]", "--gin.train.eval_batches=1",
+        "--gin.train.log_every_steps=1", "--gin.train.checkpoint_every_steps=4"]
+
+
+def snapshot(folder) -> dict:
+    """path -> content hash of every file under folder (what 'nothing changed' is checked on)."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def no_traceback(proc):
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+
+
+# -- scaling train: the run folder ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from tests.conftest import _scaling_executable
+    import subprocess
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    proc = subprocess.run(_scaling_executable() + ["train", *TINY, f"--gin.MODEL_DIR={run_dir}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+@pytest.mark.slow
+def test_a_run_folder_refuses_another_preset_naming_the_bindings_and_is_left_untouched(run_cli, finished_run):
+    before = snapshot(finished_run)
+    other = [a.replace("p50k", "p100k") for a in TINY]
+    proc = run_cli("train", *other, f"--gin.MODEL_DIR={finished_run}")
+    assert proc.returncode == 2, proc.stderr
+    no_traceback(proc)
+    assert f"--gin.MODEL_DIR={finished_run} holds a run with a different config" in proc.stderr
+    assert "ModelConfig.d_model: 32 in the run folder, 48 now" in proc.stderr
+    assert "ModelConfig.n_layers: 2 in the run folder, 3 now" in proc.stderr
+    assert snapshot(finished_run) == before
+    # another seed is another run too; the same command is still "already finished"
+    proc = run_cli("train", *TINY, f"--gin.MODEL_DIR={finished_run}", "--gin.train.seed=1")
+    assert proc.returncode == 2 and "train.seed: 0 in the run folder, 1 now" in proc.stderr
+    assert snapshot(finished_run) == before
+    again = run_cli("train", *TINY, f"--gin.MODEL_DIR={finished_run}")
+    assert again.returncode == 0 and "already finished" in again.stdout
+
+
+@pytest.mark.slow
+def test_status_progress_is_current_before_the_first_evaluation(tmp_path):
+    import subprocess
+    import time
+    from tests.conftest import _scaling_executable
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(_scaling_executable() + ["train", *TINY, f"--gin.MODEL_DIR={run_dir}"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = None
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and seen is None:
+            status = run_dir / "status.json"
+            if status.is_file() and not (run_dir / "training_rows.jsonl").exists():
+                state = json.loads(status.read_text())
+                if state["state"] == "running" and state["step"] > 0:
+                    seen = state
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    # the only evaluation is at the end of the only branch: progress came from the logged steps
+    assert seen is not None, "status.json never showed a running step before the first evaluation"
+    assert 0 < seen["tokens"] < seen["total_tokens"]
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("--gin.train.batch_size='abc'", "train.batch_size: must be an integer (int), got 'abc' (str) "
+                                     "(set at command line --gin.train.batch_size='abc')"),
+    ("--gin.train.learning_rate='abc'", "train.learning_rate: must be a number (float), got 'abc' (str)"),
+    ("--gin.train.data_budgets=['many']", "train.data_budgets: must be a list of token counts, got ['many']"),
+])
+def test_wrong_typed_bindings_are_named_with_the_expected_type(run_cli, tmp_path, binding, message):
+    proc = run_cli("train", *TINY, f"--gin.MODEL_DIR={tmp_path / 'run'}", binding)
+    assert proc.returncode == 2
+    no_traceback(proc)
+    assert message in proc.stderr
+    assert "In call to configurable" not in proc.stderr and "<function" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # refused before the folder was made
+
+
+def test_model_dir_naming_an_existing_file_is_refused(run_cli, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    proc = run_cli("train", *TINY, f"--gin.MODEL_DIR={target}")
+    assert proc.returncode == 2
+    no_traceback(proc)
+    assert f"--gin.MODEL_DIR={target} is a file, not a run folder" in proc.stderr
+    assert target.read_text() == "keep me"
+
+
+# -- scaling recommend ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def law_file(tmp_path_factory):
+    return make_law().save(tmp_path_factory.mktemp("law") / "law.json")
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--train_flops=-1e21", "--train_flops=-1e+21: must be a finite number above zero"),
+    ("--train_flops=nan", "--train_flops=nan: must be a finite number above zero"),
+    ("--train_flops=inf", "--train_flops=inf: must be a finite number above zero"),
+    ("--inference_queries=-5", "--inference_queries=-5: must be a finite number above zero"),
+])
+def test_recommend_refuses_impossible_budgets(run_cli, law_file, flag, message):
+    extra = ["--tokens_per_query=100"] if "inference" in flag else []
+    proc = run_cli("recommend", law_file, "--train_flops=1e21", *extra, flag)
+    assert proc.returncode == 2 and proc.stdout == ""
+    no_traceback(proc)
+    assert message in proc.stderr
+
+
+def test_recommend_refuses_a_law_outside_its_forms_bounds(run_cli, tmp_path):
+    law = make_law({**EPOCH, "alpha": -0.3}).save(tmp_path / "negative.json")
+    proc = run_cli("recommend", law, "--train_flops=1e21")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"cannot use law file {law}: parameter alpha = -0.3 is outside the chinchilla form's bounds [0, 3]" \
+        in proc.stderr
+
+
+def test_total_flops_on_a_chinchilla_law_says_a_joint_law_is_needed(run_cli, law_file):
+    proc = run_cli("recommend", law_file, "--total_flops=1e21", "--inference_queries=1e6", "--tokens_per_query=100")
+    assert proc.returncode == 2
+    assert "--total_flops asks for a joint allocation" in proc.stderr
+    assert "needs a joint law (scaling fit --form joint_inference); this law's form is 'chinchilla'" in proc.stderr
+
+
+# -- scaling fit: tables ----------------------------------------------------------------------------
+
+
+def _fit(run_cli, table, tmp_path):
+    out = tmp_path / "law.json"
+    proc = run_cli("fit", table, "-o", out, "--bootstrap=0")
+    no_traceback(proc)
+    assert proc.returncode == 2, proc.stderr
+    assert not out.exists()
+    return proc.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("params,tokens,eval_loss\n1e6,1e8,3.0\nabc,2e8,2.9\n", "column 'params' (N) holds non-numeric value(s) (1), "
+                                                           "first 'abc' at line 3"),
+    ("", "empty table (no header line with column names)"),
+    ("params,tokens,eval_loss,eval_loss\n1e6,1e8,3.0,3.1\n", "column(s) 'eval_loss' appear more than once"),
+    ("params,tokens,eval_loss\n1e6,1e8,3.0\n2e6,1e8,3.0\n1e6,-2e8,2.9\n",
+     "column 'tokens' (D) has 1 non-positive value(s) (e.g. -2e+08 at line 4)"),
+    ("params,tokens,eval_loss\n1e6,1e8,3.0\n2e6,1e8,inf\n",
+     "column 'eval_loss' (loss) has 1 non-finite or non-numeric value(s), first at line 3"),
+])
+def test_fit_names_the_file_column_and_line_of_bad_tables(run_cli, tmp_path, text, message):
+    table = tmp_path / "points.csv"
+    table.write_text(text)
+    stderr = _fit(run_cli, table, tmp_path)
+    assert f"{table}: {message}" in stderr
+    assert "np.float64" not in stderr
