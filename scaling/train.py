@@ -433,6 +433,47 @@ def _check_same_run(run_dir: Path, identity: dict) -> None:
                           f"Differing bindings:\n{lines}")
 
 
+def check_arguments(arguments: dict) -> tuple[list[int], int, list]:
+    """What train() checks before any compute, on its arguments by name (the sweep calls this
+    when it plans a grid, so a run that would be refused at its start is refused there).
+    Returns (sorted budgets, warmup tokens, the plan)."""
+    a = dict(inspect_defaults(), **arguments)
+    _check_types(a)
+    model, data_budgets, schedule = a["model"], a["data_budgets"], a["schedule"]
+    cooldown_shape, cooldown_fraction, learning_rate = a["cooldown_shape"], a["cooldown_fraction"], a["learning_rate"]
+    beta1, beta2, batch_size, warmup_tokens = a["beta1"], a["beta2"], a["batch_size"], a["warmup_tokens"]
+    eval_batches, log_every_steps = a["eval_batches"], a["log_every_steps"]
+    checkpoint_every_steps, keep_checkpoints = a["checkpoint_every_steps"], a["keep_checkpoints"]
+    budgets = sorted(int(b) for b in (data_budgets if isinstance(data_budgets, (list, tuple)) else [data_budgets]))
+    _check(isinstance(model, ModelConfig), "model", f"must be a ModelConfig (bind train.model = @ModelConfig()), got {model!r}")
+    _check(bool(budgets) and budgets[0] > 0, "data_budgets", f"need positive token budgets, got {data_budgets!r}")
+    _check(len({branch_label(b) for b in budgets}) == len(budgets), "data_budgets",
+           f"budgets {budgets} do not have distinct labels at two significant digits")
+    _check(schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}, got {schedule!r}")
+    _check(schedule != "cosine" or len(budgets) == 1, "data_budgets",
+           "schedule='cosine' decays over one horizon: give exactly one budget (or use 'wsd')")
+    _check(cooldown_shape in COOLDOWN_SHAPES, "cooldown_shape", f"must be one of {COOLDOWN_SHAPES}, got {cooldown_shape!r}")
+    _check(0.0 < cooldown_fraction < 1.0, "cooldown_fraction", f"must be in (0, 1), got {cooldown_fraction}")
+    _check(learning_rate > 0, "learning_rate", f"must be positive, got {learning_rate}")
+    _check(0 <= beta1 < 1 and 0 <= beta2 < 1, "beta1/beta2", f"must be in [0, 1), got {beta1}, {beta2}")
+    _check(batch_size > 0, "batch_size", f"must be positive, got {batch_size}")
+    _check(warmup_tokens >= 0, "warmup_tokens", f"must be >= 0, got {warmup_tokens}")
+    _check(eval_batches > 0, "eval_batches", f"must be positive, got {eval_batches}")
+    _check(log_every_steps > 0 and checkpoint_every_steps > 0 and keep_checkpoints > 0,
+           "log_every_steps/checkpoint_every_steps/keep_checkpoints", "must be positive")
+    warmup = int(warmup_tokens * budgets[0]) if warmup_tokens < 1 else int(warmup_tokens)
+    plan = _plan(budgets, schedule, cooldown_fraction)
+    if schedule == "wsd":
+        _check(warmup <= plan[0][0].end_tokens, "warmup_tokens",
+               f"warmup ({warmup} tokens) must end before the first fork at {plan[0][0].end_tokens} tokens")
+    return budgets, warmup, plan
+
+
+def inspect_defaults() -> dict:
+    import inspect
+    return {name: p.default for name, p in inspect.signature(train).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
 def _plan(data_budgets, schedule, cooldown_fraction) -> list[tuple[Phase | None, Phase]]:
     """(trunk phase to its fork, or None; the finishing phase) for each budget, in order."""
     budgets = sorted(int(b) for b in data_budgets)
@@ -483,27 +524,7 @@ def train(model_dir: str,
     budgets = sorted(int(b) for b in (data_budgets if isinstance(data_budgets, (list, tuple)) else [data_budgets]))
     folder = RunFolder(run_dir, budgets[-1] if budgets else 0)
     try:
-        _check(isinstance(model, ModelConfig), "model", f"must be a ModelConfig (bind train.model = @ModelConfig()), got {model!r}")
-        _check(bool(budgets) and budgets[0] > 0, "data_budgets", f"need positive token budgets, got {data_budgets!r}")
-        _check(len({branch_label(b) for b in budgets}) == len(budgets), "data_budgets",
-               f"budgets {budgets} do not have distinct labels at two significant digits")
-        _check(schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}, got {schedule!r}")
-        _check(schedule != "cosine" or len(budgets) == 1, "data_budgets",
-               "schedule='cosine' decays over one horizon: give exactly one budget (or use 'wsd')")
-        _check(cooldown_shape in COOLDOWN_SHAPES, "cooldown_shape", f"must be one of {COOLDOWN_SHAPES}, got {cooldown_shape!r}")
-        _check(0.0 < cooldown_fraction < 1.0, "cooldown_fraction", f"must be in (0, 1), got {cooldown_fraction}")
-        _check(learning_rate > 0, "learning_rate", f"must be positive, got {learning_rate}")
-        _check(0 <= beta1 < 1 and 0 <= beta2 < 1, "beta1/beta2", f"must be in [0, 1), got {beta1}, {beta2}")
-        _check(batch_size > 0, "batch_size", f"must be positive, got {batch_size}")
-        _check(warmup_tokens >= 0, "warmup_tokens", f"must be >= 0, got {warmup_tokens}")
-        _check(eval_batches > 0, "eval_batches", f"must be positive, got {eval_batches}")
-        _check(log_every_steps > 0 and checkpoint_every_steps > 0 and keep_checkpoints > 0,
-               "log_every_steps/checkpoint_every_steps/keep_checkpoints", "must be positive")
-        warmup = int(warmup_tokens * budgets[0]) if warmup_tokens < 1 else int(warmup_tokens)
-        plan = _plan(budgets, schedule, cooldown_fraction)
-        if schedule == "wsd":
-            _check(warmup <= plan[0][0].end_tokens, "warmup_tokens",
-                   f"warmup ({warmup} tokens) must end before the first fork at {plan[0][0].end_tokens} tokens")
+        budgets, warmup, plan = check_arguments(arguments)
         mesh = partitioning.make_mesh(mesh_data, mesh_fsdp)
         _check(batch_size % mesh.size == 0, "batch_size", f"{batch_size} does not split over {mesh.size} devices")
 
