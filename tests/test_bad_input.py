@@ -176,3 +176,47 @@ def test_fit_names_the_file_column_and_line_of_bad_tables(run_cli, tmp_path, tex
     stderr = _fit(run_cli, table, tmp_path)
     assert f"{table}: {message}" in stderr
     assert "np.float64" not in stderr
+
+
+# -- scaling sweep: grids ---------------------------------------------------------------------------
+
+
+def _sweep_refused(run_cli, tmp_path, grid_text, *flags):
+    tmp_path.mkdir(exist_ok=True)
+    grid = tmp_path / "grid.gin"
+    grid.write_text("include 'grids/smoke.gin'\n" + grid_text)
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "notes.txt").write_text("keep me")
+    before = snapshot(sweep_dir)
+    proc = run_cli("sweep", grid, f"--sweep_dir={sweep_dir}", *flags)  # not a dry run: nothing may be written
+    assert proc.returncode == 2, proc.stderr
+    no_traceback(proc)
+    assert snapshot(sweep_dir) == before
+    return grid, proc.stderr
+
+
+def test_a_grid_dict_with_a_repeated_key_is_refused_naming_the_line(run_cli, tmp_path):
+    grid, stderr = _sweep_refused(run_cli, tmp_path, "Grid.arms = {'vanilla': 'synthetic_vanilla',\n"
+                                                     "             'vanilla': 'synthetic_thinking'}\n")
+    assert f"{grid}:3: the key 'vanilla' is given twice in one dict" in stderr
+    _, stderr = _sweep_refused(run_cli, tmp_path / "flag", "",
+                               "--gin.Grid.train_overrides={'train.seed': 1, 'train.seed': 2}")
+    assert "command line --gin.Grid.train_overrides" in stderr and "'train.seed' is given twice" in stderr
+
+
+def test_budgets_without_distinct_labels_are_refused_at_planning(run_cli, tmp_path):
+    _, stderr = _sweep_refused(run_cli, tmp_path, "Grid.data_budgets = [4000, 4001]\n")
+    assert "grid point p50k_vanilla_s0_wsd: train.data_budgets: budgets [4000, 4001] do not have distinct " \
+           "labels" in stderr
+
+
+def test_a_wrong_typed_override_is_refused_at_planning(run_cli, tmp_path):
+    _, stderr = _sweep_refused(run_cli, tmp_path, "Grid.train_overrides = {'train.batch_size': 'abc'}\n")
+    assert "grid point p50k_vanilla_s0_wsd: train.batch_size: must be an integer (int), got 'abc'" in stderr
+
+
+def test_an_override_set_by_the_grid_file_is_located_there(run_cli, tmp_path):
+    grid, stderr = _sweep_refused(run_cli, tmp_path, "Grid.train_overrides = {'ModelConfig.d_model': 64}\n")
+    assert f"Grid.train_overrides: ModelConfig.d_model changes the architecture" in stderr
+    assert f"(set at {grid}:2)" in stderr and "default value" not in stderr
