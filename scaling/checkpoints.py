@@ -49,6 +49,25 @@ def read_model_config(run_dir: str | Path) -> ModelConfig:
     return ModelConfig(**json.loads(path.read_text()))
 
 
+def _quiet_closed_loop_callbacks() -> None:
+    """After a step fails to restore, Orbax closes the restore's event loop while TensorStore reads
+    of the other arrays are still in flight; each one then reports `RuntimeError: Event loop is
+    closed` (a traceback per array) through sys.unraisablehook. Those say nothing beyond the
+    one fallback warning: drop them, pass every other unraisable exception on."""
+    import sys
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._drops_closed_loop = True
+    sys.unraisablehook = hook
+
+
 class RunCheckpoints:
     """One Orbax CheckpointManager per line of training (trunk, each branch) in a run folder."""
 
@@ -100,6 +119,7 @@ class RunCheckpoints:
                     raise RuntimeError(f"checkpoint {self.root / name}/{step} holds arrays of other shapes than "
                                        f"this model's: the folder is a run of another model; nothing was "
                                        f"changed ({str(e).splitlines()[0][:200]})") from None
+                _quiet_closed_loop_callbacks()
                 log.warning("checkpoint %s/%d is unreadable (%s: %s); falling back to the previous one",
                             self.root / name, step, type(e).__name__, str(e).splitlines()[0][:200])
         return None

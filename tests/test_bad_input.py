@@ -61,6 +61,31 @@ def test_a_run_folder_refuses_another_preset_naming_the_bindings_and_is_left_unt
 
 
 @pytest.mark.slow
+def test_a_truncated_checkpoint_falls_back_with_one_warning_line(run_cli, finished_run, tmp_path):
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    # as if killed in the branch: the finished branch is gone and the newest trunk step is truncated
+    (run_dir / "checkpoints" / "branches.json").unlink()
+    for branch in (run_dir / "checkpoints").glob("D=*"):
+        shutil.rmtree(branch)
+    trunk = run_dir / "checkpoints" / "trunk"
+    newest = max((p for p in trunk.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    data = [f for f in newest.rglob("*") if f.is_file() and f.parent.name == "d"]
+    assert data
+    for f in data:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+    proc = run_cli("train", *TINY, f"--gin.MODEL_DIR={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    assert "Event loop is closed" not in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "unreadable" in line]
+    assert len(warnings) == 1 and f"checkpoint {newest} is unreadable" in warnings[0], proc.stderr
+    assert "falling back to the previous one" in warnings[0]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["finished"][0]["branch"] == "D=2.0e3"
+
+
+@pytest.mark.slow
 def test_status_progress_is_current_before_the_first_evaluation(tmp_path):
     import subprocess
     import time
