@@ -245,3 +245,39 @@ def test_an_override_set_by_the_grid_file_is_located_there(run_cli, tmp_path):
     grid, stderr = _sweep_refused(run_cli, tmp_path, "Grid.train_overrides = {'ModelConfig.d_model': 64}\n")
     assert f"Grid.train_overrides: ModelConfig.d_model changes the architecture" in stderr
     assert f"(set at {grid}:2)" in stderr and "default value" not in stderr
+
+
+# -- scaling augment: the teacher --------------------------------------------------------------------
+
+
+from tests.test_data_teacher import SECRET, _gin, _write_corpus, openai_server  # noqa: E402,F401 (a fixture)
+
+
+def test_augment_warns_of_an_unset_key_variable_and_writes_the_teachers_settings(run_cli, openai_server, tmp_path):
+    corpus_dir, cache_dir = tmp_path / "corpus", tmp_path / "cache"
+    _write_corpus(corpus_dir, 3)
+    openai_server.faults_per_document = 0
+    gin_file = _gin(tmp_path, openai_server, cache_dir, corpus_dir)
+    import os
+    import subprocess
+    from tests.conftest import _scaling_executable
+    env = {k: v for k, v in os.environ.items() if k != "TEACHER_API_KEY"}  # run_cli cannot unset a variable
+    proc = subprocess.run(_scaling_executable() + ["augment", f"--gin_file={gin_file}", "--no_progress"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    assert "scaling augment: warning: OpenAITeacherConfig.api_key_env = 'TEACHER_API_KEY' names an environment " \
+           "variable that is not set" in proc.stderr
+    assert openai_server.auth == {""}
+    # docs/data.md: the resolved gin file in the cache holds the teacher's settings (the key's name, never a key)
+    written = list(cache_dir.glob("augment-*.gin"))
+    assert len(written) == 1
+    text = written[0].read_text()
+    for line in ("OpenAITeacherConfig.model = 'tiny-teacher'", "OpenAITeacherConfig.params = 1000000000.0",
+                 "OpenAITeacherConfig.api_key_env = 'TEACHER_API_KEY'", "OpenAITeacherConfig.concurrency = 4",
+                 f"OpenAITeacherConfig.base_url = 'http://127.0.0.1:{openai_server.server_address[1]}'"):
+        assert line in text, text
+    # with the variable set there is nothing to warn of (and the key is written nowhere)
+    proc = run_cli("augment", f"--gin_file={gin_file}", "--no_progress", env={"TEACHER_API_KEY": SECRET})
+    assert proc.returncode == 0 and "api_key_env" not in proc.stderr, proc.stderr
+    assert all(SECRET not in p.read_text(errors="replace") for p in cache_dir.rglob("*") if p.is_file())
