@@ -423,6 +423,10 @@ def _check_same_run(run_dir: Path, identity: dict) -> None:
             raise PlacedConfigError(f"{path}: not valid JSON ({e}); cannot tell what this run folder holds") from None
     elif (run_dir / "model.json").is_file():  # a folder written before identity.json existed
         recorded = {f"ModelConfig.{k}": v for k, v in json.loads((run_dir / "model.json").read_text()).items()}
+    elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        raise PlacedConfigError(f"--gin.MODEL_DIR={run_dir} holds checkpoints but neither {IDENTITY_FILE} nor "
+                                f"model.json: which model they are of is not known; nothing was changed. "
+                                f"Give a new --gin.MODEL_DIR")
     else:
         return
     differ = [name for name in sorted(set(recorded) & set(identity)) if recorded[name] != identity[name]]

@@ -60,15 +60,58 @@ def test_a_run_folder_refuses_another_preset_naming_the_bindings_and_is_left_unt
     assert again.returncode == 0 and "already finished" in again.stdout
 
 
-@pytest.mark.slow
-def test_a_truncated_checkpoint_falls_back_with_one_warning_line(run_cli, finished_run, tmp_path):
+def _unfinished_copy(finished_run, tmp_path):
+    """A copy of the finished run as if killed before its branch: trunk checkpoints only."""
     import shutil
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
-    # as if killed in the branch: the finished branch is gone and the newest trunk step is truncated
     (run_dir / "checkpoints" / "branches.json").unlink()
     for branch in (run_dir / "checkpoints").glob("D=*"):
         shutil.rmtree(branch)
+    return run_dir
+
+
+@pytest.mark.slow
+def test_checkpoints_of_an_unknown_model_are_not_trained_over(run_cli, finished_run, tmp_path):
+    run_dir = _unfinished_copy(finished_run, tmp_path)
+    (run_dir / "identity.json").unlink()
+    (run_dir / "model.json").unlink()
+    before = snapshot(run_dir)
+    proc = run_cli("train", *[a.replace("p50k", "p100k") for a in TINY], f"--gin.MODEL_DIR={run_dir}")
+    assert proc.returncode == 2, proc.stderr
+    no_traceback(proc)
+    assert f"--gin.MODEL_DIR={run_dir} holds checkpoints but neither identity.json nor model.json" in proc.stderr
+    assert snapshot(run_dir) == before
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_other_shapes_is_refused_not_called_corrupt(run_cli, finished_run, tmp_path):
+    # the folder's records say p100k but its checkpoints are p50k's: a shape mismatch, not corruption
+    run_dir = _unfinished_copy(finished_run, tmp_path)
+    for name in ("identity.json", "model.json"):
+        record = json.loads((run_dir / name).read_text())
+        prefix = "ModelConfig." if name == "identity.json" else ""
+        record.update({f"{prefix}d_model": 48, f"{prefix}n_layers": 3, f"{prefix}n_heads": 3, f"{prefix}d_ff": 128})
+        (run_dir / name).write_text(json.dumps(record))
+    before = snapshot(run_dir)
+    proc = run_cli("train", *[a.replace("p50k", "p100k") for a in TINY], f"--gin.MODEL_DIR={run_dir}")
+    assert proc.returncode == 2, proc.stderr
+    no_traceback(proc)
+    assert "holds arrays of other shapes than this model's: the folder is a run of another model" in proc.stderr
+    assert "is not compatible with the stored shape" in proc.stderr
+    assert "unreadable" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert "TensorStore" not in proc.stderr
+    # the checkpoints, logs and rows are as they were (the status says the start failed; the config
+    # files are written again with the same content)
+    bookkeeping = ("config.gin", "model.json", "status.json")
+    assert {k: v for k, v in snapshot(run_dir).items() if k not in bookkeeping} == \
+        {k: v for k, v in before.items() if k not in bookkeeping}
+
+
+@pytest.mark.slow
+def test_a_truncated_checkpoint_falls_back_with_one_warning_line(run_cli, finished_run, tmp_path):
+    # as if killed in the branch: the finished branch is gone and the newest trunk step is truncated
+    run_dir = _unfinished_copy(finished_run, tmp_path)
     trunk = run_dir / "checkpoints" / "trunk"
     newest = max((p for p in trunk.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     data = [f for f in newest.rglob("*") if f.is_file() and f.parent.name == "d"]
