@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_data_teacher import SECRET, _gin, _write_corpus, openai_server  # noqa: F401 (a fixture)
 from tests.test_recommend import EPOCH, make_law
 
 REPO = Path(__file__).resolve().parent.parent
@@ -291,9 +292,6 @@ def test_an_override_set_by_the_grid_file_is_located_there(run_cli, tmp_path):
 
 
 # -- scaling augment: the teacher --------------------------------------------------------------------
-
-
-from tests.test_data_teacher import SECRET, _gin, _write_corpus, openai_server  # noqa: E402,F401 (a fixture)
 
 
 def test_augment_warns_of_an_unset_key_variable_and_writes_the_teachers_settings(run_cli, openai_server, tmp_path):
