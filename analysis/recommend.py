@@ -496,6 +496,10 @@ def recommend(law, *, train_flops: float | None = None, inference_queries: float
                              "and --tokens_per_query")
         return joint_allocation(law, total_flops, inference_queries, tokens_per_query, max_params, tolerance,
                                 teacher_flops_per_token)
+    if total_flops is not None:
+        raise ValueError(f"--total_flops asks for a joint allocation (training + inference + thinking), which "
+                         f"needs a joint law (scaling fit --form joint_inference); this law's form is "
+                         f"{law.form!r}: give --train_flops for a training budget")
     if inference_queries is not None or target_loss is not None:
         tokens = (inference_queries or 0.0) * (tokens_per_query or 0.0)
         return inference_aware(law, tokens, target_loss, train_flops, max_params, tolerance)
@@ -528,6 +532,46 @@ def configure_recommend(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
+# The budget flags: each must be a finite number above zero when given.
+POSITIVE_FLAGS = ("train_flops", "inference_queries", "tokens_per_query", "total_flops", "max_params",
+                  "target_loss", "teacher_flops_per_token")
+
+
+def check_query(args) -> str | None:
+    """What is wrong with the query's numbers (non-finite, non-positive), or None."""
+    for flag in POSITIVE_FLAGS:
+        value = getattr(args, flag, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            return f"--{flag}={value:g}: must be a finite number above zero"
+    if args.thinking_fraction is not None and not (math.isfinite(args.thinking_fraction)
+                                                   and 0 <= args.thinking_fraction <= 1):
+        return f"--thinking_fraction={args.thinking_fraction:g}: must be a share in [0, 1]"
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 1):
+        return f"--tolerance={args.tolerance:g}: must be a finite factor >= 1"
+    return None
+
+
+def check_law_bounds(law, source: str) -> str | None:
+    """A law whose estimates lie outside its form's bounds (a negative exponent, say) answers
+    nothing meaningful: say which parameter and the bounds."""
+    if law.form == COMPUTE_OPTIMAL:
+        return None
+    from analysis.forms import FORMS
+    form = FORMS.get(law.form)
+    if form is None:
+        return None
+    try:
+        bounds = form.bounds_for(law.options or {})
+    except (ValueError, KeyError, TypeError):
+        return None
+    for name, value in law.estimates().items():
+        low, high = bounds.get(name, (-math.inf, math.inf))
+        if not low <= float(value) <= high:
+            return (f"cannot use law file {source}: parameter {name} = {float(value):g} is outside the "
+                    f"{law.form} form's bounds [{low:g}, {high:g}]")
+    return None
+
+
 def run_recommend(args) -> int:
     import analysis
 
@@ -535,6 +579,10 @@ def run_recommend(args) -> int:
         law = analysis.load_law(args.law)
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"scaling recommend: cannot use law file {args.law}: {e}", file=sys.stderr)
+        return 2
+    problem = check_query(args) or check_law_bounds(law, args.law)
+    if problem:
+        print(f"scaling recommend: {problem}", file=sys.stderr)
         return 2
     try:
         answer = law.recommend(train_flops=args.train_flops, inference_queries=args.inference_queries,

@@ -54,8 +54,47 @@ def read_table(source) -> tuple[pd.DataFrame, str]:
     if path.suffix == ".parquet":
         return pd.read_parquet(path), str(path)
     if path.suffix in (".csv", ".txt"):
-        return pd.read_csv(path), str(path)
+        return _read_csv(path), str(path)
     raise TableError(f"{path}: unsupported table type {path.suffix!r} (CSV or Parquet)")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV whose rows remember their line in the file (frame.attrs['first_line']); an empty file
+    and a header naming a column twice are refused, naming the file."""
+    import csv
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), None)
+    if not header or not any(h.strip() for h in header):
+        raise TableError(f"{path}: empty table (no header line with column names)")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise TableError(f"{path}: column(s) {', '.join(map(repr, twice))} appear more than once in the "
+                         f"header; which one is meant is not clear")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise TableError(f"{path}: not a readable CSV ({str(e).strip()})") from None
+    frame.attrs["first_line"] = 2  # data row 0 is line 2, after the header
+    return frame
+
+
+def _where(frame: pd.DataFrame, index) -> str:
+    """'line 7' of a CSV (its line in the file), else 'row 5' (the table's index)."""
+    first = frame.attrs.get("first_line")
+    return f"line {int(index) + first}" if first is not None else f"row {index}"
+
+
+def _check_numeric(frame: pd.DataFrame, column: str, canon: str, name: str) -> None:
+    """Refuse a column holding text where a number belongs, naming it, the line and the value."""
+    if column not in frame.columns or pd.api.types.is_numeric_dtype(frame[column]) or \
+            pd.api.types.is_bool_dtype(frame[column]):
+        return
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if bad.any():
+        first = frame.index[bad.to_numpy()][0]
+        raise TableError(f"{name}: column {column!r} ({canon}) holds non-numeric value(s) ({int(bad.sum())}), "
+                         f"first {frame[column][first]!r} at {_where(frame, first)}")
 
 
 def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss",
@@ -68,6 +107,11 @@ def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss"
     if "is_final" in frame.columns and "is_final" not in columns.values():
         frame = frame[frame["is_final"].astype(bool)]
     out = pd.DataFrame(index=frame.index)
+    for canon in required + optional + ("loss",):
+        if canon != "arm":
+            _check_numeric(frame, mapping.get(canon, canon), canon, name)
+    for column in ("params", "tokens", "flops", "d_model", "params_non_embedding", "n_heads", "n_kv_heads"):
+        _check_numeric(frame, column, column, name)
     derived = _derived(frame, columns)
     for canon in required + ("loss",):
         column = mapping.get(canon, canon)
@@ -94,12 +138,13 @@ def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss"
         bad = ~np.isfinite(values)
         if bad.any():
             raise TableError(f"{name}: column {column!r} ({canon}) has {int(bad.sum())} non-finite or "
-                             f"non-numeric value(s), first at row {out.index[bad.to_numpy()][0]}")
+                             f"non-numeric value(s), first at {_where(frame, out.index[bad.to_numpy()][0])}")
         low = values < 0 if canon in MAY_BE_ZERO else values <= 0
         if canon != "loss" or target_is_positive(canon, target):
             if low.any():
                 raise TableError(f"{name}: column {column!r} ({canon}) has {int(low.sum())} non-positive "
-                                 f"value(s) (e.g. {values[low].iloc[0]!r}); a law needs positive values")
+                                 f"value(s) (e.g. {float(values[low].iloc[0]):g} at "
+                                 f"{_where(frame, values.index[low.to_numpy()][0])}); a law needs positive values")
         out[canon] = values
     if len(out) == 0:
         raise TableError(f"{name}: no rows to fit" + (" (none with is_final)" if "is_final" in frame.columns else ""))

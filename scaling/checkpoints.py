@@ -49,6 +49,36 @@ def read_model_config(run_dir: str | Path) -> ModelConfig:
     return ModelConfig(**json.loads(path.read_text()))
 
 
+def _quiet_closed_loop_callbacks() -> None:
+    """After a step fails to restore, Orbax closes the restore's event loop while TensorStore reads
+    of the other arrays are still in flight; each one then reports `RuntimeError: Event loop is
+    closed` (a traceback per array), and each read coroutine left unfinished its own error with a
+    TensorStore spec, through sys.unraisablehook. Those say nothing beyond the one fallback
+    warning: drop them, pass every other unraisable exception on."""
+    import sys
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+            return
+        code = getattr(unraisable.object, "cr_code", None)  # an Orbax read coroutine left unfinished
+        if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
+            return
+        previous(unraisable)
+
+    hook._drops_closed_loop = True
+    sys.unraisablehook = hook
+
+
+def _shape_mismatch(e: Exception) -> bool:
+    """Whether a restore failed because the stored arrays have other shapes (another model)."""
+    text = str(e).lower()
+    return ("not compatible with the stored shape" in text or ("shape" in text and "mismatch" in text)
+            or "ScopeParamShapeError" in type(e).__name__)
+
+
 class RunCheckpoints:
     """One Orbax CheckpointManager per line of training (trunk, each branch) in a run folder."""
 
@@ -84,6 +114,7 @@ class RunCheckpoints:
             return None
         manager = self.manager(name)
         manager.wait_until_finished()
+        _quiet_closed_loop_callbacks()  # before: a failing read may leave its reports while Orbax unwinds
         for step in sorted(manager.all_steps(), reverse=True):
             try:
                 restored = manager.restore(step, args=ocp.args.Composite(
@@ -95,6 +126,12 @@ class RunCheckpoints:
                     raise ValueError(f"meta says step {meta.get('step')}")
                 return restored["params"], restored["opt_state"], meta
             except Exception as e:  # any failure to read this step means: fall back to the previous one
+                if _shape_mismatch(e):
+                    # another model's checkpoint is not a corrupt one: falling back would train over it
+                    from scaling.configuration import PlacedConfigError
+                    raise PlacedConfigError(f"checkpoint {self.root / name}/{step} holds arrays of other shapes "
+                                            f"than this model's: the folder is a run of another model; not "
+                                            f"training over it ({str(e).splitlines()[0][:200]})") from None
                 log.warning("checkpoint %s/%d is unreadable (%s: %s); falling back to the previous one",
                             self.root / name, step, type(e).__name__, str(e).splitlines()[0][:200])
         return None

@@ -24,6 +24,11 @@ class ConfigError(ValueError):
     """A configuration problem, reported before any computation."""
 
 
+class PlacedConfigError(ConfigError):
+    """A configuration error whose message already says where the problem is (a file, a run
+    folder): `explained` passes it on as it is."""
+
+
 @dataclasses.dataclass(frozen=True)
 class GinArgs:
     files: tuple[str, ...]
@@ -125,8 +130,62 @@ class _DropGinSearchMisses(logging.Filter):
         return not str(record.msg).startswith("Path not found")
 
 
+class _Placeholders(gin.config_parser.ParserDelegate):
+    """References and macros as plain text: enough to read a file's dict literals."""
+
+    def configurable_reference(self, scoped_selector, evaluate):
+        return f"@{scoped_selector}{'()' if evaluate else ''}"
+
+    def macro(self, name):
+        return f"%{name}"
+
+
+class _DuplicateKeys(gin.config_parser.ConfigParser):
+    """gin's parser, refusing a dict literal that gives a key twice (gin keeps the last silently)."""
+
+    def __init__(self, text, where):
+        self._where, self._keys = where, []
+        super().__init__(text, _Placeholders())
+
+    def _maybe_parse_container(self):
+        if self._current_token.string != "{":
+            return super()._maybe_parse_container()
+        self._keys.append(set())
+        try:
+            return super()._maybe_parse_container()
+        finally:
+            self._keys.pop()
+
+    def _parse_dict_item(self):
+        line = self._current_token.start[0]
+        key, value = super()._parse_dict_item()
+        if key in self._keys[-1]:
+            raise ConfigError(f"{self._where(line)}: the key {key!r} is given twice in one dict; "
+                              f"gin would keep only the last")
+        self._keys[-1].add(key)
+        return key, value
+
+
+def check_duplicate_keys(text: str, where) -> None:
+    """Raise ConfigError naming file:line for a dict literal with a repeated key; `where(line)`
+    names the place. Syntax errors are left to gin, which reports them itself."""
+    try:
+        for _ in _DuplicateKeys(text, where):
+            pass
+    except ConfigError:
+        raise
+    except Exception:  # gin reports its own syntax errors when it parses the file for real
+        return
+
+
 def parse(args: GinArgs) -> None:
     """Parse the files, then the bindings; any error names the file or the flag."""
+    for f in args.files:
+        resolved = _resolve(f, None)
+        if resolved is not None:
+            check_duplicate_keys(Path(resolved).read_text(), lambda line, path=resolved: f"{path}:{line}")
+    for binding in args.bindings:
+        check_duplicate_keys(binding, lambda line, b=binding: f"command line --gin.{b.replace(' = ', '=')}")
     gin.clear_config()
     for path in (REPO_ROOT, GIN_ROOT):
         _add_search_path(path)
@@ -156,9 +215,17 @@ def explained(args: GinArgs):
     """Re-raise configuration errors from constructing configurables with where they were set."""
     try:
         yield
+    except PlacedConfigError as e:
+        raise PlacedConfigError(re.sub(r"\n\s*In call to configurable '(\w+)' \(<[^>]*>\)", "", str(e))) from None
     except ConfigError as e:
-        match = re.search(r"\b(\w+\.\w+)\b", str(e))
-        where = locate_binding(match.group(1), args) if match else "the configuration"
+        # gin appends "In call to configurable 'train' (<function train at 0x...>)": not for users
+        text = re.sub(r"\n\s*In call to configurable '(\w+)' \(<[^>]*>\)", "", str(e))
+        if text != str(e):
+            e = ConfigError(text)
+        match = re.search(r"\b([A-Za-z_]\w*\.[A-Za-z_]\w*)\b", str(e))
+        where = locate_binding(match.group(1), args) if match else None
+        if where is None or where == "the default value":
+            raise e from None  # not bound in the files or flags given: no place to name
         raise ConfigError(f"{e} (set at {where})") from None
     except (ValueError, TypeError) as e:
         message = str(e)

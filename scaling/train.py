@@ -38,7 +38,7 @@ import optax
 
 from scaling import accounting, configuration, partitioning, timings
 from scaling.checkpoints import TRUNK, RunCheckpoints, finished_branches, write_model_config
-from scaling.configuration import ConfigError
+from scaling.configuration import ConfigError, PlacedConfigError
 from scaling.model import ModelConfig, Transformer, init_params
 
 log = logging.getLogger(__name__)
@@ -310,6 +310,14 @@ class RunFolder:
                                    "total_tokens": int(self.total_tokens), "updated": _now()}))
         os.replace(tmp, path)
 
+    def progress(self, step: int, tokens: int, every_s: float = 2.0) -> None:
+        """status.json 'running' at the latest logged step, at most once per `every_s` seconds (a
+        small atomic rewrite), so a run killed before its first evaluation shows how far it got."""
+        now = time.monotonic()
+        if now - getattr(self, "_progress_at", -math.inf) >= every_s:
+            self._progress_at = now
+            self.status("running", "", step, tokens)
+
     def read_status(self) -> dict:
         path = self.dir / "status.json"
         return json.loads(path.read_text()) if path.is_file() else {}
@@ -356,6 +364,120 @@ def _check(condition: bool, binding: str, message: str) -> None:
         raise ConfigError(f"train.{binding}: {message}")
 
 
+# train() arguments that do not change what is trained: a rerun may give other values.
+NOT_IDENTITY = ("model_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "mesh_data",
+                "mesh_fsdp")
+IDENTITY_FILE = "identity.json"
+
+
+def _check_types(arguments: dict) -> None:
+    """Every numeric or string train() argument has its annotated type: a string such as 'abc' is
+    named here instead of failing later in a comparison."""
+    import inspect
+    kinds = {"int": ("an integer", lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)),
+             "float": ("a number", lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)),
+             "str": ("a string", lambda v: isinstance(v, str))}
+    for name, parameter in inspect.signature(train).parameters.items():
+        if name not in arguments or str(parameter.annotation) not in kinds:
+            continue
+        expected, ok = kinds[str(parameter.annotation)]
+        if not ok(arguments[name]):
+            raise ConfigError(f"train.{name}: must be {expected} ({parameter.annotation}), "
+                              f"got {arguments[name]!r} ({type(arguments[name]).__name__})")
+    budgets = arguments.get("data_budgets")
+    for b in budgets if isinstance(budgets, (list, tuple)) else [budgets]:
+        if isinstance(b, bool) or not isinstance(b, (int, float, np.number)):
+            raise ConfigError(f"train.data_budgets: must be a list of token counts, got {budgets!r}")
+
+
+def _identity(arguments: dict) -> dict:
+    """What the run folder is a run of: train()'s arguments (the model's fields included), as JSON."""
+    out = {}
+    for name, value in arguments.items():
+        if name in NOT_IDENTITY or name in ("run_dir",):
+            continue
+        if name == "model" and isinstance(value, ModelConfig):
+            out.update({f"ModelConfig.{k}": v for k, v in dataclasses.asdict(value).items()})
+        else:
+            out[f"train.{name}"] = value
+    return json.loads(json.dumps(out, default=str))
+
+
+def _write_identity(run_dir: Path, identity: dict) -> None:
+    path = run_dir / IDENTITY_FILE
+    tmp = path.with_name(IDENTITY_FILE + ".tmp")
+    tmp.write_text(json.dumps(identity, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _check_same_run(run_dir: Path, identity: dict) -> None:
+    """Refuse to train into a run folder made with a different config (another preset, task, seed,
+    ...), naming the bindings that differ; the folder is left as it is."""
+    if not run_dir.is_dir():
+        return
+    path = run_dir / IDENTITY_FILE
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise PlacedConfigError(f"{path}: not valid JSON ({e}); cannot tell what this run folder holds") from None
+    elif (run_dir / "model.json").is_file():  # a folder written before identity.json existed
+        recorded = {f"ModelConfig.{k}": v for k, v in json.loads((run_dir / "model.json").read_text()).items()}
+    elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        raise PlacedConfigError(f"--gin.MODEL_DIR={run_dir} holds checkpoints but neither {IDENTITY_FILE} nor "
+                                f"model.json: which model they are of is not known; nothing was changed. "
+                                f"Give a new --gin.MODEL_DIR")
+    else:
+        return
+    differ = [name for name in sorted(set(recorded) & set(identity)) if recorded[name] != identity[name]]
+    if differ:
+        lines = "\n".join(f"  {name}: {recorded[name]!r} in the run folder, {identity[name]!r} now" for name in differ)
+        raise PlacedConfigError(f"--gin.MODEL_DIR={run_dir} holds a run with a different config; nothing was changed. "
+                          f"Give a new --gin.MODEL_DIR, or the bindings the run was made with. "
+                          f"Differing bindings:\n{lines}")
+
+
+def check_arguments(arguments: dict) -> tuple[list[int], int, list]:
+    """What train() checks before any compute, on its arguments by name (the sweep calls this
+    when it plans a grid, so a run that would be refused at its start is refused there).
+    Returns (sorted budgets, warmup tokens, the plan)."""
+    a = dict(inspect_defaults(), **arguments)
+    _check_types(a)
+    model, data_budgets, schedule = a["model"], a["data_budgets"], a["schedule"]
+    cooldown_shape, cooldown_fraction, learning_rate = a["cooldown_shape"], a["cooldown_fraction"], a["learning_rate"]
+    beta1, beta2, batch_size, warmup_tokens = a["beta1"], a["beta2"], a["batch_size"], a["warmup_tokens"]
+    eval_batches, log_every_steps = a["eval_batches"], a["log_every_steps"]
+    checkpoint_every_steps, keep_checkpoints = a["checkpoint_every_steps"], a["keep_checkpoints"]
+    budgets = sorted(int(b) for b in (data_budgets if isinstance(data_budgets, (list, tuple)) else [data_budgets]))
+    _check(isinstance(model, ModelConfig), "model", f"must be a ModelConfig (bind train.model = @ModelConfig()), got {model!r}")
+    _check(bool(budgets) and budgets[0] > 0, "data_budgets", f"need positive token budgets, got {data_budgets!r}")
+    _check(len({branch_label(b) for b in budgets}) == len(budgets), "data_budgets",
+           f"budgets {budgets} do not have distinct labels at two significant digits")
+    _check(schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}, got {schedule!r}")
+    _check(schedule != "cosine" or len(budgets) == 1, "data_budgets",
+           "schedule='cosine' decays over one horizon: give exactly one budget (or use 'wsd')")
+    _check(cooldown_shape in COOLDOWN_SHAPES, "cooldown_shape", f"must be one of {COOLDOWN_SHAPES}, got {cooldown_shape!r}")
+    _check(0.0 < cooldown_fraction < 1.0, "cooldown_fraction", f"must be in (0, 1), got {cooldown_fraction}")
+    _check(learning_rate > 0, "learning_rate", f"must be positive, got {learning_rate}")
+    _check(0 <= beta1 < 1 and 0 <= beta2 < 1, "beta1/beta2", f"must be in [0, 1), got {beta1}, {beta2}")
+    _check(batch_size > 0, "batch_size", f"must be positive, got {batch_size}")
+    _check(warmup_tokens >= 0, "warmup_tokens", f"must be >= 0, got {warmup_tokens}")
+    _check(eval_batches > 0, "eval_batches", f"must be positive, got {eval_batches}")
+    _check(log_every_steps > 0 and checkpoint_every_steps > 0 and keep_checkpoints > 0,
+           "log_every_steps/checkpoint_every_steps/keep_checkpoints", "must be positive")
+    warmup = int(warmup_tokens * budgets[0]) if warmup_tokens < 1 else int(warmup_tokens)
+    plan = _plan(budgets, schedule, cooldown_fraction)
+    if schedule == "wsd":
+        _check(warmup <= plan[0][0].end_tokens, "warmup_tokens",
+               f"warmup ({warmup} tokens) must end before the first fork at {plan[0][0].end_tokens} tokens")
+    return budgets, warmup, plan
+
+
+def inspect_defaults() -> dict:
+    import inspect
+    return {name: p.default for name, p in inspect.signature(train).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
 def _plan(data_budgets, schedule, cooldown_fraction) -> list[tuple[Phase | None, Phase]]:
     """(trunk phase to its fork, or None; the finishing phase) for each budget, in order."""
     budgets = sorted(int(b) for b in data_budgets)
@@ -396,31 +518,17 @@ def train(model_dir: str,
     if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
         raise ConfigError("train.model_dir: missing required value; give the run folder with --gin.MODEL_DIR=<path>")
     run_dir = Path(model_dir).resolve()
+    arguments = dict(locals())
+    _check_types(arguments)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PlacedConfigError(f"--gin.MODEL_DIR={run_dir} is a file, not a run folder; give a folder path")
+    identity = _identity(arguments)
+    _check_same_run(run_dir, identity)
     run_dir.mkdir(parents=True, exist_ok=True)
     budgets = sorted(int(b) for b in (data_budgets if isinstance(data_budgets, (list, tuple)) else [data_budgets]))
     folder = RunFolder(run_dir, budgets[-1] if budgets else 0)
     try:
-        _check(isinstance(model, ModelConfig), "model", f"must be a ModelConfig (bind train.model = @ModelConfig()), got {model!r}")
-        _check(bool(budgets) and budgets[0] > 0, "data_budgets", f"need positive token budgets, got {data_budgets!r}")
-        _check(len({branch_label(b) for b in budgets}) == len(budgets), "data_budgets",
-               f"budgets {budgets} do not have distinct labels at two significant digits")
-        _check(schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}, got {schedule!r}")
-        _check(schedule != "cosine" or len(budgets) == 1, "data_budgets",
-               "schedule='cosine' decays over one horizon: give exactly one budget (or use 'wsd')")
-        _check(cooldown_shape in COOLDOWN_SHAPES, "cooldown_shape", f"must be one of {COOLDOWN_SHAPES}, got {cooldown_shape!r}")
-        _check(0.0 < cooldown_fraction < 1.0, "cooldown_fraction", f"must be in (0, 1), got {cooldown_fraction}")
-        _check(learning_rate > 0, "learning_rate", f"must be positive, got {learning_rate}")
-        _check(0 <= beta1 < 1 and 0 <= beta2 < 1, "beta1/beta2", f"must be in [0, 1), got {beta1}, {beta2}")
-        _check(batch_size > 0, "batch_size", f"must be positive, got {batch_size}")
-        _check(warmup_tokens >= 0, "warmup_tokens", f"must be >= 0, got {warmup_tokens}")
-        _check(eval_batches > 0, "eval_batches", f"must be positive, got {eval_batches}")
-        _check(log_every_steps > 0 and checkpoint_every_steps > 0 and keep_checkpoints > 0,
-               "log_every_steps/checkpoint_every_steps/keep_checkpoints", "must be positive")
-        warmup = int(warmup_tokens * budgets[0]) if warmup_tokens < 1 else int(warmup_tokens)
-        plan = _plan(budgets, schedule, cooldown_fraction)
-        if schedule == "wsd":
-            _check(warmup <= plan[0][0].end_tokens, "warmup_tokens",
-                   f"warmup ({warmup} tokens) must end before the first fork at {plan[0][0].end_tokens} tokens")
+        budgets, warmup, plan = check_arguments(arguments)
         mesh = partitioning.make_mesh(mesh_data, mesh_fsdp)
         _check(batch_size % mesh.size == 0, "batch_size", f"{batch_size} does not split over {mesh.size} devices")
 
@@ -432,6 +540,8 @@ def train(model_dir: str,
         if folder.writes:
             configuration.write_config(run_dir)
             write_model_config(run_dir, model)
+            if not (run_dir / IDENTITY_FILE).is_file():
+                _write_identity(run_dir, identity)
         trainer = _Trainer(run_dir, folder, model, task, arm, seed, batch_size, LearningRate(
             learning_rate, warmup, cooldown_shape), make_optimizer(beta1, beta2, weight_decay, grad_clip),
             mesh, eval_corpus, eval_every_tokens, eval_batches, log_every_steps, checkpoint_every_steps,
@@ -647,6 +757,7 @@ class _Trainer:
                   "lr": lr, "tokens": c.tokens, "flops": c.tokens * self.flops_per_token,
                   "tokens_per_s": tokens_per_s, "flops_per_s": flops_per_s, "mfu": flops_per_s / self.peak_flops}
         self.folder.append("log.jsonl", record)
+        self.folder.progress(c.step, c.tokens)
         self.folder.scalars("train" if phase.name == TRUNK else f"train/{phase.name}",
                             {k: record[k] for k in ("loss", "lr", "tokens_per_s", "mfu")}, c.step)
 

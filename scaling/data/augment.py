@@ -109,10 +109,11 @@ def make_teacher(config: AugmentConfig):
     return OpenAICompatibleTeacher(OpenAITeacherConfig())
 
 
-def augment(config: AugmentConfig, progress: bool = True) -> dict:
-    """Augment every source document not yet cached; returns the run's summary."""
+def augment(config: AugmentConfig, progress: bool = True, teacher=None) -> dict:
+    """Augment every source document not yet cached (with `teacher`, else the one `config`
+    names); returns the run's summary."""
     config.check()
-    teacher = make_teacher(config)
+    teacher = teacher if teacher is not None else make_teacher(config)
     start = time.perf_counter()
     written = skipped = failed = tokens = 0
     with cache_lib.CacheWriter(config.cache_dir) as writer:
@@ -170,8 +171,12 @@ def run_augment(args) -> int:
     with configuration.explained(args.gin):
         config = AugmentConfig()
         config.check()
+        teacher = make_teacher(config)  # before the config is written: it holds the teacher's settings
+    warning = getattr(getattr(teacher, "config", None), "key_warning", lambda: None)()
+    if warning:
+        print(f"scaling augment: warning: {warning}", file=sys.stderr)
     configuration.write_config(config.cache_dir, f"augment-{time.strftime('%Y%m%dT%H%M%S')}.gin")
-    summary = augment(config, progress=not args.no_progress)
+    summary = augment(config, progress=not args.no_progress, teacher=teacher)
     print(json.dumps(summary))
     if summary["failed"]:
         print(f"scaling augment: {summary['failed']} documents failed; run again to retry them", file=sys.stderr)

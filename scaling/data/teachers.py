@@ -133,6 +133,15 @@ class OpenAITeacherConfig:
         if "{document}" not in self.prompt:
             raise ConfigError("OpenAITeacherConfig.prompt: must contain {document}")
 
+    def key_warning(self) -> str | None:
+        """A warning when `api_key_env` names a variable that is not set (requests then go without a
+        key, which a server that wants one refuses only at the first request); None otherwise."""
+        if self.api_key_env and not os.environ.get(self.api_key_env):
+            return (f"OpenAITeacherConfig.api_key_env = {self.api_key_env!r} names an environment variable that "
+                    f"is not set: requests go without an API key (export {self.api_key_env}=... if the server "
+                    f"wants one, or bind api_key_env = '' for a server without keys)")
+        return None
+
 
 class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):

@@ -103,10 +103,11 @@ class Grid:
         for arm, task in self.arms.items():
             if not isinstance(task, str) or not task:
                 raise ConfigError(f"Grid.arms[{arm!r}] must be a task name, got {task!r}")
-        for name in list(self.train_overrides) + [n for o in self.arm_overrides.values() for n in o]:
+        for source, name in [("Grid.train_overrides", n) for n in self.train_overrides] + \
+                [("Grid.arm_overrides", n) for o in self.arm_overrides.values() for n in o]:
             field = str(name).split("/")[-1]
             if field.startswith("ModelConfig.") and field.split(".", 1)[1] in _AXES | {"vocab_size"}:
-                raise ConfigError(f"Grid overrides: {name} changes the architecture behind the accounting's "
+                raise ConfigError(f"{source}: {name} changes the architecture behind the accounting's "
                                   f"back; vary it with Grid.axes = {{'{str(name).split('.')[-1]}': [...]}}")
         for arm in self.arm_overrides:
             if arm not in self.arms:

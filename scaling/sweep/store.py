@@ -79,6 +79,22 @@ def _bound(name: str):
         return inspect.signature(train).parameters[name.split(".")[-1]].default
 
 
+def check_trainable(point: Point) -> None:
+    """Run the trainer's own argument checks on the parsed config of a grid point, so that a run
+    the trainer would refuse at its start (budgets without distinct labels, a warmup past the first
+    fork, a wrong-typed override) is refused when the grid is planned, naming the grid point."""
+    import inspect
+
+    from scaling.train import check_arguments, train
+    arguments = {name: _bound(f"train.{name}") for name in inspect.signature(train).parameters
+                 if name not in ("model_dir", "model")}
+    arguments["model"] = point.model.config
+    try:
+        check_arguments(arguments)
+    except ConfigError as e:
+        raise ConfigError(f"grid point {point.readable_name}: {e}") from None
+
+
 def branch_label(tokens: int) -> str:
     from scaling.train import branch_label as label
     return label(tokens)
@@ -117,6 +133,7 @@ def plan_run(grid: Grid, point: Point) -> RunPlan:
     # The preset first, then the run files (which may refine it), then the grid's bindings.
     train_config = resolve("scaling.train", (f"models/{point.model.preset}.gin",) + tuple(grid.train_files), train_bindings)
     batch_size, cooldown_fraction = _bound("train.batch_size"), _bound("train.cooldown_fraction")
+    check_trainable(point)
     branches = [branch_label(d) for d in point.data_budgets]
     infer_branches = branches[-1:] if grid.infer_branches == "last" else branches
     infer_config = ""
