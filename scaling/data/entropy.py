@@ -182,8 +182,8 @@ class Acceptance:
 
 
 def _terms(text: str, acceptance: Acceptance, mix: Mapping[int, float]) -> dict[tuple, float]:
-    """p(text, other = o) / Z for each second person o that can produce the text, keyed by the
-    acceptance context it was divided by."""
+    """p(text, other = o) / Z for each second person o that can produce the text, keyed by
+    (o, the acceptance context it was divided by): the terms whose sum is p(text)."""
     g = acceptance.g
     sentences = _SENTENCES.split(text)
     last = _LAST.fullmatch(sentences[-1])
@@ -207,7 +207,7 @@ def _terms(text: str, acceptance: Acceptance, mix: Mapping[int, float]) -> dict[
             if q == 0 or corpus.zero_text(name, items, value, fillers) != text or corpus.is_held_out(text) != acceptance.want:
                 continue
             z, _ = acceptance.zero(name, other, items)
-            out[("zero", name, other, items)] = base * q / z
+            out[(other, ("zero", name, other, items))] = base * q / z
             continue
         head = 1 if sentences[0] in fill else 0
         filler = sentences[0] if head else None
@@ -231,7 +231,7 @@ def _terms(text: str, acceptance: Acceptance, mix: Mapping[int, float]) -> dict[
                 or corpus.is_held_out(corpus._split_key(chain, name, items)) != acceptance.want):
             continue
         z, _ = acceptance.chain(d, name, items)
-        out[("chain", d) if d >= 2 else ("chain", d, name, items)] = base * q / z
+        out[(other, ("chain", d) if d >= 2 else ("chain", d, name, items))] = base * q / z
     return out
 
 
@@ -264,7 +264,10 @@ def exact_distribution(split: str = "eval", mix: Mapping[int, float] = DEFAULT_M
                         kept.append((corpus.chain_text(name, other, items, chain, None)[1], p * 0.5))
                         kept += [(corpus.chain_text(name, other, items, chain, s)[1], p * 0.5 * q)
                                  for q, s in corpus.filler_templates(name, other, items, g)]
-                z = sum(p for _, p in kept) if d == 0 else sum(p for _, p in kept)
+                z = sum(p for _, p in kept)
+                if z == 0:
+                    raise ValueError(f"context {(name, other, items, d)}: no outcome falls on the {split} side, so "
+                                     "make_document would never return (a generator too small for the hash split)")
                 for t, p in kept:
                     dist[t] += p_context * w / total_mix * p / z
     return dict(dist)
@@ -323,7 +326,7 @@ def entropy(encode: Callable[[str], list[int]], n_documents: int = 4000, split: 
         n_tokens, pieces = trainer_tokens(doc, encode, seq_len)
         tokens.append(n_tokens)
         cut += pieces > 1
-        for context, term in terms.items():  # d(-log p)/d(log Z_context)
+        for (_, context), term in terms.items():  # d(-log p)/d(log Z_context)
             weights[context] += term / total
     n, sum_t = len(losses), float(sum(tokens))
     rate = sum(losses) / sum_t
