@@ -34,7 +34,7 @@ tokens, each piece followed by an eos that is loss-weighted; packed rows keep do
 A model that knew the generator would then pay -log p(document) on a whole document and its
 eos, so the floor is E[-log p(doc)] / E[tokens per doc + 1]. A document cut into pieces loses
 context in its later pieces and pays an extra eos per piece: then the same ratio, with the
-trainer's token count, is a lower bound (`exact` is False in the result).
+trainer's token count, is a lower bound (`is_lower_bound` in the result).
 """
 
 from __future__ import annotations
@@ -341,7 +341,7 @@ def entropy(encode: Callable[[str], list[int]], n_documents: int = 4000, split: 
             "stderr_documents": math.sqrt(var_docs), "stderr_acceptance": math.sqrt(var_z),
             "entropy_nats_per_document": sum(losses) / n, "tokens_per_document": mean_t,
             "max_tokens_per_document": max(tokens), "documents": n, "split": split, "seed": seed,
-            "seq_len": seq_len, "documents_cut": cut, "exact": cut == 0,
+            "seq_len": seq_len, "documents_cut": cut, "is_lower_bound": cut > 0,
             "method": "Monte Carlo over the split's documents (ratio estimator), exact log p per document; " + z_note}
 
 
