@@ -99,6 +99,17 @@ def test_entropy_per_token_estimator_matches_exact(tiny):
     assert estimate["tokens_per_document"] == pytest.approx(exact["tokens_per_document"], rel=0.05)
 
 
+def test_sampled_acceptance_agrees_with_exact():
+    """Z estimated from the generator's own draws (as for the default corpus's large contexts)
+    gives the exact figure within the standard error it reports for itself."""
+    kwargs = dict(n_documents=1500, split="eval", mix=TINY_MIX, generator=TINY)
+    exact = entropy.entropy(vocabulary.encode, **kwargs)
+    sampled = entropy.entropy(vocabulary.encode, exact_limit=0, zero_exact_limit=0, z_samples=400,
+                              chain_z_samples=400, **kwargs)
+    assert "contexts estimated" in sampled["method"] and sampled["stderr_acceptance"] > 0
+    assert abs(sampled["entropy_nats_per_token"] - exact["entropy_nats_per_token"]) < 4 * sampled["stderr_acceptance"]
+
+
 def test_default_corpus_rejection_is_accounted_for():
     """On the default corpus every eval document has a finite log p, and Z sits near the hash
     split's 1/10 (a wrong renormalisation would move the entropy by log 10 per document)."""
