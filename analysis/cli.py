@@ -33,6 +33,10 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gqa", action="store_true", help="architecture: add the GQA factor")
     parser.add_argument("--budget-decimals", type=int, default=1,
                         help="approaches 1/2: compute budgets are log10 C rounded to this many decimals")
+    parser.add_argument("--floor", help="a known irreducible loss: a number, or the JSON file `scaling describe "
+                                        "--corpus=synthetic` prints (its entropy_nats_per_token)")
+    parser.add_argument("--floor-mode", choices=("bound", "fix"), default="bound",
+                        help="with --floor: keep E >= the floor (bound, default) or set E = the floor (fix)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", required=True, help="law file to write (JSON)")
 
@@ -55,7 +59,11 @@ def run_fit(args) -> int:
                 options["reference_arm"] = args.reference_arm
             if args.gqa:
                 options["gqa"] = True
+            if args.floor is not None:
+                options.update(floor=read_floor(args.floor), floor_mode=args.floor_mode)
         else:
+            if args.floor is not None:
+                raise ValueError("--floor applies to approach 3 laws; approaches 1 and 2 have no E")
             options.update(budget_decimals=args.budget_decimals, seed=args.seed)
         law = fit(args.table, form=args.form, approach=args.approach, target=args.target,
                   bootstrap=args.bootstrap, columns=columns, **options)
@@ -66,6 +74,26 @@ def run_fit(args) -> int:
     print(summary(law))
     print(f"law file: {path}")
     return 0 if law.converged else 1
+
+
+def read_floor(value: str) -> float:
+    """A floor given as a number, or as the JSON of `scaling describe --corpus=...`."""
+    import json
+    from pathlib import Path
+
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"--floor {value!r}: neither a number nor a file")
+    try:
+        floor = json.loads(path.read_text())["entropy_nats_per_token"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"--floor {path}: not the JSON of `scaling describe --corpus=...` "
+                         f"(needs entropy_nats_per_token): {e}") from None
+    return float(floor)
 
 
 def summary(law) -> str:
@@ -82,6 +110,11 @@ def summary(law) -> str:
                      f"{h['mean_relative_error']:.3%}, max {h['max_relative_error']:.3%}")
     elif law.heldout.get("skipped"):
         lines.append(f"held-out validation skipped: {law.heldout['skipped']}")
+    if law.options.get("floor") is not None:
+        how = "held at" if law.options.get("floor_mode") == "fix" else "bounded below by"
+        lines.append(f"E {how} the known floor {law.options['floor']:.6g}")
+        if law.options.get("points_below_floor"):
+            lines.append(f"WARNING: {law.options['points_below_floor']} measured losses lie below the floor")
     if not law.converged:
         lines.append("WARNING: the best start did not converge; treat the estimates with caution")
     return "\n".join(lines)

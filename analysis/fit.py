@@ -24,6 +24,68 @@ from analysis.law import Law, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, ranges
 
 MIN_POINTS_PER_PARAMETER = 2
+FLOOR_MODES = ("bound", "fix")
+# where log E sits in each form's theta (forms with an irreducible loss E)
+_LOG_E_INDEX = {"chinchilla": 2, "augmentation": 2, "architecture": 2, "data_constrained": 4}
+
+
+class _Floored:
+    """A form whose irreducible loss E is held at a known floor (mode "fix": E = floor, one
+    parameter fewer) or kept above it (mode "bound": E = floor + exp(u), u unconstrained). Used
+    only while fitting: the law it yields is of the base form, with E among its parameters
+    (in "fix" mode with zero spread), so predictions and law files need nothing new."""
+
+    def __init__(self, base: Form, floor: float, mode: str, options: Mapping):
+        if mode not in FLOOR_MODES:
+            raise ValueError(f"floor mode must be one of {FLOOR_MODES}, got {mode!r}")
+        if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor > 0):
+            raise ValueError(f"the floor must be a finite positive loss, got {floor!r}")
+        if base.name not in _LOG_E_INDEX or (base.name == "data_constrained" and options.get("base")):
+            raise ValueError(f"form {base.name!r} has no fitted irreducible loss E, so a floor cannot apply")
+        self.base, self.floor, self.mode, self.index = base, float(floor), mode, _LOG_E_INDEX[base.name]
+        self.name, self.log_target = base.name, base.log_target
+
+    def required_covariates(self, options):
+        return self.base.required_covariates(options)
+
+    def encode_covariates(self, covariates, options):
+        return self.base.encode_covariates(covariates, options)
+
+    def parameter_names_for(self, options):
+        names = self.base.parameter_names_for(options)
+        return tuple(n for n in names if n != "E") if self.mode == "fix" else names
+
+    def _full(self, theta, xp):
+        i, log_floor = self.index, math.log(self.floor)
+        if self.mode == "fix":
+            fill = xp.full(theta.shape[:-1] + (1,), log_floor, dtype=theta.dtype)
+            return xp.concatenate([theta[..., :i], fill, theta[..., i:]], axis=-1)
+        e = xp.logaddexp(log_floor, theta[..., i:i + 1])
+        return xp.concatenate([theta[..., :i], e, theta[..., i + 1:]], axis=-1)
+
+    def raw_predict(self, theta, cov, options):
+        return self.base.raw_predict(self._full(theta, jnp), cov, options)
+
+    def starts(self, options):
+        starts = self.base.starts(options)
+        if self.mode == "fix":
+            return np.delete(starts, self.index, axis=1)
+        # log(E - floor): the grid's log E values, and excesses down to 1e-4 of the floor
+        low = np.log(self.floor * np.array([1e-4, 1e-2]))
+        column = starts[:, self.index].copy()
+        column[::3] = low[np.arange(len(column[::3])) % 2]
+        starts[:, self.index] = column
+        return starts
+
+    def to_parameters(self, theta, options):
+        return self.base.to_parameters(self._full(np.asarray(theta, dtype=np.float64), np), options)
+
+
+def _floored_form(form: Form, options: Mapping):
+    """The form to fit: itself, or with E held at options["floor"] (options["floor_mode"])."""
+    if options.get("floor") is None:
+        return form
+    return _Floored(form, options["floor"], options.get("floor_mode", "bound"), options)
 
 
 def huber(r, delta):
@@ -200,6 +262,7 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
     """Fit one form (approach 3) to a canonical frame (see analysis.tables.canonical_table)."""
     form = get_form(form_name)
     options = _form_options(form, frame, form_options)
+    form = _floored_form(form, options)
     _check_enough(frame, form, options, source)
     problem = _Problem(form, options, frame, huber_delta)
     starts = form.starts(options)
@@ -213,6 +276,10 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
         warm = _distinct(x, f, 2)
         boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed)
         draws = form.to_parameters(boot_x, options)
+    if getattr(form, "mode", None) == "fix":  # exactly the floor, not exp(log(floor))
+        estimates["E"] = np.float64(form.floor)
+        if draws:
+            draws["E"] = np.full(len(draws["E"]), form.floor)
     parameters = {name: _estimate(float(estimates[name]), draws.get(name)) for name in estimates}
     options_out = {k: v for k, v in options.items() if k != "loss_law"}
     if "base" in options:
@@ -222,6 +289,9 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
     options_out["iterations"] = iterations
     if boot_converged is not None:
         options_out["bootstrap_converged_fraction"] = float(np.mean(boot_converged))
+    if options.get("floor") is not None:
+        options_out["floor_mode"] = form.mode
+        options_out["points_below_floor"] = int(np.sum(frame["loss"].to_numpy() < form.floor))
     law = Law(form=form.name, target=target, approach=3, parameters=parameters,
               bootstrap_samples={k: np.asarray(v, dtype=np.float64) for k, v in draws.items()},
               ranges=ranges(frame), objective=float(f[0]), huber_delta=huber_delta, n_points=len(frame),
@@ -281,7 +351,8 @@ def _with_heldout(law, frame, form_name, target, delta, fraction, source, keep, 
     train, test = _heldout_split(frame, fraction)
     form = get_form(form_name)
     try:
-        _check_enough(frame[train], form, _form_options(form, frame[train], form_options), source)
+        train_options = _form_options(form, frame[train], form_options)
+        _check_enough(frame[train], _floored_form(form, train_options), train_options, source)
         small = fit_form(frame[train].reset_index(drop=True), form_name, target=target, bootstrap=0,
                          huber_delta=delta, heldout_fraction=0, source=source, keep=keep,
                          screen_iters=screen_iters, **form_options)
@@ -312,6 +383,8 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
     approaches 1 and 2 fit the compute-optimal power laws N_opt = k_N C^a, D_opt = k_D C^b."""
     target = (columns or {}).get("loss", target)
     if approach in (1, 2):
+        if form_options.get("floor") is not None:
+            raise ValueError("a known floor (E) applies to approach 3 laws; approaches 1 and 2 have no E")
         from analysis.isoflop import fit_compute_optimal
         return fit_compute_optimal(table, approach=approach, target=target, columns=columns,
                                    bootstrap=bootstrap, **form_options)

@@ -511,6 +511,18 @@ def recommend(law, *, train_flops: float | None = None, inference_queries: float
     return compute_optimal(law, train_flops, max_params, tolerance)
 
 
+def below_floor(answer: Recommendation, floor: float | None, target_loss: float | None = None) -> list[str]:
+    """Warnings for every predicted loss of the answer (and a target loss) below a known floor."""
+    if floor is None:
+        return []
+    out = [f"{name} = {_fmt(q.estimate)} is below the true irreducible loss {_fmt(floor)}: no model can reach it"
+           for name, q in answer.quantities.items()
+           if "loss" in name and isinstance(q.estimate, (int, float, np.number)) and q.estimate < floor]
+    if target_loss is not None and target_loss < floor:
+        out.append(f"target_loss = {_fmt(target_loss)} is below the true irreducible loss {_fmt(floor)}: unreachable")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # `scaling recommend`
 # ---------------------------------------------------------------------------------------------
@@ -529,6 +541,9 @@ def configure_recommend(parser) -> None:
                         help="share of an augmented arm's trained tokens that are thinking (default: the law's options)")
     parser.add_argument("--tolerance", type=float, default=3.0,
                         help="warn when the answer leaves the fitted ranges by more than this factor (default 3)")
+    parser.add_argument("--floor", help="the true irreducible loss (a number, or the JSON of `scaling describe "
+                                        "--corpus=synthetic`): warn when a predicted loss falls below it "
+                                        "(default: the floor the law was fitted with, if any)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -593,7 +608,13 @@ def run_recommend(args) -> int:
     except ValueError as e:
         print(f"scaling recommend: {e}", file=sys.stderr)
         return 2
-    for warning in answer.warnings:
+    try:
+        from analysis.cli import read_floor
+        floor = read_floor(args.floor) if args.floor is not None else law.options.get("floor")
+    except ValueError as e:
+        print(f"scaling recommend: {e}", file=sys.stderr)
+        return 2
+    for warning in answer.warnings + tuple(below_floor(answer, floor, args.target_loss)):
         print(f"scaling recommend: warning: {warning}", file=sys.stderr)
     print(json.dumps(answer.to_dict()) if args.json else answer.table())
     return 0

@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import functools
 import hashlib
 import html
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -128,10 +130,13 @@ def fmt(value) -> str:
 
 def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
                  budgets: list[float] | None = None, inference_tokens: float = 1e12,
-                 target: str = "eval_loss", laws_dir: Path | None = None, figures_dir: Path | None = None) -> str:
+                 target: str = "eval_loss", laws_dir: Path | None = None, figures_dir: Path | None = None,
+                 floor="auto") -> str:
     """The report's HTML for the tables under `path`. With laws_dir, every fitted law is also
     written there as a law file (<name>.json, for `scaling recommend`); with figures_dir, every
-    figure as PNG and SVG."""
+    figure as PNG and SVG. `floor`: the true irreducible loss to set beside the fitted E ("auto":
+    the generator's entropy when the runs evaluated on the synthetic corpus, see true_floor; None:
+    none; a number; or the dict `scaling describe --corpus=...` prints)."""
     path, columns = Path(path), dict(columns or {})
     with tempfile.TemporaryDirectory() as scratch:
         found = find_tables(path, Path(scratch))
@@ -145,9 +150,94 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
         if inference is not None and inference.empty:
             inference = None
         # Bootstrap draws far from the data overflow in exp/power; their intervals show it.
+        if isinstance(floor, str) and floor == "auto":
+            floor = true_floor(path, frames["training"]) if target == "eval_loss" else None
+        elif isinstance(floor, (int, float)):
+            floor = {"entropy_nats_per_token": float(floor), "stderr": None, "source": "given"}
         with np.errstate(all="ignore"):
             return render(path.name, training_source, frames["training"], inference, sources, columns, bootstrap,
-                          budgets, inference_tokens, target, run_states(path), laws_dir, figures_dir)
+                          budgets, inference_tokens, target, run_states(path), laws_dir, figures_dir, floor)
+
+
+_EVAL_CORPUS = re.compile(r"eval_corpus\s*=\s*['\"]([^'\"]*)['\"]")
+FLOOR_DOCUMENTS = 2000
+
+
+def run_configs(path: Path) -> list[Path]:
+    """The run folders' config.gin files of a sweep folder, or of the sweep a results folder is in."""
+    if not path.is_dir():
+        return []
+    return sorted(path.glob("*/config.gin")) or sorted(path.parent.glob("*/config.gin"))
+
+
+def true_floor(path: Path, training: pd.DataFrame) -> dict | None:
+    """The generator's entropy per token (scaling.data.entropy) when every run under `path`
+    evaluated on the synthetic corpus (train's eval_corpus, "synthetic" unless bound otherwise),
+    tokens counted at the smallest seq_len of the table; None when that is not known."""
+    configs = run_configs(path)
+    if not configs:
+        return None
+    corpora = {m.group(1) for c in configs for m in _EVAL_CORPUS.finditer(c.read_text())} or {"synthetic"}
+    if corpora != {"synthetic"} or any(not _EVAL_CORPUS.search(c.read_text()) and "eval_corpus" in c.read_text()
+                                       for c in configs):
+        return None
+    seq_len = int(training["seq_len"].min()) if "seq_len" in training and len(training) else None
+    return {**_synthetic_floor(seq_len), "source": f"the synthetic generator's entropy ({len(configs)} runs "
+                                                  "evaluated on the synthetic corpus)"}
+
+
+@functools.lru_cache(maxsize=8)
+def _synthetic_floor(seq_len: int | None) -> dict:
+    from scaling.data import entropy, vocabulary
+
+    # the synthetic tasks use the byte vocabulary (scaling.data.pipeline.register_synthetic_tasks)
+    return entropy.entropy(vocabulary.encode, n_documents=FLOOR_DOCUMENTS, seq_len=seq_len)
+
+
+def floor_value(floor) -> float | None:
+    return None if not floor else float(floor["entropy_nats_per_token"])
+
+
+def floor_text(floor) -> str:
+    se = floor.get("stderr")
+    return f"{floor['entropy_nats_per_token']:.4f}" + (f" ± {se:.4f}" if se else "") + " nats/token"
+
+
+def ground_truth_html(laws, floor) -> str:
+    """The fitted E of every law that has one beside the true floor."""
+    rows = []
+    for name, law in laws.items():
+        e = law.parameters.get("E")
+        if e is None:
+            continue
+        verdict = e_verdict(e, floor)
+        rows.append([name, fmt(e.estimate), f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "", verdict])
+    bound = (" It is a lower bound: some documents are longer than seq_len and the trainer cuts them."
+             if floor.get("is_lower_bound") else "")
+    return (f"<p>True irreducible loss: <b>{esc(floor_text(floor))}</b> ({esc(floor.get('source', ''))}; "
+            f"{esc(floor.get('method', ''))}).{esc(bound)}</p>"
+            + html_table(["law", "fitted E", "95% interval", "against the truth"], rows))
+
+
+def e_verdict(e, floor) -> str:
+    truth = floor_value(floor)
+    if e.ci is None or not np.all(np.isfinite(e.ci)):
+        return f"E {e.estimate / truth:.3g}x the truth (no interval)"
+    if e.ci[1] < truth:
+        return f"the interval lies below the truth: E {e.estimate / truth:.3g}x the truth, an impossible loss"
+    if e.ci[0] > truth:
+        return f"the interval lies above the truth (E {e.estimate / truth:.3g}x): the runs do not reach the floor's regime"
+    return "the interval contains the truth"
+
+
+def below_floor_warnings(answer, floor) -> list[str]:
+    """A warning for each predicted loss of an answer that falls below the true floor."""
+    truth = floor_value(floor)
+    if truth is None:
+        return []
+    return [f"{name} = {fmt(q.estimate)} is below the corpus's true irreducible loss {floor_text(floor)}: "
+            "no model can reach it" for name, q in answer.quantities.items()
+            if "loss" in name and isinstance(q.estimate, (int, float, np.number)) and q.estimate < truth]
 
 
 def file_stem(name: str) -> str:
@@ -156,7 +246,7 @@ def file_stem(name: str) -> str:
 
 
 def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
-           target, states, laws_dir=None, figures_dir=None) -> str:
+           target, states, laws_dir=None, figures_dir=None, floor=None) -> str:
     canonical, _ = tables.canonical_table(training_source, ("N", "D"), target=target, columns=columns,
                                           optional=("C", "arm", "D_raw"))
     if "C" not in canonical:
@@ -166,13 +256,16 @@ def render(name, training_source, training, inference, sources, columns, bootstr
     if laws_dir is not None:
         for law_name, law in laws.items():
             law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
-    sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in findings(laws, inference))
+    sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>"
+                                                         for line in findings(laws, inference, floor))
                             + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
                               "written in advance.</p>"))
     sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items()) + "".join(fit_notes)))
+    if floor:
+        sections.append(Section("Ground truth", ground_truth_html(laws, floor)))
     sections.append(Section("Figures", figures_html(canonical, training, inference, laws, figures_dir)))
     sections.append(Section("Recommendations", recommendations_html(laws, canonical, training, budgets,
-                                                                    inference_tokens)))
+                                                                    inference_tokens, floor)))
     sections.append(Section("Provenance", provenance_html(sources, columns)))
     return page_html(f"Scaling report: {name}", sections)
 
@@ -267,11 +360,17 @@ def heldout_text(heldout) -> str:
             f"(max {heldout['max_relative_error']:.2%})")
 
 
-def findings(laws, inference) -> list[str]:
+def findings(laws, inference, floor=None) -> list[str]:
     """What the data shows on the three questions the framework asks, in plain sentences:
     the worth of augmented data, what test-time thinking buys each arm, and the joint law's
-    best split of a fixed compute budget."""
+    best split of a fixed compute budget; first, with a known floor, the fitted E against it."""
     out = []
+    law = laws.get("chinchilla")
+    if floor and law is not None and "E" in law.parameters:
+        e = law.parameters["E"]
+        out.append(f"Irreducible loss: the Chinchilla law's E = {fmt(e.estimate)}"
+                   + (f" [{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "")
+                   + f" against the corpus's true {floor_text(floor)}: {e_verdict(e, floor)}.")
     aug = laws.get("augmentation")
     if aug is None:
         out.append("Data efficiency: no augmentation law was fitted (it needs two arms), so there is no multiplier.")
@@ -425,15 +524,15 @@ def quantity_cells(answer, names) -> list[str]:
             else fmt(answer[k].estimate) for k in names]
 
 
-def answer_html(title: str, answer) -> str:
+def answer_html(title: str, answer, floor=None) -> str:
     rows = [[k, fmt(q.estimate), f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]" if q.ci else "", q.unit]
             for k, q in answer.quantities.items()]
-    notes = list(answer.notes) + [f"warning: {w}" for w in answer.warnings]
+    notes = list(answer.notes) + [f"warning: {w}" for w in list(answer.warnings) + below_floor_warnings(answer, floor)]
     return (f"<h3>{esc(title)}</h3>" + html_table(["quantity", "estimate", "95% interval", "unit"], rows)
             + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
 
 
-def recommendations_html(laws, canonical, training, budgets, inference_tokens) -> str:
+def recommendations_html(laws, canonical, training, budgets, inference_tokens, floor=None) -> str:
     law = laws.get("chinchilla")
     if law is None:
         return skipped_html("Recommendations", "no Chinchilla law was fitted")
@@ -443,12 +542,15 @@ def recommendations_html(laws, canonical, training, budgets, inference_tokens) -
     rows = []
     for c in budgets:
         answer = recommend.compute_optimal(law, c)
-        rows.append([fmt(c)] + quantity_cells(answer, ("N", "D", "predicted_loss")) + [extrapolation_text(answer.warnings)])
+        below = below_floor_warnings(answer, floor)
+        rows.append([fmt(c)] + quantity_cells(answer, ("N", "D", "predicted_loss"))
+                    + ["; ".join([extrapolation_text(answer.warnings)] + [f"warning: {w}" for w in below])])
     parts = ["<h3>Compute-optimal allocation (Chinchilla law)</h3>",
              html_table(["training FLOPs", "N (parameters)", "D (tokens)", "predicted loss", "range check"], rows)]
     try:
         answer = recommend.inference_aware(law, inference_tokens, train_flops=budgets[0])
-        parts.append(answer_html(f"Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens", answer))
+        parts.append(answer_html(f"Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens", answer,
+                                 floor))
     except ValueError as e:
         parts.append(skipped_html("Inference-aware sizing", str(e)))
     aug = laws.get("augmentation")
@@ -456,7 +558,8 @@ def recommendations_html(laws, canonical, training, budgets, inference_tokens) -
         try:
             teacher, shares = teacher_costs(training)
             answer = recommend.augmentation_pays(aug, budgets[0], teacher, shares)
-            parts.append(answer_html(f"Does thinking augmentation pay for itself at {fmt(budgets[0])} FLOPs?", answer))
+            parts.append(answer_html(f"Does thinking augmentation pay for itself at {fmt(budgets[0])} FLOPs?", answer,
+                                     floor))
         except ValueError as e:
             parts.append(skipped_html("Augmentation question", str(e)))
     joint = laws.get("joint_inference")
@@ -530,6 +633,28 @@ def configure_report(parser) -> None:
                                           "decades around the largest budget in the data)")
     parser.add_argument("--inference_tokens", type=float, default=1e12,
                         help="lifetime inference tokens for the inference-aware example (default 1e12)")
+    parser.add_argument("--floor", default="auto",
+                        help="the true irreducible loss set beside the fitted E: auto (the synthetic generator's "
+                             "entropy when the sweep's runs evaluated on it; default), none, a number, or the "
+                             "JSON file `scaling describe --corpus=synthetic` prints")
+
+
+def parse_floor(value: str):
+    """--floor: "auto", "none", a number, or a describe JSON file."""
+    if value in ("auto", "none"):
+        return None if value == "none" else "auto"
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    path = Path(value)
+    try:
+        data = json.loads(path.read_text())
+        float(data["entropy_nats_per_token"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"--floor {value!r}: give auto, none, a number or the JSON of `scaling describe "
+                         f"--corpus=...` ({type(e).__name__}: {e})") from None
+    return {**data, "source": str(path)}
 
 
 def run_report(args) -> int:
@@ -538,7 +663,7 @@ def run_report(args) -> int:
     try:
         budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
         text = build_report(args.path, tables.parse_columns(args.columns), args.bootstrap, budgets,
-                            args.inference_tokens, args.target)
+                            args.inference_tokens, args.target, floor=parse_floor(args.floor))
     except ValueError as e:
         print(f"scaling report: {e}", file=sys.stderr)
         return 2

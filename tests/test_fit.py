@@ -153,3 +153,63 @@ def test_non_converged_fit_is_flagged_in_the_summary():
     law = analysis.fit(frame, bootstrap=0, heldout_fraction=0)
     assert "WARNING" not in summary(law)
     assert "did not converge" in summary(dataclasses.replace(law, converged=False))
+
+
+def test_known_floor_fixed_holds_e_and_recovers_the_rest(tmp_path):
+    frame, truth = synthetic_chinchilla(n_sizes=6, n_budgets=6, noise=0.002)
+    law = analysis.fit(frame, bootstrap=30, heldout_fraction=0.2, floor=truth["E"], floor_mode="fix")
+    assert law.converged and law.options["floor"] == truth["E"] and law.options["floor_mode"] == "fix"
+    e = law.parameters["E"]
+    assert e.estimate == pytest.approx(truth["E"], rel=1e-12) and e.se < 1e-12 and e.ci == (truth["E"], truth["E"])
+    for name in ("A", "B", "alpha", "beta"):
+        p = law.parameters[name]
+        assert p.ci[0] <= truth[name] <= p.ci[1], (name, p)
+    assert law.heldout["mean_relative_error"] < 0.02
+    assert law.options["points_below_floor"] == 0
+    loaded = analysis.load_law(law.save(tmp_path / "law.json"))
+    assert np.allclose(loaded.predict(N=1e9, D=1e10), law.predict(N=1e9, D=1e10))
+    assert np.all(loaded.predict_draws(N=1e12, D=1e14) >= truth["E"])
+
+
+def test_known_floor_as_a_bound_binds_only_when_the_data_ask_for_less():
+    frame, truth = synthetic_chinchilla(n_sizes=5, n_budgets=6, noise=0.002)
+    free = analysis.fit(frame, bootstrap=0, heldout_fraction=0)
+    below = analysis.fit(frame, bootstrap=0, heldout_fraction=0, floor=1.5)  # inactive: E ~ 1.8
+    assert below.parameters["E"].estimate == pytest.approx(free.parameters["E"].estimate, rel=1e-3)
+    assert below.objective == pytest.approx(free.objective, rel=1e-3, abs=1e-9)
+    above = analysis.fit(frame, bootstrap=20, heldout_fraction=0, floor=2.1)  # binds (E ~ 1.8), and lies above the lowest losses
+    assert above.options["floor_mode"] == "bound"
+    assert above.parameters["E"].estimate >= 2.1 and above.parameters["E"].ci[0] >= 2.1
+    assert above.objective > free.objective
+    assert above.options["points_below_floor"] == int((frame["eval_loss"] < 2.1).sum()) > 0
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(floor=-1.0), "finite positive"),
+    (dict(floor=float("nan")), "finite positive"),
+    (dict(floor=1.0, floor_mode="clamp"), "floor mode"),
+    (dict(floor=1.0, approach=2), "approaches 1 and 2 have no E"),
+])
+def test_bad_floor_is_refused(options, message):
+    frame, _ = synthetic_chinchilla(n_sizes=4, n_budgets=5)
+    with pytest.raises(ValueError, match=message):
+        analysis.fit(frame, bootstrap=0, heldout_fraction=0, **options)
+
+
+def test_cli_fit_reads_the_floor_from_describe_json(run_cli, tmp_path):
+    frame, truth = synthetic_chinchilla(n_sizes=4, n_budgets=5)
+    table = tmp_path / "points.csv"
+    frame.to_csv(table, index=False)
+    floor = tmp_path / "floor.json"
+    floor.write_text(json.dumps({"corpus": "synthetic", "entropy_nats_per_token": truth["E"], "stderr": 0.001}))
+    out = tmp_path / "law.json"
+    proc = run_cli("fit", table, "--bootstrap=0", "--heldout-fraction=0", f"--floor={floor}", "--floor-mode=fix",
+                   "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"E held at the known floor {truth['E']:g}" in proc.stdout
+    assert analysis.load_law(out).parameters["E"].estimate == truth["E"]
+    junk = tmp_path / "junk.json"
+    junk.write_text("{}")
+    for value, message in ((junk, "needs entropy_nats_per_token"), ("nofile", "neither a number nor a file")):
+        bad = run_cli("fit", table, f"--floor={value}", "-o", tmp_path / "x.json")
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr

@@ -243,3 +243,17 @@ def test_cli_joint_json_has_the_allocation_keys(run_cli, tmp_path):
     assert all(set(v) == {"estimate", "ci"} for v in out.values())
     proc = run_cli("recommend", path, "--train_flops=1e21")
     assert proc.returncode == 2 and "--total_flops" in proc.stderr
+
+
+def test_cli_warns_when_a_prediction_falls_below_the_floor(run_cli, law_file, tmp_path):
+    predicted = analysis.load_law(law_file).recommend(train_flops=1e21)["predicted_loss"].estimate
+    proc = run_cli("recommend", law_file, "--train_flops=1e21", f"--floor={predicted * 1.01}", check=True)
+    assert "predicted_loss = " in proc.stderr and "below the true irreducible loss" in proc.stderr
+    proc = run_cli("recommend", law_file, "--train_flops=1e21", f"--floor={predicted * 0.99}", check=True)
+    assert "irreducible" not in proc.stderr
+    floor = tmp_path / "floor.json"
+    floor.write_text(json.dumps({"entropy_nats_per_token": predicted * 1.01}))
+    proc = run_cli("recommend", law_file, "--train_flops=1e21", f"--floor={floor}", check=True)
+    assert "below the true irreducible loss" in proc.stderr
+    bad = run_cli("recommend", law_file, "--train_flops=1e21", "--floor=nofile")
+    assert bad.returncode == 2 and "neither a number nor a file" in bad.stderr

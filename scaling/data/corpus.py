@@ -37,6 +37,28 @@ HELD_OUT_BUCKETS = 10  # one problem in ten (by hash) is reserved for evaluation
 
 
 @dataclasses.dataclass(frozen=True)
+class Generator:
+    """The generator's sizes; the default is the corpus. Smaller ones exist so that the
+    document distribution can be enumerated exactly (scaling.data.entropy's tests)."""
+    names: tuple[str, ...] = NAMES
+    items: tuple[str, ...] = ITEMS
+    places: tuple[str, ...] = PLACES
+    colours: tuple[str, ...] = COLOURS
+    top_small: int = 9          # operands at most this below `large_from` steps
+    top_large: int = 19         # ... and at most this from `large_from` steps on
+    large_from: int = 3
+    max_value: int = 999        # no multiplication past this
+    max_count: int = 19         # the stated count of a difficulty-0 document
+    max_fillers: int = 3        # filler sentences of a difficulty-0 document
+
+    def top(self, difficulty: int) -> int:
+        return self.top_small if difficulty < self.large_from else self.top_large
+
+
+DEFAULT_GENERATOR = Generator()
+
+
+@dataclasses.dataclass(frozen=True)
 class HardSpan:
     """Characters [start, end) of a document whose value needs `steps` to compute."""
     start: int
@@ -98,14 +120,14 @@ def _split_key(chain: _Chain, name: str, items: str) -> str:
     return chain.key if len(chain.ops) >= 2 else f"{name}|{items}|{chain.key}"
 
 
-def _chain(rng: random.Random, difficulty: int) -> _Chain:
-    top = 9 if difficulty < 3 else 19
+def _chain(rng: random.Random, difficulty: int, g: Generator = DEFAULT_GENERATOR) -> _Chain:
+    top = g.top(difficulty)
     value = start = rng.randint(1, top)
     ops = []
     for _ in range(difficulty):
         choices = ["+", "*"] + (["-"] if value > 1 else [])
         op = rng.choice(choices)
-        if op == "*" and value * 3 > 999:
+        if op == "*" and value * 3 > g.max_value:
             op = "-" if value > 1 else "+"
         if op == "*":
             b = rng.randint(2, 3)
@@ -126,14 +148,37 @@ def _op_sentence(name: str, other: str, items: str, op: str, b: int) -> str:
     return f"{name} gets {'twice' if b == 2 else 'three times'} as many {items}."
 
 
-def _filler(rng: random.Random, name: str, other: str, items: str) -> str:
+def _filler(rng: random.Random, name: str, other: str, items: str, g: Generator = DEFAULT_GENERATOR) -> str:
     return rng.choice((
-        f"{name} lives in {rng.choice(PLACES)}.",
-        f"The {items} are {rng.choice(COLOURS)}.",
+        f"{name} lives in {rng.choice(g.places)}.",
+        f"The {items} are {rng.choice(g.colours)}.",
         f"{other} is a friend of {name}.",
         f"{name} likes {items} very much.",
-        f"It is a sunny day in {rng.choice(PLACES)}.",
+        f"It is a sunny day in {rng.choice(g.places)}.",
     ))
+
+
+def filler_templates(name: str, other: str, items: str, g: Generator = DEFAULT_GENERATOR):
+    """`_filler`'s outcomes as (probability, sentence), for exact log-probabilities."""
+    fives = [[f"{name} lives in {p}." for p in g.places], [f"The {items} are {c}." for c in g.colours],
+             [f"{other} is a friend of {name}."], [f"{name} likes {items} very much."],
+             [f"It is a sunny day in {p}." for p in g.places]]
+    return [(1 / 5 / len(group), sentence) for group in fives for sentence in group]
+
+
+def zero_text(name: str, items: str, count: int, fillers: list[str]) -> str:
+    """A difficulty-0 document: fillers, a stated count and its echo."""
+    return " ".join(fillers + [f"{name} has {count} {items}.", f"{name} is happy with {count} {items}."])
+
+
+def chain_text(name: str, other: str, items: str, chain: _Chain, filler: str | None) -> tuple[str, str]:
+    """(prefix up to the answer slot, whole text) of a document with a chain."""
+    parts = [filler] if filler is not None else []
+    parts.append(f"{name} has {chain.start} {items}.")
+    parts += [_op_sentence(name, other, items, op, b) for op, b in chain.ops]
+    prefix = " ".join(parts) + f" So {name} now has "
+    answer = str(chain.values()[-1])
+    return prefix, prefix + answer + f" {items}. {name} is happy with {answer} {items}."
 
 
 def _draw_difficulty(rng: random.Random, mix: Mapping[int, float]) -> int:
@@ -142,46 +187,42 @@ def _draw_difficulty(rng: random.Random, mix: Mapping[int, float]) -> int:
 
 
 def make_document(split: str, seed: int, index: int, difficulty: int | None = None,
-                  mix: Mapping[int, float] = DEFAULT_MIX) -> Document:
+                  mix: Mapping[int, float] = DEFAULT_MIX, generator: Generator = DEFAULT_GENERATOR) -> Document:
     """Document `index` of a split ("train" or "eval"): a pure function of its arguments."""
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     want_held_out = split == "eval"
     rng = random.Random(f"{split}:{seed}:{index}:{difficulty}")
-    name, other = rng.sample(NAMES, 2)
-    items = rng.choice(ITEMS)
+    g = generator
+    name, other = rng.sample(g.names, 2)
+    items = rng.choice(g.items)
     d = _draw_difficulty(rng, mix) if difficulty is None else difficulty
-    opening = f"{name} has"
     if d == 0:
         while True:  # a document with no hard span: fillers, a stated count and its echo
-            count = rng.randint(1, 19)
-            sentences = [_filler(rng, name, other, items) for _ in range(rng.randint(1, 3))]
-            text = " ".join(sentences + [f"{opening} {count} {items}.",
-                                         f"{name} is happy with {count} {items}."])
+            count = rng.randint(1, g.max_count)
+            sentences = [_filler(rng, name, other, items, g) for _ in range(rng.randint(1, g.max_fillers))]
+            text = zero_text(name, items, count, sentences)
             if is_held_out(text) == want_held_out:
                 return Document(f"{split}-{seed}-{index}", text, 0, ())
     while True:
-        chain = _chain(rng, d)
+        chain = _chain(rng, d, g)
         if is_held_out(_split_key(chain, name, items)) == want_held_out:
             break
     values = chain.values()
-    parts = [_filler(rng, name, other, items)] if rng.random() < 0.5 else []
-    parts.append(f"{opening} {chain.start} {items}.")
-    parts += [_op_sentence(name, other, items, op, b) for op, b in chain.ops]
-    prefix = " ".join(parts) + f" So {name} now has "
+    prefix, text = chain_text(name, other, items, chain, _filler(rng, name, other, items, g) if rng.random() < 0.5 else None)
     answer = str(values[-1])
-    text = prefix + answer + f" {items}. {name} is happy with {answer} {items}."
     steps = tuple(f"{a} {op} {b} = {c}." for a, (op, b), c in zip(values, chain.ops, values[1:]))
     span = HardSpan(len(prefix), len(prefix) + len(answer), values[-1], steps,
                     f"{name} starts with {chain.start} {items}.", f"So {name} now has {answer} {items}.")
     return Document(f"{split}-{seed}-{index}", text, d, (span,))
 
 
-def documents(split: str, seed: int, start: int = 0, mix: Mapping[int, float] = DEFAULT_MIX) -> Iterator[Document]:
+def documents(split: str, seed: int, start: int = 0, mix: Mapping[int, float] = DEFAULT_MIX,
+              generator: Generator = DEFAULT_GENERATOR) -> Iterator[Document]:
     """The endless stream of a split from document `start` on."""
     index = start
     while True:
-        yield make_document(split, seed, index, mix=mix)
+        yield make_document(split, seed, index, mix=mix, generator=generator)
         index += 1
 
 
