@@ -33,6 +33,15 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gqa", action="store_true", help="architecture: add the GQA factor")
     parser.add_argument("--budget-decimals", type=int, default=1,
                         help="approaches 1/2: compute budgets are log10 C rounded to this many decimals")
+    parser.add_argument("--isoflop-method", choices=("parabola", "porian"), default="parabola",
+                        help="approach 2: a parabola per IsoFLOP curve (default) or Porian et al. 2024's "
+                             "Akima-spline minima with a seed-noise bootstrap and weighted power law")
+    parser.add_argument("--seed-noise", type=float,
+                        help="--isoflop-method=porian: loss standard deviation between seeds (default 0.002)")
+    parser.add_argument("--noise-draws", type=int,
+                        help="--isoflop-method=porian: seed-noise perturbations per curve (default 1000)")
+    parser.add_argument("--where", help="fit only the rows where this pandas query holds, e.g. "
+                                        "\"dataset == 'rw' and hparams == 'tuned'\"")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", required=True, help="law file to write (JSON)")
 
@@ -41,6 +50,8 @@ def run_fit(args) -> int:
     try:
         columns = parse_columns(args.columns)
         options = {}
+        if args.approach == 3 and args.isoflop_method != "parabola":
+            raise ValueError("--isoflop-method applies to --approach=2 (IsoFLOP curves); this is approach 3")
         if args.approach == 3:
             options.update(huber_delta=args.huber_delta, heldout_fraction=args.heldout_fraction, seed=args.seed)
             if args.base_law:
@@ -57,6 +68,15 @@ def run_fit(args) -> int:
                 options["gqa"] = True
         else:
             options.update(budget_decimals=args.budget_decimals, seed=args.seed)
+            if args.isoflop_method != "parabola":
+                options["isoflop_method"] = args.isoflop_method
+            for name in ("seed_noise", "noise_draws"):
+                if getattr(args, name) is not None:
+                    if args.isoflop_method != "porian":
+                        raise ValueError(f"--{name.replace('_', '-')} applies only to --isoflop-method=porian")
+                    options[name] = getattr(args, name)
+        if args.where:
+            options["where"] = args.where
         law = fit(args.table, form=args.form, approach=args.approach, target=args.target,
                   bootstrap=args.bootstrap, columns=columns, **options)
     except (TableError, LawError, ValueError) as e:
@@ -82,6 +102,13 @@ def summary(law) -> str:
                      f"{h['mean_relative_error']:.3%}, max {h['max_relative_error']:.3%}")
     elif law.heldout.get("skipped"):
         lines.append(f"held-out validation skipped: {law.heldout['skipped']}")
+    if law.options.get("isoflop_method") == "porian":
+        o = law.options
+        lines.append(f"Porian et al. approach 2: {o['n_optima']} IsoFLOP curves, seed noise {o['seed_noise']:g}, "
+                     f"{o['noise_draws']} draws per curve; interval from {len(law.bootstrap_samples['a'])} "
+                     f"weighted refits; R^2 (N) {o['r_squared']['N']:.4f}")
+        for dropped in o.get("dropped_curves", []):
+            lines.append(f"dropped curve C = {dropped['C']:.3g}: {dropped['reason']}")
     if not law.converged:
         lines.append("WARNING: the best start did not converge; treat the estimates with caution")
     return "\n".join(lines)

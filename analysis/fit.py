@@ -311,6 +311,10 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
     """Fit a law to a table (path, results folder or DataFrame). approach 3 fits `form`;
     approaches 1 and 2 fit the compute-optimal power laws N_opt = k_N C^a, D_opt = k_D C^b."""
     target = (columns or {}).get("loss", target)
+    if form_options.get("where"):
+        from analysis.tables import select_rows
+        table = select_rows(table, form_options.pop("where"))
+    form_options.pop("where", None)
     if approach in (1, 2):
         from analysis.isoflop import fit_compute_optimal
         return fit_compute_optimal(table, approach=approach, target=target, columns=columns,
