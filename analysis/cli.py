@@ -31,6 +31,12 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
                         help="augmentation: a data exponent per arm instead of multipliers")
     parser.add_argument("--reference-arm", help="augmentation: the arm whose data counts 1x (default vanilla)")
     parser.add_argument("--gqa", action="store_true", help="architecture: add the GQA factor")
+    parser.add_argument("--shared-exponent", action="store_true",
+                        help="chinchilla: one exponent for N and D (Gadre et al. 2024's over-training law); "
+                             "fitted by least squares on the loss unless --objective says otherwise")
+    parser.add_argument("--objective", choices=("huber_log", "squared_loss"),
+                        help="approach 3: Huber on log residuals (default) or least squares on the loss "
+                             "(the default with --shared-exponent)")
     parser.add_argument("--budget-decimals", type=int, default=1,
                         help="approaches 1/2: compute budgets are log10 C rounded to this many decimals")
     parser.add_argument("--isoflop-method", choices=("parabola", "porian"), default="parabola",
@@ -66,6 +72,10 @@ def run_fit(args) -> int:
                 options["reference_arm"] = args.reference_arm
             if args.gqa:
                 options["gqa"] = True
+            if args.shared_exponent:
+                options["shared_exponent"] = True
+            if args.objective:
+                options["objective"] = args.objective
         else:
             options.update(budget_decimals=args.budget_decimals, seed=args.seed)
             if args.isoflop_method != "parabola":
@@ -92,7 +102,8 @@ def summary(law) -> str:
     """A plain-text table of the estimates, intervals and fit diagnostics."""
     lines = [f"form {law.form} (approach {law.approach}), target {law.target}, {law.n_points} points, "
              f"{law.n_starts} starts, objective {law.objective:.6g}"
-             + ("" if law.approach != 3 else f" (Huber delta {law.huber_delta:g})"),
+             + ("" if law.approach != 3 else " (least squares on the loss)"
+                if law.options.get("objective") == "squared_loss" else f" (Huber delta {law.huber_delta:g})"),
              f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}"]
     for name, p in law.parameters.items():
         lines.append(f"{name:<14}{_num(p.estimate):>14}{_num(p.se):>12}{_num(p.ci[0]):>14}{_num(p.ci[1]):>14}")
@@ -109,6 +120,11 @@ def summary(law) -> str:
                      f"weighted refits; R^2 (N) {o['r_squared']['N']:.4f}")
         for dropped in o.get("dropped_curves", []):
             lines.append(f"dropped curve C = {dropped['C']:.3g}: {dropped['reason']}")
+    if law.options.get("shared_exponent"):
+        from analysis.forms import gadre_parameters
+        g = gadre_parameters(law.estimates())
+        lines.append("shared exponent (Gadre et al.): L = E + (a M^eta + b M^-eta) C^-eta, M = D/N: "
+                     + ", ".join(f"{k} = {v:.6g}" for k, v in g.items()))
     if not law.converged:
         lines.append("WARNING: the best start did not converge; treat the estimates with caution")
     return "\n".join(lines)

@@ -111,10 +111,17 @@ class _Problem:
             y = frame["loss"].to_numpy(np.float64)
             self.y = jnp.asarray(np.log(y) if form.log_target else y)
         self.n = len(frame)
+        squared = self.options.get("objective") == "squared_loss"
+        if squared and not form.log_target:
+            raise ValueError(f"objective 'squared_loss' is for loss forms; form {form.name!r} fits accuracy")
 
         def objective(theta, weights):
-            residual = form.raw_predict(theta, self.cov, self.options) - self.y
-            value = jnp.sum(weights * huber(residual, delta))
+            if squared:  # Gadre et al.: least squares on the loss itself (scipy curve_fit)
+                residual = jnp.exp(form.raw_predict(theta, self.cov, self.options)) - jnp.exp(self.y)
+                value = jnp.sum(weights * residual ** 2)
+            else:
+                residual = form.raw_predict(theta, self.cov, self.options) - self.y
+                value = jnp.sum(weights * huber(residual, delta))
             return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
         self.objective = objective
@@ -173,9 +180,10 @@ def _distinct(x: np.ndarray, f: np.ndarray, count: int, tol: float = 1e-3) -> np
 
 def _check_enough(frame: pd.DataFrame, form: Form, options: Mapping, source: str) -> None:
     n_params = len(form.parameter_names_for(options))
-    if len(frame) < MIN_POINTS_PER_PARAMETER * n_params:
+    needed = form.min_points(options) or MIN_POINTS_PER_PARAMETER * n_params
+    if len(frame) < needed:
         raise TableError(f"{source}: {len(frame)} points are too few to fit the {n_params} parameters of "
-                         f"form {form.name!r} (need at least {MIN_POINTS_PER_PARAMETER * n_params})")
+                         f"form {form.name!r} (need at least {needed})")
     if frame["loss"].nunique() < 2:
         raise TableError(f"{source}: the target is {frame['loss'].iloc[0]:g} in every row; there is nothing to fit")
     if "N" in frame and frame["N"].nunique() < 2 and "N" in form.required_covariates(options):
@@ -224,7 +232,8 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
         options_out["bootstrap_converged_fraction"] = float(np.mean(boot_converged))
     law = Law(form=form.name, target=target, approach=3, parameters=parameters,
               bootstrap_samples={k: np.asarray(v, dtype=np.float64) for k, v in draws.items()},
-              ranges=ranges(frame), objective=float(f[0]), huber_delta=huber_delta, n_points=len(frame),
+              ranges=ranges(frame), objective=float(f[0]),
+              huber_delta=0.0 if options.get("objective") == "squared_loss" else huber_delta, n_points=len(frame),
               n_starts=len(starts), converged=bool(converged[0]), heldout={}, data_hash=data_hash(frame),
               options=options_out)
     if form.name == "augmentation" and "D_raw" in frame and not options.get("per_arm_exponents"):
@@ -236,8 +245,17 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
     return law
 
 
+OBJECTIVES = ("huber_log", "squared_loss")
+
+
 def _form_options(form: Form, frame: pd.DataFrame, form_options: Mapping) -> dict:
     options = dict(form_options)
+    if options.get("shared_exponent"):
+        if form.name != "chinchilla":
+            raise ValueError(f"--shared-exponent is an option of --form=chinchilla, not {form.name!r}")
+        options.setdefault("objective", "squared_loss")   # Gadre et al.'s procedure
+    if options.get("objective", "huber_log") not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {options['objective']!r}")
     if "arm" in form.required_covariates(options) or (form.name == "augmentation"):
         arms = sorted(frame["arm"].unique().tolist()) if "arm" in frame else []
         reference = options.get("reference_arm") or ("vanilla" if "vanilla" in arms else (arms[0] if arms else None))

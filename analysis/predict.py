@@ -47,11 +47,22 @@ class PointPrediction:
     inputs: dict[str, Any]
     quantities: dict[str, Estimate]          # quantity name -> estimate (one for a single-target law)
     warnings: tuple[str, ...] = ()
+    observed: float | None = None            # the measured target, where the points give it
+
+    @property
+    def relative_error(self) -> float | None:
+        """(estimate - observed) / observed for a single-target law with a measured value."""
+        if self.observed is None or len(self.quantities) != 1:
+            return None
+        (q,) = self.quantities.values()
+        return (q.estimate - self.observed) / self.observed
 
     def to_dict(self) -> dict:
+        measured = {} if self.observed is None else {"observed": self.observed,
+                                                     "relative_error": self.relative_error}
         if len(self.quantities) == 1:
             (name, q), = self.quantities.items()
-            return {**q.to_dict(), "quantity": name, **self.inputs}
+            return {**q.to_dict(), "quantity": name, **measured, **self.inputs}
         return {**{name: q.to_dict() for name, q in self.quantities.items()}, **self.inputs}
 
 
@@ -71,21 +82,32 @@ class Predictions:
     def to_dict(self) -> dict:
         return {"predictions": [p.to_dict() for p in self.points]}
 
+    def relative_errors(self) -> np.ndarray:
+        return np.array([p.relative_error for p in self.points if p.relative_error is not None])
+
     def table(self) -> str:
         if not self.points:
             return ""
         inputs = list(self.points[0].inputs)
-        header = inputs + ["quantity", "estimate", "95% low", "95% high"]
+        measured = any(p.observed is not None for p in self.points)
+        header = inputs + ["quantity", "estimate", "95% low", "95% high"] + (["observed", "rel. error"] if measured else [])
         rows = []
         for p in self.points:
             for name, q in p.quantities.items():
-                rows.append([_fmt(p.inputs[k]) for k in inputs] + [name, _fmt(q.estimate), _fmt(q.low), _fmt(q.high)])
+                extra = ([_fmt(p.observed), "-" if p.relative_error is None else f"{p.relative_error:+.2%}"]
+                         if measured else [])
+                rows.append([_fmt(p.inputs[k]) for k in inputs] + [name, _fmt(q.estimate), _fmt(q.low), _fmt(q.high)]
+                            + extra)
         widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
         lines = ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in [header] + rows]
         if self.n_draws == 0:
             lines.append("note: the law has no bootstrap draws (fitted with --bootstrap=0): no intervals")
         else:
             lines.append(f"intervals: {INTERVAL[0]:g}-{INTERVAL[1]:g} percentiles over {self.n_draws} bootstrap draws")
+        errors = self.relative_errors()
+        if errors.size:
+            lines.append(f"relative error against the measured values ({errors.size} points): mean |error| "
+                         f"{np.mean(np.abs(errors)):.2%}, max {np.max(np.abs(errors)):.2%}")
         return "\n".join(lines)
 
 
@@ -138,10 +160,23 @@ def _as_frame(points, source: str) -> pd.DataFrame:
     return pd.DataFrame({k: np.repeat(v, n) if len(v) == 1 else v for k, v in columns.items()})
 
 
-def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs") -> Predictions:
+def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
+            columns: Mapping[str, str] | None = None) -> Predictions:
     """The law at every point (a mapping input -> value(s), or a DataFrame with one column per input),
-    with bootstrap intervals and range warnings. Raises TableError naming a missing or bad input."""
+    with bootstrap intervals and range warnings. `columns` maps inputs to other column names
+    (N=N_params, and loss=<column> for the measured target). Where the points hold the measured
+    target (the law's target column, or `columns['loss']`), each point gets it and the relative
+    error. Raises TableError naming a missing or bad input."""
     frame = _as_frame(points, source)
+    columns = dict(columns or {})
+    for canon, column in columns.items():
+        if column not in frame.columns:
+            raise TableError(f"{source}: no column {column!r} (mapped to {canon}); has {list(frame.columns)}")
+    frame = frame.assign(**{canon: frame[column] for canon, column in columns.items() if canon != "loss"})
+    target_column = columns.get("loss", law.target)
+    observed = None
+    if target_column in frame.columns and len(quantities(law)) == 1:
+        observed = pd.to_numeric(frame[target_column], errors="coerce").to_numpy(dtype=np.float64)
     needed = required_inputs(law)
     missing = [name for name in needed if name not in frame.columns]
     if missing:
@@ -176,8 +211,16 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs") ->
         numeric = {k: v for k, v in row_inputs.items() if k in ("N", "D", "C", "T") and not isinstance(v, str)}
         if "N" in numeric and "D" in numeric and "C" not in numeric:
             numeric["C"] = 6.0 * numeric["N"] * numeric["D"]
-        out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric))))
+        measured = None if observed is None or not np.isfinite(observed[i]) else float(observed[i])
+        out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric)), measured))
     return Predictions(law.form, tuple(out), n_draws)
+
+
+def _select(frame: pd.DataFrame, where: str, source: str) -> pd.DataFrame:
+    from analysis.tables import select_rows
+    frame = frame.copy()
+    frame.attrs["source"] = source
+    return select_rows(frame, where).reset_index(drop=True)
 
 
 def read_points(path: str | Path) -> pd.DataFrame:
@@ -202,7 +245,10 @@ def configure_predict(parser) -> None:
     for name in KNOWN_INPUTS:
         parser.add_argument(f"--{name}", dest=f"input_{name}",
                             help=f"{name}: one value or a comma-separated list (lists of one length broadcast)")
-    parser.add_argument("--points", help="CSV/Parquet with one column per input (N, D, ...), one point per row")
+    parser.add_argument("--points", help="CSV/Parquet with one column per input (N, D, ...), one point per row; "
+                                         "a column with the law's target adds the relative error")
+    parser.add_argument("--columns", default="", help="--points column map, e.g. N=N_params,D=D_tokens,loss=loss_c4_val")
+    parser.add_argument("--where", help="--points: only the rows where this pandas query holds")
     parser.add_argument("--tolerance", type=float, default=3.0,
                         help="warn when a point leaves the fitted ranges by more than this factor (default 3)")
     parser.add_argument("--json", action="store_true", help='print {"predictions": [...]} instead of a table')
@@ -223,12 +269,17 @@ def run_predict(args) -> int:
             if given:
                 raise TableError(f"give the points either with --points or with --{'/--'.join(given)}, not both")
             points, source = read_points(args.points), str(args.points)
+            if args.where:
+                points = _select(points, args.where, source)
         elif given:
+            if args.columns or args.where:
+                raise TableError("--columns and --where apply to --points")
             points = {k: [v.strip() for v in text.split(",")] for k, text in given.items()}
             source = "command line"
         else:
             raise TableError(f"no points: give {', '.join('--' + n for n in required_inputs(law))} or --points=FILE")
-        result = predict(law, points, tolerance=args.tolerance, source=source)
+        from analysis.tables import parse_columns
+        result = predict(law, points, tolerance=args.tolerance, source=source, columns=parse_columns(args.columns))
     except (TableError, LawError, ValueError) as e:
         print(f"scaling predict: error: {e}", file=sys.stderr)
         return 2
