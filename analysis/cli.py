@@ -16,7 +16,8 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", help="results folder (holding training.parquet), or a CSV/Parquet table")
     parser.add_argument("--approach", type=int, choices=(1, 2, 3), default=3,
                         help="3: fit --form (default); 1: min-loss envelope; 2: IsoFLOP parabolas")
-    parser.add_argument("--form", choices=sorted(FORMS), default="chinchilla")
+    parser.add_argument("--form", choices=sorted(FORMS) + ["hyperparameters"], default="chinchilla",
+                        help="law form; 'hyperparameters' is Step Law (columns N, D, lr, batch_size, loss)")
     parser.add_argument("--target", default="eval_loss", help="the column to fit (default eval_loss)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
     parser.add_argument("--columns", default="", help="column map, e.g. N=params,D=tokens,loss=eval_loss")
@@ -48,6 +49,11 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
                         help="--isoflop-method=porian: seed-noise perturbations per curve (default 1000)")
     parser.add_argument("--where", help="fit only the rows where this pandas query holds, e.g. "
                                         "\"dataset == 'rw' and hparams == 'tuned'\"")
+    parser.add_argument("--seq-len", type=float,
+                        help="--form=hyperparameters: tokens per sequence, to count batch_size in tokens (default 1)")
+    parser.add_argument("--threshold", type=float,
+                        help="--form=hyperparameters: near-optimal runs are within this relative loss of their "
+                             "(N, D) group's best (default 0.0025)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", required=True, help="law file to write (JSON)")
 
@@ -58,7 +64,13 @@ def run_fit(args) -> int:
         options = {}
         if args.approach == 3 and args.isoflop_method != "parabola":
             raise ValueError("--isoflop-method applies to --approach=2 (IsoFLOP curves); this is approach 3")
-        if args.approach == 3:
+        for name in ("seq_len", "threshold"):
+            if getattr(args, name) is not None and args.form != "hyperparameters":
+                raise ValueError(f"--{name.replace('_', '-')} applies only to --form=hyperparameters")
+        if args.approach == 3 and args.form == "hyperparameters":
+            options.update(seed=args.seed, **{n: getattr(args, n) for n in ("seq_len", "threshold")
+                                                if getattr(args, n) is not None})
+        elif args.approach == 3:
             options.update(huber_delta=args.huber_delta, heldout_fraction=args.heldout_fraction, seed=args.seed)
             if args.base_law:
                 options["base"] = load_law(args.base_law).estimates()
@@ -103,7 +115,8 @@ def summary(law) -> str:
     lines = [f"form {law.form} (approach {law.approach}), target {law.target}, {law.n_points} points, "
              f"{law.n_starts} starts, objective {law.objective:.6g}"
              + ("" if law.approach != 3 else " (least squares on the loss)"
-                if law.options.get("objective") == "squared_loss" else f" (Huber delta {law.huber_delta:g})"),
+                if law.options.get("objective") == "squared_loss" else " (least squares on log lr and log batch)"
+                if law.form == "hyperparameters" else f" (Huber delta {law.huber_delta:g})"),
              f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}"]
     for name, p in law.parameters.items():
         lines.append(f"{name:<14}{_num(p.estimate):>14}{_num(p.se):>12}{_num(p.ci[0]):>14}{_num(p.ci[1]):>14}")
@@ -125,6 +138,13 @@ def summary(law) -> str:
         g = gadre_parameters(law.estimates())
         lines.append("shared exponent (Gadre et al.): L = E + (a M^eta + b M^-eta) C^-eta, M = D/N: "
                      + ", ".join(f"{k} = {v:.6g}" for k, v in g.items()))
+    if law.form == "hyperparameters":
+        e = law.estimates()
+        o = law.options
+        lines.append(f"Step Law: lr = {e['k_lr']:.4g} N^{e['a_lr']:.4f} D^{e['b_lr']:.4f}, "
+                     f"batch = {e['k_bs']:.4g} D^{e['b_bs']:.4f} (batch in units of batch_size x {o['seq_len']:g}); "
+                     f"{o['n_near_optimal']} near-optimal runs (within {o['threshold']:g}) in {o['n_groups']} (N, D) "
+                     f"groups; estimates are bootstrap means")
     if not law.converged:
         lines.append("WARNING: the best start did not converge; treat the estimates with caution")
     return "\n".join(lines)

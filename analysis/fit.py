@@ -339,6 +339,9 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
                                    bootstrap=bootstrap, **form_options)
     if approach != 3:
         raise ValueError(f"approach must be 1, 2 or 3, got {approach!r}")
+    if form == "hyperparameters":
+        from analysis.hyperparameters import fit_hyperparameters
+        return fit_hyperparameters(table, target=target, columns=columns, bootstrap=bootstrap, **form_options)
     form_object = get_form(form)
     options = dict(form_options)
     if isinstance(options.get("base"), (str, bytes)) or hasattr(options.get("base"), "__fspath__"):

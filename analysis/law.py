@@ -19,6 +19,7 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 COMPUTE_OPTIMAL = "compute_optimal"  # the form name of approach-1/2 laws
+HYPERPARAMETERS = "hyperparameters"  # Step Law: lr*(N, D) and batch*(D), analysis.hyperparameters
 
 
 class LawError(ValueError):
@@ -80,6 +81,11 @@ class Law:
                 raise LawError("an approach-1/2 law predicts N_opt or D_opt: predict(C=..., quantity='N'|'D')")
             exponent, prefactor = (params["a"], params["k_N"]) if quantity == "N" else (params["b"], params["k_D"])
             return prefactor * np.asarray(covariates["C"], dtype=np.float64) ** exponent
+        if self.form == HYPERPARAMETERS:
+            if "N" not in covariates or "D" not in covariates:
+                raise LawError("a hyperparameter law predicts at N and D: predict(N=..., D=..., quantity='lr'|'batch_size')")
+            from analysis.hyperparameters import predict_hyperparameters
+            return predict_hyperparameters(params, covariates["N"], covariates["D"], covariates.get("quantity", "lr"))
         from analysis.forms import get_form
         return get_form(self.form).predict(params, self.options, **covariates)
 
@@ -159,10 +165,12 @@ def _validated(data: Mapping, source: str) -> Law:
     options = dict(data.get("options") or {})
     if form == COMPUTE_OPTIMAL:
         expected = ("a", "b", "k_N", "k_D")
+    elif form == HYPERPARAMETERS:
+        expected = ("k_lr", "a_lr", "b_lr", "k_bs", "b_bs")
     else:
         from analysis.forms import FORMS
         if form not in FORMS:
-            fail(f"unknown form {form!r} (known: {', '.join(FORMS)}, {COMPUTE_OPTIMAL})")
+            fail(f"unknown form {form!r} (known: {', '.join(FORMS)}, {COMPUTE_OPTIMAL}, {HYPERPARAMETERS})")
         expected = FORMS[form].parameter_names_for(options)
     params = data["parameters"]
     missing = [name for name in expected if name not in params]

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.law import COMPUTE_OPTIMAL, Law, LawError
+from analysis.law import COMPUTE_OPTIMAL, HYPERPARAMETERS, Law, LawError
 from analysis.recommend import INTERVAL, range_warnings
 from analysis.tables import TableError
 
@@ -128,6 +128,8 @@ def required_inputs(law: Law) -> tuple[str, ...]:
     """The inputs a law needs to predict."""
     if law.form == COMPUTE_OPTIMAL:
         return ("C",)
+    if law.form == HYPERPARAMETERS:
+        return ("N", "D")
     from analysis.forms import get_form
     return tuple(get_form(law.form).required_covariates(law.options))
 
@@ -136,6 +138,8 @@ def quantities(law: Law) -> dict[str, dict]:
     """Predicted quantity name -> extra keyword arguments for Law.predict."""
     if law.form == COMPUTE_OPTIMAL:
         return {"N_opt": {"quantity": "N"}, "D_opt": {"quantity": "D"}}
+    if law.form == HYPERPARAMETERS:
+        return {"lr": {"quantity": "lr"}, "batch_size": {"quantity": "batch_size"}}
     return {law.target: {}}
 
 
