@@ -145,6 +145,9 @@ def summary(law) -> str:
                      f"batch = {e['k_bs']:.4g} D^{e['b_bs']:.4f} (batch in units of batch_size x {o['seq_len']:g}); "
                      f"{o['n_near_optimal']} near-optimal runs (within {o['threshold']:g}) in {o['n_groups']} (N, D) "
                      f"groups; estimates are bootstrap means")
+    if law.options.get("diagnostics"):
+        from analysis.diagnostics import lines_from_dict
+        lines += lines_from_dict(law.options["diagnostics"])
     if not law.converged:
         lines.append("WARNING: the best start did not converge; treat the estimates with caution")
     return "\n".join(lines)

@@ -228,6 +228,9 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
     if "loss_law" in options:
         options_out["loss_law"] = options["loss_law"]
     options_out["iterations"] = iterations
+    diagnostics = _diagnostics(problem, best, frame, form, options)
+    if diagnostics is not None:
+        options_out["diagnostics"] = diagnostics.to_dict()
     if boot_converged is not None:
         options_out["bootstrap_converged_fraction"] = float(np.mean(boot_converged))
     law = Law(form=form.name, target=target, approach=3, parameters=parameters,
@@ -246,6 +249,16 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
 
 
 OBJECTIVES = ("huber_log", "squared_loss")
+
+
+def _diagnostics(problem: _Problem, theta: np.ndarray, frame: pd.DataFrame, form: Form, options: Mapping):
+    """Residual diagnostics (analysis.diagnostics) of the best fit against each numeric covariate."""
+    from analysis.diagnostics import residual_diagnostics
+    with jax.enable_x64(True):
+        residual = np.asarray(form.raw_predict(jnp.asarray(theta), problem.cov, problem.options) - problem.y)
+    names = [c for c in form.required_covariates(options) if c != "arm"] + (["C"] if "C" in frame else [])
+    covariates = {c: frame[c].to_numpy() for c in dict.fromkeys(names) if c in frame}
+    return residual_diagnostics(residual, covariates, scale="log" if form.log_target else "target")
 
 
 def _form_options(form: Form, frame: pd.DataFrame, form_options: Mapping) -> dict:

@@ -95,6 +95,9 @@ def fit_hyperparameters(table, target: str = "loss", columns: Mapping[str, str] 
                    - mean["b_lr"] * np.log(runs["D"]))
     residual_bs = np.log(runs["batch_size"]) - np.log(mean["k_bs"]) - mean["b_bs"] * np.log(runs["D"])
     per_group = (runs.groupby(["N", "D"]).size()).to_numpy()
+    from analysis.diagnostics import residual_diagnostics
+    diagnostics = residual_diagnostics(residual_lr.to_numpy(), {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()},
+                                       scale="ln lr - ln lr*(N, D)")
     return Law(form=HYPERPARAMETERS, target=target, approach=3, parameters=parameters, bootstrap_samples=samples,
                ranges=ranges(frame), objective=float(np.sum(residual_lr ** 2) + np.sum(residual_bs ** 2)),
                huber_delta=0.0, n_points=len(frame), n_starts=0, converged=True, heldout={},
@@ -109,7 +112,8 @@ def fit_hyperparameters(table, target: str = "loss", columns: Mapping[str, str] 
                         "ranges_lr_batch": {"lr": [float(frame["lr"].min()), float(frame["lr"].max())],
                                             "batch_size": [float(frame["batch_size"].min()),
                                                            float(frame["batch_size"].max())]},
-                        "estimate": "mean of the bootstrap coefficients (Step Law's mean model)"})
+                        "estimate": "mean of the bootstrap coefficients (Step Law's mean model)",
+                        **({"diagnostics": diagnostics.to_dict()} if diagnostics is not None else {})})
 
 
 def predict_hyperparameters(params: Mapping[str, float], N, D, quantity: str) -> np.ndarray:

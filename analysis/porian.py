@@ -158,6 +158,9 @@ def fit_porian(table, target: str = "eval_loss", columns: Mapping[str, str] | No
     n_params, n_draw_values, n_r2, n_fit = _power_law_with_draws(n_optima, n_draws, "a", "k_N")
     d_params, d_draw_values, d_r2, d_fit = _power_law_with_draws(d_optima, n_draws, "b", "k_D")
     residual = np.concatenate([n_fit.resid, d_fit.resid])
+    from analysis.diagnostics import residual_diagnostics
+    diagnostics = residual_diagnostics(np.asarray(n_fit.resid), {"C": np.array([o.budget for o in n_optima])},
+                                       scale="ln N* - ln(k_N C^a)")
     optima = {"C": [o.budget for o in n_optima], "N": [o.estimate for o in n_optima],
               "D": [o.estimate for o in d_optima], "N_std_log": [o.std_log for o in n_optima],
               "D_std_log": [o.std_log for o in d_optima], "N_unperturbed": [o.unperturbed for o in n_optima],
@@ -170,6 +173,7 @@ def fit_porian(table, target: str = "eval_loss", columns: Mapping[str, str] | No
                         "seed_noise": seed_noise, "noise_draws": noise_draws, "seed": seed,
                         "grid_multiplier": GRID_MULTIPLIER, "optima": optima, "dropped_curves": dropped,
                         "r_squared": {"N": n_r2, "D": d_r2},
+                        **({"diagnostics": diagnostics.to_dict()} if diagnostics is not None else {}),
                         "residual_rms_log": float(np.sqrt(np.mean(residual ** 2))),
                         "objective": "sum of squared weighted log residuals (WLS, weights 1/std^2)",
                         "draws": "power law refitted on the i-th kept seed-noise optimum of every curve"})
