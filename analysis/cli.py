@@ -16,8 +16,13 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", help="results folder (holding training.parquet), or a CSV/Parquet table")
     parser.add_argument("--approach", type=int, choices=(1, 2, 3), default=3,
                         help="3: fit --form (default); 1: min-loss envelope; 2: IsoFLOP parabolas")
-    parser.add_argument("--form", choices=sorted(FORMS) + ["hyperparameters"], default="chinchilla",
-                        help="law form; 'hyperparameters' is Step Law (columns N, D, lr, batch_size, loss)")
+    parser.add_argument("--form", choices=sorted(FORMS) + ["hyperparameters", "two_step"], default="chinchilla",
+                        help="law form; 'hyperparameters' is Step Law (columns N, D, lr, batch_size, loss); "
+                             "'two_step' the OLMo ladder (N, D, task_loss, accuracy[, final])")
+    parser.add_argument("--task-min", type=float,
+                        help="--form=two_step: the task's chance accuracy (default 0.25)")
+    parser.add_argument("--task-max", type=float,
+                        help="--form=two_step: the task's best accuracy, the helper point at task loss 0 (default 1)")
     parser.add_argument("--target", default="eval_loss", help="the column to fit (default eval_loss)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
     parser.add_argument("--columns", default="", help="column map, e.g. N=params,D=tokens,loss=eval_loss")
@@ -67,7 +72,13 @@ def run_fit(args) -> int:
         for name in ("seq_len", "threshold"):
             if getattr(args, name) is not None and args.form != "hyperparameters":
                 raise ValueError(f"--{name.replace('_', '-')} applies only to --form=hyperparameters")
-        if args.approach == 3 and args.form == "hyperparameters":
+        for name in ("task_min", "task_max"):
+            if getattr(args, name) is not None and args.form != "two_step":
+                raise ValueError(f"--{name.replace('_', '-')} applies only to --form=two_step")
+        if args.approach == 3 and args.form == "two_step":
+            options.update(seed=args.seed, **{n: getattr(args, n) for n in ("task_min", "task_max")
+                                                if getattr(args, n) is not None})
+        elif args.approach == 3 and args.form == "hyperparameters":
             options.update(seed=args.seed, **{n: getattr(args, n) for n in ("seq_len", "threshold")
                                                 if getattr(args, n) is not None})
         elif args.approach == 3:
@@ -116,7 +127,8 @@ def summary(law) -> str:
              f"{law.n_starts} starts, objective {law.objective:.6g}"
              + ("" if law.approach != 3 else " (least squares on the loss)"
                 if law.options.get("objective") == "squared_loss" else " (least squares on log lr and log batch)"
-                if law.form == "hyperparameters" else f" (Huber delta {law.huber_delta:g})"),
+                if law.form == "hyperparameters" else " (step 2 least squares on accuracy; step 1 Huber delta "
+                f"{law.huber_delta:g})" if law.form == "two_step" else f" (Huber delta {law.huber_delta:g})"),
              f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}"]
     for name, p in law.parameters.items():
         lines.append(f"{name:<14}{_num(p.estimate):>14}{_num(p.se):>12}{_num(p.ci[0]):>14}{_num(p.ci[1]):>14}")
@@ -138,6 +150,13 @@ def summary(law) -> str:
         g = gadre_parameters(law.estimates())
         lines.append("shared exponent (Gadre et al.): L = E + (a M^eta + b M^-eta) C^-eta, M = D/N: "
                      + ", ".join(f"{k} = {v:.6g}" for k, v in g.items()))
+    if law.form == "two_step":
+        e, o = law.estimates(), law.options
+        lines.append(f"step 1 ({o['n_step1']} runs): task loss = {e['E']:.4g} + {e['A']:.4g}/N^{e['alpha']:.4f} + "
+                     f"{e['B']:.4g}/D^{e['beta']:.4f}; mean |relative error| {o['step1_fit_error']:.2%}")
+        lines.append(f"step 2 ({o['n_step2']} checkpoints + helper point (0, {o['task_max']:g})): accuracy = "
+                     f"{e['a']:.4g} / (1 + exp(-{e['k']:.4g} (L - {e['x0']:.4g}))) + {e['b']:.4g}; "
+                     f"mean |relative error| {o['step2_fit_error']:.2%}")
     if law.form == "hyperparameters":
         e = law.estimates()
         o = law.options

@@ -352,6 +352,9 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
                                    bootstrap=bootstrap, **form_options)
     if approach != 3:
         raise ValueError(f"approach must be 1, 2 or 3, got {approach!r}")
+    if form == "two_step":
+        from analysis.two_step import fit_two_step
+        return fit_two_step(table, columns=columns, bootstrap=bootstrap, huber_delta=huber_delta, **form_options)
     if form == "hyperparameters":
         from analysis.hyperparameters import fit_hyperparameters
         return fit_hyperparameters(table, target=target, columns=columns, bootstrap=bootstrap, **form_options)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from analysis.law import COMPUTE_OPTIMAL, HYPERPARAMETERS, Law, LawError
+from analysis.law import COMPUTE_OPTIMAL, HYPERPARAMETERS, TWO_STEP, Law, LawError
 from analysis.recommend import INTERVAL, range_warnings
 from analysis.tables import TableError
 
@@ -47,23 +47,26 @@ class PointPrediction:
     inputs: dict[str, Any]
     quantities: dict[str, Estimate]          # quantity name -> estimate (one for a single-target law)
     warnings: tuple[str, ...] = ()
-    observed: float | None = None            # the measured target, where the points give it
+    observed: dict[str, float] = field(default_factory=dict)   # measured values, where the points give them
 
-    @property
-    def relative_error(self) -> float | None:
-        """(estimate - observed) / observed for a single-target law with a measured value."""
-        if self.observed is None or len(self.quantities) != 1:
+    def relative_error(self, name: str | None = None) -> float | None:
+        """(estimate - observed) / observed of a quantity (default: the only one) with a measured value."""
+        name = name or (next(iter(self.quantities)) if len(self.quantities) == 1 else None)
+        if name is None or name not in self.observed or self.observed[name] == 0:
             return None
-        (q,) = self.quantities.values()
-        return (q.estimate - self.observed) / self.observed
+        return (self.quantities[name].estimate - self.observed[name]) / self.observed[name]
+
+    def _measured(self, name: str) -> dict:
+        if name not in self.observed:
+            return {}
+        return {"observed": self.observed[name], "relative_error": self.relative_error(name)}
 
     def to_dict(self) -> dict:
-        measured = {} if self.observed is None else {"observed": self.observed,
-                                                     "relative_error": self.relative_error}
         if len(self.quantities) == 1:
             (name, q), = self.quantities.items()
-            return {**q.to_dict(), "quantity": name, **measured, **self.inputs}
-        return {**{name: q.to_dict() for name, q in self.quantities.items()}, **self.inputs}
+            return {**q.to_dict(), "quantity": name, **self._measured(name), **self.inputs}
+        return {**{name: {**q.to_dict(), **self._measured(name)} for name, q in self.quantities.items()},
+                **self.inputs}
 
 
 @dataclass(frozen=True)
@@ -82,20 +85,22 @@ class Predictions:
     def to_dict(self) -> dict:
         return {"predictions": [p.to_dict() for p in self.points]}
 
-    def relative_errors(self) -> np.ndarray:
-        return np.array([p.relative_error for p in self.points if p.relative_error is not None])
+    def relative_errors(self, name: str | None = None) -> np.ndarray:
+        """Relative errors of one quantity (default: every quantity with a measured value)."""
+        out = [p.relative_error(q) for p in self.points for q in p.quantities if name in (None, q)]
+        return np.array([e for e in out if e is not None])
 
     def table(self) -> str:
         if not self.points:
             return ""
         inputs = list(self.points[0].inputs)
-        measured = any(p.observed is not None for p in self.points)
+        measured = any(p.observed for p in self.points)
         header = inputs + ["quantity", "estimate", "95% low", "95% high"] + (["observed", "rel. error"] if measured else [])
         rows = []
         for p in self.points:
             for name, q in p.quantities.items():
-                extra = ([_fmt(p.observed), "-" if p.relative_error is None else f"{p.relative_error:+.2%}"]
-                         if measured else [])
+                error = p.relative_error(name)
+                extra = ([_fmt(p.observed.get(name)), "-" if error is None else f"{error:+.2%}"] if measured else [])
                 rows.append([_fmt(p.inputs[k]) for k in inputs] + [name, _fmt(q.estimate), _fmt(q.low), _fmt(q.high)]
                             + extra)
         widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
@@ -104,10 +109,11 @@ class Predictions:
             lines.append("note: the law has no bootstrap draws (fitted with --bootstrap=0): no intervals")
         else:
             lines.append(f"intervals: {INTERVAL[0]:g}-{INTERVAL[1]:g} percentiles over {self.n_draws} bootstrap draws")
-        errors = self.relative_errors()
-        if errors.size:
-            lines.append(f"relative error against the measured values ({errors.size} points): mean |error| "
-                         f"{np.mean(np.abs(errors)):.2%}, max {np.max(np.abs(errors)):.2%}")
+        for name in self.points[0].quantities:
+            errors = self.relative_errors(name)
+            if errors.size:
+                lines.append(f"relative error of {name} against the measured values ({errors.size} points): "
+                             f"mean |error| {np.mean(np.abs(errors)):.2%}, max {np.max(np.abs(errors)):.2%}")
         return "\n".join(lines)
 
 
@@ -128,7 +134,7 @@ def required_inputs(law: Law) -> tuple[str, ...]:
     """The inputs a law needs to predict."""
     if law.form == COMPUTE_OPTIMAL:
         return ("C",)
-    if law.form == HYPERPARAMETERS:
+    if law.form in (HYPERPARAMETERS, TWO_STEP):
         return ("N", "D")
     from analysis.forms import get_form
     return tuple(get_form(law.form).required_covariates(law.options))
@@ -140,6 +146,8 @@ def quantities(law: Law) -> dict[str, dict]:
         return {"N_opt": {"quantity": "N"}, "D_opt": {"quantity": "D"}}
     if law.form == HYPERPARAMETERS:
         return {"lr": {"quantity": "lr"}, "batch_size": {"quantity": "batch_size"}}
+    if law.form == TWO_STEP:
+        return {"task_loss": {"quantity": "task_loss"}, "accuracy": {"quantity": "accuracy"}}
     return {law.target: {}}
 
 
@@ -177,10 +185,11 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
         if column not in frame.columns:
             raise TableError(f"{source}: no column {column!r} (mapped to {canon}); has {list(frame.columns)}")
     frame = frame.assign(**{canon: frame[column] for canon, column in columns.items() if canon != "loss"})
-    target_column = columns.get("loss", law.target)
-    observed = None
-    if target_column in frame.columns and len(quantities(law)) == 1:
-        observed = pd.to_numeric(frame[target_column], errors="coerce").to_numpy(dtype=np.float64)
+    observed = {}
+    for name in quantities(law):
+        column = columns.get("loss", law.target) if len(quantities(law)) == 1 else columns.get(name, name)
+        if column in frame.columns:
+            observed[name] = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     needed = required_inputs(law)
     missing = [name for name in needed if name not in frame.columns]
     if missing:
@@ -215,7 +224,7 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
         numeric = {k: v for k, v in row_inputs.items() if k in ("N", "D", "C", "T") and not isinstance(v, str)}
         if "N" in numeric and "D" in numeric and "C" not in numeric:
             numeric["C"] = 6.0 * numeric["N"] * numeric["D"]
-        measured = None if observed is None or not np.isfinite(observed[i]) else float(observed[i])
+        measured = {name: float(values[i]) for name, values in observed.items() if np.isfinite(values[i])}
         out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric)), measured))
     return Predictions(law.form, tuple(out), n_draws)
 
