@@ -173,10 +173,17 @@ class _Problem:
             y = frame["loss"].to_numpy(np.float64)
             self.y = jnp.asarray(np.log(y) if form.log_target else y)
         self.n = len(frame)
+        squared = self.options.get("objective") == "squared_loss"
+        if squared and not form.log_target:
+            raise ValueError(f"objective 'squared_loss' is for loss forms; form {form.name!r} fits accuracy")
 
         def objective(theta, weights):
-            residual = form.raw_predict(theta, self.cov, self.options) - self.y
-            value = jnp.sum(weights * huber(residual, delta))
+            if squared:  # Gadre et al.: least squares on the loss itself (scipy curve_fit)
+                residual = jnp.exp(form.raw_predict(theta, self.cov, self.options)) - jnp.exp(self.y)
+                value = jnp.sum(weights * residual ** 2)
+            else:
+                residual = form.raw_predict(theta, self.cov, self.options) - self.y
+                value = jnp.sum(weights * huber(residual, delta))
             return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
         self.objective = objective
@@ -235,9 +242,10 @@ def _distinct(x: np.ndarray, f: np.ndarray, count: int, tol: float = 1e-3) -> np
 
 def _check_enough(frame: pd.DataFrame, form: Form, options: Mapping, source: str) -> None:
     n_params = len(form.parameter_names_for(options))
-    if len(frame) < MIN_POINTS_PER_PARAMETER * n_params:
+    needed = form.min_points(options) or MIN_POINTS_PER_PARAMETER * n_params
+    if len(frame) < needed:
         raise TableError(f"{source}: {len(frame)} points are too few to fit the {n_params} parameters of "
-                         f"form {form.name!r} (need at least {MIN_POINTS_PER_PARAMETER * n_params})")
+                         f"form {form.name!r} (need at least {needed})")
     if frame["loss"].nunique() < 2:
         raise TableError(f"{source}: the target is {frame['loss'].iloc[0]:g} in every row; there is nothing to fit")
     if "N" in frame and frame["N"].nunique() < 2 and "N" in form.required_covariates(options):
@@ -287,6 +295,9 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
     if "loss_law" in options:
         options_out["loss_law"] = options["loss_law"]
     options_out["iterations"] = iterations
+    diagnostics = _diagnostics(problem, best, frame, form, options)
+    if diagnostics is not None:
+        options_out["diagnostics"] = diagnostics.to_dict()
     if boot_converged is not None:
         options_out["bootstrap_converged_fraction"] = float(np.mean(boot_converged))
     if options.get("floor") is not None:
@@ -294,7 +305,8 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
         options_out["points_below_floor"] = int(np.sum(frame["loss"].to_numpy() < form.floor))
     law = Law(form=form.name, target=target, approach=3, parameters=parameters,
               bootstrap_samples={k: np.asarray(v, dtype=np.float64) for k, v in draws.items()},
-              ranges=ranges(frame), objective=float(f[0]), huber_delta=huber_delta, n_points=len(frame),
+              ranges=ranges(frame), objective=float(f[0]),
+              huber_delta=0.0 if options.get("objective") == "squared_loss" else huber_delta, n_points=len(frame),
               n_starts=len(starts), converged=bool(converged[0]), heldout={}, data_hash=data_hash(frame),
               options=options_out)
     if form.name == "augmentation" and "D_raw" in frame and not options.get("per_arm_exponents"):
@@ -306,8 +318,27 @@ def fit_form(frame: pd.DataFrame, form_name: str = "chinchilla", *, target: str 
     return law
 
 
+OBJECTIVES = ("huber_log", "squared_loss")
+
+
+def _diagnostics(problem: _Problem, theta: np.ndarray, frame: pd.DataFrame, form: Form, options: Mapping):
+    """Residual diagnostics (analysis.diagnostics) of the best fit against each numeric covariate."""
+    from analysis.diagnostics import residual_diagnostics
+    with jax.enable_x64(True):
+        residual = np.asarray(form.raw_predict(jnp.asarray(theta), problem.cov, problem.options) - problem.y)
+    names = [c for c in form.required_covariates(options) if c != "arm"] + (["C"] if "C" in frame else [])
+    covariates = {c: frame[c].to_numpy() for c in dict.fromkeys(names) if c in frame}
+    return residual_diagnostics(residual, covariates, scale="log" if form.log_target else "target")
+
+
 def _form_options(form: Form, frame: pd.DataFrame, form_options: Mapping) -> dict:
     options = dict(form_options)
+    if options.get("shared_exponent"):
+        if form.name != "chinchilla":
+            raise ValueError(f"--shared-exponent is an option of --form=chinchilla, not {form.name!r}")
+        options.setdefault("objective", "squared_loss")   # Gadre et al.'s procedure
+    if options.get("objective", "huber_log") not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {options['objective']!r}")
     if "arm" in form.required_covariates(options) or (form.name == "augmentation"):
         arms = sorted(frame["arm"].unique().tolist()) if "arm" in frame else []
         reference = options.get("reference_arm") or ("vanilla" if "vanilla" in arms else (arms[0] if arms else None))
@@ -382,6 +413,10 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
     """Fit a law to a table (path, results folder or DataFrame). approach 3 fits `form`;
     approaches 1 and 2 fit the compute-optimal power laws N_opt = k_N C^a, D_opt = k_D C^b."""
     target = (columns or {}).get("loss", target)
+    if form_options.get("where"):
+        from analysis.tables import select_rows
+        table = select_rows(table, form_options.pop("where"))
+    form_options.pop("where", None)
     if approach in (1, 2):
         if form_options.get("floor") is not None:
             raise ValueError("a known floor (E) applies to approach 3 laws; approaches 1 and 2 have no E")
@@ -390,6 +425,12 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
                                    bootstrap=bootstrap, **form_options)
     if approach != 3:
         raise ValueError(f"approach must be 1, 2 or 3, got {approach!r}")
+    if form == "two_step":
+        from analysis.two_step import fit_two_step
+        return fit_two_step(table, columns=columns, bootstrap=bootstrap, huber_delta=huber_delta, **form_options)
+    if form == "hyperparameters":
+        from analysis.hyperparameters import fit_hyperparameters
+        return fit_hyperparameters(table, target=target, columns=columns, bootstrap=bootstrap, **form_options)
     form_object = get_form(form)
     options = dict(form_options)
     if isinstance(options.get("base"), (str, bytes)) or hasattr(options.get("base"), "__fspath__"):

@@ -70,6 +70,10 @@ class Form:
     def bounds_for(self, options: Mapping) -> dict[str, tuple[float, float]]:
         return {name: (-np.inf, np.inf) for name in self.parameter_names_for(options)}
 
+    def min_points(self, options: Mapping) -> int | None:
+        """Fewest points the form may be fitted to (None: the fitter's default per parameter)."""
+        return None
+
     # -- shared --------------------------------------------------------------------------------
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -114,25 +118,57 @@ class Form:
 
 @dataclass(frozen=True)
 class Chinchilla(Form):
+    """Hoffmann et al.'s L = E + A/N^alpha + B/D^beta. With options["shared_exponent"] (Gadre et
+    al. 2024's over-training law) alpha = beta: four parameters E, A, B, alpha; `beta` is still
+    reported (equal to alpha) so the law answers every Chinchilla question. In their
+    parametrisation with M = D/N and C = 6ND, L = E + (a M^eta + b M^-eta) C^-eta with
+    eta = alpha/2, a = A 6^eta, b = B 6^eta (`gadre_parameters`)."""
+
     def parameter_names_for(self, options):
-        return CHINCHILLA_NAMES
+        return CHINCHILLA_NAMES[:4] if options.get("shared_exponent") else CHINCHILLA_NAMES
 
     def to_parameters(self, theta, options):
-        a, b, e, alpha, beta = np.moveaxis(np.asarray(theta), -1, 0)
+        theta = np.moveaxis(np.asarray(theta), -1, 0)
+        if options.get("shared_exponent"):
+            a, b, e, alpha = theta
+            return {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": alpha}
+        a, b, e, alpha, beta = theta
         return {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": beta}
 
     def from_parameters(self, params, options):
-        return jnp.stack([jnp.asarray(v, dtype=jnp.float64) for v in _chinchilla_theta(params)], -1)
+        theta = _chinchilla_theta({**params, "beta": params.get("beta", params["alpha"])})
+        if options.get("shared_exponent"):
+            theta = theta[:4]
+        return jnp.stack([jnp.asarray(v, dtype=jnp.float64) for v in theta], -1)
 
     def raw_predict(self, theta, cov, options):
-        a, b, e, alpha, beta = (theta[..., i] for i in range(5))
+        if options.get("shared_exponent"):
+            a, b, e, alpha = (theta[..., i] for i in range(4))
+            beta = alpha
+        else:
+            a, b, e, alpha, beta = (theta[..., i] for i in range(5))
         return _log_chinchilla(a, b, e, alpha, beta, jnp.log(cov["N"]), jnp.log(cov["D"]))
 
     def starts(self, options):
-        return chinchilla_grid()
+        grid = chinchilla_grid()
+        if options.get("shared_exponent"):
+            return np.unique(grid[:, :4], axis=0)
+        return grid
 
     def bounds_for(self, options):
-        return {"E": (0, np.inf), "A": (0, np.inf), "B": (0, np.inf), "alpha": (0, 3), "beta": (0, 3)}
+        bounds = {"E": (0, np.inf), "A": (0, np.inf), "B": (0, np.inf), "alpha": (0, 3), "beta": (0, 3)}
+        return {k: bounds[k] for k in self.parameter_names_for(options)}
+
+    def min_points(self, options):
+        # Gadre et al. fit the four shared-exponent parameters to five runs
+        return len(self.parameter_names_for(options)) + 1 if options.get("shared_exponent") else None
+
+
+def gadre_parameters(params: Mapping[str, float]) -> dict[str, float]:
+    """Gadre et al.'s (a, b, eta, E) of L(C, M) = E + (a M^eta + b M^-eta) C^-eta from a
+    shared-exponent Chinchilla law's (E, A, B, alpha)."""
+    eta = params["alpha"] / 2
+    return {"E": params["E"], "a": params["A"] * 6 ** eta, "b": params["B"] * 6 ** eta, "eta": eta}
 
 
 @dataclass(frozen=True)

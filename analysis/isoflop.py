@@ -69,9 +69,25 @@ def _power_law(points: pd.DataFrame, var: str, exponent: str, prefactor: str, n_
     return estimates, {exponent: draws[:, 1], prefactor: np.exp(draws[:, 0])}, float(result.rsquared)
 
 
+ISOFLOP_METHODS = ("parabola", "porian")
+
+
 def fit_compute_optimal(table, approach: int = 2, target: str = "eval_loss", columns: Mapping[str, str] | None = None,
-                        bootstrap: int = 1000, budget_decimals: int = 1, seed: int = 0) -> Law:
-    """Approach 1 or 2 on a table with N, D, C and the target."""
+                        bootstrap: int = 1000, budget_decimals: int = 1, seed: int = 0,
+                        isoflop_method: str = "parabola", **method_options) -> Law:
+    """Approach 1 or 2 on a table with N, D, C and the target. Approach 2's `isoflop_method`:
+    'parabola' (above) or 'porian' (analysis.porian: Akima spline minima with seed-noise bootstrap;
+    method_options seed_noise, noise_draws)."""
+    if isoflop_method not in ISOFLOP_METHODS:
+        raise ValueError(f"isoflop_method must be one of {ISOFLOP_METHODS}, got {isoflop_method!r}")
+    if isoflop_method == "porian":
+        if approach != 2:
+            raise ValueError("--isoflop-method=porian is an approach-2 estimator; use it with --approach=2")
+        from analysis.porian import fit_porian
+        return fit_porian(table, target=target, columns=columns, budget_decimals=budget_decimals, seed=seed,
+                          bootstrap=bootstrap or None, **method_options)
+    if method_options:
+        raise ValueError(f"options {sorted(method_options)} apply only to --isoflop-method=porian")
     frame, source = canonical_table(table, ("N", "D", "C"), target=target, columns=columns)
     points = envelope_points(frame, budget_decimals) if approach == 1 else isoflop_minima(frame, budget_decimals)
     if len(points) < 3:

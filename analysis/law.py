@@ -19,6 +19,8 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 COMPUTE_OPTIMAL = "compute_optimal"  # the form name of approach-1/2 laws
+HYPERPARAMETERS = "hyperparameters"  # Step Law: lr*(N, D) and batch*(D), analysis.hyperparameters
+TWO_STEP = "two_step"                # OLMo ladder: (N, D) -> task loss -> accuracy, analysis.two_step
 
 
 class LawError(ValueError):
@@ -80,6 +82,16 @@ class Law:
                 raise LawError("an approach-1/2 law predicts N_opt or D_opt: predict(C=..., quantity='N'|'D')")
             exponent, prefactor = (params["a"], params["k_N"]) if quantity == "N" else (params["b"], params["k_D"])
             return prefactor * np.asarray(covariates["C"], dtype=np.float64) ** exponent
+        if self.form == TWO_STEP:
+            if "N" not in covariates or "D" not in covariates:
+                raise LawError("a two-step law predicts at N and D: predict(N=..., D=..., quantity='accuracy'|'task_loss')")
+            from analysis.two_step import predict_two_step
+            return predict_two_step(params, covariates["N"], covariates["D"], covariates.get("quantity", "accuracy"))
+        if self.form == HYPERPARAMETERS:
+            if "N" not in covariates or "D" not in covariates:
+                raise LawError("a hyperparameter law predicts at N and D: predict(N=..., D=..., quantity='lr'|'batch_size')")
+            from analysis.hyperparameters import predict_hyperparameters
+            return predict_hyperparameters(params, covariates["N"], covariates["D"], covariates.get("quantity", "lr"))
         from analysis.forms import get_form
         return get_form(self.form).predict(params, self.options, **covariates)
 
@@ -159,10 +171,14 @@ def _validated(data: Mapping, source: str) -> Law:
     options = dict(data.get("options") or {})
     if form == COMPUTE_OPTIMAL:
         expected = ("a", "b", "k_N", "k_D")
+    elif form == HYPERPARAMETERS:
+        expected = ("k_lr", "a_lr", "b_lr", "k_bs", "b_bs")
+    elif form == TWO_STEP:
+        expected = ("E", "A", "B", "alpha", "beta", "a", "x0", "k", "b")
     else:
         from analysis.forms import FORMS
         if form not in FORMS:
-            fail(f"unknown form {form!r} (known: {', '.join(FORMS)}, {COMPUTE_OPTIMAL})")
+            fail(f"unknown form {form!r} (known: {', '.join(FORMS)}, {COMPUTE_OPTIMAL}, {HYPERPARAMETERS}, {TWO_STEP})")
         expected = FORMS[form].parameter_names_for(options)
     params = data["parameters"]
     missing = [name for name in expected if name not in params]

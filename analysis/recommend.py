@@ -469,6 +469,29 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
                           tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, T=t)))
 
 
+def hyperparameters_for(law, params: float | None, tokens: float | None, tolerance: float = 3.0) -> Recommendation:
+    """Step Law's learning rate and batch size for a model of `params` parameters trained on
+    `tokens` tokens, with bootstrap intervals."""
+    if params is None or tokens is None:
+        raise ValueError("a hyperparameter law answers for one grid point: give --params and --tokens")
+    if not (params > 0 and tokens > 0):
+        raise ValueError(f"--params and --tokens must be positive, got {params} and {tokens}")
+    quantities = {}
+    seq_len = float(law.options.get("seq_len", 1.0))
+    for name, unit in (("lr", ""), ("batch_size", "tokens" if seq_len != 1 else "batch_size units")):
+        point = float(law.predict(N=params, D=tokens, quantity=name))
+        draws = law.predict_draws(N=params, D=tokens, quantity=name) if law.bootstrap_samples else []
+        quantities[name] = _quantity(point, draws, unit)
+    notes = [f"Step Law fit: lr = k_lr N^a_lr D^b_lr, batch = k_bs D^b_bs (bootstrap-mean coefficients)"]
+    if seq_len != 1:
+        b = quantities["batch_size"]
+        quantities["batch_sequences"] = Quantity(b.estimate / seq_len,
+                                                 None if b.ci is None else (b.ci[0] / seq_len, b.ci[1] / seq_len),
+                                                 f"sequences of {seq_len:g} tokens")
+    return Recommendation(f"Hyperparameters for N = {_fmt(params)}, D = {_fmt(tokens)}", quantities, tuple(notes),
+                          tuple(range_warnings(law, tolerance, N=params, D=tokens)))
+
+
 def is_joint(law) -> bool:
     return law.form == "joint_inference"
 
@@ -484,10 +507,16 @@ def joint_arms(law) -> list[str | None]:
 def recommend(law, *, train_flops: float | None = None, inference_queries: float | None = None,
               tokens_per_query: float | None = None, total_flops: float | None = None,
               max_params: float | None = None, target_loss: float | None = None, tolerance: float = 3.0,
-              teacher_flops_per_token: float | None = None, thinking_fraction: float | None = None) -> Recommendation:
+              teacher_flops_per_token: float | None = None, thinking_fraction: float | None = None,
+              params: float | None = None, tokens: float | None = None) -> Recommendation:
     """Answer the question the arguments ask (see the module docstring); `Law.recommend` calls this."""
     if tolerance < 1:
         raise ValueError(f"tolerance is a factor >= 1, got {tolerance}")
+    if law.form == "hyperparameters":
+        return hyperparameters_for(law, params, tokens, tolerance)
+    if params is not None or tokens is not None:
+        raise ValueError("--params and --tokens ask a hyperparameter law (scaling fit --form=hyperparameters); "
+                         f"this law's form is {law.form!r}")
     if (inference_queries is None) != (tokens_per_query is None):
         raise ValueError("give --inference_queries and --tokens_per_query together")
     if is_joint(law):
@@ -539,6 +568,8 @@ def configure_recommend(parser) -> None:
                         help="teacher FLOPs per generated thinking token (default: the law's options)")
     parser.add_argument("--thinking_fraction", type=float,
                         help="share of an augmented arm's trained tokens that are thinking (default: the law's options)")
+    parser.add_argument("--params", type=float, help="hyperparameter law: model size N of the grid point")
+    parser.add_argument("--tokens", type=float, help="hyperparameter law: training tokens D of the grid point")
     parser.add_argument("--tolerance", type=float, default=3.0,
                         help="warn when the answer leaves the fitted ranges by more than this factor (default 3)")
     parser.add_argument("--floor", help="the true irreducible loss (a number, or the JSON of `scaling describe "
@@ -604,7 +635,7 @@ def run_recommend(args) -> int:
                                tokens_per_query=args.tokens_per_query, total_flops=args.total_flops,
                                max_params=args.max_params, target_loss=args.target_loss, tolerance=args.tolerance,
                                teacher_flops_per_token=args.teacher_flops_per_token,
-                               thinking_fraction=args.thinking_fraction)
+                               thinking_fraction=args.thinking_fraction, params=args.params, tokens=args.tokens)
     except ValueError as e:
         print(f"scaling recommend: {e}", file=sys.stderr)
         return 2

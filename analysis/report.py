@@ -345,7 +345,23 @@ def law_html(name: str, law) -> str:
     heldout = heldout_text(law.heldout)
     facts.append(f"held-out error: {esc(heldout)}")
     return (f"<h3>{esc(name)}</h3><p class='note'>" + "<br>".join(facts) + "</p>"
-            + html_table(["parameter", "estimate", "standard error", "95% interval"], rows))
+            + html_table(["parameter", "estimate", "standard error", "95% interval"], rows)
+            + diagnostics_html(law.options.get("diagnostics")))
+
+
+def diagnostics_html(data) -> str:
+    """Residual diagnostics of a fit (analysis.diagnostics): a row per covariate and the warnings."""
+    if not data:
+        return ""
+    from analysis.diagnostics import from_dict
+    d = from_dict(data)
+    rows = [[c.covariate, f"{c.spearman_rho:+.3f}", fmt(c.spearman_p), fmt(c.trend_f_p),
+             "structure" if c.structured else ""] for c in d.covariates]
+    note = (f"residuals ({esc(d.scale)}, {d.n} points): rms {fmt(d.rms)}, mean {fmt(d.mean)}; "
+            f"{esc(d.normality_test)} normality p = {fmt(d.normality_p)}")
+    warnings = "".join(f"<p class='note'><b>warning:</b> {esc(w)}</p>" for w in d.warnings)
+    return (f"<p class='note'>{note}</p>"
+            + html_table(["covariate", "Spearman rho", "p", "trend/curvature F-test p", ""], rows) + warnings)
 
 
 def heldout_text(heldout) -> str:

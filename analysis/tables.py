@@ -41,7 +41,7 @@ def parse_columns(text: str | None) -> dict[str, str]:
 def read_table(source) -> tuple[pd.DataFrame, str]:
     """A DataFrame from a path (CSV, Parquet, or a results folder holding training.parquet)."""
     if isinstance(source, pd.DataFrame):
-        return source.copy(), "DataFrame"
+        return source.copy(), source.attrs.get("source", "DataFrame")
     path = Path(source)
     if path.is_dir():
         candidates = [path / "training.parquet", path / "training.csv"]
@@ -182,3 +182,22 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 def ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
     return {c: [float(frame[c].min()), float(frame[c].max())] for c in ("N", "D", "C", "U", "T", "k") if c in frame}
+
+
+def select_rows(source, where: str | None) -> pd.DataFrame:
+    """The rows of a table (path or DataFrame) for which the pandas query `where` holds, e.g.
+    "dataset == 'rw' and hparams == 'tuned'" (column names with spaces or slashes in backticks).
+    The result remembers its source for error messages."""
+    frame, name = read_table(source)
+    if not where:
+        return frame
+    try:
+        selected = frame.query(where, engine="python")
+    except Exception as e:  # pandas raises many kinds (UndefinedVariableError, SyntaxError, TypeError)
+        raise TableError(f"{name}: --where {where!r} cannot be evaluated: {type(e).__name__}: {e}; "
+                         f"columns: {', '.join(map(str, frame.columns))}") from None
+    if not isinstance(selected, pd.DataFrame) or len(selected) == 0:
+        raise TableError(f"{name}: no rows satisfy --where {where!r}")
+    selected = selected.copy()
+    selected.attrs["source"] = f"{name} [where {where}]"
+    return selected

@@ -24,6 +24,7 @@ VERBS = {
     "describe": ("scaling.describe", "print parameter and FLOP accounting of a model preset as JSON"),
     "fit": ("analysis.cli", "fit a scaling law (with bootstrap intervals) to a results folder or table"),
     "infer": ("scaling.infer", "evaluate a trained run over test-time thinking budgets and parallel samples"),
+    "predict": ("analysis.predict", "a fitted law's prediction at given points (N, D, ...), with bootstrap intervals"),
     "recommend": ("analysis.recommend", "answer budget questions from a fitted law, with bootstrap intervals"),
     "report": ("analysis.report", "write a self-contained HTML report: laws, figures, recommendations, provenance"),
     "train": ("scaling.train", "train a model preset: WSD cooldown branches or cosine, exact resume"),

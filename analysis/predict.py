@@ -1,0 +1,302 @@
+"""`scaling predict`: a fitted law's prediction, with its bootstrap interval, at given points.
+
+`predict(law, points)` evaluates the law at every row of `points` (a mapping of input name to
+values, or a DataFrame) under the point estimates and under every bootstrap draw stored in the law
+file; the interval is the 2.5-97.5 percentile of the finite draws. Each point also carries the
+range warnings `scaling recommend` gives (an input outside the fitted range by more than
+`tolerance` times).
+
+What a law predicts: the target (e.g. eval_loss) for a form's covariates (N, D, ... as
+`analysis.get_form(form).required_covariates`); for an approach-1/2 law, N_opt and D_opt at C.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from analysis.law import COMPUTE_OPTIMAL, HYPERPARAMETERS, TWO_STEP, Law, LawError
+from analysis.recommend import INTERVAL, range_warnings
+from analysis.tables import TableError
+
+STRING_INPUTS = ("arm",)
+KNOWN_INPUTS = ("N", "D", "C", "U", "T", "k", "arm", "x", "r", "g", "L")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One predicted quantity at one point: the point-law value and its bootstrap interval."""
+
+    estimate: float
+    low: float | None
+    high: float | None
+
+    def to_dict(self) -> dict:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class PointPrediction:
+    inputs: dict[str, Any]
+    quantities: dict[str, Estimate]          # quantity name -> estimate (one for a single-target law)
+    warnings: tuple[str, ...] = ()
+    observed: dict[str, float] = field(default_factory=dict)   # measured values, where the points give them
+
+    def relative_error(self, name: str | None = None) -> float | None:
+        """(estimate - observed) / observed of a quantity (default: the only one) with a measured value."""
+        name = name or (next(iter(self.quantities)) if len(self.quantities) == 1 else None)
+        if name is None or name not in self.observed or self.observed[name] == 0:
+            return None
+        return (self.quantities[name].estimate - self.observed[name]) / self.observed[name]
+
+    def _measured(self, name: str) -> dict:
+        if name not in self.observed:
+            return {}
+        return {"observed": self.observed[name], "relative_error": self.relative_error(name)}
+
+    def to_dict(self) -> dict:
+        if len(self.quantities) == 1:
+            (name, q), = self.quantities.items()
+            return {**q.to_dict(), "quantity": name, **self._measured(name), **self.inputs}
+        return {**{name: {**q.to_dict(), **self._measured(name)} for name, q in self.quantities.items()},
+                **self.inputs}
+
+
+@dataclass(frozen=True)
+class Predictions:
+    law_form: str
+    points: tuple[PointPrediction, ...]
+    n_draws: int
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        seen = []
+        for p in self.points:
+            seen += [w for w in p.warnings if w not in seen]
+        return tuple(seen)
+
+    def to_dict(self) -> dict:
+        return {"predictions": [p.to_dict() for p in self.points]}
+
+    def relative_errors(self, name: str | None = None) -> np.ndarray:
+        """Relative errors of one quantity (default: every quantity with a measured value)."""
+        out = [p.relative_error(q) for p in self.points for q in p.quantities if name in (None, q)]
+        return np.array([e for e in out if e is not None])
+
+    def table(self) -> str:
+        if not self.points:
+            return ""
+        inputs = list(self.points[0].inputs)
+        measured = any(p.observed for p in self.points)
+        header = inputs + ["quantity", "estimate", "95% low", "95% high"] + (["observed", "rel. error"] if measured else [])
+        rows = []
+        for p in self.points:
+            for name, q in p.quantities.items():
+                error = p.relative_error(name)
+                extra = ([_fmt(p.observed.get(name)), "-" if error is None else f"{error:+.2%}"] if measured else [])
+                rows.append([_fmt(p.inputs[k]) for k in inputs] + [name, _fmt(q.estimate), _fmt(q.low), _fmt(q.high)]
+                            + extra)
+        widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+        lines = ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in [header] + rows]
+        if self.n_draws == 0:
+            lines.append("note: the law has no bootstrap draws (fitted with --bootstrap=0): no intervals")
+        else:
+            lines.append(f"intervals: {INTERVAL[0]:g}-{INTERVAL[1]:g} percentiles over {self.n_draws} bootstrap draws")
+        for name in self.points[0].quantities:
+            errors = self.relative_errors(name)
+            if errors.size:
+                lines.append(f"relative error of {name} against the measured values ({errors.size} points): "
+                             f"mean |error| {np.mean(np.abs(errors)):.2%}, max {np.max(np.abs(errors)):.2%}")
+        return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.4e}"
+    return f"{value:.5g}"
+
+
+def required_inputs(law: Law) -> tuple[str, ...]:
+    """The inputs a law needs to predict."""
+    if law.form == COMPUTE_OPTIMAL:
+        return ("C",)
+    if law.form in (HYPERPARAMETERS, TWO_STEP):
+        return ("N", "D")
+    from analysis.forms import get_form
+    return tuple(get_form(law.form).required_covariates(law.options))
+
+
+def quantities(law: Law) -> dict[str, dict]:
+    """Predicted quantity name -> extra keyword arguments for Law.predict."""
+    if law.form == COMPUTE_OPTIMAL:
+        return {"N_opt": {"quantity": "N"}, "D_opt": {"quantity": "D"}}
+    if law.form == HYPERPARAMETERS:
+        return {"lr": {"quantity": "lr"}, "batch_size": {"quantity": "batch_size"}}
+    if law.form == TWO_STEP:
+        return {"task_loss": {"quantity": "task_loss"}, "accuracy": {"quantity": "accuracy"}}
+    return {law.target: {}}
+
+
+def _interval(draws: np.ndarray) -> tuple[float | None, float | None]:
+    finite = draws[np.isfinite(draws)]
+    if finite.size < 2:
+        return None, None
+    low, high = np.percentile(finite, INTERVAL)
+    return float(low), float(high)
+
+
+def _as_frame(points, source: str) -> pd.DataFrame:
+    if isinstance(points, pd.DataFrame):
+        return points.reset_index(drop=True)
+    columns = {k: np.atleast_1d(np.asarray(v, dtype=object)) for k, v in points.items()}
+    lengths = {len(v) for v in columns.values() if len(v) != 1}
+    if len(lengths) > 1:
+        raise TableError(f"{source}: inputs have different numbers of values "
+                         f"({', '.join(f'{k}: {len(v)}' for k, v in columns.items())}); give one value or the same "
+                         f"number for each")
+    n = lengths.pop() if lengths else 1
+    return pd.DataFrame({k: np.repeat(v, n) if len(v) == 1 else v for k, v in columns.items()})
+
+
+def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
+            columns: Mapping[str, str] | None = None) -> Predictions:
+    """The law at every point (a mapping input -> value(s), or a DataFrame with one column per input),
+    with bootstrap intervals and range warnings. `columns` maps inputs to other column names
+    (N=N_params, and loss=<column> for the measured target). Where the points hold the measured
+    target (the law's target column, or `columns['loss']`), each point gets it and the relative
+    error. Raises TableError naming a missing or bad input."""
+    frame = _as_frame(points, source)
+    columns = dict(columns or {})
+    for canon, column in columns.items():
+        if column not in frame.columns:
+            raise TableError(f"{source}: no column {column!r} (mapped to {canon}); has {list(frame.columns)}")
+    frame = frame.assign(**{canon: frame[column] for canon, column in columns.items() if canon != "loss"})
+    observed = {}
+    for name in quantities(law):
+        column = columns.get("loss", law.target) if len(quantities(law)) == 1 else columns.get(name, name)
+        if column in frame.columns:
+            observed[name] = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    needed = required_inputs(law)
+    missing = [name for name in needed if name not in frame.columns]
+    if missing:
+        raise TableError(f"{source}: the {law.form} law needs input(s) {missing} (has {list(frame.columns)})")
+    inputs: dict[str, np.ndarray] = {}
+    for name in needed:
+        if name in STRING_INPUTS:
+            inputs[name] = frame[name].astype(str).to_numpy()
+            continue
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values) | (values < 0 if name in ("T",) else values <= 0)
+        if name == "L":
+            bad = ~np.isfinite(values)
+        if bad.any():
+            raise TableError(f"{source}: input {name!r} has a non-finite, non-numeric or non-positive value "
+                             f"({frame[name].iloc[int(np.argmax(bad))]!r} at row {int(np.argmax(bad))})")
+        inputs[name] = values
+    n_draws = len(next(iter(law.bootstrap_samples.values()))) if law.bootstrap_samples else 0
+    per_quantity = {}
+    for name, extra in quantities(law).items():
+        point = np.broadcast_to(np.asarray(law.predict(**inputs, **extra), dtype=np.float64), (len(frame),))
+        draws = (np.asarray(law.predict_draws(**inputs, **extra), dtype=np.float64).reshape(n_draws, len(frame))
+                 if n_draws else None)
+        per_quantity[name] = (point, draws)
+    out = []
+    for i in range(len(frame)):
+        row_inputs = {k: (v[i].item() if isinstance(v[i], np.generic) else v[i]) for k, v in inputs.items()}
+        estimates = {}
+        for name, (point, draws) in per_quantity.items():
+            low, high = _interval(draws[:, i]) if draws is not None else (None, None)
+            estimates[name] = Estimate(float(point[i]), low, high)
+        numeric = {k: v for k, v in row_inputs.items() if k in ("N", "D", "C", "T") and not isinstance(v, str)}
+        if "N" in numeric and "D" in numeric and "C" not in numeric:
+            numeric["C"] = 6.0 * numeric["N"] * numeric["D"]
+        measured = {name: float(values[i]) for name, values in observed.items() if np.isfinite(values[i])}
+        out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric)), measured))
+    return Predictions(law.form, tuple(out), n_draws)
+
+
+def _select(frame: pd.DataFrame, where: str, source: str) -> pd.DataFrame:
+    from analysis.tables import select_rows
+    frame = frame.copy()
+    frame.attrs["source"] = source
+    return select_rows(frame, where).reset_index(drop=True)
+
+
+def read_points(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path) if path.suffix != ".parquet" else pd.read_parquet(path)
+    except FileNotFoundError:
+        raise TableError(f"{path}: no such points file") from None
+    except (ValueError, pd.errors.ParserError) as e:
+        raise TableError(f"{path}: cannot be read as a table: {e}") from None
+    if len(frame) == 0:
+        raise TableError(f"{path}: no rows")
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# `scaling predict`
+# ---------------------------------------------------------------------------------------------
+
+def configure_predict(parser) -> None:
+    parser.add_argument("law", help="law file written by `scaling fit`")
+    for name in KNOWN_INPUTS:
+        parser.add_argument(f"--{name}", dest=f"input_{name}",
+                            help=f"{name}: one value or a comma-separated list (lists of one length broadcast)")
+    parser.add_argument("--points", help="CSV/Parquet with one column per input (N, D, ...), one point per row; "
+                                         "a column with the law's target adds the relative error")
+    parser.add_argument("--columns", default="", help="--points column map, e.g. N=N_params,D=D_tokens,loss=loss_c4_val")
+    parser.add_argument("--where", help="--points: only the rows where this pandas query holds")
+    parser.add_argument("--tolerance", type=float, default=3.0,
+                        help="warn when a point leaves the fitted ranges by more than this factor (default 3)")
+    parser.add_argument("--json", action="store_true", help='print {"predictions": [...]} instead of a table')
+
+
+def run_predict(args) -> int:
+    from analysis.law import load_law
+
+    try:
+        law = load_law(args.law)
+    except (OSError, LawError) as e:
+        print(f"scaling predict: cannot use law file {args.law}: {e}", file=sys.stderr)
+        return 2
+    given = {name: getattr(args, f"input_{name}") for name in KNOWN_INPUTS
+             if getattr(args, f"input_{name}") is not None}
+    try:
+        if args.points:
+            if given:
+                raise TableError(f"give the points either with --points or with --{'/--'.join(given)}, not both")
+            points, source = read_points(args.points), str(args.points)
+            if args.where:
+                points = _select(points, args.where, source)
+        elif given:
+            if args.columns or args.where:
+                raise TableError("--columns and --where apply to --points")
+            points = {k: [v.strip() for v in text.split(",")] for k, text in given.items()}
+            source = "command line"
+        else:
+            raise TableError(f"no points: give {', '.join('--' + n for n in required_inputs(law))} or --points=FILE")
+        from analysis.tables import parse_columns
+        result = predict(law, points, tolerance=args.tolerance, source=source, columns=parse_columns(args.columns))
+    except (TableError, LawError, ValueError) as e:
+        print(f"scaling predict: error: {e}", file=sys.stderr)
+        return 2
+    for warning in result.warnings:
+        print(f"scaling predict: warning: {warning}", file=sys.stderr)
+    print(json.dumps(result.to_dict(), allow_nan=False) if args.json else result.table())
+    return 0
