@@ -55,6 +55,10 @@ class _Floored:
         names = self.base.parameter_names_for(options)
         return tuple(n for n in names if n != "E") if self.mode == "fix" else names
 
+    def min_points(self, options):
+        needed = self.base.min_points(options)
+        return needed - 1 if needed is not None and self.mode == "fix" else needed
+
     def _full(self, theta, xp):
         i, log_floor = self.index, math.log(self.floor)
         if self.mode == "fix":
