@@ -27,7 +27,7 @@ import pandas as pd
 
 from scaling import accounting, checkpoints, configuration, decode, timings
 from scaling.configuration import ConfigError
-from scaling.data import corpus, formats, vocabulary
+from scaling.data import corpus, formats, protocols, vocabulary
 from scaling.model import ModelConfig
 
 ROWS_FILE = "inference_rows.jsonl"
@@ -48,18 +48,15 @@ def task_name(difficulty: int) -> str:
     return f"synthetic_qa_d{difficulty}"
 
 
-def protocol(max_answer_tokens: int) -> decode.Protocol:
-    """The test-time protocol of scaling.data.formats as token ids, with s1's "Wait"."""
-    return decode.Protocol(eos_id=vocabulary.EOS_ID, pad_id=vocabulary.PAD_ID,
-                           think_open_id=vocabulary.THINK_OPEN_ID, think_close_id=vocabulary.THINK_CLOSE_ID,
-                           wait_ids=tuple(vocabulary.encode(WAIT_TEXT)),
-                           close_ids=tuple(vocabulary.encode(formats.THINK_CLOSE)),
+def protocol(max_answer_tokens: int, vocab=None) -> decode.Protocol:
+    """The test-time protocol of scaling.data.formats as token ids (of `vocab`, default the
+    byte vocabulary), with s1's "Wait"."""
+    vocab = vocab or vocabulary.ThinkByteVocabulary()
+    return decode.Protocol(eos_id=vocab.eos_id, pad_id=vocab.pad_id,
+                           think_open_id=vocab.think_open_id, think_close_id=vocab.think_close_id,
+                           wait_ids=tuple(vocab.encode(WAIT_TEXT)),
+                           close_ids=tuple(vocab.encode(formats.THINK_CLOSE)),
                            max_answer_tokens=max_answer_tokens)
-
-
-def prompt_ids(prompt: str, thinking_budget: int) -> list[int]:
-    """T = 0: the prompt alone (it ends with the answer prefix); T > 0: prompt + `<think>`."""
-    return vocabulary.encode(prompt + (formats.THINK_OPEN if thinking_budget > 0 else ""))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,7 +133,7 @@ def append_rows(run_dir: str | Path, rows: list[dict]) -> None:
 
 def _decode_all(config: ModelConfig, params, prompts: list[list[int]], proto: decode.Protocol,
                 thinking_budget: int, max_extensions: int, temperature: float, top_p: float,
-                batch_size: int, seed: int, max_new: int) -> list[dict]:
+                batch_size: int, seed: int, max_new: int, decode_text=vocabulary.decode) -> list[dict]:
     """Decode every prompt in fixed-shape batches (room for `max_new` tokens, the same for
     every budget of a sweep, so they share compiled programs); one outcome dict per prompt."""
     padded, lengths = decode.pad_prompts(prompts, proto.pad_id)
@@ -155,7 +152,8 @@ def _decode_all(config: ModelConfig, params, prompts: list[list[int]], proto: de
         for i, row in enumerate(rows):
             generated = int(out.generated[i])
             outcomes.append({
-                "answer": corpus.extract_answer(vocabulary.decode(out.answer_ids(i))),
+                "answer": corpus.extract_answer(decode_text(out.answer_ids(i))),
+                "thinking_text": decode_text(out.thinking_ids(i)), "answer_text": decode_text(out.answer_ids(i)),
                 "thinking": int(out.thinking[i]),
                 "generated": generated,
                 "flops": accounting.inference_flops_per_query(config, int(lengths[row]), generated),
@@ -252,13 +250,15 @@ def infer(model_dir: str = gin.REQUIRED,
     run_dir = Path(model_dir).resolve()
     chosen = _select_checkpoint(run_dir, branch, step)
     config, params = checkpoints.restore_params(run_dir, chosen["branch"])
-    proto = protocol(max_answer_tokens)
+    vocab = vocabulary.get_vocabulary(config.vocabulary)
+    proto = protocol(max_answer_tokens, vocab)
+    qa = protocols.for_run(run_dir)  # in distribution for the run's training format
     n_samples = max(ks)
     base = {**_identity(run_dir), "params": accounting.param_count(config).total, "step": chosen["step"],
             "tokens": chosen["tokens"], "branch": chosen["branch"]}
     done = {_row_key(r) for r in read_rows(run_dir)}
     requested: set[tuple] = set()
-    longest = max(len(prompt_ids(p.prompt, max(budgets))) for d in levels
+    longest = max(len(qa.prompt_ids(protocols.Question.of(p), max(budgets), vocab.encode)) for d in levels
                   for p in corpus.qa_problems(problems_per_difficulty, d, seed)) + proto.max_new_tokens(max(budgets))
     if longest > config.seq_len:
         print(f"note: sequences reach {longest} tokens, beyond the {config.seq_len} the model was trained on")
@@ -270,7 +270,7 @@ def infer(model_dir: str = gin.REQUIRED,
         for budget in budgets:
             setting = {**base, "task": task_name(difficulty), "difficulty": difficulty, "thinking_budget": budget,
                        "n_problems": len(problems), "top_p": top_p, "max_extensions": max_extensions,
-                       "max_answer_tokens": max_answer_tokens, "seed": seed}
+                       "max_answer_tokens": max_answer_tokens, "seed": seed, "protocol": qa.name(budget)}
             greedy_base = {**setting, "n_samples": 1, "temperature": 0.0}
             sampled_base = {**setting, "n_samples": n_samples, "temperature": float(temperature)}
             wanted = [(greedy_base, "greedy", 1)] + [(sampled_base, agg, k) for k in ks
@@ -280,19 +280,25 @@ def infer(model_dir: str = gin.REQUIRED,
             missing = [w for w, key in zip(wanted, keys) if key not in done]
             if not missing:
                 continue
-            prompts = [prompt_ids(p.prompt, budget) for p in problems]
+            questions = [protocols.Question.of(p) for p in problems]
+            prompts = [qa.prompt_ids(q, budget, vocab.encode) for q in questions]
+            opened = budget if qa.thinks(budget) else 0  # a raw-trained model answers directly at every T
+
+            def answers_of(outcomes, repeats=1):
+                return [qa.read_answer(questions[i // repeats], budget, o["thinking_text"], o["answer_text"])
+                        for i, o in enumerate(outcomes)]
             new_rows = []
             if any(agg == "greedy" for _, agg, _ in missing):
-                outcomes = _decode_all(config, params, prompts, proto, budget, max_extensions, 0.0, 1.0,
-                                       batch_size, seed, max_new)
-                scores = [o["answer"] == t for o, t in zip(outcomes, truths)]
+                outcomes = _decode_all(config, params, prompts, proto, opened, max_extensions, 0.0, 1.0,
+                                       batch_size, seed, max_new, vocab.decode)
+                scores = [a == t for a, t in zip(answers_of(outcomes), truths)]
                 new_rows.append(_row(greedy_base, "greedy", 1, scores, outcomes, budget))
             sampled = [(agg, k) for _, agg, k in missing if agg != "greedy"]
             if sampled:
-                outcomes = _decode_all(config, params, [p for p in prompts for _ in range(n_samples)], proto, budget,
-                                       max_extensions, temperature, top_p, batch_size, seed, max_new)
-                answers = [[o["answer"] for o in outcomes[i * n_samples:(i + 1) * n_samples]]
-                           for i in range(len(problems))]
+                outcomes = _decode_all(config, params, [p for p in prompts for _ in range(n_samples)], proto, opened,
+                                       max_extensions, temperature, top_p, batch_size, seed, max_new, vocab.decode)
+                read = answers_of(outcomes, n_samples)
+                answers = [read[i * n_samples:(i + 1) * n_samples] for i in range(len(problems))]
                 for agg, k in sampled:
                     if agg == "majority":
                         scores = [majority_accuracy(a, t, k) for a, t in zip(answers, truths)]
