@@ -40,6 +40,7 @@ class ModelConfig:
     head_dim: int | None = None  # None: d_model // n_heads
     d_ff: int = 256
     vocab_size: int = 264
+    vocabulary: str = "bytes"  # what the ids mean: 'bytes', a built-in SentencePiece name, or a model file
     seq_len: int = 256
     tie_embeddings: bool = False
     dtype: str = "float32"
@@ -55,6 +56,9 @@ class ModelConfig:
                 raise ConfigError(f"ModelConfig.{name} must be an integer, got {value!r}")
             if value <= 0:
                 raise ConfigError(f"ModelConfig.{name} must be positive, got {value}")
+        if not isinstance(self.vocabulary, str) or not self.vocabulary:
+            raise ConfigError(f"ModelConfig.vocabulary must be 'bytes', a built-in SentencePiece name or a model "
+                              f"file, got {self.vocabulary!r}")
         for name in ("n_kv_heads", "head_dim"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):

@@ -573,6 +573,7 @@ class _Trainer:
                  sweep, schedule):
         from scaling.data import pipeline  # imported here: it brings in seqio/TensorFlow
         self.pipeline = pipeline
+        pipeline.use_vocabulary(model.vocabulary, model.vocab_size)  # the synthetic tasks speak the model's ids
         self.run_dir, self.folder, self.model, self.task, self.seed = run_dir, folder, model, task, seed
         self.batch_size, self.lr, self.mesh = batch_size, lr, mesh
         self.eval_every_tokens, self.log_every, self.checkpoint_every = eval_every_tokens, log_every_steps, checkpoint_every_steps
