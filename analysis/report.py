@@ -131,12 +131,13 @@ def fmt(value) -> str:
 def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
                  budgets: list[float] | None = None, inference_tokens: float = 1e12,
                  target: str = "eval_loss", laws_dir: Path | None = None, figures_dir: Path | None = None,
-                 floor="auto") -> str:
+                 floor="auto", findings_path: Path | None = None) -> str:
     """The report's HTML for the tables under `path`. With laws_dir, every fitted law is also
     written there as a law file (<name>.json, for `scaling recommend`); with figures_dir, every
     figure as PNG and SVG. `floor`: the true irreducible loss to set beside the fitted E ("auto":
     the generator's entropy when the runs evaluated on the synthetic corpus, see true_floor; None:
-    none; a number; or the dict `scaling describe --corpus=...` prints)."""
+    none; a number; or the dict `scaling describe --corpus=...` prints). With findings_path, the
+    measured findings are written there (analysis.findings) and the report shows them from it."""
     path, columns = Path(path), dict(columns or {})
     with tempfile.TemporaryDirectory() as scratch:
         found = find_tables(path, Path(scratch))
@@ -156,7 +157,8 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
             floor = {"entropy_nats_per_token": float(floor), "stderr": None, "source": "given"}
         with np.errstate(all="ignore"):
             return render(path.name, training_source, frames["training"], inference, sources, columns, bootstrap,
-                          budgets, inference_tokens, target, run_states(path), laws_dir, figures_dir, floor)
+                          budgets, inference_tokens, target, run_states(path), laws_dir, figures_dir, floor,
+                          findings_path)
 
 
 _EVAL_CORPUS = re.compile(r"eval_corpus\s*=\s*['\"]([^'\"]*)['\"]")
@@ -182,16 +184,21 @@ def true_floor(path: Path, training: pd.DataFrame) -> dict | None:
                                        for c in configs):
         return None
     seq_len = int(training["seq_len"].min()) if "seq_len" in training and len(training) else None
-    return {**_synthetic_floor(seq_len), "source": f"the synthetic generator's entropy ({len(configs)} runs "
+    models = [c.parent / "model.json" for c in configs]
+    vocabularies = {json.loads(m.read_text()).get("vocabulary", "bytes") if m.is_file() else "bytes" for m in models}
+    if len(vocabularies) != 1:
+        return None  # tokens of several vocabularies: no one floor per token
+    return {**_synthetic_floor(seq_len, vocabularies.pop()), "source": f"the synthetic generator's entropy ({len(configs)} runs "
                                                   "evaluated on the synthetic corpus)"}
 
 
 @functools.lru_cache(maxsize=8)
-def _synthetic_floor(seq_len: int | None) -> dict:
+def _synthetic_floor(seq_len: int | None, vocabulary_name: str = "bytes") -> dict:
     from scaling.data import entropy, vocabulary
 
-    # the synthetic tasks use the byte vocabulary (scaling.data.pipeline.register_synthetic_tasks)
-    return entropy.entropy(vocabulary.encode, n_documents=FLOOR_DOCUMENTS, seq_len=seq_len)
+    # the runs' ModelConfig.vocabulary (scaling.data.pipeline.use_vocabulary)
+    encode = vocabulary.get_vocabulary(vocabulary_name).encode
+    return {**entropy.entropy(encode, n_documents=FLOOR_DOCUMENTS, seq_len=seq_len), "vocabulary": vocabulary_name}
 
 
 def floor_value(floor) -> float | None:
@@ -246,7 +253,7 @@ def file_stem(name: str) -> str:
 
 
 def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
-           target, states, laws_dir=None, figures_dir=None, floor=None) -> str:
+           target, states, laws_dir=None, figures_dir=None, floor=None, findings_path=None) -> str:
     canonical, _ = tables.canonical_table(training_source, ("N", "D"), target=target, columns=columns,
                                           optional=("C", "arm", "D_raw"))
     if "C" not in canonical:
@@ -260,6 +267,10 @@ def render(name, training_source, training, inference, sources, columns, bootstr
                                                          for line in findings(laws, inference, floor))
                             + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
                               "written in advance.</p>"))
+    if findings_path is not None:
+        from analysis import findings as measured
+        measured.write(findings_path, measured.build(laws, training, inference, floor, bootstrap))
+        sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items()) + "".join(fit_notes)))
     if floor:
         sections.append(Section("Ground truth", ground_truth_html(laws, floor)))
