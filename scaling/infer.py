@@ -152,7 +152,6 @@ def _decode_all(config: ModelConfig, params, prompts: list[list[int]], proto: de
         for i, row in enumerate(rows):
             generated = int(out.generated[i])
             outcomes.append({
-                "answer": corpus.extract_answer(decode_text(out.answer_ids(i))),
                 "thinking_text": decode_text(out.thinking_ids(i)), "answer_text": decode_text(out.answer_ids(i)),
                 "thinking": int(out.thinking[i]),
                 "generated": generated,
