@@ -35,3 +35,15 @@ def test_a_vocabulary_that_does_not_fit_the_model_is_named():
     with pytest.raises(ConfigError, match="ModelConfig.vocabulary = '/nonexistent.model'"):
         pipeline.use_vocabulary("/nonexistent.model", 264)
     assert pipeline.use_vocabulary("bytes", 264).vocab_size == vocabulary.VOCAB_SIZE
+
+
+def test_describe_takes_the_built_in_name_and_the_entropy_per_document_is_unchanged():
+    from scaling import describe
+
+    sp = describe.describe_corpus("synthetic", "synthetic_sp256", documents=200)
+    by_bytes = describe.describe_corpus("synthetic", None, documents=200)
+    assert sp["vocabulary"] == "synthetic_sp256" and sp["tokens_per_document"] < by_bytes["tokens_per_document"] / 2.5
+    assert sp["entropy_nats_per_document"] == pytest.approx(by_bytes["entropy_nats_per_document"], rel=1e-9)
+    assert sp["entropy_nats_per_token"] > 2.5 * by_bytes["entropy_nats_per_token"]
+    with pytest.raises(ConfigError, match="no_such_vocabulary"):
+        describe.describe_corpus("synthetic", "no_such_vocabulary", documents=200)
