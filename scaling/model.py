@@ -59,6 +59,12 @@ class ModelConfig:
         if not isinstance(self.vocabulary, str) or not self.vocabulary:
             raise ConfigError(f"ModelConfig.vocabulary must be 'bytes', a built-in SentencePiece name or a model "
                               f"file, got {self.vocabulary!r}")
+        if self.vocabulary != "bytes":
+            from scaling.data import sentencepiece_vocab  # light: no TensorFlow
+            try:
+                sentencepiece_vocab.resolve(self.vocabulary)
+            except FileNotFoundError as e:
+                raise ConfigError(f"ModelConfig.vocabulary: {e}") from None
         for name in ("n_kv_heads", "head_dim"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):

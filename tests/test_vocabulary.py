@@ -47,3 +47,11 @@ def test_describe_takes_the_built_in_name_and_the_entropy_per_document_is_unchan
     assert sp["entropy_nats_per_token"] > 2.5 * by_bytes["entropy_nats_per_token"]
     with pytest.raises(ConfigError, match="no_such_vocabulary"):
         describe.describe_corpus("synthetic", "no_such_vocabulary", documents=200)
+
+
+def test_an_unknown_model_vocabulary_fails_at_configuration():
+    from scaling.model import ModelConfig
+
+    assert ModelConfig(vocabulary="synthetic_sp256").vocabulary == "synthetic_sp256"
+    with pytest.raises(ConfigError, match="ModelConfig.vocabulary: vocabulary 'nope'"):
+        ModelConfig(vocabulary="nope")
