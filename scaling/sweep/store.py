@@ -57,9 +57,7 @@ def fitted_hyperparameters(law_file: str, params: int, tokens: int, seq_len: int
     law's point estimates; its batch is in tokens (fitted with --seq-len) and becomes sequences
     of this model's seq_len, at least one. For a WSD run D is its largest data budget: one run
     trains every budget with one learning rate and batch."""
-    from analysis.law import LawError, load_law
-    from analysis.predict import predict
-    from analysis.tables import TableError
+    from analysis import LawError, TableError, load_law, predict
 
     where = f"Grid.hyperparameters = 'fitted:{law_file}'"
     try:
