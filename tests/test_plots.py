@@ -6,7 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from analysis import plots, recommend
-from test_recommend import make_law
+from helpers import make_law
 
 LAW = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 

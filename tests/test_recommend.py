@@ -9,10 +9,9 @@ from scipy import optimize
 
 import analysis
 from analysis import recommend
-from analysis.law import Law, ParameterEstimate
+from helpers import EPOCH, make_law
 
 # Epoch's refit of Chinchilla (Besiroglu et al. 2024) and Hoffmann's original law.
-EPOCH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 
@@ -115,18 +114,6 @@ def test_best_loss_at_budget_reduces_to_closed_forms():
 
 # --- On fitted laws: the Python API and `scaling recommend` -------------------------------------
 
-def make_law(params=EPOCH, form="chinchilla", n_draws=200, spread=0.02, seed=0, options=None, target="eval_loss",
-             ranges=None):
-    """A real Law with known estimates and draws around them (as a fit would give)."""
-    rng = np.random.default_rng(seed)
-    draws = {k: v * np.exp(rng.normal(0, spread, n_draws)) for k, v in params.items()}
-    estimates = {k: ParameterEstimate(v, float(np.std(draws[k])), tuple(np.percentile(draws[k], [2.5, 97.5])))
-                 for k, v in params.items()}
-    ranges = ranges or {"N": [4e7, 1.6e10], "D": [2e8, 3e11], "C": [1e18, 3e22]}
-    return Law(form=form, target=target, approach=3, parameters=estimates, bootstrap_samples=draws, ranges=ranges,
-               objective=0.0, huber_delta=1e-3, n_points=240, n_starts=4500, converged=True, options=options or {})
-
-
 @pytest.fixture(scope="module")
 def law_file(tmp_path_factory):
     return make_law().save(tmp_path_factory.mktemp("law") / "law.json")
@@ -187,8 +174,8 @@ def test_questions_that_cannot_be_answered_say_why(run_cli, law_file):
 
 
 def augmentation_law(m=2.0):
-    options = {"arms": ["vanilla", "thinking"], "reference_arm": "vanilla"}
-    return make_law({**EPOCH, "m_thinking": m}, form="augmentation", options=options)
+    settings = {"arms": ["vanilla", "thinking"], "reference_arm": "vanilla"}
+    return make_law({**EPOCH, "m_thinking": m}, form="augmentation", settings=settings)
 
 
 def test_augmentation_pays_only_while_the_teacher_is_cheap():
@@ -211,7 +198,7 @@ def joint_law(n_draws=40):
     loss_law = make_law()
     params = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T": 0.3, "gamma_k": 0.2}
     return make_law(params, form="joint_inference", target="accuracy", n_draws=n_draws, spread=0.01,
-                    options={"loss_law": loss_law.to_dict()},
+                    settings={"loss_law": loss_law.to_dict()},
                     ranges={"N": [1e8, 1e10], "D": [1e9, 2e11], "T": [0, 1024], "k": [1, 8]})
 
 
