@@ -18,7 +18,8 @@ def minimize_batch(fun, x0, data, shared_data: bool, max_iter: int = 400, gtol: 
 
     `data` has a leading axis S unless shared_data. Each start stops on its own (gradient or
     relative decrease below tolerance, or no descent step found); the batch runs until all have.
-    A start whose objective or gradient is not finite at x0 is left where it is, with f = inf.
+    A start whose objective or gradient is not finite at x0 is left where it is, not converged
+    (its f is not finite).
     Returns (x, f, converged, iterations) per start.
     """
     in_axes = (0, None) if shared_data else (0, 0)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import recommend, report
+from analysis import chinchilla, report
 from scaling.sweep import report_support
 
 LAW = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -19,10 +19,10 @@ def write_results(folder, seed=0, with_inference=True):
     rng = np.random.default_rng(seed)
     rows = []
     for c in np.geomspace(1e17, 1e19, 4):
-        n_opt, _ = recommend.chinchilla_optimum(LAW, c)
+        n_opt, _ = chinchilla.chinchilla_optimum(LAW, c)
         for i, n in enumerate(n_opt * np.geomspace(0.2, 5, 6)):
             tokens = c / (6 * n)
-            loss = recommend.chinchilla_loss(LAW, n, tokens) * np.exp(rng.normal(0, 0.005))
+            loss = chinchilla.chinchilla_loss(LAW, n, tokens) * np.exp(rng.normal(0, 0.005))
             rows.append({"run_id": f"n{i}_c{c:.0e}", "sweep": "fixture", "arm": "vanilla", "params": int(n),
                          "tokens": int(tokens), "tokens_raw": int(tokens), "flops": 6 * int(n) * int(tokens),
                          "is_final": True, "eval_loss": loss, "eval_loss_hard": loss + 0.4})

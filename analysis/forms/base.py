@@ -16,7 +16,7 @@ import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -80,9 +80,6 @@ class LawForm:
     approaches: ClassVar[tuple[int, ...]] = (3,)
     # the budget questions of analysis.recommend it answers
     questions: ClassVar[tuple[str, ...]] = ()
-    # Fits a table: estimator(table, form, options, *, target, columns, bootstrap, huber_delta, seed, ...)
-    # -> Law; None: the multistart Huber fit of analysis.fitting.
-    estimator: ClassVar[Callable | None] = None
 
     # -- settings ------------------------------------------------------------------------------
     def options_from(self, options: Mapping | FormOptions | None = None) -> FormOptions:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis import plots, tables
+from analysis.atomic import write_text_atomic as write_atomic
 from analysis.report.figures import draw_figures
 from analysis.report.findings import findings, joint_scenario, recommendations
 from analysis.report.html import (Section, esc, figure_html, ground_truth_html, law_html, page_html,
@@ -23,7 +24,9 @@ from analysis.report.html import (Section, esc, figure_html, ground_truth_html, 
 from analysis.report.laws import fit_laws
 from analysis.report.sources import Source, SweepSupport, file_stem, find_tables, sha256
 
-__all__ = ["build_report", "findings", "joint_scenario"]
+# scaling.demo reads the tables, writes the page and prints the findings through these names
+read_table = tables.read_table
+__all__ = ["build_report", "findings", "joint_scenario", "read_table", "write_atomic"]
 
 
 def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
