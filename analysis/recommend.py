@@ -40,7 +40,7 @@ def draw_parameters(law) -> dict[str, np.ndarray]:
     return {**{k: float(v) for k, v in fixed.items()}, **draws}
 
 
-def answers(law, question: str) -> bool:
+def form_answers(law, question: str) -> bool:
     """Whether the law's form answers `question` (one of the forms' `questions`)."""
     return question in get_form(law.form).questions
 
@@ -56,7 +56,7 @@ def _require_chinchilla(law, question: str) -> None:
 
 def compute_optimal(law, train_flops: float, max_params: float | None = None, tolerance: float = 3.0) -> Recommendation:
     """N and D minimising the predicted loss for a training budget C = 6ND."""
-    if not get_form(law.form).chinchilla_closed_forms(law.settings) and answers(law, "compute_optimal"):
+    if not get_form(law.form).chinchilla_closed_forms(law.settings) and form_answers(law, "compute_optimal"):
         return compute_optimal_power_law(law, train_flops, max_params, tolerance)
     _require_chinchilla(law, "the compute-optimal split")
     point, draws = point_parameters(law), draw_parameters(law)
@@ -153,7 +153,7 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
 
 def augmentation_arms(law) -> list[str]:
     """Arms with a fitted data multiplier m_<arm> (the reference arm, usually vanilla, has m = 1)."""
-    if not answers(law, "augmentation_pays"):
+    if not form_answers(law, "augmentation_pays"):
         return []
     reference = law.settings.reference_arm
     return [arm for arm in law.settings.arms if arm != reference and f"m_{arm}" in law.parameters]
@@ -318,14 +318,14 @@ def recommend(law, *, train_flops: float | None = None, inference_queries: float
     """Answer the question the arguments ask (see the module docstring); `Law.recommend` calls this."""
     if tolerance < 1:
         raise ValueError(f"tolerance is a factor >= 1, got {tolerance}")
-    if answers(law, "hyperparameters"):
+    if form_answers(law, "hyperparameters"):
         return hyperparameters_for(law, params, tokens, tolerance)
     if params is not None or tokens is not None:
         raise ValueError("--params and --tokens ask a hyperparameter law (scaling fit --form=hyperparameters); "
                          f"this law's form is {law.form!r}")
     if (inference_queries is None) != (tokens_per_query is None):
         raise ValueError("give --inference_queries and --tokens_per_query together")
-    if answers(law, "joint_allocation"):
+    if form_answers(law, "joint_allocation"):
         if total_flops is None or inference_queries is None:
             raise ValueError("a joint law answers joint allocation: give --total_flops, --inference_queries "
                              "and --tokens_per_query")

@@ -46,6 +46,9 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
         sources = [Source(path if collected else p, role + (" (collected from the sweep)" if collected else ""),
                           sha256(p), len(frames[role]), frames[role].shape[1]) for role, p in found.items()]
         # Errors name the file the user gave; a collected sweep's tables are only in memory.
+        if collected:
+            for frame in frames.values():
+                frame.attrs["source"] = f"{path} (collected)"
         training_source = frames["training"] if collected else found["training"]
         inference = frames.get("inference")
         if inference is not None and inference.empty:
