@@ -20,7 +20,7 @@ from analysis.answers import below_floor
 from analysis.atomic import write_text_atomic
 from analysis.diagnostics import lines_from_dict
 from analysis.fitting import fit
-from analysis.forms.base import FORMS, get_form
+from analysis.forms.base import FORMS, form_of_approach, get_form
 from analysis.law import LawError, load_law
 from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
 from analysis.report import build_report
@@ -120,8 +120,8 @@ def _settings_from_flags(args, form) -> dict:
         if setting not in fields:
             having = sorted(name for name, other in FORMS.items()
                             if setting in {f.name for f in dataclasses.fields(other.Options)})
-            where = " or ".join(f"--approach={a}" if name == "compute_optimal" else f"--form={name}"
-                                for name in having for a in (FORMS[name].approaches[:1]))
+            where = " or ".join(f"--form={name}" if 3 in FORMS[name].approaches
+                                else " or ".join(f"--approach={a}" for a in FORMS[name].approaches) for name in having)
             raise ValueError(f"--{dest.replace('_', '-')} is not a setting of form {form.name!r}; it applies to {where}")
         settings[setting] = value
     if "base" in settings:
@@ -136,7 +136,7 @@ def _settings_from_flags(args, form) -> dict:
 def run_fit(args) -> int:
     try:
         columns = parse_columns(args.columns)
-        form = get_form("compute_optimal" if args.approach in (1, 2) else args.form)
+        form = get_form(args.form) if args.approach == 3 else form_of_approach(args.approach)
         settings = _settings_from_flags(args, form)
         law = fit(args.table, form=form.name, approach=args.approach, target=args.target, bootstrap=args.bootstrap,
                   columns=columns, huber_delta=args.huber_delta, heldout_fraction=args.heldout_fraction,

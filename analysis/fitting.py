@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from analysis.forms.base import CurveForm, FormOptions, get_form
+from analysis.forms.base import CurveForm, FormOptions, form_of_approach, get_form
 from analysis.law import Law, ParameterEstimate, load_law
 from analysis.diagnostics import residual_diagnostics
 from analysis.solver import minimize_batch
@@ -310,14 +310,12 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
     target = (columns or {}).get("loss", target)
     if where:
         table = select_rows(table, where)
-    if approach in (1, 2):
+    if approach == 3:
+        form = get_form(form)
+    else:
         if form_options.get("floor") is not None:
             raise ValueError("a known floor (E) applies to approach 3 laws; approaches 1 and 2 have no E")
-        form = get_form("compute_optimal")
-    elif approach != 3:
-        raise ValueError(f"approach must be 1, 2 or 3, got {approach!r}")
-    else:
-        form = get_form(form)
+        form = form_of_approach(approach)
     if _is_path(form_options.get("base")):
         form_options["base"] = load_law(form_options["base"]).estimates()
     if _is_path(form_options.get("loss_law")):

@@ -287,6 +287,14 @@ def register(cls: type[LawForm]) -> type[LawForm]:
     return cls
 
 
+def form_of_approach(approach: int) -> LawForm:
+    """The form whose laws approach 1 or 2 fits (approach 3 fits the form asked for)."""
+    found = [form for form in FORMS.values() if approach in form.approaches and approach != 3]
+    if len(found) != 1:
+        raise ValueError(f"approach must be 1, 2 or 3, got {approach!r}")
+    return found[0]
+
+
 def get_form(name: str) -> LawForm:
     try:
         return FORMS[name]
