@@ -20,7 +20,7 @@ from analysis.answers import below_floor
 from analysis.atomic import write_text_atomic
 from analysis.diagnostics import lines_from_dict
 from analysis.fitting import fit
-from analysis.forms.base import FORMS, form_of_approach, get_form
+from analysis.forms.base import FORMS, form_of_approach, forms_with_option, get_form
 from analysis.law import LawError, load_law
 from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
 from analysis.report import build_report
@@ -118,8 +118,7 @@ def _settings_from_flags(args, form) -> dict:
         if setting not in every or value is None:
             continue
         if setting not in fields:
-            having = sorted(name for name, other in FORMS.items()
-                            if setting in {f.name for f in dataclasses.fields(other.Options)})
+            having = forms_with_option(setting)
             where = " or ".join(f"--form={name}" if 3 in FORMS[name].approaches
                                 else " or ".join(f"--approach={a}" for a in FORMS[name].approaches) for name in having)
             raise ValueError(f"--{dest.replace('_', '-')} is not a setting of form {form.name!r}; it applies to {where}")

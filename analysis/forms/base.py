@@ -34,8 +34,10 @@ class FormOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
+            elsewhere = "".join(f"; {name} is an option of --form={' or --form='.join(owners)}"
+                                for name in unknown if (owners := forms_with_option(name)))
             raise ValueError(f"form {form_name!r} has no option(s) {unknown}; its options are "
-                             f"{sorted(known) or 'none'}")
+                             f"{sorted(known) or 'none'}{elsewhere}")
         return cls(**{k: _frozen(v) for k, v in values.items()})
 
     def to_dict(self) -> dict[str, Any]:
@@ -293,6 +295,11 @@ def form_of_approach(approach: int) -> LawForm:
     if len(found) != 1:
         raise ValueError(f"approach must be 1, 2 or 3, got {approach!r}")
     return found[0]
+
+
+def forms_with_option(option: str) -> list[str]:
+    """The names of the forms whose settings include `option`."""
+    return sorted(name for name, form in FORMS.items() if option in {f.name for f in dataclasses.fields(form.Options)})
 
 
 def get_form(name: str) -> LawForm:
