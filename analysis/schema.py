@@ -41,7 +41,7 @@ def pass_at_k(n, c, k: int):
     if k < 1:
         raise ValueError(f"pass@k needs k >= 1, got k={k}")
     if np.any(k > n):
-        raise ValueError(f"pass@{k} needs at least {k} samples per problem (smallest n is {n.min()})")
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, k <= n (smallest n is {n.min()})")
     if np.any(c < 0) or np.any(c > n):
         raise ValueError(f"pass@k needs 0 <= correct <= n, got n={n.tolist()}, correct={c.tolist()}")
     out = np.empty(np.broadcast(n, c).shape, dtype=np.float64)
