@@ -138,9 +138,23 @@ class LawForm:
         raise ValueError(f"law of form {self.name!r} has neither Chinchilla parameters nor the power-law "
                          f"coefficients k_N, a, k_D, b: no compute-optimal frontier to draw")
 
-    # -- prediction ------------------------------------------------------------------------------
+    # -- fitting and prediction ----------------------------------------------------------------
+    def fit(self, table, options: FormOptions, *, approach: int, target: str, columns, bootstrap: int,
+            huber_delta: float, heldout_fraction: float, seed: int):
+        """The form's own estimator, returning a Law. CurveForms have none: analysis.fitting fits them."""
+        raise NotImplementedError
+
     def predict(self, params: Mapping[str, float], options: Mapping | FormOptions | None = None, **covariates):
         raise NotImplementedError
+
+    # -- a fitted law in words (`scaling fit`'s summary) ----------------------------------------
+    def objective_text(self, law) -> str:
+        """How the law's objective was computed, e.g. ' (Huber delta 0.001)' (empty: nothing to add)."""
+        return ""
+
+    def summary_lines(self, law) -> list[str]:
+        """Lines that state the fitted law in the form's own terms."""
+        return []
 
 
 class CurveForm(LawForm):
