@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from analysis.atomic import write_json_atomic
 from scaling.model import ModelConfig
 
 TRUNK = "trunk"
@@ -32,14 +33,8 @@ ITEMS = ("params", "opt_state", "meta")
 log = logging.getLogger(__name__)
 
 
-def _write_json_atomic(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
-
-
 def write_model_config(run_dir: str | Path, config: ModelConfig) -> None:
-    _write_json_atomic(Path(run_dir) / "model.json", dataclasses.asdict(config))
+    write_json_atomic(Path(run_dir) / "model.json", dataclasses.asdict(config))
 
 
 def read_model_config(run_dir: str | Path) -> ModelConfig:
@@ -151,7 +146,7 @@ class RunCheckpoints:
         records = [r for r in finished_branches(self.root.parent) if r["branch"] != branch]
         records.append({"branch": branch, "step": int(step), "tokens": int(tokens)})
         if jax.process_index() == 0:
-            _write_json_atomic(self.root / "branches.json", records)
+            write_json_atomic(self.root / "branches.json", records)
 
 
 def finished_branches(run_dir: str | Path) -> list[dict]:

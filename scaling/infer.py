@@ -26,6 +26,7 @@ import gin
 import numpy as np
 import pandas as pd
 
+from analysis.schema import pass_at_k
 from scaling import accounting, checkpoints, configuration, decode, timings
 from scaling.configuration import ConfigError
 from scaling.data import corpus, formats, vocabulary
@@ -65,13 +66,6 @@ def prompt_ids(prompt: str, thinking_budget: int) -> list[int]:
 
 # ----------------------------------------------------------------------------------------------
 # Aggregators
-
-
-def pass_at_k(n: int, correct: int, k: int) -> float:
-    """Unbiased pass@k from n >= k samples of which `correct` are right (Chen et al. 2021)."""
-    if not 0 < k <= n or not 0 <= correct <= n:
-        raise ValueError(f"pass@k needs 0 < k <= n and 0 <= correct <= n, got n={n}, correct={correct}, k={k}")
-    return 1.0 - math.comb(n - correct, k) / math.comb(n, k)
 
 
 def majority_vote(answers: list[str | None]) -> str | None:

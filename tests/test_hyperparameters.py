@@ -40,7 +40,7 @@ def test_near_optimal_runs_are_each_groups_best_and_its_close_rivals():
 
 def test_step_law_on_the_dense_runs(law):
     p = law.estimates()
-    assert law.options["n_groups"] == 17 and law.options["n_near_optimal"] > 17
+    assert law.diagnostics["n_groups"] == 17 and law.diagnostics["n_near_optimal"] > 17
     # the paper's qualitative finding: lr falls with N and rises with D; the batch grows with D
     assert p["a_lr"] < 0 < p["b_lr"] and p["b_bs"] > 0
     for name in ("a_lr", "b_lr", "b_bs"):
@@ -51,9 +51,9 @@ def test_step_law_on_the_dense_runs(law):
     x = sm.add_constant(np.column_stack([np.log(runs["N"]), np.log(runs["D"])]))
     ols = sm.OLS(np.log(runs["lr"].to_numpy()), x).fit()
     assert p["a_lr"] == pytest.approx(ols.params[1], abs=2 * law.parameters["a_lr"].se)
-    assert law.options["least_squares_on_all"]["a_lr"] == pytest.approx(ols.params[1], rel=1e-9)
+    assert law.diagnostics["least_squares_on_all"]["a_lr"] == pytest.approx(ols.params[1], rel=1e-9)
     bs = sm.OLS(np.log(runs["batch_size"].to_numpy()), sm.add_constant(np.log(runs["D"].to_numpy()))).fit()
-    assert law.options["least_squares_on_all"]["b_bs"] == pytest.approx(bs.params[1], rel=1e-9)
+    assert law.diagnostics["least_squares_on_all"]["b_bs"] == pytest.approx(bs.params[1], rel=1e-9)
 
 
 def test_a_known_optimum_is_recovered():

@@ -25,15 +25,15 @@ import difflib
 import hashlib
 import importlib
 import math
-import os
 import time
 from pathlib import Path
 
 import gin
 
+from analysis.atomic import write_json_atomic, write_text_atomic
 from scaling import configuration
 from scaling.configuration import ConfigError
-from scaling.sweep.files import read_json, write_json_atomic
+from scaling.sweep.files import read_json
 from scaling.sweep.grid import FITTED_PREFIX, Grid, Point, sanitise
 
 HASH_LENGTH = 8
@@ -228,12 +228,11 @@ def write_plan(sweep_dir: Path, grid: Grid, grid_file: str, plans: list[RunPlan]
         run_dir.mkdir(exist_ok=True)
         for file_name, text in (("config.gin", plan.train_config), ("infer.gin", plan.infer_config)):
             if text:
-                (run_dir / f".{file_name}.tmp").write_text(text)
-                os.replace(run_dir / f".{file_name}.tmp", run_dir / file_name)
-        write_json_atomic(run_dir / "run.json", plan.record)
+                write_text_atomic(run_dir / file_name, text)
+        write_json_atomic(run_dir / "run.json", plan.record, sort_keys=True)
     write_json_atomic(sweep_dir / "sweep.json", {
         "grid": grid.name, "grid_file": str(grid_file), "runs": [p.name for p in plans], "updated": time.time(),
-        "grid_config": dataclasses.asdict(grid)})
+        "grid_config": dataclasses.asdict(grid)}, sort_keys=True)
 
 
 def load_plan(run_dir: Path) -> RunPlan:
@@ -250,4 +249,4 @@ def read_job(run_dir: Path) -> dict:
 def write_job(run_dir: Path, job: dict) -> None:
     if job["state"] not in JOB_STATES:
         raise ValueError(f"job state {job['state']!r} is not one of {JOB_STATES}")
-    write_json_atomic(run_dir / "job.json", {**job, "updated": time.time()})
+    write_json_atomic(run_dir / "job.json", {**job, "updated": time.time()}, sort_keys=True)
