@@ -117,7 +117,7 @@ def _print_answer(answer) -> None:
 
 def run_demo(args) -> int:
     from analysis import load_law, recommend, report
-    from scaling.sweep import collect, launch
+    from scaling.sweep import collect, launch, report_support
     from scaling.sweep.executors import local_layout
 
     if args.gin.files:
@@ -150,7 +150,8 @@ def run_demo(args) -> int:
 
     _step(3, f"fit the laws ({bootstrap} bootstrap refits each), draw the figures, write the report")
     laws_dir, figures_dir = results / "laws", results / "figures"
-    text = report.build_report(results, bootstrap=bootstrap, laws_dir=laws_dir, figures_dir=figures_dir)
+    text = report.build_report(results, bootstrap=bootstrap, laws_dir=laws_dir, figures_dir=figures_dir,
+                               sweep=report_support.SWEEP_FOLDERS)  # the runs' true floor beside the fitted E
     report.write_atomic(output, text)
     print(f"laws: {laws_dir}/  figures: {figures_dir}/  report: {output}", flush=True)
 
