@@ -65,6 +65,14 @@ def _quiet_closed_loop_callbacks() -> None:
 
     hook._drops_closed_loop = True
     sys.unraisablehook = hook
+    # A read task that finished with its error before the loop closed is reported instead by
+    # asyncio's "Task exception was never retrieved" (its logger, with a traceback) when collected.
+    logging.getLogger("asyncio").addFilter(_drop_orbax_task_reports)
+
+
+def _drop_orbax_task_reports(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not (message.startswith("Task exception was never retrieved") and f"{os.sep}orbax{os.sep}" in message)
 
 
 def _shape_mismatch(e: Exception) -> bool:
