@@ -1,11 +1,30 @@
 """Scaling-law analysis: fit laws with uncertainty to result tables (or any table with a column
-map), validate them on held-out compute, and store them as law files."""
+map), validate them on held-out compute, and store them as law files.
 
-from analysis.fit import fit
-from analysis.forms import FORMS, get_form, pass_at_k
-from analysis.law import Law, LawError, ParameterEstimate, load_law
-from analysis.predict import predict
-from analysis.tables import TableError
+The names below are imported on first use, so that the light shared modules (analysis.schema,
+analysis.atomic), which the sweep imports, do not pull in JAX.
+"""
 
-__all__ = ["fit", "FORMS", "get_form", "pass_at_k", "Law", "LawError", "ParameterEstimate", "load_law",
-           "TableError", "predict"]
+import importlib
+
+_PUBLIC = {
+    "fit": "analysis.fitting",
+    "FORMS": "analysis.forms.base",
+    "get_form": "analysis.forms.base",
+    "pass_at_k": "analysis.schema",
+    "Law": "analysis.law",
+    "LawError": "analysis.law",
+    "ParameterEstimate": "analysis.law",
+    "load_law": "analysis.law",
+    "TableError": "analysis.tables",
+    "predict": "analysis.prediction",
+}
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

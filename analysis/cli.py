@@ -1,125 +1,145 @@
-"""`scaling fit`: fit a law to a results folder or any CSV/Parquet table and write the law file."""
+"""The analysis package's commands: `scaling fit`, `scaling predict`, `scaling recommend` and
+`scaling report` (argument parsing, checks of the user's input, printing, exit codes).
+
+scaling.cli routes each verb here (`configure_<verb>` / `run_<verb>`); `scaling report` comes
+through scaling.sweep.report_support, which adds what only the sweep side knows (sweep folders).
+A form's settings become `scaling fit` flags: the ones below with their own spelling and help,
+and a generic `--<setting>` for any other field of a registered form's options dataclass.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import sys
+from pathlib import Path
 
-from analysis.fit import fit
-from analysis.forms import FORMS
+from analysis.answers import below_floor
+from analysis.atomic import write_text_atomic
+from analysis.diagnostics import lines_from_dict
+from analysis.fitting import fit
+from analysis.forms.base import FORMS, form_of_approach, forms_with_option, get_form
 from analysis.law import LawError, load_law
+from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
+from analysis.report import build_report
 from analysis.tables import TableError, parse_columns
+
+# ---------------------------------------------------------------------------------------------
+# `scaling fit`
+# ---------------------------------------------------------------------------------------------
+
+# flag (argparse dest) -> the form setting it gives, where the two are spelt differently
+SETTING_OF_FLAG = {"base_law": "base"}
 
 
 def configure_fit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", help="results folder (holding training.parquet), or a CSV/Parquet table")
     parser.add_argument("--approach", type=int, choices=(1, 2, 3), default=3,
                         help="3: fit --form (default); 1: min-loss envelope; 2: IsoFLOP parabolas")
-    parser.add_argument("--form", choices=sorted(FORMS) + ["hyperparameters", "two_step"], default="chinchilla",
+    fitted_by_approach_3 = sorted(name for name, form in FORMS.items() if 3 in form.approaches)
+    parser.add_argument("--form", choices=fitted_by_approach_3, default="chinchilla",
                         help="law form; 'hyperparameters' is Step Law (columns N, D, lr, batch_size, loss); "
                              "'two_step' the OLMo ladder (N, D, task_loss, accuracy[, final])")
-    parser.add_argument("--task-min", type=float,
-                        help="--form=two_step: the task's chance accuracy (default 0.25)")
-    parser.add_argument("--task-max", type=float,
-                        help="--form=two_step: the task's best accuracy, the helper point at task loss 0 (default 1)")
     parser.add_argument("--target", default="eval_loss", help="the column to fit (default eval_loss)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
     parser.add_argument("--columns", default="", help="column map, e.g. N=params,D=tokens,loss=eval_loss")
     parser.add_argument("--huber-delta", type=float, default=1e-3)
     parser.add_argument("--heldout-fraction", type=float, default=0.2,
                         help="share of highest-compute points held out for validation (0: none)")
-    parser.add_argument("--base-law", help="data_constrained: fix the base law to this law file's estimates")
-    parser.add_argument("--loss-law", help="joint_inference: the loss law file for step 1")
-    parser.add_argument("--per-arm-thinking", action="store_true",
-                        help="joint_inference on an augmentation loss law: a test-time slope gamma_T per arm")
-    parser.add_argument("--per-arm-exponents", action="store_true",
-                        help="augmentation: a data exponent per arm instead of multipliers")
-    parser.add_argument("--reference-arm", help="augmentation: the arm whose data counts 1x (default vanilla)")
-    parser.add_argument("--gqa", action="store_true", help="architecture: add the GQA factor")
-    parser.add_argument("--shared-exponent", action="store_true",
-                        help="chinchilla: one exponent for N and D (Gadre et al. 2024's over-training law); "
-                             "fitted by least squares on the loss unless --objective says otherwise")
-    parser.add_argument("--objective", choices=("huber_log", "squared_loss"),
-                        help="approach 3: Huber on log residuals (default) or least squares on the loss "
-                             "(the default with --shared-exponent)")
-    parser.add_argument("--budget-decimals", type=int, default=1,
-                        help="approaches 1/2: compute budgets are log10 C rounded to this many decimals")
-    parser.add_argument("--floor", help="a known irreducible loss: a number, or the JSON file `scaling describe "
-                                        "--corpus=synthetic` prints (its entropy_nats_per_token)")
-    parser.add_argument("--floor-mode", choices=("bound", "fix"), default="bound",
-                        help="with --floor: keep E >= the floor (bound, default) or set E = the floor (fix)")
-    parser.add_argument("--isoflop-method", choices=("parabola", "porian"), default="parabola",
-                        help="approach 2: a parabola per IsoFLOP curve (default) or Porian et al. 2024's "
-                             "Akima-spline minima with a seed-noise bootstrap and weighted power law")
-    parser.add_argument("--seed-noise", type=float,
-                        help="--isoflop-method=porian: loss standard deviation between seeds (default 0.002)")
-    parser.add_argument("--noise-draws", type=int,
-                        help="--isoflop-method=porian: seed-noise perturbations per curve (default 1000)")
     parser.add_argument("--where", help="fit only the rows where this pandas query holds, e.g. "
                                         "\"dataset == 'rw' and hparams == 'tuned'\"")
-    parser.add_argument("--seq-len", type=float,
-                        help="--form=hyperparameters: tokens per sequence, to count batch_size in tokens (default 1)")
-    parser.add_argument("--threshold", type=float,
-                        help="--form=hyperparameters: near-optimal runs are within this relative loss of their "
-                             "(N, D) group's best (default 0.0025)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", required=True, help="law file to write (JSON)")
+    settings = parser.add_argument_group("form settings (each applies to the forms that have it)")
+    settings.add_argument("--task-min", type=float,
+                          help="--form=two_step: the task's chance accuracy (default 0.25)")
+    settings.add_argument("--task-max", type=float,
+                          help="--form=two_step: the task's best accuracy, the helper point at task loss 0 (default 1)")
+    settings.add_argument("--base-law", help="data_constrained: fix the base law to this law file's estimates")
+    settings.add_argument("--loss-law", help="joint_inference: the loss law file for step 1")
+    settings.add_argument("--per-arm-thinking", action="store_true", default=None,
+                          help="joint_inference on an augmentation loss law: a test-time slope gamma_T per arm")
+    settings.add_argument("--per-arm-exponents", action="store_true", default=None,
+                          help="augmentation: a data exponent per arm instead of multipliers")
+    settings.add_argument("--reference-arm", help="augmentation: the arm whose data counts 1x (default vanilla)")
+    settings.add_argument("--gqa", action="store_true", default=None, help="architecture: add the GQA factor")
+    settings.add_argument("--shared-exponent", action="store_true", default=None,
+                          help="chinchilla: one exponent for N and D (Gadre et al. 2024's over-training law); "
+                               "fitted by least squares on the loss unless --objective says otherwise")
+    settings.add_argument("--objective", choices=("huber_log", "squared_loss"),
+                          help="approach 3: Huber on log residuals (default) or least squares on the loss "
+                               "(the default with --shared-exponent)")
+    settings.add_argument("--budget-decimals", type=int,
+                          help="approaches 1/2: compute budgets are log10 C rounded to this many decimals (default 1)")
+    settings.add_argument("--floor", help="a known irreducible loss: a number, or the JSON file `scaling describe "
+                                          "--corpus=synthetic` prints (its entropy_nats_per_token)")
+    settings.add_argument("--floor-mode", choices=("bound", "fix"),
+                          help="with --floor: keep E >= the floor (bound, default) or set E = the floor (fix)")
+    settings.add_argument("--isoflop-method", choices=("parabola", "porian"),
+                          help="approach 2: a parabola per IsoFLOP curve (default) or Porian et al. 2024's "
+                               "Akima-spline minima with a seed-noise bootstrap and weighted power law")
+    settings.add_argument("--seed-noise", type=float,
+                          help="--isoflop-method=porian: loss standard deviation between seeds (default 0.002)")
+    settings.add_argument("--noise-draws", type=int,
+                          help="--isoflop-method=porian: seed-noise perturbations per curve (default 1000)")
+    settings.add_argument("--seq-len", type=float,
+                          help="--form=hyperparameters: tokens per sequence, to count batch_size in tokens (default 1)")
+    settings.add_argument("--threshold", type=float,
+                          help="--form=hyperparameters: near-optimal runs are within this relative loss of their "
+                               "(N, D) group's best (default 0.0025)")
+    _add_generic_setting_flags(settings, parser)
+
+
+def _add_generic_setting_flags(group, parser) -> None:
+    """A `--<setting>` flag for every setting of a registered form that has no flag above."""
+    taken = {action.dest for action in parser._actions} | set(SETTING_OF_FLAG.values())
+    for form in FORMS.values():
+        for f in dataclasses.fields(form.Options):
+            if f.name in taken or f.default is dataclasses.MISSING or not isinstance(f.default, (bool, int, float, str)):
+                continue
+            taken.add(f.name)
+            flag, help_text = f"--{f.name.replace('_', '-')}", f.metadata.get("help", f"setting of form {form.name!r}")
+            if isinstance(f.default, bool):
+                group.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
+            else:
+                group.add_argument(flag, dest=f.name, type=type(f.default), help=help_text)
+
+
+def _settings_from_flags(args, form) -> dict:
+    """The form settings the flags give; a flag of a setting the form does not have is refused,
+    naming the forms that have it."""
+    fields = {f.name for f in dataclasses.fields(form.Options)}
+    every = {f.name for other in FORMS.values() for f in dataclasses.fields(other.Options)}
+    settings = {}
+    for dest, value in vars(args).items():
+        setting = SETTING_OF_FLAG.get(dest, dest)
+        if setting not in every or value is None:
+            continue
+        if setting not in fields:
+            having = forms_with_option(setting)
+            where = " or ".join(f"--form={name}" if 3 in FORMS[name].approaches
+                                else " or ".join(f"--approach={a}" for a in FORMS[name].approaches) for name in having)
+            raise ValueError(f"--{dest.replace('_', '-')} is not a setting of form {form.name!r}; it applies to {where}")
+        settings[setting] = value
+    if "base" in settings:
+        settings["base"] = load_law(settings["base"]).estimates()
+    if "loss_law" in settings:
+        settings["loss_law"] = load_law(settings["loss_law"])
+    if "floor" in settings:
+        settings["floor"] = read_floor(settings["floor"])
+    return settings
 
 
 def run_fit(args) -> int:
     try:
         columns = parse_columns(args.columns)
-        options = {}
-        if args.approach == 3 and args.isoflop_method != "parabola":
-            raise ValueError("--isoflop-method applies to --approach=2 (IsoFLOP curves); this is approach 3")
-        for name in ("seq_len", "threshold"):
-            if getattr(args, name) is not None and args.form != "hyperparameters":
-                raise ValueError(f"--{name.replace('_', '-')} applies only to --form=hyperparameters")
-        for name in ("task_min", "task_max"):
-            if getattr(args, name) is not None and args.form != "two_step":
-                raise ValueError(f"--{name.replace('_', '-')} applies only to --form=two_step")
-        if args.approach == 3 and args.form == "two_step":
-            options.update(seed=args.seed, **{n: getattr(args, n) for n in ("task_min", "task_max")
-                                                if getattr(args, n) is not None})
-        elif args.approach == 3 and args.form == "hyperparameters":
-            options.update(seed=args.seed, **{n: getattr(args, n) for n in ("seq_len", "threshold")
-                                                if getattr(args, n) is not None})
-        elif args.approach == 3:
-            options.update(huber_delta=args.huber_delta, heldout_fraction=args.heldout_fraction, seed=args.seed)
-            if args.base_law:
-                options["base"] = load_law(args.base_law).estimates()
-            if args.loss_law:
-                options["loss_law"] = load_law(args.loss_law).to_dict()
-            if args.per_arm_thinking:
-                options["per_arm_thinking"] = True
-            if args.per_arm_exponents:
-                options["per_arm_exponents"] = True
-            if args.reference_arm:
-                options["reference_arm"] = args.reference_arm
-            if args.gqa:
-                options["gqa"] = True
-            if args.floor is not None:
-                options.update(floor=read_floor(args.floor), floor_mode=args.floor_mode)
-            if args.shared_exponent:
-                options["shared_exponent"] = True
-            if args.objective:
-                options["objective"] = args.objective
-        else:
-            if args.floor is not None:
-                raise ValueError("--floor applies to approach 3 laws; approaches 1 and 2 have no E")
-            options.update(budget_decimals=args.budget_decimals, seed=args.seed)
-            if args.isoflop_method != "parabola":
-                options["isoflop_method"] = args.isoflop_method
-            for name in ("seed_noise", "noise_draws"):
-                if getattr(args, name) is not None:
-                    if args.isoflop_method != "porian":
-                        raise ValueError(f"--{name.replace('_', '-')} applies only to --isoflop-method=porian")
-                    options[name] = getattr(args, name)
-        if args.where:
-            options["where"] = args.where
-        law = fit(args.table, form=args.form, approach=args.approach, target=args.target,
-                  bootstrap=args.bootstrap, columns=columns, **options)
+        form = get_form(args.form) if args.approach == 3 else form_of_approach(args.approach)
+        settings = _settings_from_flags(args, form)
+        law = fit(args.table, form=form.name, approach=args.approach, target=args.target, bootstrap=args.bootstrap,
+                  columns=columns, huber_delta=args.huber_delta, heldout_fraction=args.heldout_fraction,
+                  seed=args.seed, where=args.where, **settings)
     except (TableError, LawError, ValueError) as e:
         print(f"scaling fit: error: {e}", file=sys.stderr)
         return 2
@@ -131,9 +151,6 @@ def run_fit(args) -> int:
 
 def read_floor(value: str) -> float:
     """A floor given as a number, or as the JSON of `scaling describe --corpus=...`."""
-    import json
-    from pathlib import Path
-
     try:
         return float(value)
     except ValueError:
@@ -151,12 +168,9 @@ def read_floor(value: str) -> float:
 
 def summary(law) -> str:
     """A plain-text table of the estimates, intervals and fit diagnostics."""
+    form = get_form(law.form)
     lines = [f"form {law.form} (approach {law.approach}), target {law.target}, {law.n_points} points, "
-             f"{law.n_starts} starts, objective {law.objective:.6g}"
-             + ("" if law.approach != 3 else " (least squares on the loss)"
-                if law.options.get("objective") == "squared_loss" else " (least squares on log lr and log batch)"
-                if law.form == "hyperparameters" else " (step 2 least squares on accuracy; step 1 Huber delta "
-                f"{law.huber_delta:g})" if law.form == "two_step" else f" (Huber delta {law.huber_delta:g})"),
+             f"{law.n_starts} starts, objective {law.objective:.6g}" + form.objective_text(law),
              f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}"]
     for name, p in law.parameters.items():
         lines.append(f"{name:<14}{_num(p.estimate):>14}{_num(p.se):>12}{_num(p.ci[0]):>14}{_num(p.ci[1]):>14}")
@@ -166,40 +180,9 @@ def summary(law) -> str:
                      f"{h['mean_relative_error']:.3%}, max {h['max_relative_error']:.3%}")
     elif law.heldout.get("skipped"):
         lines.append(f"held-out validation skipped: {law.heldout['skipped']}")
-    if law.options.get("floor") is not None:
-        how = "held at" if law.options.get("floor_mode") == "fix" else "bounded below by"
-        lines.append(f"E {how} the known floor {law.options['floor']:.6g}")
-        if law.options.get("points_below_floor"):
-            lines.append(f"WARNING: {law.options['points_below_floor']} measured losses lie below the floor")
-    if law.options.get("isoflop_method") == "porian":
-        o = law.options
-        lines.append(f"Porian et al. approach 2: {o['n_optima']} IsoFLOP curves, seed noise {o['seed_noise']:g}, "
-                     f"{o['noise_draws']} draws per curve; interval from {len(law.bootstrap_samples['a'])} "
-                     f"weighted refits; R^2 (N) {o['r_squared']['N']:.4f}")
-        for dropped in o.get("dropped_curves", []):
-            lines.append(f"dropped curve C = {dropped['C']:.3g}: {dropped['reason']}")
-    if law.options.get("shared_exponent"):
-        from analysis.forms import gadre_parameters
-        g = gadre_parameters(law.estimates())
-        lines.append("shared exponent (Gadre et al.): L = E + (a M^eta + b M^-eta) C^-eta, M = D/N: "
-                     + ", ".join(f"{k} = {v:.6g}" for k, v in g.items()))
-    if law.form == "two_step":
-        e, o = law.estimates(), law.options
-        lines.append(f"step 1 ({o['n_step1']} runs): task loss = {e['E']:.4g} + {e['A']:.4g}/N^{e['alpha']:.4f} + "
-                     f"{e['B']:.4g}/D^{e['beta']:.4f}; mean |relative error| {o['step1_fit_error']:.2%}")
-        lines.append(f"step 2 ({o['n_step2']} checkpoints + helper point (0, {o['task_max']:g})): accuracy = "
-                     f"{e['a']:.4g} / (1 + exp(-{e['k']:.4g} (L - {e['x0']:.4g}))) + {e['b']:.4g}; "
-                     f"mean |relative error| {o['step2_fit_error']:.2%}")
-    if law.form == "hyperparameters":
-        e = law.estimates()
-        o = law.options
-        lines.append(f"Step Law: lr = {e['k_lr']:.4g} N^{e['a_lr']:.4f} D^{e['b_lr']:.4f}, "
-                     f"batch = {e['k_bs']:.4g} D^{e['b_bs']:.4f} (batch in units of batch_size x {o['seq_len']:g}); "
-                     f"{o['n_near_optimal']} near-optimal runs (within {o['threshold']:g}) in {o['n_groups']} (N, D) "
-                     f"groups; estimates are bootstrap means")
-    if law.options.get("diagnostics"):
-        from analysis.diagnostics import lines_from_dict
-        lines += lines_from_dict(law.options["diagnostics"])
+    lines += form.summary_lines(law)
+    if law.diagnostics.get("diagnostics"):
+        lines += lines_from_dict(law.diagnostics["diagnostics"])
     if not law.converged:
         lines.append("WARNING: the best start did not converge; treat the estimates with caution")
     return "\n".join(lines)
@@ -207,3 +190,188 @@ def summary(law) -> str:
 
 def _num(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# `scaling predict`
+# ---------------------------------------------------------------------------------------------
+
+def configure_predict(parser) -> None:
+    parser.add_argument("law", help="law file written by `scaling fit`")
+    for name in KNOWN_INPUTS:
+        parser.add_argument(f"--{name}", dest=f"input_{name}",
+                            help=f"{name}: one value or a comma-separated list (lists of one length broadcast)")
+    parser.add_argument("--points", help="CSV/Parquet with one column per input (N, D, ...), one point per row; "
+                                         "a column with the law's target adds the relative error")
+    parser.add_argument("--columns", default="", help="--points column map, e.g. N=N_params,D=D_tokens,loss=loss_c4_val")
+    parser.add_argument("--where", help="--points: only the rows where this pandas query holds")
+    parser.add_argument("--tolerance", type=float, default=3.0,
+                        help="warn when a point leaves the fitted ranges by more than this factor (default 3)")
+    parser.add_argument("--json", action="store_true", help='print {"predictions": [...]} instead of a table')
+
+
+def run_predict(args) -> int:
+    try:
+        law = load_law(args.law)
+    except (OSError, LawError) as e:
+        print(f"scaling predict: cannot use law file {args.law}: {e}", file=sys.stderr)
+        return 2
+    given = {name: getattr(args, f"input_{name}") for name in KNOWN_INPUTS
+             if getattr(args, f"input_{name}") is not None}
+    try:
+        if args.points:
+            if given:
+                raise TableError(f"give the points either with --points or with --{'/--'.join(given)}, not both")
+            points, source = read_points(args.points), str(args.points)
+            if args.where:
+                points = select_points(points, args.where, source)
+        elif given:
+            if args.columns or args.where:
+                raise TableError("--columns and --where apply to --points")
+            points = {k: [v.strip() for v in text.split(",")] for k, text in given.items()}
+            source = "command line"
+        else:
+            raise TableError(f"no points: give {', '.join('--' + n for n in required_inputs(law))} or --points=FILE")
+        result = predict(law, points, tolerance=args.tolerance, source=source, columns=parse_columns(args.columns))
+    except (TableError, LawError, ValueError) as e:
+        print(f"scaling predict: error: {e}", file=sys.stderr)
+        return 2
+    for warning in result.warnings:
+        print(f"scaling predict: warning: {warning}", file=sys.stderr)
+    print(json.dumps(result.to_dict(), allow_nan=False) if args.json else result.table())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# `scaling recommend`
+# ---------------------------------------------------------------------------------------------
+
+def configure_recommend(parser) -> None:
+    parser.add_argument("law", help="law file written by `scaling fit`")
+    parser.add_argument("--train_flops", type=float, help="training budget C in FLOPs")
+    parser.add_argument("--inference_queries", type=float, help="expected lifetime queries")
+    parser.add_argument("--tokens_per_query", type=float, help="tokens processed per query (prompt + answer)")
+    parser.add_argument("--total_flops", type=float, help="training plus inference compute (joint law)")
+    parser.add_argument("--max_params", type=float, help="largest model you can serve")
+    parser.add_argument("--target_loss", type=float, help="quality bar for inference-aware sizing")
+    parser.add_argument("--teacher_flops_per_token", type=float,
+                        help="teacher FLOPs per generated thinking token (default: the law's settings)")
+    parser.add_argument("--thinking_fraction", type=float,
+                        help="share of an augmented arm's trained tokens that are thinking (default: the law's settings)")
+    parser.add_argument("--params", type=float, help="hyperparameter law: model size N of the grid point")
+    parser.add_argument("--tokens", type=float, help="hyperparameter law: training tokens D of the grid point")
+    parser.add_argument("--tolerance", type=float, default=3.0,
+                        help="warn when the answer leaves the fitted ranges by more than this factor (default 3)")
+    parser.add_argument("--floor", help="the true irreducible loss (a number, or the JSON of `scaling describe "
+                                        "--corpus=synthetic`): warn when a predicted loss falls below it "
+                                        "(default: the floor the law was fitted with, if any)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+# The budget flags: each must be a finite number above zero when given.
+POSITIVE_FLAGS = ("train_flops", "inference_queries", "tokens_per_query", "total_flops", "max_params",
+                  "target_loss", "teacher_flops_per_token")
+
+
+def check_query(args) -> str | None:
+    """What is wrong with the query's numbers (non-finite, non-positive), or None."""
+    for flag in POSITIVE_FLAGS:
+        value = getattr(args, flag, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            return f"--{flag}={value:g}: must be a finite number above zero"
+    if args.thinking_fraction is not None and not (math.isfinite(args.thinking_fraction)
+                                                   and 0 <= args.thinking_fraction <= 1):
+        return f"--thinking_fraction={args.thinking_fraction:g}: must be a share in [0, 1]"
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 1):
+        return f"--tolerance={args.tolerance:g}: must be a finite factor >= 1"
+    return None
+
+
+def check_law_bounds(law, source: str) -> str | None:
+    """A law whose estimates lie outside its form's bounds (a negative exponent, say) answers
+    nothing meaningful: say which parameter and the bounds."""
+    bounds = get_form(law.form).bounds_for(law.settings)
+    for name, value in law.estimates().items():
+        low, high = bounds.get(name, (-math.inf, math.inf))
+        if not low <= float(value) <= high:
+            return (f"cannot use law file {source}: parameter {name} = {float(value):g} is outside the "
+                    f"{law.form} form's bounds [{low:g}, {high:g}]")
+    return None
+
+
+def run_recommend(args) -> int:
+    try:
+        law = load_law(args.law)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"scaling recommend: cannot use law file {args.law}: {e}", file=sys.stderr)
+        return 2
+    problem = check_query(args) or check_law_bounds(law, args.law)
+    if problem:
+        print(f"scaling recommend: {problem}", file=sys.stderr)
+        return 2
+    try:
+        answer = law.recommend(train_flops=args.train_flops, inference_queries=args.inference_queries,
+                               tokens_per_query=args.tokens_per_query, total_flops=args.total_flops,
+                               max_params=args.max_params, target_loss=args.target_loss, tolerance=args.tolerance,
+                               teacher_flops_per_token=args.teacher_flops_per_token,
+                               thinking_fraction=args.thinking_fraction, params=args.params, tokens=args.tokens)
+        floor = read_floor(args.floor) if args.floor is not None else getattr(law.settings, "floor", None)
+    except ValueError as e:
+        print(f"scaling recommend: {e}", file=sys.stderr)
+        return 2
+    for warning in answer.warnings + tuple(below_floor(answer, floor, args.target_loss)):
+        print(f"scaling recommend: warning: {warning}", file=sys.stderr)
+    print(json.dumps(answer.to_dict()) if args.json else answer.table())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# `scaling report`
+# ---------------------------------------------------------------------------------------------
+
+def configure_report(parser) -> None:
+    parser.add_argument("path", help="results dir (training.parquet, inference.parquet), sweep dir, or one table")
+    parser.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
+    parser.add_argument("--columns", help="column map for a foreign table, e.g. N='Model Size',C='Training FLOP'")
+    parser.add_argument("--target", default="eval_loss", help="the loss column laws are fitted to (default eval_loss)")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits per law (default 200)")
+    parser.add_argument("--budgets", help="training FLOPs to recommend for, comma-separated (default: the "
+                                          "decades around the largest budget in the data)")
+    parser.add_argument("--inference_tokens", type=float, default=1e12,
+                        help="lifetime inference tokens for the inference-aware example (default 1e12)")
+    parser.add_argument("--floor", default="auto",
+                        help="the true irreducible loss set beside the fitted E: auto (the synthetic generator's "
+                             "entropy when the sweep's runs evaluated on it; default), none, a number, or the "
+                             "JSON file `scaling describe --corpus=synthetic` prints")
+
+
+def parse_floor(value: str):
+    """--floor: "auto", "none", a number, or a describe JSON file."""
+    if value in ("auto", "none"):
+        return None if value == "none" else "auto"
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    path = Path(value)
+    try:
+        data = json.loads(path.read_text())
+        float(data["entropy_nats_per_token"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"--floor {value!r}: give auto, none, a number or the JSON of `scaling describe "
+                         f"--corpus=...` ({type(e).__name__}: {e})") from None
+    return {**data, "source": str(path)}
+
+
+def run_report(args, sweep=None) -> int:
+    """`sweep`: a SweepSupport (analysis.report.sources) for sweep folders and their true floor."""
+    try:
+        budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
+        text = build_report(args.path, parse_columns(args.columns), args.bootstrap, budgets,
+                            args.inference_tokens, args.target, floor=parse_floor(args.floor), sweep=sweep)
+    except ValueError as e:
+        print(f"scaling report: {e}", file=sys.stderr)
+        return 2
+    write_text_atomic(Path(args.output), text)
+    print(f"wrote {args.output} ({len(text) / 1024:.0f} KiB)")
+    return 0

@@ -23,8 +23,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.law import HYPERPARAMETERS, Law, ParameterEstimate
+from analysis.diagnostics import residual_diagnostics
+from analysis.law import Law, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, ranges
+
+HYPERPARAMETERS = "hyperparameters"   # the form name (analysis.forms.hyperparameters)
 
 DEFAULT_THRESHOLD = 0.0025    # their filter_threshold
 LR_PARAMETERS = ("k_lr", "a_lr", "b_lr")
@@ -95,14 +98,14 @@ def fit_hyperparameters(table, target: str = "loss", columns: Mapping[str, str] 
                    - mean["b_lr"] * np.log(runs["D"]))
     residual_bs = np.log(runs["batch_size"]) - np.log(mean["k_bs"]) - mean["b_bs"] * np.log(runs["D"])
     per_group = (runs.groupby(["N", "D"]).size()).to_numpy()
-    from analysis.diagnostics import residual_diagnostics
     diagnostics = residual_diagnostics(residual_lr.to_numpy(), {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()},
                                        scale="ln lr - ln lr*(N, D)")
     return Law(form=HYPERPARAMETERS, target=target, approach=3, parameters=parameters, bootstrap_samples=samples,
                ranges=ranges(frame), objective=float(np.sum(residual_lr ** 2) + np.sum(residual_bs ** 2)),
                huber_delta=0.0, n_points=len(frame), n_starts=0, converged=True, heldout={},
                data_hash=data_hash(frame),
-               options={"threshold": threshold, "seq_len": seq_len, "seed": seed, "n_groups": int(groups),
+               settings={"threshold": threshold, "seq_len": seq_len},
+               diagnostics={"seed": seed, "n_groups": int(groups),
                         "n_near_optimal": int(len(runs)), "near_optimal_per_group": [int(v) for v in per_group],
                         "least_squares_on_all": {"k_lr": float(np.exp(point[0])), "a_lr": float(point[1]),
                                                  "b_lr": float(point[2]), "k_bs": float(np.exp(point[3])),

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from analysis.law import COMPUTE_OPTIMAL, Law, ParameterEstimate
+from analysis.law import Law, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, ranges
 
 
@@ -69,25 +69,13 @@ def _power_law(points: pd.DataFrame, var: str, exponent: str, prefactor: str, n_
     return estimates, {exponent: draws[:, 1], prefactor: np.exp(draws[:, 0])}, float(result.rsquared)
 
 
-ISOFLOP_METHODS = ("parabola", "porian")
+COMPUTE_OPTIMAL = "compute_optimal"  # the form name of approach-1/2 laws (analysis.forms.compute_optimal)
 
 
 def fit_compute_optimal(table, approach: int = 2, target: str = "eval_loss", columns: Mapping[str, str] | None = None,
-                        bootstrap: int = 1000, budget_decimals: int = 1, seed: int = 0,
-                        isoflop_method: str = "parabola", **method_options) -> Law:
-    """Approach 1 or 2 on a table with N, D, C and the target. Approach 2's `isoflop_method`:
-    'parabola' (above) or 'porian' (analysis.porian: Akima spline minima with seed-noise bootstrap;
-    method_options seed_noise, noise_draws)."""
-    if isoflop_method not in ISOFLOP_METHODS:
-        raise ValueError(f"isoflop_method must be one of {ISOFLOP_METHODS}, got {isoflop_method!r}")
-    if isoflop_method == "porian":
-        if approach != 2:
-            raise ValueError("--isoflop-method=porian is an approach-2 estimator; use it with --approach=2")
-        from analysis.porian import fit_porian
-        return fit_porian(table, target=target, columns=columns, budget_decimals=budget_decimals, seed=seed,
-                          bootstrap=bootstrap or None, **method_options)
-    if method_options:
-        raise ValueError(f"options {sorted(method_options)} apply only to --isoflop-method=porian")
+                        bootstrap: int = 1000, budget_decimals: int = 1, seed: int = 0) -> Law:
+    """Approach 1 or 2 (a parabola per IsoFLOP curve) on a table with N, D, C and the target.
+    analysis.porian is the other approach-2 estimator."""
     frame, source = canonical_table(table, ("N", "D", "C"), target=target, columns=columns)
     points = envelope_points(frame, budget_decimals) if approach == 1 else isoflop_minima(frame, budget_decimals)
     if len(points) < 3:
@@ -104,7 +92,7 @@ def fit_compute_optimal(table, approach: int = 2, target: str = "eval_loss", col
                bootstrap_samples={**n_draws, **d_draws}, ranges=ranges(frame),
                objective=float(np.sum(residual ** 2)), huber_delta=0.0, n_points=len(frame),
                n_starts=0, converged=True, heldout={}, data_hash=data_hash(frame),
-               options={"budget_decimals": budget_decimals, "n_optima": len(points),
-                        "optima": points[["C", "N", "D"]].to_dict(orient="list"),
-                        "r_squared": {"N": n_r2, "D": d_r2}, "objective": "sum of squared log residuals (OLS)",
-                        "draws": "parametric, from the OLS coefficient covariance"})
+               settings={"budget_decimals": budget_decimals},
+               diagnostics={"n_optima": len(points), "optima": points[["C", "N", "D"]].to_dict(orient="list"),
+                            "r_squared": {"N": n_r2, "D": d_r2}, "objective": "sum of squared log residuals (OLS)",
+                            "draws": "parametric, from the OLS coefficient covariance"})

@@ -1,26 +1,30 @@
-"""The law file: a fitted law with its uncertainty, as JSON (DESIGN.md "Law file").
+"""The law file: a fitted law with its uncertainty, as JSON (docs/fitting.md, "The law file").
 
 The bootstrap draws are stored with the estimates so that an interval can be carried through
 any function of the parameters (an optimal allocation, a predicted accuracy) by evaluating it
-on every draw.
+on every draw. A law file keeps the form's settings (`settings`, the form's typed options) apart
+from what the fit measured about itself (`diagnostics`). Files of schema_version 1, which held
+both in one `options` object, load too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-SCHEMA_VERSION = 1
-COMPUTE_OPTIMAL = "compute_optimal"  # the form name of approach-1/2 laws
-HYPERPARAMETERS = "hyperparameters"  # Step Law: lr*(N, D) and batch*(D), analysis.hyperparameters
-TWO_STEP = "two_step"                # OLMo ladder: (N, D) -> task loss -> accuracy, analysis.two_step
+from analysis.atomic import write_json_atomic
+from analysis.forms.base import FORMS, FormOptions, get_form
+from analysis.recommend import recommend
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class LawError(ValueError):
@@ -53,51 +57,43 @@ class Law:
     heldout: dict[str, Any] = field(default_factory=dict)
     data_hash: str = ""
     schema_version: int = SCHEMA_VERSION
-    options: dict[str, Any] = field(default_factory=dict)
+    settings: FormOptions | Mapping[str, Any] | None = None   # the form's options (a mapping is typed here)
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # what the fit measured about itself
+
+    def __post_init__(self):
+        object.__setattr__(self, "settings", get_form(self.form).options_from(self.settings))
 
     # -- prediction ----------------------------------------------------------------------------
     def estimates(self) -> dict[str, float]:
-        """Point estimates, fixed parameters (e.g. a given base law) included."""
-        return {**self.options.get("fixed", {}), **{k: p.estimate for k, p in self.parameters.items()}}
+        """Point estimates, parameters the settings fix (e.g. a given base law) included."""
+        fixed = get_form(self.form).fixed_parameters(self.settings)
+        return {**fixed, **{k: p.estimate for k, p in self.parameters.items()}}
 
     def predict(self, **covariates) -> np.ndarray:
         """The target at the covariates, e.g. law.predict(N=1e9, D=2e10); for approach 1/2 laws
         law.predict(C=1e21) gives N_opt and law.predict(C=1e21, quantity="D") gives D_opt."""
-        return self._evaluate(self.estimates(), covariates)
+        return get_form(self.form).predict(self.estimates(), self.settings, **covariates)
 
     def predict_draws(self, **covariates) -> np.ndarray:
         """The prediction under every bootstrap draw: shape [n_bootstrap, *covariate shape]."""
+        return np.stack([get_form(self.form).predict(params, self.settings, **covariates)
+                         for params in self.draws()])
+
+    def draws(self) -> list[dict[str, float]]:
+        """The parameters of every bootstrap draw, fixed parameters included."""
         names = list(self.bootstrap_samples)
         if not names:
             raise LawError("this law has no bootstrap draws (fitted with bootstrap=0)")
-        fixed = self.options.get("fixed", {})
-        n = len(self.bootstrap_samples[names[0]])
-        return np.stack([self._evaluate({**fixed, **{k: self.bootstrap_samples[k][i] for k in names}}, covariates)
-                         for i in range(n)])
-
-    def _evaluate(self, params: Mapping[str, float], covariates: Mapping) -> np.ndarray:
-        if self.form == COMPUTE_OPTIMAL:
-            quantity = covariates.get("quantity", "N")
-            if quantity not in ("N", "D") or "C" not in covariates:
-                raise LawError("an approach-1/2 law predicts N_opt or D_opt: predict(C=..., quantity='N'|'D')")
-            exponent, prefactor = (params["a"], params["k_N"]) if quantity == "N" else (params["b"], params["k_D"])
-            return prefactor * np.asarray(covariates["C"], dtype=np.float64) ** exponent
-        if self.form == TWO_STEP:
-            if "N" not in covariates or "D" not in covariates:
-                raise LawError("a two-step law predicts at N and D: predict(N=..., D=..., quantity='accuracy'|'task_loss')")
-            from analysis.two_step import predict_two_step
-            return predict_two_step(params, covariates["N"], covariates["D"], covariates.get("quantity", "accuracy"))
-        if self.form == HYPERPARAMETERS:
-            if "N" not in covariates or "D" not in covariates:
-                raise LawError("a hyperparameter law predicts at N and D: predict(N=..., D=..., quantity='lr'|'batch_size')")
-            from analysis.hyperparameters import predict_hyperparameters
-            return predict_hyperparameters(params, covariates["N"], covariates["D"], covariates.get("quantity", "lr"))
-        from analysis.forms import get_form
-        return get_form(self.form).predict(params, self.options, **covariates)
+        fixed = get_form(self.form).fixed_parameters(self.settings)
+        return [{**fixed, **{k: self.bootstrap_samples[k][i] for k in names}}
+                for i in range(len(self.bootstrap_samples[names[0]]))]
 
     def recommend(self, **query):
-        from analysis.recommend import recommend
+        """Answer a budget question (analysis.recommend.recommend)."""
         return recommend(self, **query)
+
+    def replace(self, **changes) -> "Law":
+        return dataclasses.replace(self, **changes)
 
     # -- storage -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -116,23 +112,13 @@ class Law:
             "converged": self.converged,
             "heldout": self.heldout,
             "data_hash": self.data_hash,
-            "options": self.options,
+            "settings": self.settings.to_dict(),
+            "diagnostics": self.diagnostics,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically (temporary file in the same folder, then os.replace)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(_jsonable(self.to_dict()), indent=1, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write the law file atomically."""
+        return write_json_atomic(path, _jsonable(self.to_dict()), allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "law") -> "Law":
@@ -155,6 +141,15 @@ def _jsonable(value):
     return value
 
 
+def _split_version_1_options(form, options: Mapping) -> tuple[dict, dict]:
+    """A schema_version 1 `options` object as (settings, diagnostics): the keys the form's options
+    dataclass has are settings; `fixed` (a copy of `base`) is dropped; the rest are diagnostics."""
+    fields = {f.name for f in dataclasses.fields(form.Options)}
+    settings = {k: v for k, v in options.items() if k in fields}
+    diagnostics = {k: v for k, v in options.items() if k not in fields and k != "fixed"}
+    return settings, diagnostics
+
+
 def _validated(data: Mapping, source: str) -> Law:
     def fail(problem: str):
         raise LawError(f"{source}: {problem}")
@@ -162,48 +157,49 @@ def _validated(data: Mapping, source: str) -> Law:
     if not isinstance(data, Mapping):
         fail("not a JSON object")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        fail(f"schema_version {version!r} is not the supported {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        fail(f"schema_version {version!r} is not one this code reads ({', '.join(map(str, READABLE_VERSIONS))}); "
+             f"refit the law, or load it with the version of this package that wrote it")
     for key in ("form", "target", "approach", "parameters", "ranges", "objective", "n_points"):
         if key not in data:
             fail(f"missing field {key!r}")
-    form = data["form"]
-    options = dict(data.get("options") or {})
-    if form == COMPUTE_OPTIMAL:
-        expected = ("a", "b", "k_N", "k_D")
-    elif form == HYPERPARAMETERS:
-        expected = ("k_lr", "a_lr", "b_lr", "k_bs", "b_bs")
-    elif form == TWO_STEP:
-        expected = ("E", "A", "B", "alpha", "beta", "a", "x0", "k", "b")
+    name = data["form"]
+    if name not in FORMS:
+        fail(f"unknown form {name!r} (known: {', '.join(FORMS)})")
+    form = get_form(name)
+    if version == 1:
+        settings, diagnostics = _split_version_1_options(form, dict(data.get("options") or {}))
     else:
-        from analysis.forms import FORMS
-        if form not in FORMS:
-            fail(f"unknown form {form!r} (known: {', '.join(FORMS)}, {COMPUTE_OPTIMAL}, {HYPERPARAMETERS}, {TWO_STEP})")
-        expected = FORMS[form].parameter_names_for(options)
+        settings, diagnostics = dict(data.get("settings") or {}), dict(data.get("diagnostics") or {})
+    try:
+        settings = form.options_from(settings)
+        expected = form.parameter_names_for(settings)
+    except (ValueError, TypeError) as e:
+        fail(f"settings of form {name!r}: {e}")
     params = data["parameters"]
-    missing = [name for name in expected if name not in params]
+    missing = [p for p in expected if p not in params]
     if missing:
-        fail(f"parameters {missing} missing for form {form!r}")
+        fail(f"parameters {missing} missing for form {name!r}")
     estimates = {}
-    for name, p in params.items():
+    for pname, p in params.items():
         try:
             est, (lo, hi) = float(p["estimate"]), p["ci"]
             se, lo, hi = (math.nan if v is None else float(v) for v in (p["se"], lo, hi))
         except (KeyError, TypeError, ValueError):
-            fail(f"parameter {name!r} must be {{'estimate', 'se', 'ci': [low, high]}}, got {p!r}")
+            fail(f"parameter {pname!r} must be {{'estimate', 'se', 'ci': [low, high]}}, got {p!r}")
         if not math.isfinite(est):
-            fail(f"parameter {name!r} has a non-finite estimate {est}")
-        estimates[name] = ParameterEstimate(est, se, (lo, hi))
+            fail(f"parameter {pname!r} has a non-finite estimate {est}")
+        estimates[pname] = ParameterEstimate(est, se, (lo, hi))
     draws = {k: np.asarray(v, dtype=np.float64) for k, v in (data.get("bootstrap_samples") or {}).items()}
     lengths = {len(v) for v in draws.values()}
     if len(lengths) > 1:
         fail(f"bootstrap_samples have unequal lengths {sorted(lengths)}")
-    return Law(form=form, target=data["target"], approach=int(data["approach"]), parameters=estimates,
+    return Law(form=name, target=data["target"], approach=int(data["approach"]), parameters=estimates,
                bootstrap_samples=draws, ranges=dict(data["ranges"]), objective=float(data["objective"]),
                huber_delta=float(data.get("huber_delta") or 0.0), n_points=int(data["n_points"]),
                n_starts=int(data.get("n_starts") or 0), converged=bool(data.get("converged", False)),
                heldout=dict(data.get("heldout") or {}), data_hash=str(data.get("data_hash", "")),
-               schema_version=int(version), options=options)
+               settings=settings, diagnostics=diagnostics)
 
 
 def load_law(path: str | os.PathLike) -> Law:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import isoflop, recommend
-from analysis.forms import get_form
-from analysis.law import COMPUTE_OPTIMAL
+from analysis.atomic import write_bytes_atomic
+from analysis.forms.base import get_form
 
 FORMATS = ("png", "svg")
 BAND = (2.5, 97.5)
@@ -89,22 +88,15 @@ def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[floa
 
 
 def frontier(law, flops: np.ndarray):
-    """((N, D) of the point law, (N, D) per bootstrap draw or None) along `flops`."""
+    """((N, D) of the point law, (N, D) per bootstrap draw or None) along `flops`: the law's form
+    says how (the Chinchilla closed form, or the approach-1/2 power laws)."""
+    form = get_form(law.form)
     params = recommend.point_parameters(law)
     draws = recommend.draw_parameters(law)
-    if all(k in params for k in recommend.CHINCHILLA_PARAMETERS):
-        point = recommend.chinchilla_optimum(params, flops)
-        if all(k in draws for k in recommend.CHINCHILLA_PARAMETERS):
-            return point, recommend.chinchilla_optimum({k: v[:, None] for k, v in draws.items()}, flops)
-        return point, None
-    if law.form == COMPUTE_OPTIMAL:
-        power = lambda p: (p["k_N"] * flops ** p["a"], p["k_D"] * flops ** p["b"])
-        point = power(params)
-        if all(k in draws for k in ("k_N", "a", "k_D", "b")):
-            return point, power({k: v[:, None] for k, v in draws.items()})
-        return point, None
-    raise ValueError(f"law of form {law.form!r} has neither Chinchilla parameters nor the power-law "
-                     f"coefficients k_N, a, k_D, b: no compute-optimal frontier to draw")
+    point = form.optimal_allocation(params, flops)
+    if draws and all(k in draws for k in form.parameter_names_for(law.settings)):
+        return point, form.optimal_allocation({k: v[:, None] if np.ndim(v) else v for k, v in draws.items()}, flops)
+    return point, None
 
 
 def data_efficiency_figure(training: pd.DataFrame,
@@ -228,7 +220,7 @@ def residuals_figure(table: pd.DataFrame, laws: dict[str, object]) -> Figure:
 
 def _covariates(table: pd.DataFrame, law) -> dict:
     """The columns the law's form predicts from."""
-    names = get_form(law.form).required_covariates(law.options)
+    names = get_form(law.form).required_covariates(law.settings)
     missing = [c for c in names if c not in table]
     if missing:
         raise ValueError(f"law {law.form!r} needs columns {missing} to compute residuals")
@@ -248,16 +240,6 @@ def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 110) -> bytes:
 
 
 def save_figure(fig: Figure, stem: str | os.PathLike, formats: Iterable[str] = FORMATS, dpi: int = 110) -> list[Path]:
-    """Write stem.png and stem.svg (each atomically: temp file, then rename)."""
+    """Write stem.png and stem.svg, each atomically."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = stem.with_suffix(f".{fmt}")
-        fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=f".{fmt}")
-        with os.fdopen(fd, "wb") as f:
-            f.write(figure_bytes(fig, fmt, dpi))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-        written.append(target)
-    return written
+    return [write_bytes_atomic(stem.with_suffix(f".{fmt}"), figure_bytes(fig, fmt, dpi)) for fmt in formats]

@@ -32,8 +32,9 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy.interpolate import Akima1DInterpolator
 
-from analysis.isoflop import budgets
-from analysis.law import COMPUTE_OPTIMAL, Law, ParameterEstimate
+from analysis.diagnostics import residual_diagnostics
+from analysis.isoflop import COMPUTE_OPTIMAL, budgets
+from analysis.law import Law, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, ranges
 
 GRID_MULTIPLIER = 25          # interpolation points per interval between sizes tried
@@ -158,7 +159,6 @@ def fit_porian(table, target: str = "eval_loss", columns: Mapping[str, str] | No
     n_params, n_draw_values, n_r2, n_fit = _power_law_with_draws(n_optima, n_draws, "a", "k_N")
     d_params, d_draw_values, d_r2, d_fit = _power_law_with_draws(d_optima, n_draws, "b", "k_D")
     residual = np.concatenate([n_fit.resid, d_fit.resid])
-    from analysis.diagnostics import residual_diagnostics
     diagnostics = residual_diagnostics(np.asarray(n_fit.resid), {"C": np.array([o.budget for o in n_optima])},
                                        scale="ln N* - ln(k_N C^a)")
     optima = {"C": [o.budget for o in n_optima], "N": [o.estimate for o in n_optima],
@@ -169,8 +169,9 @@ def fit_porian(table, target: str = "eval_loss", columns: Mapping[str, str] | No
                bootstrap_samples={**n_draw_values, **d_draw_values}, ranges=ranges(frame),
                objective=float(np.sum(np.concatenate([n_fit.wresid, d_fit.wresid]) ** 2)), huber_delta=0.0,
                n_points=len(frame), n_starts=0, converged=True, heldout={}, data_hash=data_hash(frame),
-               options={"isoflop_method": "porian", "budget_decimals": budget_decimals, "n_optima": len(n_optima),
-                        "seed_noise": seed_noise, "noise_draws": noise_draws, "seed": seed,
+               settings={"isoflop_method": "porian", "budget_decimals": budget_decimals, "seed_noise": seed_noise,
+                         "noise_draws": noise_draws},
+               diagnostics={"n_optima": len(n_optima), "seed": seed,
                         "grid_multiplier": GRID_MULTIPLIER, "optima": optima, "dropped_curves": dropped,
                         "r_squared": {"N": n_r2, "D": d_r2},
                         **({"diagnostics": diagnostics.to_dict()} if diagnostics is not None else {}),

@@ -3,8 +3,8 @@ them before a fit: every problem is reported with the column and the source it c
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import os
 from pathlib import Path
 from typing import Mapping
 
@@ -38,10 +38,13 @@ def parse_columns(text: str | None) -> dict[str, str]:
     return out
 
 
-def read_table(source) -> tuple[pd.DataFrame, str]:
-    """A DataFrame from a path (CSV, Parquet, or a results folder holding training.parquet)."""
+def read_table(source) -> pd.DataFrame:
+    """A DataFrame from a path (CSV, Parquet, or a results folder holding training.parquet) or a
+    DataFrame (copied); frame.attrs["source"] names where it came from, for error messages."""
     if isinstance(source, pd.DataFrame):
-        return source.copy(), source.attrs.get("source", "DataFrame")
+        frame = source.copy()
+        frame.attrs["source"] = source.attrs.get("source", "DataFrame")
+        return frame
     path = Path(source)
     if path.is_dir():
         candidates = [path / "training.parquet", path / "training.csv"]
@@ -52,16 +55,18 @@ def read_table(source) -> tuple[pd.DataFrame, str]:
     if not path.exists():
         raise TableError(f"{path}: no such table")
     if path.suffix == ".parquet":
-        return pd.read_parquet(path), str(path)
-    if path.suffix in (".csv", ".txt"):
-        return _read_csv(path), str(path)
-    raise TableError(f"{path}: unsupported table type {path.suffix!r} (CSV or Parquet)")
+        frame = pd.read_parquet(path)
+    elif path.suffix in (".csv", ".txt"):
+        frame = _read_csv(path)
+    else:
+        raise TableError(f"{path}: unsupported table type {path.suffix!r} (CSV or Parquet)")
+    frame.attrs["source"] = str(path)
+    return frame
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """A CSV whose rows remember their line in the file (frame.attrs['first_line']); an empty file
     and a header naming a column twice are refused, naming the file."""
-    import csv
     with open(path, newline="") as f:
         header = next(csv.reader(f), None)
     if not header or not any(h.strip() for h in header):
@@ -101,7 +106,8 @@ def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss"
                     columns: Mapping[str, str] | None = None, optional: tuple[str, ...] = ()) -> tuple[pd.DataFrame, str]:
     """The canonical columns `required` (+ `optional` where present) and `loss` (the target),
     one row per observation, validated. Returns (frame, source name)."""
-    frame, name = read_table(source)
+    frame = read_table(source)
+    name = frame.attrs["source"]
     columns = dict(columns or {})
     mapping = {**DEFAULT_COLUMNS, "loss": target, **columns}
     if "is_final" in frame.columns and "is_final" not in columns.values():
@@ -188,7 +194,8 @@ def select_rows(source, where: str | None) -> pd.DataFrame:
     """The rows of a table (path or DataFrame) for which the pandas query `where` holds, e.g.
     "dataset == 'rw' and hparams == 'tuned'" (column names with spaces or slashes in backticks).
     The result remembers its source for error messages."""
-    frame, name = read_table(source)
+    frame = read_table(source)
+    name = frame.attrs["source"]
     if not where:
         return frame
     try:

@@ -25,8 +25,12 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from analysis.law import TWO_STEP, Law, ParameterEstimate
-from analysis.tables import TableError, canonical_table, data_hash, ranges
+from analysis.chinchilla import chinchilla_loss
+from analysis.fitting import fit_form
+from analysis.law import Law, ParameterEstimate
+from analysis.tables import TableError, canonical_table, data_hash, ranges, read_table
+
+TWO_STEP = "two_step"   # the form name (analysis.forms.two_step)
 
 STEP1 = ("E", "A", "B", "alpha", "beta")
 STEP2 = ("a", "x0", "k", "b")
@@ -74,14 +78,12 @@ def _estimate(point: float, draws: np.ndarray) -> ParameterEstimate:
 def fit_two_step(table, target: str = "accuracy", columns: Mapping[str, str] | None = None, bootstrap: int = 1000,
                  seed: int = 0, task_min: float = 0.25, task_max: float = 1.0, huber_delta: float = 1e-3) -> Law:
     """The two-step law on a table with N, D, task_loss, accuracy and optionally final (see the module doc)."""
-    from analysis.fit import fit_form
     if not 0 <= task_min < task_max <= 1:
         raise TableError(f"--task-min and --task-max must satisfy 0 <= min < max <= 1, got {task_min}, {task_max}")
-    from analysis.tables import read_table
     columns = dict(columns or {})
     columns.setdefault("loss", columns.pop("accuracy", target))
     final_column = columns.pop("final", "final")
-    raw, _ = read_table(table)
+    raw = read_table(table)
     if "is_final" in raw.columns and "is_final" not in columns.values():
         raw = raw[raw["is_final"].astype(bool)]     # as canonical_table does, so rows stay aligned
     raw = raw.reset_index(drop=True)
@@ -125,18 +127,19 @@ def fit_two_step(table, target: str = "accuracy", columns: Mapping[str, str] | N
                ranges=ranges(frame), objective=float(np.sum((fitted_acc - acc2) ** 2)), huber_delta=huber_delta,
                n_points=len(frame), n_starts=step1.n_starts, converged=step1.converged, heldout={},
                data_hash=data_hash(frame),
-               options={"task_min": task_min, "task_max": task_max, "n_step1": int(len(step1_rows)),
+               settings={"task_min": task_min, "task_max": task_max},
+               diagnostics={"n_step1": int(len(step1_rows)),
                         "n_step2": int(len(step2_rows)), "step2_start": int(start), "helper_point": [0.0, task_max],
                         "step1_objective": step1.objective,
                         "step1_fit_error": float(np.mean(np.abs(step1_pred / step1_frame["loss"].to_numpy() - 1))),
                         "step2_fit_error": float(np.mean(np.abs(fitted_acc / acc2 - 1))),
-                        **({"diagnostics": step1.options["diagnostics"]} if "diagnostics" in step1.options else {}),
+                        **({"diagnostics": step1.diagnostics["diagnostics"]} if "diagnostics" in step1.diagnostics else {}),
                         "objective": "step 2 sum of squared accuracy residuals; step 1 Huber on log task loss"})
 
 
 def predict_two_step(params: Mapping[str, float], N, D, quantity: str = "accuracy") -> np.ndarray:
     n, d = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
-    task_loss = params["E"] + params["A"] / n ** params["alpha"] + params["B"] / d ** params["beta"]
+    task_loss = chinchilla_loss(params, n, d)
     if quantity == "task_loss":
         return task_loss
     if quantity == "accuracy":

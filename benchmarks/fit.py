@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.fit import _Problem, _distinct
+from analysis.fitting import Problem, distinct_optima
 from analysis.forms import get_form
 from analysis.tables import canonical_table
 
@@ -30,8 +30,9 @@ def main() -> None:
     frame, _ = canonical_table(points, ("N", "D"), target="loss",
                                columns={"N": "Model Size", "C": "Training FLOP", "loss": "loss"})
     form = get_form("chinchilla")
-    starts = form.starts({})
-    problem = _Problem(form, {}, frame, 1e-3)
+    options = form.prepare(form.options_from({}), frame)
+    starts = form.starts(options)
+    problem = Problem(form, options, frame, 1e-3)
 
     def timed(fn):
         t = time.perf_counter()
@@ -40,10 +41,10 @@ def main() -> None:
 
     (x, f, converged, _), fit_cold = timed(lambda: problem.multistart(starts))
     (x, f, converged, _), fit_warm = timed(lambda: problem.multistart(starts))
-    warm = _distinct(x, f, 2)
+    warm = distinct_optima(x, f, 2)
     _, boot_cold = timed(lambda: problem.bootstrap(warm, args.bootstrap, seed=0))
     (_, boot_converged), boot_warm = timed(lambda: problem.bootstrap(warm, args.bootstrap, seed=1))
-    best = form.to_parameters(x[0], {})
+    best = form.to_parameters(x[0], options)
     result = {"n_points": len(frame), "n_starts": len(starts), "fit_s": round(fit_warm, 3),
               "n_bootstrap": args.bootstrap, "bootstrap_s": round(boot_warm, 3),
               "fit_first_call_s": round(fit_cold, 3), "bootstrap_first_call_s": round(boot_cold, 3),

@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from analysis.atomic import write_json_atomic
 from scaling.model import ModelConfig
 
 TRUNK = "trunk"
@@ -32,14 +33,8 @@ ITEMS = ("params", "opt_state", "meta")
 log = logging.getLogger(__name__)
 
 
-def _write_json_atomic(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
-
-
 def write_model_config(run_dir: str | Path, config: ModelConfig) -> None:
-    _write_json_atomic(Path(run_dir) / "model.json", dataclasses.asdict(config))
+    write_json_atomic(Path(run_dir) / "model.json", dataclasses.asdict(config))
 
 
 def read_model_config(run_dir: str | Path) -> ModelConfig:
@@ -70,6 +65,14 @@ def _quiet_closed_loop_callbacks() -> None:
 
     hook._drops_closed_loop = True
     sys.unraisablehook = hook
+    # A read task that finished with its error before the loop closed is reported instead by
+    # asyncio's "Task exception was never retrieved" (its logger, with a traceback) when collected.
+    logging.getLogger("asyncio").addFilter(_drop_orbax_task_reports)
+
+
+def _drop_orbax_task_reports(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not (message.startswith("Task exception was never retrieved") and f"{os.sep}orbax{os.sep}" in message)
 
 
 def _shape_mismatch(e: Exception) -> bool:
@@ -151,7 +154,7 @@ class RunCheckpoints:
         records = [r for r in finished_branches(self.root.parent) if r["branch"] != branch]
         records.append({"branch": branch, "step": int(step), "tokens": int(tokens)})
         if jax.process_index() == 0:
-            _write_json_atomic(self.root / "branches.json", records)
+            write_json_atomic(self.root / "branches.json", records)
 
 
 def finished_branches(run_dir: str | Path) -> list[dict]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import gin
 
+from analysis.atomic import write_text_atomic
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GIN_ROOT = REPO_ROOT / "gin"
 
@@ -239,8 +241,4 @@ def write_config(run_dir: str | Path, name: str = "config.gin") -> Path:
     """Write the resolved (operative) config beside the run's outputs, atomically."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / name
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(gin.operative_config_str() or gin.config_str())
-    os.replace(tmp, target)
-    return target
+    return write_text_atomic(run_dir / name, gin.operative_config_str() or gin.config_str())

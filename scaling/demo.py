@@ -118,9 +118,9 @@ def _print_answer(answer) -> None:
 
 
 def run_demo(args) -> int:
-    from analysis import findings as measured
     from analysis import load_law, recommend, report
-    from scaling.sweep import collect, launch
+    from analysis.report import measured
+    from scaling.sweep import collect, launch, report_support
     from scaling.sweep.executors import local_layout
 
     if args.gin.files:
@@ -155,6 +155,7 @@ def run_demo(args) -> int:
     laws_dir, figures_dir = results / "laws", results / "figures"
     findings_path = results / measured.FILE_NAME
     text = report.build_report(results, bootstrap=bootstrap, laws_dir=laws_dir, figures_dir=figures_dir,
+                               sweep=report_support.SWEEP_FOLDERS,  # the runs' true floor beside the fitted E
                                findings_path=findings_path)
     report.write_atomic(output, text)
     print(f"laws: {laws_dir}/  figures: {figures_dir}/  report: {output}", flush=True)

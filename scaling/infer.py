@@ -13,6 +13,7 @@ The s1 metrics Control and Scaling go to `<run_dir>/inference_metrics.json`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 import os
@@ -25,6 +26,7 @@ import gin
 import numpy as np
 import pandas as pd
 
+from analysis.schema import pass_at_k
 from scaling import accounting, checkpoints, configuration, decode, timings
 from scaling.configuration import ConfigError
 from scaling.data import corpus, formats, protocols, vocabulary
@@ -61,13 +63,6 @@ def protocol(max_answer_tokens: int, vocab=None) -> decode.Protocol:
 
 # ----------------------------------------------------------------------------------------------
 # Aggregators
-
-
-def pass_at_k(n: int, correct: int, k: int) -> float:
-    """Unbiased pass@k from n >= k samples of which `correct` are right (Chen et al. 2021)."""
-    if not 0 < k <= n or not 0 <= correct <= n:
-        raise ValueError(f"pass@k needs 0 < k <= n and 0 <= correct <= n, got n={n}, correct={correct}, k={k}")
-    return 1.0 - math.comb(n - correct, k) / math.comb(n, k)
 
 
 def majority_vote(answers: list[str | None]) -> str | None:
@@ -131,33 +126,51 @@ def append_rows(run_dir: str | Path, rows: list[dict]) -> None:
 # Decoding a setting
 
 
-def _decode_all(config: ModelConfig, params, prompts: list[list[int]], proto: decode.Protocol,
-                thinking_budget: int, max_extensions: int, temperature: float, top_p: float,
-                batch_size: int, seed: int, max_new: int, decode_text=vocabulary.decode) -> list[dict]:
-    """Decode every prompt in fixed-shape batches (room for `max_new` tokens, the same for
-    every budget of a sweep, so they share compiled programs); one outcome dict per prompt."""
-    padded, lengths = decode.pad_prompts(prompts, proto.pad_id)
-    outcomes = []
-    for chunk, start in enumerate(range(0, len(prompts), batch_size)):
-        rows = list(range(start, min(start + batch_size, len(prompts))))
-        take = rows + [rows[0]] * (batch_size - len(rows))  # the last batch keeps the compiled shape
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """One row to decode: a problem of a setting, greedy or the `sample`-th sampled answer."""
+
+    setting: int
+    problem: int
+    sample: int
+    prompt: tuple[int, ...]
+    budget: int
+    temperature: float
+    seed: int
+
+
+def _decode_requests(config: ModelConfig, params, requests: list[_Request], proto: decode.Protocol,
+                     max_extensions: int, top_p: float, batch_size: int, max_new: int, on_batch,
+                     decode_text=vocabulary.decode) -> None:
+    """Decode every request in fixed-shape batches that mix settings: requests are ordered by
+    thinking budget (a batch of short budgets stops early) and prompt length, and each row carries
+    its own budget, temperature and seed, so its output does not depend on its batch. Every batch
+    has room for `max_new` tokens (the largest budget's), so all share compiled programs; the
+    last batch is filled with repeats. `on_batch(requests, outcomes)` sees each batch's results:
+    the decoded thinking and answer texts (the setting's protocol reads the answer from them)."""
+    order = sorted(requests, key=lambda r: (r.budget, len(r.prompt)))
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        take = rows + [rows[0]] * (batch_size - len(rows))
+        padded, lengths = decode.pad_prompts([list(r.prompt) for r in take], proto.pad_id)
         started = time.perf_counter()
-        out = decode.decode(config, params, padded[take], lengths[take], proto, thinking_budget, max_extensions,
-                            temperature, top_p, seed=zlib.crc32(f"{seed}:{thinking_budget}:{chunk}".encode()),
-                            max_new=max_new)
+        out = decode.decode(config, params, padded, lengths, proto, [r.budget for r in take], max_extensions,
+                            [r.temperature for r in take], top_p, seed=[r.seed for r in take], max_new=max_new)
         if timings.PROCESS.first_step_at is None:  # the first call compiles: start-up, not a step
             timings.PROCESS.first_step_done()
         else:
             timings.PROCESS.decode_s += time.perf_counter() - started
-        for i, row in enumerate(rows):
-            generated = int(out.generated[i])
-            outcomes.append({
-                "thinking_text": decode_text(out.thinking_ids(i)), "answer_text": decode_text(out.answer_ids(i)),
-                "thinking": int(out.thinking[i]),
-                "generated": generated,
-                "flops": accounting.inference_flops_per_query(config, int(lengths[row]), generated),
-            })
-    return outcomes
+        on_batch(rows, [{
+            "thinking_text": decode_text(out.thinking_ids(i)), "answer_text": decode_text(out.answer_ids(i)),
+            "thinking": int(out.thinking[i]),
+            "generated": int(out.generated[i]),
+            "flops": accounting.inference_flops_per_query(config, int(lengths[i]), int(out.generated[i])),
+        } for i in range(len(rows))])
+
+
+def _sample_seed(seed: int, difficulty: int, budget: int, problem: int, sample: int) -> int:
+    """The sampling stream of one answer: fixed by what it answers, not by where it is decoded."""
+    return zlib.crc32(f"{seed}:{difficulty}:{budget}:{problem}:{sample}".encode())
 
 
 def _row(base: dict, aggregator: str, samples: int, scores: list[float], outcomes: list[dict], budget: int) -> dict:
@@ -170,6 +183,31 @@ def _row(base: dict, aggregator: str, samples: int, scores: list[float], outcome
             "mean_generated_tokens": float(np.mean([o["generated"] for o in outcomes])),
             "flops_per_query": samples * float(np.mean([o["flops"] for o in outcomes])),
             "within_budget": float(np.mean([o["thinking"] <= budget for o in outcomes]))}
+
+
+def _setting_rows(setting: dict, n_samples: int, qa: protocols.QAProtocol) -> list[dict]:
+    """The missing rows of one (difficulty, T) setting from its decoded outcomes; `qa` reads each
+    answer where the run's training format states it."""
+    truths, budget, questions, rows = setting["truths"], setting["budget"], setting["questions"], []
+
+    def answer(problem: int, outcome: dict) -> str | None:
+        return qa.read_answer(questions[problem], budget, outcome["thinking_text"], outcome["answer_text"])
+
+    if any(agg == "greedy" for _, agg, _ in setting["missing"]):
+        outcomes = [setting["greedy"][(i, 0)] for i in range(len(truths))]
+        scores = [answer(i, o) == t for i, (o, t) in enumerate(zip(outcomes, truths))]
+        rows.append(_row(setting["greedy_base"], "greedy", 1, scores, outcomes, budget))
+    sampled = [(agg, k) for _, agg, k in setting["missing"] if agg != "greedy"]
+    if sampled:
+        outcomes = [setting["sampled"][(i, j)] for i in range(len(truths)) for j in range(n_samples)]
+        answers = [[answer(i, o) for o in outcomes[i * n_samples:(i + 1) * n_samples]] for i in range(len(truths))]
+        for agg, k in sampled:
+            if agg == "majority":
+                scores = [majority_accuracy(a, t, k) for a, t in zip(answers, truths)]
+            else:
+                scores = [pass_at_k(n_samples, sum(x == t for x in a), k) for a, t in zip(answers, truths)]
+            rows.append(_row(setting["sampled_base"], agg, k, scores, outcomes, budget))
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,9 +301,9 @@ def infer(model_dir: str = gin.REQUIRED,
         print(f"note: sequences reach {longest} tokens, beyond the {config.seq_len} the model was trained on")
 
     max_new = proto.max_new_tokens(max(budgets))
+    settings, requests = [], []  # every (difficulty, T) with rows missing, and the rows to decode for them
     for difficulty in levels:
         problems = corpus.qa_problems(problems_per_difficulty, difficulty, seed)
-        truths = [p.answer for p in problems]
         for budget in budgets:
             setting = {**base, "task": task_name(difficulty), "difficulty": difficulty, "thinking_budget": budget,
                        "n_problems": len(problems), "top_p": top_p, "max_extensions": max_extensions,
@@ -279,36 +317,41 @@ def infer(model_dir: str = gin.REQUIRED,
             missing = [w for w, key in zip(wanted, keys) if key not in done]
             if not missing:
                 continue
+            index = len(settings)
             questions = [protocols.Question.of(p) for p in problems]
-            prompts = [qa.prompt_ids(q, budget, vocab.encode) for q in questions]
+            settings.append({"difficulty": difficulty, "budget": budget, "questions": questions,
+                             "truths": [p.answer for p in problems], "greedy_base": greedy_base,
+                             "sampled_base": sampled_base, "missing": missing, "greedy": {}, "sampled": {}})
+            prompts = [tuple(qa.prompt_ids(q, budget, vocab.encode)) for q in questions]
             opened = budget if qa.thinks(budget) else 0  # a raw-trained model answers directly at every T
-
-            def answers_of(outcomes, repeats=1):
-                return [qa.read_answer(questions[i // repeats], budget, o["thinking_text"], o["answer_text"])
-                        for i, o in enumerate(outcomes)]
-            new_rows = []
             if any(agg == "greedy" for _, agg, _ in missing):
-                outcomes = _decode_all(config, params, prompts, proto, opened, max_extensions, 0.0, 1.0,
-                                       batch_size, seed, max_new, vocab.decode)
-                scores = [a == t for a, t in zip(answers_of(outcomes), truths)]
-                new_rows.append(_row(greedy_base, "greedy", 1, scores, outcomes, budget))
-            sampled = [(agg, k) for _, agg, k in missing if agg != "greedy"]
-            if sampled:
-                outcomes = _decode_all(config, params, [p for p in prompts for _ in range(n_samples)], proto, opened,
-                                       max_extensions, temperature, top_p, batch_size, seed, max_new, vocab.decode)
-                read = answers_of(outcomes, n_samples)
-                answers = [read[i * n_samples:(i + 1) * n_samples] for i in range(len(problems))]
-                for agg, k in sampled:
-                    if agg == "majority":
-                        scores = [majority_accuracy(a, t, k) for a, t in zip(answers, truths)]
-                    else:
-                        scores = [pass_at_k(n_samples, sum(x == t for x in a), k) for a, t in zip(answers, truths)]
-                    new_rows.append(_row(sampled_base, agg, k, scores, outcomes, budget))
+                requests += [_Request(index, i, 0, prompt, opened, 0.0, 0) for i, prompt in enumerate(prompts)]
+            if any(agg != "greedy" for _, agg, _ in missing):
+                requests += [_Request(index, i, j, prompt, opened, float(temperature),
+                                      _sample_seed(seed, difficulty, budget, i, j))
+                             for i, prompt in enumerate(prompts) for j in range(n_samples)]
+    pending = collections.Counter(r.setting for r in requests)
+
+    def finish_settings(rows: list[_Request], outcomes: list[dict]) -> None:
+        """File each outcome under its setting; a setting whose rows are all decoded is written."""
+        finished = []
+        for request, outcome in zip(rows, outcomes):
+            setting = settings[request.setting]
+            kind = "greedy" if request.temperature == 0 else "sampled"
+            setting[kind][(request.problem, request.sample)] = outcome
+            pending[request.setting] -= 1
+            if pending[request.setting] == 0:
+                finished.append(setting)
+        for setting in finished:
+            new_rows = _setting_rows(setting, n_samples, qa)
             append_rows(run_dir, new_rows)
-            done |= {_row_key(r) for r in new_rows}
+            done.update(_row_key(r) for r in new_rows)
             summary = ", ".join(f"{r['aggregator'].replace('@k', '')}@{r['samples']}={r['accuracy']:.3f}"
                                 for r in new_rows)
-            print(f"{task_name(difficulty)} T={budget}: {summary}", flush=True)
+            print(f"{task_name(setting['difficulty'])} T={setting['budget']}: {summary}", flush=True)
+
+    _decode_requests(config, params, requests, proto, max_extensions, top_p, batch_size, max_new, finish_settings,
+                     vocab.decode)
 
     mine = [r for r in read_rows(run_dir) if _row_key(r) in requested]
     metrics = write_metrics(run_dir, chosen, mine)

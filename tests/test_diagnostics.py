@@ -9,7 +9,7 @@ import pytest
 
 import analysis
 from analysis.diagnostics import from_dict, residual_diagnostics
-from analysis.report import diagnostics_html
+from analysis.report.html import diagnostics_html
 
 REF = Path(__file__).parent / "data" / "refdata"
 TRUTH = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.37}
@@ -25,7 +25,7 @@ def grid(noise, extra=lambda n, d: 0.0, seed=0):
 
 def test_a_correct_law_with_normal_noise_raises_no_warning():
     law = analysis.fit(grid(lambda rng, k: rng.normal(0, 0.003, k)), bootstrap=0, heldout_fraction=0)
-    d = from_dict(law.options["diagnostics"])
+    d = from_dict(law.diagnostics["diagnostics"])
     assert d.n == 80 and {c.covariate for c in d.covariates} == {"N", "D", "C"}
     assert d.warnings == () and d.normality_p > 0.01
 
@@ -33,7 +33,7 @@ def test_a_correct_law_with_normal_noise_raises_no_warning():
 def test_a_missing_curvature_in_n_is_flagged_in_n():
     bend = lambda n, d: 0.03 * np.log(n / 3e8) ** 2  # noqa: E731  (not a Chinchilla term)
     law = analysis.fit(grid(lambda rng, k: rng.normal(0, 0.002, k), bend), bootstrap=0, heldout_fraction=0)
-    d = from_dict(law.options["diagnostics"])
+    d = from_dict(law.diagnostics["diagnostics"])
     flagged = {c.covariate for c in d.covariates if c.structured}
     assert "N" in flagged
     assert any("structure in N" in w for w in d.warnings)
@@ -41,7 +41,7 @@ def test_a_missing_curvature_in_n_is_flagged_in_n():
 
 def test_heavy_tailed_noise_fails_the_normality_test():
     law = analysis.fit(grid(lambda rng, k: 0.003 * rng.standard_t(1.5, k)), bootstrap=0, heldout_fraction=0)
-    d = from_dict(law.options["diagnostics"])
+    d = from_dict(law.diagnostics["diagnostics"])
     assert d.normality_p < 0.01 and any("not normal" in w for w in d.warnings)
 
 
@@ -57,8 +57,8 @@ def test_epoch_chinchilla_fit_carries_diagnostics_into_law_file_and_report(tmp_p
     law = analysis.fit(points, columns={"N": "Model Size", "C": "Training FLOP", "loss": "loss"}, bootstrap=0,
                        heldout_fraction=0)
     loaded = analysis.load_law(law.save(tmp_path / "law.json"))
-    d = from_dict(loaded.options["diagnostics"])
+    d = from_dict(loaded.diagnostics["diagnostics"])
     assert d.n == 240 and [c.covariate for c in d.covariates] == ["N", "D", "C"]
     assert d.normality_p < 1e-6          # the extracted points have outliers (Epoch drop 5 and use Huber)
-    html = diagnostics_html(loaded.options["diagnostics"])
+    html = diagnostics_html(loaded.diagnostics["diagnostics"])
     assert "Shapiro-Wilk" in html and "trend/curvature" in html and html.count("<tr>") >= 4

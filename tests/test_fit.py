@@ -60,7 +60,7 @@ def test_muennighoff_data_constrained_objective_at_or_below_published():
     assert law.n_points == 182 and law.converged
     assert law.objective <= 0.0158259 <= 0.01583
     assert set(law.parameters) == {"R_D", "R_N"}
-    assert law.options["fixed"] == base
+    assert law.settings.base == base and law.estimates()["E"] == base["E"]
 
 
 @pytest.mark.slow
@@ -158,14 +158,14 @@ def test_non_converged_fit_is_flagged_in_the_summary():
 def test_known_floor_fixed_holds_e_and_recovers_the_rest(tmp_path):
     frame, truth = synthetic_chinchilla(n_sizes=6, n_budgets=6, noise=0.002)
     law = analysis.fit(frame, bootstrap=30, heldout_fraction=0.2, floor=truth["E"], floor_mode="fix")
-    assert law.converged and law.options["floor"] == truth["E"] and law.options["floor_mode"] == "fix"
+    assert law.converged and law.settings.floor == truth["E"] and law.settings.floor_mode == "fix"
     e = law.parameters["E"]
     assert e.estimate == pytest.approx(truth["E"], rel=1e-12) and e.se < 1e-12 and e.ci == (truth["E"], truth["E"])
     for name in ("A", "B", "alpha", "beta"):
         p = law.parameters[name]
         assert p.ci[0] <= truth[name] <= p.ci[1], (name, p)
     assert law.heldout["mean_relative_error"] < 0.02
-    assert law.options["points_below_floor"] == 0
+    assert law.diagnostics["points_below_floor"] == 0
     loaded = analysis.load_law(law.save(tmp_path / "law.json"))
     assert np.allclose(loaded.predict(N=1e9, D=1e10), law.predict(N=1e9, D=1e10))
     assert np.all(loaded.predict_draws(N=1e12, D=1e14) >= truth["E"])
@@ -178,10 +178,10 @@ def test_known_floor_as_a_bound_binds_only_when_the_data_ask_for_less():
     assert below.parameters["E"].estimate == pytest.approx(free.parameters["E"].estimate, rel=1e-3)
     assert below.objective == pytest.approx(free.objective, rel=1e-3, abs=1e-9)
     above = analysis.fit(frame, bootstrap=20, heldout_fraction=0, floor=2.1)  # binds (E ~ 1.8), and lies above the lowest losses
-    assert above.options["floor_mode"] == "bound"
+    assert above.settings.floor_mode == "bound"
     assert above.parameters["E"].estimate >= 2.1 and above.parameters["E"].ci[0] >= 2.1
     assert above.objective > free.objective
-    assert above.options["points_below_floor"] == int((frame["eval_loss"] < 2.1).sum()) > 0
+    assert above.diagnostics["points_below_floor"] == int((frame["eval_loss"] < 2.1).sum()) > 0
 
 
 @pytest.mark.parametrize("options, message", [

@@ -1,5 +1,6 @@
 """Each law form recovers known parameters from synthetic data; pass@k matches published values."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,8 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis.forms import FORMS, get_form, pass_at_k
+from analysis.forms import FORMS, CurveForm, get_form
+from analysis.schema import pass_at_k
 
 REF = Path(__file__).parent / "data" / "refdata"
 BASE = {"E": 1.87, "A": 520.4, "B": 1488.6, "alpha": 0.3527, "beta": 0.3527}
@@ -22,10 +24,13 @@ def covered(law, truth):
 
 
 def test_every_form_declares_parameters_bounds_starts_and_covariates():
+    given = {"arms": ["vanilla", "thinking"], "base": BASE}
     for name, form in FORMS.items():
-        assert form.name == name and form.parameter_names and form.covariates
-        assert set(form.bounds) == set(form.parameter_names)
-        assert form.starts({"arms": ["vanilla", "thinking"], "base": BASE}).ndim == 2
+        assert form.name == name and form.parameter_names_for() and form.covariates
+        assert set(form.bounds_for()) == set(form.parameter_names_for())
+        if isinstance(form, CurveForm):   # fitted from a grid of starts (the others have their own estimators)
+            settings = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(form.Options)}}
+            assert form.starts(settings).ndim == 2
     assert len(get_form("chinchilla").starts({})) == 4500
     with pytest.raises(ValueError, match="unknown form 'cubic'"):
         get_form("cubic")
@@ -59,11 +64,11 @@ def test_augmentation_reports_multiplier_in_both_accountings():
                                   "eval_loss": noisy(loss, 0.002, len(rows))}))
     frame = pd.concat(rows)
     law = analysis.fit(frame, form="augmentation", bootstrap=40, heldout_fraction=0)
-    assert law.options["arms"] == ["vanilla", "thinking"]
+    assert list(law.settings.arms) == ["vanilla", "thinking"]
     assert law.parameters["m_thinking"].estimate == pytest.approx(1.5, rel=0.03)
     assert law.parameters["m_thinking_raw"].estimate == pytest.approx(2.5, rel=0.03)
     assert law.parameters["m_thinking"].se > 0 and len(law.bootstrap_samples["m_thinking_raw"]) == 40
-    assert law.options["accounting"]["m_thinking_raw"] == "raw document tokens"
+    assert law.diagnostics["accounting"]["m_thinking_raw"] == "raw document tokens"
     assert law.predict(N=[1e9, 1e9], D=[1e10, 1e10], arm=["vanilla", "thinking"])[1] < \
         law.predict(N=1e9, D=1e10, arm="vanilla")
     with pytest.raises(ValueError, match=r"arm\(s\) \['code'\] were not in the fit"):

@@ -40,7 +40,7 @@ def test_near_optimal_runs_are_each_groups_best_and_its_close_rivals():
 
 def test_step_law_on_the_dense_runs(law):
     p = law.estimates()
-    assert law.options["n_groups"] == 17 and law.options["n_near_optimal"] > 17
+    assert law.diagnostics["n_groups"] == 17 and law.diagnostics["n_near_optimal"] > 17
     # the paper's qualitative finding: lr falls with N and rises with D; the batch grows with D
     assert p["a_lr"] < 0 < p["b_lr"] and p["b_bs"] > 0
     for name in ("a_lr", "b_lr", "b_bs"):
@@ -51,9 +51,9 @@ def test_step_law_on_the_dense_runs(law):
     x = sm.add_constant(np.column_stack([np.log(runs["N"]), np.log(runs["D"])]))
     ols = sm.OLS(np.log(runs["lr"].to_numpy()), x).fit()
     assert p["a_lr"] == pytest.approx(ols.params[1], abs=2 * law.parameters["a_lr"].se)
-    assert law.options["least_squares_on_all"]["a_lr"] == pytest.approx(ols.params[1], rel=1e-9)
+    assert law.diagnostics["least_squares_on_all"]["a_lr"] == pytest.approx(ols.params[1], rel=1e-9)
     bs = sm.OLS(np.log(runs["batch_size"].to_numpy()), sm.add_constant(np.log(runs["D"].to_numpy()))).fit()
-    assert law.options["least_squares_on_all"]["b_bs"] == pytest.approx(bs.params[1], rel=1e-9)
+    assert law.diagnostics["least_squares_on_all"]["b_bs"] == pytest.approx(bs.params[1], rel=1e-9)
 
 
 def test_a_known_optimum_is_recovered():
@@ -111,3 +111,33 @@ def test_cli_fit_predict_recommend(run_cli, tmp_path):
     wrong = run_cli("fit", POINTS, "--form=hyperparameters", "--columns", "N=N,D=D,lr=lr,batch_size=bsz", "-o",
                     tmp_path / "x.json")
     assert wrong.returncode == 2 and "'bsz'" in wrong.stderr and POINTS.name in wrong.stderr
+
+
+def test_a_grid_takes_each_runs_learning_rate_and_batch_from_the_fitted_law(law, tmp_path):
+    """Grid.hyperparameters = 'fitted:<law file>': every run is planned with the law's lr and
+    batch (in sequences of its seq_len) at its parameter count and largest data budget."""
+    from scaling.configuration import ConfigError
+    from scaling.sweep import store
+    from scaling.sweep.launch import plan
+
+    law_file = tmp_path / "steplaw.json"
+    law.save(law_file)
+    smoke = str(Path(__file__).resolve().parent.parent / "grids" / "smoke.gin")
+    fitted = (f"Grid.hyperparameters = 'fitted:{law_file}'", "Grid.train_overrides = {'train.eval_batches': 1}")
+    _, plans, _ = plan(smoke, fitted, str(tmp_path / "s"))
+    for p in plans:
+        tokens = max(p.point["data_budgets"])
+        quantities = analysis.predict(law, {"N": [p.point["params"]], "D": [tokens]}).points[0].quantities
+        lr = float(f"{quantities['lr'].estimate:.4g}")
+        batch = max(1, round(quantities["batch_size"].estimate / p.point["config"]["seq_len"]))
+        assert f"train.learning_rate = {lr!r}" in p.train_config
+        assert p.point["batch_size"] == batch
+    assert store.fitted_hyperparameters(str(law_file), 10**9, 10**11, 2048)["train.batch_size"] == \
+        round(law.predict(N=1e9, D=1e11, quantity="batch_size") / 2048)
+
+    with pytest.raises(ConfigError, match="sets train.learning_rate while Grid.hyperparameters"):
+        plan(smoke, (fitted[0], "Grid.train_overrides = {'train.learning_rate': 0.1}"), str(tmp_path / "s2"))
+    with pytest.raises(ConfigError, match="Grid.hyperparameters must be '' or 'fitted:<law file>'"):
+        plan(smoke, ("Grid.hyperparameters = 'steplaw.json'",), str(tmp_path / "s3"))
+    with pytest.raises(ConfigError, match=r"Grid.hyperparameters = 'fitted:.*missing.json'"):
+        plan(smoke, (f"Grid.hyperparameters = 'fitted:{tmp_path / 'missing.json'}'", fitted[1]), str(tmp_path / "s4"))

@@ -122,6 +122,19 @@ def test_rerun_skips_what_is_there_and_adds_only_new_settings(swept):
     assert metrics[0]["control"] == 1.0 and metrics[0]["tasks"]["synthetic_qa_d1"]["scaling"] is not None
 
 
+def test_a_row_does_not_depend_on_the_batch_it_was_decoded_in(swept, tmp_path):
+    """Settings share batches (any budget, greedy and sampled rows together); every answer is
+    fixed by its problem, budget, temperature and seed, so the batch size changes no row."""
+    run_dir, _, table = swept
+    other = tmp_path / "run"
+    _make_run(other)
+    rebatched = infer.infer(str(other), **{**SMALL, "batch_size": 3})
+    columns = ["task", "thinking_budget", "samples", "aggregator", "accuracy", "mean_thinking_tokens",
+               "mean_generated_tokens", "flops_per_query"]
+    ordered = lambda t: t[columns].sort_values(columns[:4]).reset_index(drop=True)
+    assert ordered(rebatched).equals(ordered(table))
+
+
 def test_a_step_or_branch_that_did_not_finish_is_named(swept):
     run_dir, _, _ = swept
     with pytest.raises(infer.InferenceError, match=r"no finished step 99; finished: D=1.0e4 \(step 7\)"):

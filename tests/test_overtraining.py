@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import curve_fit
 
 import analysis
-from analysis.forms import gadre_parameters
+from analysis.chinchilla import gadre_parameters
 
 POINTS = Path(__file__).parent / "data" / "refdata" / "gadre2024_models_loss_and_downstream.csv"
 COLUMNS = {"N": "N_params", "D": "D_tokens", "loss": "loss_c4_val"}
@@ -36,7 +36,7 @@ def laws():
 
 def test_the_fit_uses_the_papers_five_runs_and_one_exponent(laws):
     for ds, law in laws.items():
-        assert law.n_points == 5 and law.converged and law.options["objective"] == "squared_loss"
+        assert law.n_points == 5 and law.converged and law.settings.objective == "squared_loss"
         assert law.parameters["alpha"].estimate == law.parameters["beta"].estimate
         assert np.array_equal(law.bootstrap_samples["alpha"], law.bootstrap_samples["beta"])
 

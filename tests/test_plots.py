@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from analysis import plots, recommend
-from test_recommend import make_law
+from analysis import chinchilla, plots
+from helpers import make_law
 
 LAW = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
@@ -15,10 +15,10 @@ def isoflop_table(seed=0, budgets=(1e18, 1e19, 1e20), per_budget=7, noise=0.005)
     rng = np.random.default_rng(seed)
     rows = []
     for c in budgets:
-        n_opt, _ = recommend.chinchilla_optimum(LAW, c)
+        n_opt, _ = chinchilla.chinchilla_optimum(LAW, c)
         for n in n_opt * np.geomspace(0.2, 5, per_budget) * rng.uniform(0.97, 1.03, per_budget):
             d = c / (6 * n)
-            loss = recommend.chinchilla_loss(LAW, n, d) * np.exp(rng.normal(0, noise))
+            loss = chinchilla.chinchilla_loss(LAW, n, d) * np.exp(rng.normal(0, noise))
             rows.append({"N": n, "D": d, "C": c * rng.uniform(0.98, 1.02), "loss": loss})
     return pd.DataFrame(rows)
 
@@ -28,7 +28,7 @@ def training_table():
     for arm, worth, thinking in (("vanilla", 1.0, 0.0), ("thinking", 2.0, 0.4)):
         for n in (1e6, 4e6):
             for tokens in (1e7, 3e7, 1e8):
-                loss = recommend.chinchilla_loss(LAW, n, worth * tokens)
+                loss = chinchilla.chinchilla_loss(LAW, n, worth * tokens)
                 rows.append({"arm": arm, "params": n, "tokens": tokens, "tokens_raw": tokens * (1 - thinking),
                              "is_final": True, "eval_loss": loss, "eval_loss_hard": loss + 0.5})
     return pd.DataFrame(rows)
@@ -62,7 +62,7 @@ def test_law_figures_draw_the_law(tmp_path):
     assert len(solid) == 3
     for line, (c, _) in zip(solid, plots.isoflop_curves(table)):  # the law along each budget
         n = line.get_xdata()
-        assert line.get_ydata() == pytest.approx(recommend.chinchilla_loss(LAW, n, c / (6 * n)), rel=1e-9)
+        assert line.get_ydata() == pytest.approx(chinchilla.chinchilla_loss(LAW, n, c / (6 * n)), rel=1e-9)
     residuals = plots.residuals_figure(table, {"true law": law})
     for ax in residuals.axes:
         offsets = ax.collections[0].get_offsets()
@@ -70,7 +70,7 @@ def test_law_figures_draw_the_law(tmp_path):
     frontier = plots.frontier_figure(law, table)
     n_line, band = frontier.axes[0].get_lines()[0], frontier.axes[0].collections[0]
     c = n_line.get_xdata()
-    assert n_line.get_ydata() == pytest.approx(recommend.chinchilla_optimum(LAW, c)[0], rel=1e-9)
+    assert n_line.get_ydata() == pytest.approx(chinchilla.chinchilla_optimum(LAW, c)[0], rel=1e-9)
     low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
     assert low < n_line.get_ydata().min() and high > n_line.get_ydata().max()
     for name, f in {"isoflop_law": fig, "residuals": residuals, "frontier": frontier}.items():
@@ -103,7 +103,7 @@ def test_data_efficiency_shift_puts_arm_on_the_vanilla_curve():
     fig = plots.data_efficiency_figure(training_table(), {"tokens": {"thinking": (2.0, None)}})
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     shifted = lines["thinking at m x D"]
-    vanilla_curve = recommend.chinchilla_loss(LAW, 1e6, shifted.get_xdata())  # the smallest size's
+    vanilla_curve = chinchilla.chinchilla_loss(LAW, 1e6, shifted.get_xdata())  # the smallest size's
     assert shifted.get_ydata() == pytest.approx(vanilla_curve, rel=1e-12)
 
 

@@ -58,7 +58,7 @@ def test_a_curve_that_does_not_bracket_its_optimum_is_dropped():
 def test_porian_estimator_on_the_tuned_refinedweb_setting():
     law = fit_porian(tuned_rw(), columns=COLUMNS, seed=0)
     a, b = law.parameters["a"], law.parameters["b"]
-    assert law.options["n_optima"] == 12 and law.options["dropped_curves"] == []
+    assert law.diagnostics["n_optima"] == 12 and law.diagnostics["dropped_curves"] == []
     # the paper's conclusion for this setting: N* ~ C^0.5 once warmup, decay and tuning are fixed
     assert 0.47 < a.estimate < 0.53 and a.ci[0] < a.estimate < a.ci[1]
     assert a.ci[1] - a.ci[0] < 0.05
@@ -77,7 +77,7 @@ def test_porian_estimator_runs_on_every_setting_and_orders_them_as_the_paper_doe
                            noise_draws=300)
         est = law.parameters["a"]
         assert est.ci[0] <= est.estimate <= est.ci[1], key
-        assert law.options["n_optima"] >= 10, key
+        assert law.diagnostics["n_optima"] >= 10, key
         a[key] = est.estimate
     assert len(a) == 15
     # each correction of the paper lowers a (Kaplan -> last-layer FLOPs -> warmup -> tuning), on both datasets
@@ -115,7 +115,7 @@ def test_cli_porian_with_where_and_bad_input(run_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Porian et al. approach 2: 12 IsoFLOP curves" in proc.stdout
     law = analysis.load_law(out)
-    assert law.options["isoflop_method"] == "porian" and 0.47 < law.parameters["a"].estimate < 0.53
+    assert law.settings.isoflop_method == "porian" and 0.47 < law.parameters["a"].estimate < 0.53
     bad = run_cli("fit", POINTS, "--approach=2", "--isoflop-method=porian", "--where", "datasett == 'rw'",
                   "--columns", "N=n_params,D=tokens,C=flops,loss=loss", "-o", tmp_path / "x.json")
     assert bad.returncode == 2 and "porian2024_isoflop_points.csv" in bad.stderr and "datasett" in bad.stderr

@@ -8,11 +8,10 @@ import pytest
 from scipy import optimize
 
 import analysis
-from analysis import recommend
-from analysis.law import Law, ParameterEstimate
+from analysis import chinchilla, recommend
+from helpers import EPOCH, make_law
 
 # Epoch's refit of Chinchilla (Besiroglu et al. 2024) and Hoffmann's original law.
-EPOCH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 
@@ -21,18 +20,18 @@ HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 def test_closed_form_optimum_matches_numerical_minimisation(law, flops):
     def loss_at(log_n):
         n = np.exp(log_n)
-        return recommend.chinchilla_loss(law, n, flops / (6 * n))
+        return chinchilla.chinchilla_loss(law, n, flops / (6 * n))
 
     numerical = optimize.minimize_scalar(loss_at, bounds=(np.log(1e5), np.log(1e14)), method="bounded",
                                          options={"xatol": 1e-10})
-    n, d = recommend.chinchilla_optimum(law, flops)
+    n, d = chinchilla.chinchilla_optimum(law, flops)
     assert n == pytest.approx(np.exp(numerical.x), rel=1e-4)
     assert 6 * n * d == pytest.approx(flops, rel=1e-12)
 
 
 def test_hoffmann_law_gives_chinchilla_scale_answer():
     # Chinchilla's own budget (5.76e23 FLOPs) with Hoffmann's approach-3 law: tens of billions.
-    n, d = recommend.chinchilla_optimum(HOFFMANN, 5.76e23)
+    n, d = chinchilla.chinchilla_optimum(HOFFMANN, 5.76e23)
     assert 2e10 < n < 6e10 and 1e12 < d < 6e12
 
 
@@ -61,71 +60,59 @@ def _independent_inference_aware(law, target, inference_tokens):
 @pytest.mark.parametrize("target, inference_tokens", [(2.2, 0.0), (2.2, 1e12), (2.05, 2e13), (2.4, 5e13)])
 def test_inference_aware_matches_constrained_optimisation(target, inference_tokens):
     n_ref, d_ref = _independent_inference_aware(EPOCH, target, inference_tokens)
-    n, d, total = recommend.inference_aware_optimum(EPOCH, target, inference_tokens)
+    n, d, total = chinchilla.inference_aware_optimum(EPOCH, target, inference_tokens)
     assert n == pytest.approx(n_ref, rel=1e-3) and d == pytest.approx(d_ref, rel=1e-3)
-    assert recommend.chinchilla_loss(EPOCH, n, d) == pytest.approx(target, rel=1e-10)
+    assert chinchilla.chinchilla_loss(EPOCH, n, d) == pytest.approx(target, rel=1e-10)
     assert total == pytest.approx(6 * n * d + 2 * n * inference_tokens, rel=1e-12)
 
 
 def test_inference_demand_shrinks_the_model_and_lengthens_training():
-    sizes = [recommend.inference_aware_optimum(EPOCH, 2.2, tokens) for tokens in (0.0, 1e12, 1e13, 1e14)]
+    sizes = [chinchilla.inference_aware_optimum(EPOCH, 2.2, tokens) for tokens in (0.0, 1e12, 1e13, 1e14)]
     ns, ds = [s[0] for s in sizes], [s[1] for s in sizes]
     assert ns == sorted(ns, reverse=True) and ds == sorted(ds)
     # With no inference the cheapest model for a loss is the compute-optimal one for its budget.
     n0, d0, _ = sizes[0]
-    n_chin, _ = recommend.chinchilla_optimum(EPOCH, 6 * n0 * d0)
+    n_chin, _ = chinchilla.chinchilla_optimum(EPOCH, 6 * n0 * d0)
     assert n0 == pytest.approx(n_chin, rel=1e-6)
 
 
 def test_unreachable_target_and_size_cap_give_nan():
-    n, d, total = recommend.inference_aware_optimum(EPOCH, EPOCH["E"] - 0.01, 1e12)
+    n, d, total = chinchilla.inference_aware_optimum(EPOCH, EPOCH["E"] - 0.01, 1e12)
     assert np.isnan(n) and np.isnan(d) and np.isnan(total)
-    n_min = recommend.smallest_size_for(EPOCH, 2.2)
-    assert np.isnan(recommend.inference_aware_optimum(EPOCH, 2.2, 1e12, max_params=n_min / 2)[0])
-    capped = recommend.inference_aware_optimum(EPOCH, 2.2, 0.0, max_params=n_min * 1.5)[0]
+    n_min = chinchilla.smallest_size_for(EPOCH, 2.2)
+    assert np.isnan(chinchilla.inference_aware_optimum(EPOCH, 2.2, 1e12, max_params=n_min / 2)[0])
+    capped = chinchilla.inference_aware_optimum(EPOCH, 2.2, 0.0, max_params=n_min * 1.5)[0]
     assert capped == pytest.approx(n_min * 1.5, rel=1e-6)
 
 
 def test_vectorised_over_draws_equals_one_at_a_time():
     rng = np.random.default_rng(0)
     draws = {k: v * rng.uniform(0.97, 1.03, size=50) for k, v in EPOCH.items()}
-    n, d, _ = recommend.inference_aware_optimum(draws, 2.3, 1e12)
+    n, d, _ = chinchilla.inference_aware_optimum(draws, 2.3, 1e12)
     for i in (0, 17, 49):
         one = {k: v[i] for k, v in draws.items()}
-        n_i, d_i, _ = recommend.inference_aware_optimum(one, 2.3, 1e12)
+        n_i, d_i, _ = chinchilla.inference_aware_optimum(one, 2.3, 1e12)
         assert n[i] == pytest.approx(n_i, rel=1e-9) and d[i] == pytest.approx(d_i, rel=1e-9)
 
 
 def test_best_loss_at_budget_reduces_to_closed_forms():
-    n, d, loss = recommend.best_loss_at_budget(EPOCH, 1e21)
-    n_ref, d_ref = recommend.chinchilla_optimum(EPOCH, 1e21)
+    n, d, loss = chinchilla.best_loss_at_budget(EPOCH, 1e21)
+    n_ref, d_ref = chinchilla.chinchilla_optimum(EPOCH, 1e21)
     assert n == pytest.approx(n_ref, rel=1e-6) and d == pytest.approx(d_ref, rel=1e-6)
     # Data worth m x vanilla is the same law with B / m^beta.
     m = 2.5
-    n, d, loss = recommend.best_loss_at_budget(EPOCH, 1e21, multiplier=m)
+    n, d, loss = chinchilla.best_loss_at_budget(EPOCH, 1e21, multiplier=m)
     scaled = {**EPOCH, "B": EPOCH["B"] / m ** EPOCH["beta"]}
-    assert n == pytest.approx(recommend.chinchilla_optimum(scaled, 1e21)[0], rel=1e-6)
+    assert n == pytest.approx(chinchilla.chinchilla_optimum(scaled, 1e21)[0], rel=1e-6)
     # Charging the teacher per token can only cost loss; numerically, against a bounded search.
     extra = 3e9
-    n, d, loss = recommend.best_loss_at_budget(EPOCH, 1e21, m, extra)
-    ref = optimize.minimize_scalar(lambda u: recommend.chinchilla_loss(EPOCH, np.exp(u), m * 1e21 / (6 * np.exp(u) + extra)),
+    n, d, loss = chinchilla.best_loss_at_budget(EPOCH, 1e21, m, extra)
+    ref = optimize.minimize_scalar(lambda u: chinchilla.chinchilla_loss(EPOCH, np.exp(u), m * 1e21 / (6 * np.exp(u) + extra)),
                                    bounds=(np.log(1e6), np.log(1e12)), method="bounded", options={"xatol": 1e-10})
     assert n == pytest.approx(np.exp(ref.x), rel=1e-4) and d == pytest.approx(1e21 / (6 * n + extra))
-    assert loss > recommend.best_loss_at_budget(EPOCH, 1e21, m)[2]
+    assert loss > chinchilla.best_loss_at_budget(EPOCH, 1e21, m)[2]
 
 # --- On fitted laws: the Python API and `scaling recommend` -------------------------------------
-
-def make_law(params=EPOCH, form="chinchilla", n_draws=200, spread=0.02, seed=0, options=None, target="eval_loss",
-             ranges=None):
-    """A real Law with known estimates and draws around them (as a fit would give)."""
-    rng = np.random.default_rng(seed)
-    draws = {k: v * np.exp(rng.normal(0, spread, n_draws)) for k, v in params.items()}
-    estimates = {k: ParameterEstimate(v, float(np.std(draws[k])), tuple(np.percentile(draws[k], [2.5, 97.5])))
-                 for k, v in params.items()}
-    ranges = ranges or {"N": [4e7, 1.6e10], "D": [2e8, 3e11], "C": [1e18, 3e22]}
-    return Law(form=form, target=target, approach=3, parameters=estimates, bootstrap_samples=draws, ranges=ranges,
-               objective=0.0, huber_delta=1e-3, n_points=240, n_starts=4500, converged=True, options=options or {})
-
 
 @pytest.fixture(scope="module")
 def law_file(tmp_path_factory):
@@ -135,7 +122,7 @@ def law_file(tmp_path_factory):
 def test_law_recommend_is_the_closed_form_with_bootstrap_intervals(law_file):
     law = analysis.load_law(law_file)
     answer = law.recommend(train_flops=1e21)
-    n, d = recommend.chinchilla_optimum(EPOCH, 1e21)
+    n, d = chinchilla.chinchilla_optimum(EPOCH, 1e21)
     assert answer["N"].estimate == pytest.approx(n, rel=1e-9) and answer["D"].estimate == pytest.approx(d, rel=1e-9)
     for name in ("N", "D", "predicted_loss"):
         low, high = answer[name].ci
@@ -187,8 +174,8 @@ def test_questions_that_cannot_be_answered_say_why(run_cli, law_file):
 
 
 def augmentation_law(m=2.0):
-    options = {"arms": ["vanilla", "thinking"], "reference_arm": "vanilla"}
-    return make_law({**EPOCH, "m_thinking": m}, form="augmentation", options=options)
+    settings = {"arms": ["vanilla", "thinking"], "reference_arm": "vanilla"}
+    return make_law({**EPOCH, "m_thinking": m}, form="augmentation", settings=settings)
 
 
 def test_augmentation_pays_only_while_the_teacher_is_cheap():
@@ -196,8 +183,8 @@ def test_augmentation_pays_only_while_the_teacher_is_cheap():
     free = recommend.augmentation_pays(law, 1e21, teacher_flops_per_token=0.0, thinking_fraction=0.5)
     # With a free teacher, data worth 2x is the Chinchilla law with B / 2^beta: a closed form.
     scaled = {**EPOCH, "B": EPOCH["B"] / 2.0 ** EPOCH["beta"]}
-    n, d = recommend.chinchilla_optimum(scaled, 1e21)
-    assert free["loss_thinking"].estimate == pytest.approx(recommend.chinchilla_loss(scaled, n, d), rel=1e-9)
+    n, d = chinchilla.chinchilla_optimum(scaled, 1e21)
+    assert free["loss_thinking"].estimate == pytest.approx(chinchilla.chinchilla_loss(scaled, n, d), rel=1e-9)
     assert free["loss_gain_thinking"].estimate > 0 and free["loss_gain_thinking"].ci[0] > 0
     # A teacher costing 1e13 FLOPs per thinking token eats the budget: it no longer pays.
     costly = recommend.augmentation_pays(law, 1e21, teacher_flops_per_token=1e13, thinking_fraction=0.5)
@@ -211,7 +198,7 @@ def joint_law(n_draws=40):
     loss_law = make_law()
     params = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T": 0.3, "gamma_k": 0.2}
     return make_law(params, form="joint_inference", target="accuracy", n_draws=n_draws, spread=0.01,
-                    options={"loss_law": loss_law.to_dict()},
+                    settings={"loss_law": loss_law.to_dict()},
                     ranges={"N": [1e8, 1e10], "D": [1e9, 2e11], "T": [0, 1024], "k": [1, 8]})
 
 

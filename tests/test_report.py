@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import recommend, report
+from analysis import chinchilla, report
+from scaling.sweep import report_support
 
 LAW = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 
@@ -18,10 +19,10 @@ def write_results(folder, seed=0, with_inference=True):
     rng = np.random.default_rng(seed)
     rows = []
     for c in np.geomspace(1e17, 1e19, 4):
-        n_opt, _ = recommend.chinchilla_optimum(LAW, c)
+        n_opt, _ = chinchilla.chinchilla_optimum(LAW, c)
         for i, n in enumerate(n_opt * np.geomspace(0.2, 5, 6)):
             tokens = c / (6 * n)
-            loss = recommend.chinchilla_loss(LAW, n, tokens) * np.exp(rng.normal(0, 0.005))
+            loss = chinchilla.chinchilla_loss(LAW, n, tokens) * np.exp(rng.normal(0, 0.005))
             rows.append({"run_id": f"n{i}_c{c:.0e}", "sweep": "fixture", "arm": "vanilla", "params": int(n),
                          "tokens": int(tokens), "tokens_raw": int(tokens), "flops": 6 * int(n) * int(tokens),
                          "is_final": True, "eval_loss": loss, "eval_loss_hard": loss + 0.4})
@@ -114,12 +115,12 @@ def test_report_bad_column_map_names_the_column(run_cli, tmp_path):
 @pytest.mark.slow
 def test_report_sets_the_fitted_e_beside_the_true_floor(tmp_path):
     results = write_results(tmp_path / "sweep" / "results", with_inference=False)
-    page = report.build_report(results, bootstrap=20)
+    page = report.build_report(results, bootstrap=20, sweep=report_support.SWEEP_FOLDERS)
     assert "Ground truth" not in page  # no run configs: nothing says which corpus this was
 
     # A floor above the data's E (1.8172) and above the predicted losses: the fitted E is
     # impossible and so are the predictions, and the report says both.
-    page = report.build_report(results, bootstrap=20, floor=2.9)
+    page = report.build_report(results, bootstrap=20, sweep=report_support.SWEEP_FOLDERS, floor=2.9)
     assert ">Ground truth</h2>" in page and "True irreducible loss: <b>2.9000 nats/token</b>" in page
     assert "the interval lies below the truth" in page and "an impossible loss" in page
     assert "Irreducible loss: the Chinchilla law&#x27;s E = " in page
@@ -129,13 +130,13 @@ def test_report_sets_the_fitted_e_beside_the_true_floor(tmp_path):
     run = tmp_path / "sweep" / "run-0"
     run.mkdir()
     (run / "config.gin").write_text("train.arm = 'vanilla'\n")
-    page = report.build_report(results, bootstrap=20)
-    truth = report._synthetic_floor(None)["entropy_nats_per_token"]
+    page = report.build_report(results, bootstrap=20, sweep=report_support.SWEEP_FOLDERS)
+    truth = report_support.synthetic_floor(None)["entropy_nats_per_token"]
     assert f"True irreducible loss: <b>{truth:.4f} ± " in page and "the interval lies above the truth" in page
     assert "no model can reach it" not in page
     (run / "config.gin").write_text("train.eval_corpus = '/data/cache'\n")
-    assert "Ground truth" not in report.build_report(results, bootstrap=20)
-    assert "Ground truth" not in report.build_report(results, bootstrap=20, floor=None)
+    assert "Ground truth" not in report.build_report(results, bootstrap=20, sweep=report_support.SWEEP_FOLDERS)
+    assert "Ground truth" not in report.build_report(results, bootstrap=20, sweep=report_support.SWEEP_FOLDERS, floor=None)
 
 
 def test_report_cli_rejects_a_bad_floor(run_cli, tmp_path):

@@ -12,9 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from analysis.atomic import write_json_atomic
 from scaling import accounting
 from scaling.configuration import ConfigError
-from scaling.sweep import claims, collect, executors, files, grid as grids, runner, store
+from scaling.sweep import claims, collect, executors, grid as grids, runner, store
 from scaling.sweep.launch import plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -194,9 +195,9 @@ def test_local_executor_runs_each_job_once_and_records_failures_with_their_reaso
 def _planned_run(sweep: Path, name: str, job: dict | None, status: dict | None, log: list[dict]) -> Path:
     run_dir = sweep / name
     run_dir.mkdir(parents=True)
-    files.write_json_atomic(run_dir / "run.json", {"name": name, "readable": name.rsplit("-", 1)[0],
-                                                   "config_hash": name.rsplit("-", 1)[1], "point": {},
-                                                   "train_config": "", "infer_config": ""})
+    write_json_atomic(run_dir / "run.json", {"name": name, "readable": name.rsplit("-", 1)[0],
+                                             "config_hash": name.rsplit("-", 1)[1], "point": {},
+                                             "train_config": "", "infer_config": ""}, sort_keys=True)
     if job:
         store.write_job(run_dir, job)
     if status:

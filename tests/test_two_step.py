@@ -47,7 +47,7 @@ def test_sigmoid_step_recovers_a_known_curve():
 
 def test_two_step_law_on_hellaswag(hellaswag, tmp_path):
     law = analysis.load_law(hellaswag.save(tmp_path / "hs.json"))
-    o, p = law.options, law.estimates()
+    o, p = law.diagnostics, law.estimates()
     assert o["n_step1"] == 16 and o["n_step2"] > 1000 and o["helper_point"] == [0.0, 1.0]
     assert -1 <= p["a"] <= 0 and 0 <= p["b"] <= 1 and p["k"] > 0     # the paper's bounds
     assert o["step1_fit_error"] < 0.01 and o["step2_fit_error"] < 0.03

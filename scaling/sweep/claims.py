@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from scaling.sweep.files import write_json_atomic
+from analysis.atomic import write_json_atomic
 
 HEARTBEAT_S = float(os.environ.get("SCALING_CLAIM_HEARTBEAT_S", "5"))
 STALE_AFTER_S = float(os.environ.get("SCALING_CLAIM_STALE_S", "60"))
@@ -147,7 +147,7 @@ class Claim:
         if not self.still_held():
             self.lost.set()
             return False
-        write_json_atomic(self.path, self._content())
+        write_json_atomic(self.path, self._content(), sort_keys=True)
         return True
 
     def start_heartbeat(self, interval: float = HEARTBEAT_S) -> None:
@@ -164,4 +164,4 @@ class Claim:
         if self._thread is not None:
             self._thread.join()
         if self.still_held():
-            write_json_atomic(self.path, self._content(released=True))
+            write_json_atomic(self.path, self._content(released=True), sort_keys=True)

@@ -13,37 +13,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.atomic import write_bytes_atomic
+from analysis.schema import INFERENCE, METADATA_KEY, SCHEMA_VERSION, TRAINING, TRAINING_KEY
 from scaling.configuration import ConfigError
 from scaling.sweep import store
 
-SCHEMA_VERSION = "1"
-METADATA_KEY = b"scaling.schema_version"
-
-# docs/schema.md, column -> type; the order is the tables' column order.
-TRAINING = {
-    "run_id": str, "sweep": str, "arm": str, "seed": int,
-    "d_model": int, "n_layers": int, "n_heads": int, "n_kv_heads": int, "d_ff": int, "vocab_size": int,
-    "seq_len": int, "mlp_attn_ratio": float, "params": int, "params_non_embedding": int,
-    "flops_per_token": float, "step": int, "tokens": int, "tokens_raw": int, "tokens_thinking": int,
-    "unique_tokens": int, "epochs": float, "flops": float, "flops_6nd": float, "teacher_flops": float,
-    "schedule": str, "branch": str, "is_final": bool, "eval_loss": float, "eval_bpb": float,
-    "eval_loss_hard": float, "eval_loss_easy": float,
-}
-INFERENCE = {
-    "run_id": str, "sweep": str, "arm": str, "params": int, "step": int, "tokens": int, "branch": str,
-    "task": str, "difficulty": int, "thinking_budget": int, "samples": int, "aggregator": str,
-    "accuracy": float, "accuracy_stderr": float, "n_problems": int, "mean_thinking_tokens": float,
-    "mean_generated_tokens": float, "flops_per_query": float,
-}
-# Columns that identify a training evaluation; a repeated key keeps the last row.
-TRAINING_KEY = ("run_id", "branch", "schedule", "step")
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
@@ -100,9 +80,9 @@ def table(rows: list[dict], schema: dict, key: tuple[str, ...] | None) -> pa.Tab
 
 
 def write_atomic(t: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(t, tmp)
-    os.replace(tmp, path)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(t, buffer)
+    write_bytes_atomic(path, buffer.getvalue().to_pybytes())
 
 
 def collect(sweep_dir: Path, out_dir: Path) -> dict[str, int]:

@@ -29,6 +29,8 @@ _AXES = (_MODEL_FIELDS - {"dtype", "remat", "rope_base", "norm_eps", "vocab_size
 _AXIS_LABELS = {"d_model": "d", "n_layers": "l", "n_heads": "h", "n_kv_heads": "kv", "head_dim": "hd",
                 "d_ff": "ff", "mlp_ratio": "r", "seq_len": "s", "tie_embeddings": "tie"}
 SCHEDULES = ("wsd", "cosine")
+FITTED_PREFIX = "fitted:"
+HYPERPARAMETER_BINDINGS = ("train.learning_rate", "train.batch_size")
 
 
 @gin.configurable
@@ -50,6 +52,10 @@ class Grid:
     train_files, train_overrides: the run's gin files and extra bindings {'NAME': value}.
     infer_files, infer_overrides: the inference sweep every finished run gets; no files: none.
     infer_branches: 'all' (every finished data budget) or 'last' (the largest budget only).
+    hyperparameters: '' (train.learning_rate and train.batch_size as the run files and overrides
+      set them) or 'fitted:<law file>': each run's learning rate and batch size from a fitted
+      hyperparameter law (`scaling fit --form=hyperparameters`, Step Law) at its parameter count
+      and its largest data budget (see sweep.store.fitted_hyperparameters).
     """
 
     name: str = ""
@@ -67,6 +73,7 @@ class Grid:
     infer_files: tuple = ("runs/infer.gin",)
     infer_overrides: dict = dataclasses.field(default_factory=dict)
     infer_branches: str = "all"
+    hyperparameters: str = ""
 
     def __post_init__(self):
         for field in ("models", "data_budgets", "compute_budgets", "seeds", "train_files", "infer_files"):
@@ -116,6 +123,15 @@ class Grid:
             raise ConfigError(f"Grid.seeds must be a non-empty list of integers, got {self.seeds!r}")
         if self.infer_branches not in ("all", "last"):
             raise ConfigError(f"Grid.infer_branches must be 'all' or 'last', got {self.infer_branches!r}")
+        if not isinstance(self.hyperparameters, str) or (
+                self.hyperparameters and not self.hyperparameters.startswith(FITTED_PREFIX)):
+            raise ConfigError(f"Grid.hyperparameters must be '' or '{FITTED_PREFIX}<law file>', "
+                              f"got {self.hyperparameters!r}")
+        if self.hyperparameters:
+            fixed = [n for n in self.train_overrides if str(n).split("/")[-1] in HYPERPARAMETER_BINDINGS]
+            if fixed:
+                raise ConfigError(f"Grid.train_overrides sets {', '.join(fixed)} while Grid.hyperparameters = "
+                                  f"{self.hyperparameters!r} sets it from the law: keep one")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"Grid.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 

@@ -24,16 +24,17 @@ import dataclasses
 import difflib
 import hashlib
 import importlib
-import os
+import math
 import time
 from pathlib import Path
 
 import gin
 
+from analysis.atomic import write_json_atomic, write_text_atomic
 from scaling import configuration
 from scaling.configuration import ConfigError
-from scaling.sweep.files import read_json, write_json_atomic
-from scaling.sweep.grid import Grid, Point, sanitise
+from scaling.sweep.files import read_json
+from scaling.sweep.grid import FITTED_PREFIX, Grid, Point, sanitise
 
 HASH_LENGTH = 8
 JOB_STATES = ("pending", "running", "done", "failed", "interrupted")
@@ -49,6 +50,29 @@ def point_bindings(grid: Grid, point: Point) -> tuple[str, ...]:
         f"train.schedule = {point.schedule!r}",
         f"train.data_budgets = {list(point.data_budgets)!r}",
     )
+
+
+def fitted_hyperparameters(law_file: str, params: int, tokens: int, seq_len: int) -> dict[str, float | int]:
+    """train.learning_rate and train.batch_size from a fitted hyperparameter law at (N, D): the
+    law's point estimates; its batch is in tokens (fitted with --seq-len) and becomes sequences
+    of this model's seq_len, at least one. For a WSD run D is its largest data budget: one run
+    trains every budget with one learning rate and batch."""
+    from analysis import LawError, TableError, load_law, predict
+
+    where = f"Grid.hyperparameters = 'fitted:{law_file}'"
+    try:
+        law = load_law(law_file)
+    except (OSError, ValueError, LawError, TableError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if law.form != "hyperparameters":
+        raise ConfigError(f"{where}: the law is of form {law.form!r}; fit one with "
+                          "`scaling fit TABLE --form=hyperparameters`")
+    point = predict(law, {"N": [float(params)], "D": [float(tokens)]}).points[0]
+    lr = point.quantities["lr"].estimate
+    batch = max(1, int(round(point.quantities["batch_size"].estimate / seq_len)))
+    if not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"{where}: the law gives learning rate {lr} at N = {params}, D = {tokens}")
+    return {"train.learning_rate": float(f"{lr:.4g}"), "train.batch_size": batch}
 
 
 def _override_bindings(overrides: dict, where: str) -> tuple[str, ...]:
@@ -130,6 +154,10 @@ def plan_run(grid: Grid, point: Point) -> RunPlan:
                       + _override_bindings(grid.arm_overrides.get(point.arm, {}),
                                            f"Grid.arm_overrides[{point.arm!r}]")
                       + point_bindings(grid, point))
+    if grid.hyperparameters:
+        fitted = fitted_hyperparameters(grid.hyperparameters[len(FITTED_PREFIX):], point.model.params,
+                                        max(point.data_budgets), point.model.config.seq_len)
+        train_bindings += _override_bindings(fitted, "Grid.hyperparameters")
     # The preset first, then the run files (which may refine it), then the grid's bindings.
     train_config = resolve("scaling.train", (f"models/{point.model.preset}.gin",) + tuple(grid.train_files), train_bindings)
     batch_size, cooldown_fraction = _bound("train.batch_size"), _bound("train.cooldown_fraction")
@@ -200,12 +228,11 @@ def write_plan(sweep_dir: Path, grid: Grid, grid_file: str, plans: list[RunPlan]
         run_dir.mkdir(exist_ok=True)
         for file_name, text in (("config.gin", plan.train_config), ("infer.gin", plan.infer_config)):
             if text:
-                (run_dir / f".{file_name}.tmp").write_text(text)
-                os.replace(run_dir / f".{file_name}.tmp", run_dir / file_name)
-        write_json_atomic(run_dir / "run.json", plan.record)
+                write_text_atomic(run_dir / file_name, text)
+        write_json_atomic(run_dir / "run.json", plan.record, sort_keys=True)
     write_json_atomic(sweep_dir / "sweep.json", {
         "grid": grid.name, "grid_file": str(grid_file), "runs": [p.name for p in plans], "updated": time.time(),
-        "grid_config": dataclasses.asdict(grid)})
+        "grid_config": dataclasses.asdict(grid)}, sort_keys=True)
 
 
 def load_plan(run_dir: Path) -> RunPlan:
@@ -222,4 +249,4 @@ def read_job(run_dir: Path) -> dict:
 def write_job(run_dir: Path, job: dict) -> None:
     if job["state"] not in JOB_STATES:
         raise ValueError(f"job state {job['state']!r} is not one of {JOB_STATES}")
-    write_json_atomic(run_dir / "job.json", {**job, "updated": time.time()})
+    write_json_atomic(run_dir / "job.json", {**job, "updated": time.time()}, sort_keys=True)

@@ -1,4 +1,4 @@
-"""`scaling predict`: a fitted law's prediction, with its bootstrap interval, at given points.
+"""A fitted law's prediction, with its bootstrap interval, at given points.
 
 `predict(law, points)` evaluates the law at every row of `points` (a mapping of input name to
 values, or a DataFrame) under the point estimates and under every bootstrap draw stored in the law
@@ -12,9 +12,7 @@ What a law predicts: the target (e.g. eval_loss) for a form's covariates (N, D, 
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,9 +20,10 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.law import COMPUTE_OPTIMAL, HYPERPARAMETERS, TWO_STEP, Law, LawError
-from analysis.recommend import INTERVAL, range_warnings
-from analysis.tables import TableError
+from analysis.answers import INTERVAL, interval, range_warnings
+from analysis.forms.base import get_form
+from analysis.law import Law
+from analysis.tables import TableError, select_rows
 
 STRING_INPUTS = ("arm",)
 KNOWN_INPUTS = ("N", "D", "C", "U", "T", "k", "arm", "x", "r", "g", "L")
@@ -132,31 +131,13 @@ def _fmt(value) -> str:
 
 def required_inputs(law: Law) -> tuple[str, ...]:
     """The inputs a law needs to predict."""
-    if law.form == COMPUTE_OPTIMAL:
-        return ("C",)
-    if law.form in (HYPERPARAMETERS, TWO_STEP):
-        return ("N", "D")
-    from analysis.forms import get_form
-    return tuple(get_form(law.form).required_covariates(law.options))
+    return tuple(get_form(law.form).required_covariates(law.settings))
 
 
 def quantities(law: Law) -> dict[str, dict]:
     """Predicted quantity name -> extra keyword arguments for Law.predict."""
-    if law.form == COMPUTE_OPTIMAL:
-        return {"N_opt": {"quantity": "N"}, "D_opt": {"quantity": "D"}}
-    if law.form == HYPERPARAMETERS:
-        return {"lr": {"quantity": "lr"}, "batch_size": {"quantity": "batch_size"}}
-    if law.form == TWO_STEP:
-        return {"task_loss": {"quantity": "task_loss"}, "accuracy": {"quantity": "accuracy"}}
-    return {law.target: {}}
-
-
-def _interval(draws: np.ndarray) -> tuple[float | None, float | None]:
-    finite = draws[np.isfinite(draws)]
-    if finite.size < 2:
-        return None, None
-    low, high = np.percentile(finite, INTERVAL)
-    return float(low), float(high)
+    return {law.target if name is None else name: extra
+            for name, extra in get_form(law.form).quantities(law.settings).items()}
 
 
 def _as_frame(points, source: str) -> pd.DataFrame:
@@ -219,7 +200,7 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
         row_inputs = {k: (v[i].item() if isinstance(v[i], np.generic) else v[i]) for k, v in inputs.items()}
         estimates = {}
         for name, (point, draws) in per_quantity.items():
-            low, high = _interval(draws[:, i]) if draws is not None else (None, None)
+            low, high = (interval(draws[:, i]) if draws is not None else None) or (None, None)
             estimates[name] = Estimate(float(point[i]), low, high)
         numeric = {k: v for k, v in row_inputs.items() if k in ("N", "D", "C", "T") and not isinstance(v, str)}
         if "N" in numeric and "D" in numeric and "C" not in numeric:
@@ -229,8 +210,8 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
     return Predictions(law.form, tuple(out), n_draws)
 
 
-def _select(frame: pd.DataFrame, where: str, source: str) -> pd.DataFrame:
-    from analysis.tables import select_rows
+def select_points(frame: pd.DataFrame, where: str, source: str) -> pd.DataFrame:
+    """The points (rows) where the pandas query `where` holds."""
     frame = frame.copy()
     frame.attrs["source"] = source
     return select_rows(frame, where).reset_index(drop=True)
@@ -247,56 +228,3 @@ def read_points(path: str | Path) -> pd.DataFrame:
     if len(frame) == 0:
         raise TableError(f"{path}: no rows")
     return frame
-
-
-# ---------------------------------------------------------------------------------------------
-# `scaling predict`
-# ---------------------------------------------------------------------------------------------
-
-def configure_predict(parser) -> None:
-    parser.add_argument("law", help="law file written by `scaling fit`")
-    for name in KNOWN_INPUTS:
-        parser.add_argument(f"--{name}", dest=f"input_{name}",
-                            help=f"{name}: one value or a comma-separated list (lists of one length broadcast)")
-    parser.add_argument("--points", help="CSV/Parquet with one column per input (N, D, ...), one point per row; "
-                                         "a column with the law's target adds the relative error")
-    parser.add_argument("--columns", default="", help="--points column map, e.g. N=N_params,D=D_tokens,loss=loss_c4_val")
-    parser.add_argument("--where", help="--points: only the rows where this pandas query holds")
-    parser.add_argument("--tolerance", type=float, default=3.0,
-                        help="warn when a point leaves the fitted ranges by more than this factor (default 3)")
-    parser.add_argument("--json", action="store_true", help='print {"predictions": [...]} instead of a table')
-
-
-def run_predict(args) -> int:
-    from analysis.law import load_law
-
-    try:
-        law = load_law(args.law)
-    except (OSError, LawError) as e:
-        print(f"scaling predict: cannot use law file {args.law}: {e}", file=sys.stderr)
-        return 2
-    given = {name: getattr(args, f"input_{name}") for name in KNOWN_INPUTS
-             if getattr(args, f"input_{name}") is not None}
-    try:
-        if args.points:
-            if given:
-                raise TableError(f"give the points either with --points or with --{'/--'.join(given)}, not both")
-            points, source = read_points(args.points), str(args.points)
-            if args.where:
-                points = _select(points, args.where, source)
-        elif given:
-            if args.columns or args.where:
-                raise TableError("--columns and --where apply to --points")
-            points = {k: [v.strip() for v in text.split(",")] for k, text in given.items()}
-            source = "command line"
-        else:
-            raise TableError(f"no points: give {', '.join('--' + n for n in required_inputs(law))} or --points=FILE")
-        from analysis.tables import parse_columns
-        result = predict(law, points, tolerance=args.tolerance, source=source, columns=parse_columns(args.columns))
-    except (TableError, LawError, ValueError) as e:
-        print(f"scaling predict: error: {e}", file=sys.stderr)
-        return 2
-    for warning in result.warnings:
-        print(f"scaling predict: warning: {warning}", file=sys.stderr)
-    print(json.dumps(result.to_dict(), allow_nan=False) if args.json else result.table())
-    return 0

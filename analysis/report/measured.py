@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
+from html import escape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from analysis import recommend
+from analysis.atomic import write_json_atomic
+from analysis.fitting import fit
+from analysis.report.findings import joint_scenario
 
 FILE_NAME = "findings.json"
 VERSION = 1
@@ -43,8 +48,6 @@ def _interval(p) -> tuple[float | None, float | None]:
 
 def multipliers_of(law, target: str) -> list[dict]:
     """One entry per (thinking arm, accounting) of a fitted augmentation law."""
-    from analysis import recommend
-
     out = []
     for arm in recommend.augmentation_arms(law):
         for accounting, suffix in ACCOUNTINGS.items():
@@ -73,10 +76,8 @@ def qa_error_table(training: pd.DataFrame, inference: pd.DataFrame) -> pd.DataFr
 
 
 def _fit_multipliers(frame, target: str, bootstrap: int, notes: list[str]) -> list[dict]:
-    import analysis
-
     try:
-        law = analysis.fit(frame, form="augmentation", approach=3, target=target, bootstrap=bootstrap)
+        law = fit(frame, form="augmentation", approach=3, target=target, bootstrap=bootstrap)
     except (ValueError, KeyError) as e:
         notes.append(f"multipliers on {target}: no augmentation law ({e})")
         return []
@@ -116,9 +117,6 @@ def thinking_hurts(cells: list[dict], z: float = 2.0) -> list[dict]:
 
 def best_split(joint) -> tuple[dict, dict]:
     """(the joint law's answer as `scaling recommend --json` prints it, the query it answers)."""
-    from analysis import recommend
-    from analysis.report import joint_scenario
-
     total, queries, tokens = joint_scenario(joint)
     answer = recommend.joint_allocation(joint, total, queries, tokens)
     return answer.to_dict(), {"total_flops": total, "inference_queries": queries, "tokens_per_query": tokens,
@@ -164,12 +162,7 @@ def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, fl
 
 
 def write(path: str | Path, findings: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(findings, indent=1, default=float) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, findings, default=float)
 
 
 def read(path: str | Path) -> dict:
@@ -239,7 +232,5 @@ def summary_lines(findings: dict) -> list[str]:
 
 def html(findings: dict) -> str:
     """The report's section: the findings file's sentences."""
-    from html import escape
-
     return ("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in summary_lines(findings)) + "</ul>"
             "<p class='note'>Read from findings.json, the same file `scaling demo` prints from.</p>")

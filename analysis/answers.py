@@ -1,0 +1,105 @@
+"""An answer to a budget question or a prediction: quantities with bootstrap intervals, notes and
+range warnings, and how they are printed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+INTERVAL = (2.5, 97.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantity:
+    """A recommended quantity: the point-law answer and the bootstrap interval around it."""
+
+    estimate: Any
+    ci: tuple[Any, Any] | None
+    unit: str = ""
+
+    def to_dict(self) -> dict:
+        value = self.estimate.item() if isinstance(self.estimate, np.generic) else self.estimate
+        ci = None if self.ci is None else [float(x) if isinstance(x, (int, float, np.number)) else x
+                                           for x in self.ci]
+        return {"estimate": value, "ci": ci}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    """One answered question: its quantities (ordered), notes for the reader and range warnings."""
+
+    question: str
+    quantities: dict[str, Quantity]
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def __getitem__(self, name: str) -> Quantity:
+        return self.quantities[name]
+
+    def to_dict(self) -> dict:
+        """The --json object: recommended quantity -> {"estimate", "ci": [low, high]}."""
+        return {name: q.to_dict() for name, q in self.quantities.items()}
+
+    def table(self) -> str:
+        rows = [(name, fmt(q.estimate), "" if q.ci is None else f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]", q.unit)
+                for name, q in self.quantities.items()]
+        widths = [max(len(r[i]) for r in rows + [("quantity", "estimate", "95% interval", "unit")])
+                  for i in range(4)]
+        lines = [self.question, ""]
+        for row in [("quantity", "estimate", "95% interval", "unit")] + rows:
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def fmt(value) -> str:
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:.4g}"
+
+
+def interval(draws) -> tuple[float, float] | None:
+    draws = np.asarray(draws, float)
+    draws = draws[np.isfinite(draws)]
+    if draws.size < 2:
+        return None
+    low, high = np.percentile(draws, INTERVAL)
+    return float(low), float(high)
+
+
+def quantity(point, draws, unit="") -> Quantity:
+    return Quantity(float(point), interval(draws), unit)
+
+
+def range_warnings(law, tolerance: float, **values) -> list[str]:
+    """Warn for each value (N, D, C, T) outside the law's fitted range by more than `tolerance`x."""
+    out = []
+    for name, value in values.items():
+        bounds = (law.ranges or {}).get(name)
+        if bounds is None or value is None or not np.isfinite(value):
+            continue
+        low, high = float(bounds[0]), float(bounds[1])
+        if value > high * tolerance or value < low / tolerance:
+            out.append(f"{name} = {fmt(value)} is outside the fitted range [{fmt(low)}, {fmt(high)}] "
+                       f"by more than the tolerance factor {tolerance:g}: an extrapolation")
+    return out
+
+
+def below_floor(answer: Recommendation, floor: float | None, target_loss: float | None = None) -> list[str]:
+    """Warnings for every predicted loss of the answer (and a target loss) below a known floor."""
+    if floor is None:
+        return []
+    out = [f"{name} = {fmt(q.estimate)} is below the true irreducible loss {fmt(floor)}: no model can reach it"
+           for name, q in answer.quantities.items()
+           if "loss" in name and isinstance(q.estimate, (int, float, np.number)) and q.estimate < floor]
+    if target_loss is not None and target_loss < floor:
+        out.append(f"target_loss = {fmt(target_loss)} is below the true irreducible loss {fmt(floor)}: unreachable")
+    return out

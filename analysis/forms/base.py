@@ -1,0 +1,323 @@
+"""What a law form is, and the registry of forms by name.
+
+A form is an object (one per form, registered with `@register`) with a frozen options dataclass
+(`Options`, its settings as the law file stores them) and methods that say what it supports, so
+that fitting, prediction, recommendation, the report and the CLI ask the form instead of matching
+names. Forms fitted by the multistart Huber estimator (analysis.fitting) are `CurveForm`s: they
+add the unconstrained parameter vector `theta` the optimiser moves, with its starts and bounds.
+
+Each module of the analysis.forms package defines one form; the registry imports them all the
+first time a form is looked up, so adding a form is adding a file (docs/fitting.md shows one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from analysis import chinchilla
+
+
+@dataclasses.dataclass(frozen=True)
+class FormOptions:
+    """A form's settings. Subclasses add fields (with defaults); a law file stores `to_dict()`."""
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], form_name: str) -> "FormOptions":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            elsewhere = "".join(f"; {name} is an option of --form={' or --form='.join(owners)}"
+                                for name in unknown if (owners := forms_with_option(name)))
+            raise ValueError(f"form {form_name!r} has no option(s) {unknown}; its options are "
+                             f"{sorted(known) or 'none'}{elsewhere}")
+        return cls(**{k: _frozen(v) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes) -> "FormOptions":
+        return dataclasses.replace(self, **{k: _frozen(v) for k, v in changes.items()})
+
+
+def _frozen(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveOptions(FormOptions):
+    """Settings every form fitted by analysis.fitting has: the objective, and a known floor for
+    the irreducible loss E (forms whose `log_e_index` is not None)."""
+
+    objective: str | None = None       # "huber_log" or "squared_loss" (None: the form's default)
+    floor: float | None = None         # a known irreducible loss
+    floor_mode: str = "bound"          # "bound": E >= floor; "fix": E = floor
+
+
+OBJECTIVES = ("huber_log", "squared_loss")
+FLOOR_MODES = ("bound", "fix")
+
+
+class LawForm:
+    """A law's functional form: its settings, parameters, prediction and what it supports."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    paper: ClassVar[str]
+    covariates: ClassVar[tuple[str, ...]]
+    Options: ClassVar[type[FormOptions]] = FormOptions
+    log_target: ClassVar[bool] = True       # fitted on log(target) (a loss), else on the target
+    # the approaches of Hoffmann et al. whose law this form is (compute_optimal: 1 and 2)
+    approaches: ClassVar[tuple[int, ...]] = (3,)
+    # the budget questions of analysis.recommend it answers
+    questions: ClassVar[tuple[str, ...]] = ()
+
+    # -- settings ------------------------------------------------------------------------------
+    def options_from(self, options: Mapping | FormOptions | None = None) -> FormOptions:
+        """Typed settings from a mapping (a law file's, or keyword arguments), refusing unknown keys."""
+        if isinstance(options, self.Options):
+            return options
+        return self.Options.from_mapping(dict(options or {}), self.name)
+
+    def prepare(self, options: FormOptions, frame) -> FormOptions:
+        """Settings completed from the data before a fit (e.g. the arms a table holds)."""
+        return options
+
+    # -- parameters and covariates ---------------------------------------------------------------
+    def parameter_names_for(self, options: Mapping | FormOptions | None = None) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def fixed_parameters(self, options: FormOptions) -> dict[str, float]:
+        """Parameters the settings fix (not fitted) that prediction needs, e.g. a given base law."""
+        return {}
+
+    def required_covariates(self, options: Mapping | FormOptions | None = None) -> tuple[str, ...]:
+        return self.covariates
+
+    def quantities(self, options: FormOptions) -> dict[str, dict]:
+        """Predicted quantity name -> extra keyword arguments for predict (None: the law's target)."""
+        return {None: {}}
+
+    def bounds_for(self, options: Mapping | FormOptions | None = None) -> dict[str, tuple[float, float]]:
+        return {name: (-np.inf, np.inf) for name in self.parameter_names_for(options)}
+
+    def min_points(self, options: FormOptions) -> int | None:
+        """Fewest points the form may be fitted to (None: the estimator's default per parameter)."""
+        return None
+
+    # -- what it supports --------------------------------------------------------------------------
+    def log_e_index(self, options: FormOptions) -> int | None:
+        """Where log E sits in theta, for forms with a fitted irreducible loss E (a floor applies)."""
+        return None
+
+    def arms(self, options: FormOptions) -> list[str]:
+        """The pretraining arms the law distinguishes (empty: none)."""
+        return []
+
+    def chinchilla_closed_forms(self, options: FormOptions) -> bool:
+        """Whether the (reference-arm) loss is E + A/N^alpha + B/D^beta, so analysis.chinchilla's
+        closed forms answer compute-optimal and inference-aware questions."""
+        return False
+
+    def optimal_allocation(self, params: Mapping[str, Any], flops):
+        """(N_opt, D_opt) at training compute `flops`: the Chinchilla closed form for a law with its
+        parameters E, A, B, alpha, beta, else ValueError."""
+        if all(name in params for name in chinchilla.NAMES):
+            return chinchilla.chinchilla_optimum(params, flops)
+        raise ValueError(f"law of form {self.name!r} has neither Chinchilla parameters nor the power-law "
+                         f"coefficients k_N, a, k_D, b: no compute-optimal frontier to draw")
+
+    # -- fitting and prediction ----------------------------------------------------------------
+    def fit(self, table, options: FormOptions, *, approach: int, target: str, columns, bootstrap: int,
+            huber_delta: float, heldout_fraction: float, seed: int):
+        """The form's own estimator, returning a Law. CurveForms have none: analysis.fitting fits them."""
+        raise NotImplementedError
+
+    def predict(self, params: Mapping[str, float], options: Mapping | FormOptions | None = None, **covariates):
+        raise NotImplementedError
+
+    # -- a fitted law in words (`scaling fit`'s summary) ----------------------------------------
+    def objective_text(self, law) -> str:
+        """How the law's objective was computed, e.g. ' (Huber delta 0.001)' (empty: nothing to add)."""
+        return ""
+
+    def summary_lines(self, law) -> list[str]:
+        """Lines that state the fitted law in the form's own terms."""
+        return []
+
+
+class CurveForm(LawForm):
+    """A form fitted by analysis.fitting: theta is the unconstrained vector the optimiser moves
+    (logs of positive constants); `to_parameters` / `from_parameters` convert to and from the
+    names the papers use, which law files store."""
+
+    Options: ClassVar[type[FormOptions]] = CurveOptions
+
+    def prepare(self, options, frame):
+        if options.objective is None:
+            options = options.replace(objective=self.default_objective(options))
+        if options.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {options.objective!r}")
+        if options.objective == "squared_loss" and not self.log_target:
+            raise ValueError(f"objective 'squared_loss' is for loss forms; form {self.name!r} fits accuracy")
+        if options.floor is not None:
+            if options.floor_mode not in FLOOR_MODES:
+                raise ValueError(f"floor mode must be one of {FLOOR_MODES}, got {options.floor_mode!r}")
+            if not (isinstance(options.floor, (int, float)) and np.isfinite(options.floor) and options.floor > 0):
+                raise ValueError(f"the floor must be a finite positive loss, got {options.floor!r}")
+            if self.log_e_index(options) is None:
+                raise ValueError(f"form {self.name!r} has no fitted irreducible loss E, so a floor cannot apply")
+        return options
+
+    def default_objective(self, options) -> str:
+        return "huber_log"
+
+    def to_parameters(self, theta: np.ndarray, options: FormOptions) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def from_parameters(self, params: Mapping[str, float], options: FormOptions) -> jnp.ndarray:
+        raise NotImplementedError
+
+    def raw_predict(self, theta, cov: Mapping[str, jnp.ndarray], options: FormOptions):
+        """Prediction on the fitting scale: log target if log_target, else the target itself."""
+        raise NotImplementedError
+
+    def starts(self, options: Mapping | FormOptions | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def optional_columns(self, options: FormOptions) -> tuple[str, ...]:
+        """Columns the fit uses where the table has them (C for the held-out split)."""
+        return ("C",)
+
+    def refit_on_raw_tokens(self, options: FormOptions) -> bool:
+        """Whether the fit is repeated with D = raw document tokens (reported as <name>_raw)."""
+        return False
+
+    def objective_text(self, law) -> str:
+        if law.settings.objective == "squared_loss":
+            return " (least squares on the loss)"
+        return f" (Huber delta {law.huber_delta:g})"
+
+    def summary_lines(self, law) -> list[str]:
+        if law.settings.floor is None:
+            return []
+        how = "held at" if law.settings.floor_mode == "fix" else "bounded below by"
+        lines = [f"E {how} the known floor {law.settings.floor:.6g}"]
+        if law.diagnostics.get("points_below_floor"):
+            lines.append(f"WARNING: {law.diagnostics['points_below_floor']} measured losses lie below the floor")
+        return lines
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return self.parameter_names_for({})
+
+    @property
+    def bounds(self) -> dict[str, tuple[float, float]]:
+        return self.bounds_for({})
+
+    def predict(self, params, options=None, **covariates):
+        """The target at the covariates (numpy arrays broadcast together)."""
+        options = self.options_from(options)
+        missing = [c for c in self.required_covariates(options) if c not in covariates]
+        if missing:
+            raise ValueError(f"form {self.name!r} needs covariates {missing} to predict")
+        with jax.enable_x64(True):
+            theta = self.from_parameters({**self.fixed_parameters(options), **params}, options)
+            cov = self.encode_covariates(covariates, options)
+            out = self.raw_predict(theta, cov, options)
+            out = jnp.exp(out) if self.log_target else out
+            return np.asarray(out)
+
+    def encode_covariates(self, covariates: Mapping, options: FormOptions) -> dict[str, jnp.ndarray]:
+        """Numeric arrays for raw_predict (arm names become indices into the fitted arms)."""
+        out = {}
+        for name, value in covariates.items():
+            if name == "arm":
+                out["arm"] = encode_arms(self.name, value, self.arms(options))
+            elif name in self.covariates or name == "L":
+                out[name] = jnp.asarray(np.asarray(value, dtype=np.float64))
+        return out
+
+
+def encode_arms(form_name: str, labels, arms: list[str]) -> jnp.ndarray:
+    labels = np.asarray(labels, dtype=object)
+    unknown = sorted(set(np.atleast_1d(labels).tolist()) - set(arms))
+    if unknown:
+        raise ValueError(f"form {form_name!r}: arm(s) {unknown} were not in the fit (fitted arms: {arms})")
+    return jnp.asarray(np.vectorize(arms.index, otypes=[np.int64])(labels))
+
+
+def stack_theta(parts) -> jnp.ndarray:
+    return jnp.stack([jnp.asarray(v, dtype=jnp.float64) for v in parts], -1)
+
+
+class Registry(Mapping):
+    """Forms by name. The built-in forms (the modules of analysis.forms) are imported on first use."""
+
+    def __init__(self):
+        self._forms: dict[str, LawForm] = {}
+        self._loaded = False
+
+    def add(self, form: LawForm) -> None:
+        if form.name in self._forms and type(self._forms[form.name]) is not type(form):
+            raise ValueError(f"two forms are named {form.name!r}: {type(self._forms[form.name]).__name__} "
+                             f"and {type(form).__name__}")
+        self._forms[form.name] = form
+
+    def _load(self) -> dict[str, LawForm]:
+        if not self._loaded:
+            self._loaded = True
+            package = importlib.import_module("analysis.forms")
+            for module in pkgutil.iter_modules(package.__path__):
+                if module.name != "base":
+                    importlib.import_module(f"analysis.forms.{module.name}")
+        return self._forms
+
+    def __getitem__(self, name: str) -> LawForm:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+FORMS = Registry()
+
+
+def register(cls: type[LawForm]) -> type[LawForm]:
+    """Class decorator: one instance of the form, registered under its name."""
+    FORMS.add(cls())
+    return cls
+
+
+def form_of_approach(approach: int) -> LawForm:
+    """The form whose laws approach 1 or 2 fits (approach 3 fits the form asked for)."""
+    found = [form for form in FORMS.values() if approach in form.approaches and approach != 3]
+    if len(found) != 1:
+        raise ValueError(f"approach must be 1, 2 or 3, got {approach!r}")
+    return found[0]
+
+
+def forms_with_option(option: str) -> list[str]:
+    """The names of the forms whose settings include `option`."""
+    return sorted(name for name, form in FORMS.items() if option in {f.name for f in dataclasses.fields(form.Options)})
+
+
+def get_form(name: str) -> LawForm:
+    try:
+        return FORMS[name]
+    except KeyError:
+        raise ValueError(f"unknown form {name!r}; known forms: {', '.join(FORMS)}") from None

@@ -1,0 +1,131 @@
+"""Loss law, then a sigmoid from loss to accuracy with test-time thinking and sampling terms."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from analysis.forms.base import CurveForm, CurveOptions, encode_arms, get_form, register, stack_theta
+from analysis.law import Law
+
+
+@dataclasses.dataclass(frozen=True)
+class JointInferenceOptions(CurveOptions):
+    loss_law: Mapping[str, Any] | None = None   # step 1: a loss law file's JSON; None: the loss is a covariate L
+    per_arm_thinking: bool = False              # a test-time slope gamma_T_<arm> per arm of the loss law
+    # what a trained token of an arm costs the teacher (analysis.recommend.joint_allocation)
+    teacher_flops_per_token: float | None = None
+    thinking_fraction: Mapping[str, float] | None = None
+
+
+@register
+class JointInference(CurveForm):
+    """Two-step accuracy law (OLMo ladder, Bhagia et al. 2024) with a test-time term: step 1
+    predicts the loss L(N, D[, arm]) from the loss law (any loss form) or, without one, takes the
+    measured loss as covariate L; step 2 maps it to accuracy with a sigmoid whose logit gains from
+    thinking tokens T and parallel samples k:
+        acc = b + a * sigmoid(-kappa (L - L0) + gamma_T log(1 + T) + gamma_k log k).
+    b in (0, 1) is the floor and a in (0, 1 - b) the range above it (fitted through logits, so
+    every prediction is an accuracy in [0, 1]), kappa > 0 the steepness, L0 the loss at the
+    midpoint. Residuals are on accuracy itself (it can be 0). With per_arm_thinking (and a loss
+    law with arms) each arm has its own gamma_T_<arm>: whether a model turns thinking tokens into
+    accuracy may depend on what it was pretrained on."""
+
+    name = "joint_inference"
+    description = "loss law then sigmoid accuracy with test-time T, k terms"
+    paper = "Bhagia et al. 2024 (OLMo ladder); Snell et al. 2024; Brown et al. 2024"
+    covariates = ("N", "D", "arm", "T", "k")
+    Options = JointInferenceOptions
+    log_target = False
+    questions = ("joint_allocation",)
+
+    def options_from(self, options=None):
+        options = super().options_from(options)
+        loss_law = options.loss_law
+        if isinstance(loss_law, Law):
+            return options.replace(loss_law=loss_law.to_dict())
+        if isinstance(loss_law, Mapping) and "schema_version" in loss_law and "settings" not in loss_law:
+            return options.replace(loss_law=Law.from_dict(loss_law, "loss_law").to_dict())  # an older layout
+        return options
+
+    def loss_law(self, options) -> Law:
+        return Law.from_dict(options.loss_law, "loss_law")
+
+    def arms(self, options):
+        """The loss law's arms (the arms this law predicts for)."""
+        loss_law = options.loss_law or {}
+        return list((loss_law.get("settings") or {}).get("arms", []))
+
+    def _gamma_t_names(self, options) -> tuple[str, ...]:
+        if not options.per_arm_thinking:
+            return ("gamma_T",)
+        arms = self.arms(options)
+        if len(arms) < 2:
+            raise ValueError("per_arm_thinking needs a loss law fitted on several arms (an augmentation law)")
+        return tuple(f"gamma_T_{arm}" for arm in arms)
+
+    def parameter_names_for(self, options=None):
+        return ("a", "b", "kappa", "L0") + self._gamma_t_names(self.options_from(options)) + ("gamma_k",)
+
+    def to_parameters(self, theta, options):
+        theta = np.moveaxis(np.asarray(theta), -1, 0)
+        b = 1.0 / (1.0 + np.exp(-theta[1]))
+        a = (1.0 - b) / (1.0 + np.exp(-theta[0]))
+        out = {"a": a, "b": b, "kappa": np.exp(theta[2]), "L0": theta[3], "gamma_k": theta[-1]}
+        out.update({name: theta[4 + i] for i, name in enumerate(self._gamma_t_names(options))})
+        return out
+
+    def from_parameters(self, params, options):
+        b = jnp.asarray(params["b"], dtype=jnp.float64)
+        share = jnp.asarray(params["a"], dtype=jnp.float64) / (1.0 - b)
+        parts = [jnp.log(share / (1.0 - share)), jnp.log(b / (1.0 - b)), jnp.log(params["kappa"]), params["L0"]]
+        parts += [params[name] for name in self._gamma_t_names(options)] + [params["gamma_k"]]
+        return stack_theta(parts)
+
+    def loss(self, cov, options):
+        """Step 1: the loss law's prediction, or the measured loss when given as a covariate."""
+        if "L" in cov:
+            return cov["L"]
+        law = self.loss_law(options)
+        loss_form, settings = get_form(law.form), law.settings
+        theta = loss_form.from_parameters(law.estimates(), settings)
+        sub = {k: cov[k] for k in loss_form.required_covariates(settings)}
+        return jnp.exp(loss_form.raw_predict(theta, sub, settings))
+
+    def raw_predict(self, theta, cov, options):
+        logit_share, logit_b, log_kappa, l0 = (theta[..., i] for i in range(4))
+        b = jax.nn.sigmoid(logit_b)
+        a = (1.0 - b) * jax.nn.sigmoid(logit_share)
+        g_k = theta[..., -1]
+        n_gamma_t = len(self._gamma_t_names(options))
+        g_t = theta[..., 4:4 + n_gamma_t][..., cov["arm"]] if n_gamma_t > 1 else theta[..., 4]
+        loss = self.loss(cov, options)
+        logit = -jnp.exp(log_kappa) * (loss - l0) + g_t * jnp.log1p(cov["T"]) + g_k * jnp.log(cov["k"])
+        return b + a * jax.nn.sigmoid(logit)
+
+    def starts(self, options=None):
+        options = self.options_from(options)
+        # logit of a / (1 - b): shares 0.5, 0.95; logit of b: floors 0.01, 0.25
+        grid = np.array(list(itertools.product([0.0, 3.0], [-4.6, -1.1], np.log([1.0, 5.0, 20.0]),
+                                               [1.5, 2.5, 4.0], [0.0, 0.5], [0.0, 0.5])), dtype=np.float64)
+        repeats = len(self._gamma_t_names(options))
+        return np.concatenate([grid[:, :4]] + [grid[:, 4:5]] * repeats + [grid[:, 5:]], axis=1)
+
+    def required_covariates(self, options=None):
+        options = self.options_from(options)
+        if options.loss_law is None:
+            return ("L", "T", "k")
+        law = self.loss_law(options)
+        return tuple(get_form(law.form).required_covariates(law.settings)) + ("T", "k")
+
+    def encode_covariates(self, covariates, options):
+        out = super().encode_covariates({k: v for k, v in covariates.items() if k != "arm"}, options)
+        if "arm" in covariates:
+            out["arm"] = encode_arms(self.name, covariates["arm"], self.arms(options))
+        return out

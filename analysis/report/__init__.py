@@ -1,0 +1,104 @@
+"""`scaling report`'s page: one self-contained HTML page from result tables.
+
+Sweep summary, every law the data supports (fitted with `analysis.fitting`, with intervals and
+held-out error), every figure the data supports (a missing one says why), recommendations for a
+few budgets, and the provenance of the data (files, SHA-256, rows). Images are embedded as data
+URIs, so the page can be mailed or archived as one file. The modules: sources (table discovery),
+laws (which laws to fit), findings (sentences and answers), figures, html (markup); this one
+puts them together.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from analysis import plots, tables
+from analysis.atomic import write_text_atomic as write_atomic
+from analysis.report.figures import draw_figures
+from analysis.report.findings import findings, joint_scenario, recommendations
+from analysis.report.html import (Section, esc, figure_html, ground_truth_html, law_html, page_html,
+                                  provenance_html, recommendations_html, skipped_html, summary_html)
+from analysis.report.laws import fit_laws
+from analysis.report import measured
+from analysis.report.sources import Source, SweepSupport, file_stem, find_tables, sha256
+
+# scaling.demo reads the tables, writes the page and prints the findings through these names
+read_table = tables.read_table
+__all__ = ["build_report", "findings", "joint_scenario", "read_table", "write_atomic"]
+
+
+def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
+                 budgets: list[float] | None = None, inference_tokens: float = 1e12,
+                 target: str = "eval_loss", laws_dir: Path | None = None, figures_dir: Path | None = None,
+                 floor="auto", sweep: SweepSupport | None = None, findings_path: Path | None = None) -> str:
+    """The report's HTML for the tables under `path`. With laws_dir, every fitted law is also
+    written there as a law file (<name>.json, for `scaling recommend`); with figures_dir, every
+    figure as PNG and SVG. `floor`: the true irreducible loss to set beside the fitted E ("auto":
+    what `sweep` knows of the runs' corpus, see SweepSupport.true_floor; None: none; a number; or
+    the dict `scaling describe --corpus=...` prints). `sweep` lets `path` be a sweep folder. With
+    findings_path, the measured findings are written there (analysis.report.measured, the
+    findings.json contract) and the page shows them read back from that file."""
+    path, columns = Path(path), dict(columns or {})
+    with tempfile.TemporaryDirectory() as scratch:
+        found = find_tables(path, Path(scratch), sweep)
+        frames = {role: tables.read_table(p) for role, p in found.items()}
+        collected = Path(scratch) in found["training"].parents
+        sources = [Source(path if collected else p, role + (" (collected from the sweep)" if collected else ""),
+                          sha256(p), len(frames[role]), frames[role].shape[1]) for role, p in found.items()]
+        # Errors name the file the user gave; a collected sweep's tables are only in memory.
+        if collected:
+            for frame in frames.values():
+                frame.attrs["source"] = f"{path} (collected)"
+        training_source = frames["training"] if collected else found["training"]
+        inference = frames.get("inference")
+        if inference is not None and inference.empty:
+            inference = None
+        # Bootstrap draws far from the data overflow in exp/power; their intervals show it.
+        if isinstance(floor, str) and floor == "auto":
+            floor = sweep.true_floor(path, frames["training"]) if sweep is not None and target == "eval_loss" else None
+        elif isinstance(floor, (int, float)):
+            floor = {"entropy_nats_per_token": float(floor), "stderr": None, "source": "given"}
+        with np.errstate(all="ignore"):
+            return render(path.name, training_source, frames["training"], inference, sources, columns, bootstrap,
+                          budgets, inference_tokens, target, sweep.run_states(path) if sweep else {}, laws_dir,
+                          figures_dir, floor, findings_path)
+
+
+def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
+           target, states, laws_dir=None, figures_dir=None, floor=None, findings_path=None) -> str:
+    canonical, _ = tables.canonical_table(training_source, ("N", "D"), target=target, columns=columns,
+                                          optional=("C", "arm", "D_raw"))
+    if "C" not in canonical:
+        canonical["C"] = 6 * canonical["N"] * canonical["D"]
+    sections = [Section("Data", summary_html(training, canonical, inference, states))]
+    laws, fit_notes = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
+    if laws_dir is not None:
+        for law_name, law in laws.items():
+            law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
+    sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>"
+                                                         for line in findings(laws, inference, floor))
+                            + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
+                              "written in advance.</p>"))
+    if findings_path is not None:
+        measured.write(findings_path, measured.build(laws, training, inference, floor, bootstrap))
+        sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
+    sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items())
+                            + "".join(skipped_html(f"law {n}", reason) for n, reason in fit_notes)))
+    if floor:
+        sections.append(Section("Ground truth", ground_truth_html(laws, floor)))
+    parts = []
+    for drawn in draw_figures(canonical, training, inference, laws):
+        if drawn.figure is None:
+            parts.append(skipped_html(drawn.name, drawn.reason))
+            continue
+        if figures_dir is not None:
+            plots.save_figure(drawn.figure, Path(figures_dir) / file_stem(drawn.name))
+        parts.append(figure_html(drawn.figure, drawn.caption))
+    sections.append(Section("Figures", "".join(parts)))
+    sections.append(Section("Recommendations", recommendations_html(
+        recommendations(laws, canonical, training, budgets, inference_tokens), floor)))
+    sections.append(Section("Provenance", provenance_html(sources, columns)))
+    return page_html(f"Scaling report: {name}", sections)

@@ -1,0 +1,89 @@
+"""The report's figures: every figure the data and its laws support, or the reason it is not drawn."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from matplotlib.figure import Figure
+
+from analysis import plots, recommend
+from analysis.answers import fmt
+from analysis.forms.base import CurveForm, get_form
+from analysis.report.findings import joint_scenario
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawn:
+    """A figure of the report, or (figure None) the reason it is not drawn."""
+
+    name: str
+    caption: str = ""
+    figure: Figure | None = None
+    reason: str = ""
+
+
+def is_loss_law(law) -> bool:
+    """A law fitted to the loss of each point (its residuals are drawn)."""
+    form = get_form(law.form)
+    return isinstance(form, CurveForm) and form.log_target
+
+
+def draw_figures(canonical, training, inference, laws) -> list[Drawn]:
+    """Every figure the data and laws support, in the report's order."""
+    parts = []
+    base = laws.get("chinchilla")
+
+    def attempt(name, caption, build):
+        try:
+            parts.append(Drawn(name, caption, build()))
+        except ValueError as e:
+            parts.append(Drawn(name, reason=str(e)))
+
+
+    curves = plots.isoflop_curves(canonical)
+    if len(curves) >= 2:
+        attempt("IsoFLOP curves", "Loss against model size per compute budget; dashed: parabola in log N; "
+                "solid: the Chinchilla law", lambda: plots.isoflop_figure(canonical, base))
+    else:
+        parts.append(Drawn("IsoFLOP curves", reason="fewer than two compute budgets with three or more sizes"))
+    frontier_law = base or laws.get("approach 2 (IsoFLOP)")
+    if frontier_law is not None:
+        attempt("Compute-optimal frontier", "N_opt and D_opt against compute with the 95% bootstrap band",
+                lambda: plots.frontier_figure(frontier_law, canonical if len(curves) >= 2 else None))
+    else:
+        parts.append(Drawn("Compute-optimal frontier", reason="no Chinchilla or approach-2 law was fitted"))
+    if {"arm", "tokens", "tokens_raw", "params"} <= set(training.columns):
+        aug = laws.get("augmentation")
+        multipliers = None
+        if aug is not None:
+            arms = recommend.augmentation_arms(aug)
+            multipliers = {column: {arm: (aug.parameters[name].estimate, aug.parameters[name].ci)
+                                    for arm in arms if (name := f"m_{arm}{suffix}") in aug.parameters}
+                           for column, suffix in (("tokens", ""), ("tokens_raw", "_raw"))}
+        attempt("Data efficiency", "Loss and hard-span loss against tokens per arm and size, both accountings",
+                lambda: plots.data_efficiency_figure(training, multipliers))
+    else:
+        parts.append(Drawn("Data efficiency", reason="the table has no arm / tokens / tokens_raw / params columns"))
+    joint = laws.get("joint_inference")
+    if joint is not None:
+        sizes = np.geomspace(*[float(x) for x in joint.ranges["N"]], 3)
+        total, queries, tokens = joint_scenario(joint)
+        attempt("Iso-compute curves", f"Predicted accuracy against the share of a fixed total compute spent at "
+                f"inference ({fmt(queries)} queries of {tokens} tokens)",
+                lambda: plots.iso_compute_figure(joint, total, queries, tokens, sizes))
+    else:
+        parts.append(Drawn("Iso-compute curves", reason="no joint_inference law (it needs an inference table)"))
+    if inference is not None and {"params", "arm", "thinking_budget", "samples", "accuracy"} <= set(inference.columns):
+        attempt("Test-time scaling", "Accuracy against thinking tokens and against samples",
+                lambda: plots.test_time_figure(inference))
+    else:
+        parts.append(Drawn("Test-time scaling", reason="no inference table"))
+    residual_laws = {n: law for n, law in laws.items() if is_loss_law(law)}
+    if residual_laws:
+        attempt("Residuals", "log(observed / predicted) of each fit against N, D and C",
+                lambda: plots.residuals_figure(canonical, residual_laws))
+    else:
+        parts.append(Drawn("Residuals", reason="no loss law was fitted"))
+    return parts

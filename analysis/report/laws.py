@@ -1,0 +1,39 @@
+"""Which laws the report fits: every law the data supports, each with the reason when it cannot."""
+
+from __future__ import annotations
+
+from analysis.fitting import fit
+from analysis.forms.base import get_form
+
+
+def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
+    """Every law the data supports, fitted with analysis.fitting.fit, by name; and (name, reason)
+    for each law that could not be fitted."""
+    laws, notes = {}, []
+    plan = [("chinchilla", dict(form="chinchilla", approach=3)), ("approach 2 (IsoFLOP)", dict(approach=2))]
+    if "arm" in canonical and canonical["arm"].nunique() > 1:
+        plan.append(("augmentation", dict(form="augmentation", approach=3)))
+    else:
+        notes.append(("augmentation", "the data has a single arm"))
+    for name, options in plan:
+        try:
+            laws[name] = fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **options)
+        except ValueError as e:
+            notes.append((name, str(e)))
+    loss_law = laws.get("augmentation") or laws.get("chinchilla")
+    if inference is None:
+        notes.append(("joint_inference", "no inference table (inference.parquet) beside the training table"))
+    elif loss_law is None:
+        notes.append(("joint_inference", "no loss law to build it on"))
+    else:
+        # pass@k rows measure a different thing than greedy/majority answers: fit on the latter.
+        rows = inference[inference["aggregator"] != "pass@k"] if "aggregator" in inference else inference
+        # With several pretraining arms, each gets its own test-time slope: the question is
+        # whether thinking-trained models turn thinking tokens into accuracy when others do not.
+        per_arm = bool(get_form(loss_law.form).arms(loss_law.settings)) and "arm" in rows and rows["arm"].nunique() > 1
+        try:
+            laws["joint_inference"] = fit(rows, form="joint_inference", target="accuracy", bootstrap=bootstrap,
+                                          loss_law=loss_law, **({"per_arm_thinking": True} if per_arm else {}))
+        except ValueError as e:
+            notes.append(("joint_inference", str(e)))
+    return laws, notes

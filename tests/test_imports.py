@@ -1,0 +1,110 @@
+"""The direction of imports (docs/architecture.md): no cycle among analysis's modules, and analysis
+imports nothing from scaling. Every import counts, including those inside functions; importing
+`a.b.c` from outside the package `a.b` also runs `a.b`'s __init__, so it counts as importing `a.b`.
+
+Run alone: python -m pytest -q tests/test_imports.py (prints the cycle or the import it refuses).
+"""
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The absolute names of the modules `path` imports (for `from X import y`: X.y if that is a
+    module of the repository, else X)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if _is_module(candidate) else base)
+    return found
+
+
+def _is_module(name: str) -> bool:
+    path = REPO.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def graph(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of `package` it imports (with the parent packages that run)."""
+    modules = {module_name(p): p for p in (REPO / package).rglob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        own_package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for target in imports_of(path):
+            if target.split(".")[0] != package:
+                continue
+            targets.add(target)
+            parts = target.split(".")
+            for i in range(1, len(parts)):   # parents whose __init__ runs, unless we are inside them
+                parent = ".".join(parts[:i])
+                if not (own_package == parent or own_package.startswith(parent + ".")):
+                    targets.add(parent)
+        edges[name] = {t for t in targets if t in modules and t != name}
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_analysis_has_no_import_cycle():
+    assert cycles(graph("analysis")) == []
+
+
+def test_analysis_imports_nothing_from_scaling():
+    offending = {module_name(p): sorted(t for t in imports_of(p) if t.split(".")[0] == "scaling")
+                 for p in (REPO / "analysis").rglob("*.py")}
+    assert {name: found for name, found in offending.items() if found} == {}
+
+
+def test_the_checker_finds_a_cycle_and_a_parent_package_import():
+    edges = {"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}, "a.w": {"a.x"}}
+    assert cycles(edges) == [["a.x", "a.y", "a.z"]]
+    # analysis.fitting imports analysis.forms.base, which runs analysis/forms/__init__.py
+    assert "analysis.forms" in graph("analysis")["analysis.fitting"]
