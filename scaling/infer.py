@@ -262,18 +262,31 @@ def infer(model_dir: str = gin.REQUIRED,
           max_answer_tokens: int = 12,
           batch_size: int = 64,
           seed: int = 0,
+          thinking_policy: dict | None = None,
+          difficulty_mix: dict | None = None,
           branch: str | None = None,
           step: int | None = None) -> pd.DataFrame:
     """Evaluate one finished checkpoint of `model_dir` over the grid; see gin/runs/infer.gin.
 
-    Returns this checkpoint's rows (all settings, including those found already computed).
+    With `thinking_policy` ({difficulty: T}, e.g. {1: 0, 2: 16, 3: 64}), only the policy's
+    settings are decoded, greedily (difficulties and thinking_budgets are not used), and the
+    policy's accuracy over `difficulty_mix` ({difficulty: weight}, default equal weights) is
+    printed (`policy_accuracy`). Returns this checkpoint's rows (all settings, including those
+    found already computed).
     """
     if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
         raise ConfigError("infer.model_dir: missing required value; give the run folder with --run_dir=<path> "
                           "(or --gin.MODEL_DIR=<path>)")
-    budgets = _int_list("thinking_budgets", thinking_budgets, 0)
     ks = _int_list("samples", samples, 1)
-    levels = _int_list("difficulties", difficulties, 1)
+    if thinking_policy is None:
+        budgets = _int_list("thinking_budgets", thinking_budgets, 0)
+        settings_wanted = [(d, t) for d in _int_list("difficulties", difficulties, 1) for t in budgets]
+    else:
+        policy = thinking_policy_of(thinking_policy)
+        mix = difficulty_mix_of(difficulty_mix, policy)
+        settings_wanted = sorted(policy.items())
+    levels = sorted({d for d, _ in settings_wanted})
+    largest = max(t for _, t in settings_wanted)
     for name, value, minimum in (("problems_per_difficulty", problems_per_difficulty, 1),
                                  ("max_extensions", max_extensions, 0), ("max_answer_tokens", max_answer_tokens, 1),
                                  ("batch_size", batch_size, 1), ("seed", seed, 0)):
@@ -295,23 +308,24 @@ def infer(model_dir: str = gin.REQUIRED,
             "tokens": chosen["tokens"], "branch": chosen["branch"]}
     done = {_row_key(r) for r in read_rows(run_dir)}
     requested: set[tuple] = set()
-    longest = max(len(qa.prompt_ids(protocols.Question.of(p), max(budgets), vocab.encode)) for d in levels
-                  for p in corpus.qa_problems(problems_per_difficulty, d, seed)) + proto.max_new_tokens(max(budgets))
+    longest = max(len(qa.prompt_ids(protocols.Question.of(p), largest, vocab.encode)) for d in levels
+                  for p in corpus.qa_problems(problems_per_difficulty, d, seed)) + proto.max_new_tokens(largest)
     if longest > config.seq_len:
         print(f"note: sequences reach {longest} tokens, beyond the {config.seq_len} the model was trained on")
 
-    max_new = proto.max_new_tokens(max(budgets))
+    max_new = proto.max_new_tokens(largest)
     settings, requests = [], []  # every (difficulty, T) with rows missing, and the rows to decode for them
     for difficulty in levels:
         problems = corpus.qa_problems(problems_per_difficulty, difficulty, seed)
-        for budget in budgets:
+        for budget in [t for d, t in settings_wanted if d == difficulty]:
             setting = {**base, "task": task_name(difficulty), "difficulty": difficulty, "thinking_budget": budget,
                        "n_problems": len(problems), "top_p": top_p, "max_extensions": max_extensions,
                        "max_answer_tokens": max_answer_tokens, "seed": seed, "protocol": qa.name(budget)}
             greedy_base = {**setting, "n_samples": 1, "temperature": 0.0}
             sampled_base = {**setting, "n_samples": n_samples, "temperature": float(temperature)}
             wanted = [(greedy_base, "greedy", 1)] + [(sampled_base, agg, k) for k in ks
-                                                     for agg in ("majority", "pass@k")]
+                                                     for agg in ("majority", "pass@k")
+                                                     if thinking_policy is None]
             keys = [_row_key({**b, "aggregator": agg, "samples": k}) for b, agg, k in wanted]
             requested |= set(keys)
             missing = [w for w, key in zip(wanted, keys) if key not in done]
@@ -361,7 +375,54 @@ def infer(model_dir: str = gin.REQUIRED,
     control = "n/a" if metrics["control"] is None else f"{metrics['control']:.3f}"
     print(f"s1 metrics ({run_dir / METRICS_FILE}): Control {control}, Scaling {scaling}")
     print(json.dumps(metrics))
+    if thinking_policy is not None:
+        result = policy_accuracy(mine, policy, mix)
+        print(f"policy {policy} over difficulty mix {mix}: accuracy {result['accuracy']:.3f} "
+              f"+- {result['stderr']:.3f}, {result['mean_thinking_tokens']:.1f} thinking tokens per query")
+        print(json.dumps({"policy": {str(d): t for d, t in policy.items()}, **result}))
     return table
+
+
+# ----------------------------------------------------------------------------------------------
+# Budget policies: a thinking budget per difficulty
+
+
+def thinking_policy_of(value) -> dict[int, int]:
+    """infer.thinking_policy as {difficulty: T}, checked."""
+    if not isinstance(value, dict) or not value or any(
+            not isinstance(k, int) or isinstance(k, bool) or k < 1 or not isinstance(v, int) or isinstance(v, bool)
+            or v < 0 for k, v in value.items()):
+        raise ConfigError("infer.thinking_policy must map difficulties (integers >= 1) to thinking budgets "
+                          f"(integers >= 0), e.g. {{1: 0, 2: 16, 3: 64}}; got {value!r}")
+    return dict(sorted(value.items()))
+
+
+def difficulty_mix_of(value, policy: dict[int, int]) -> dict[int, float]:
+    """infer.difficulty_mix as weights summing to 1 over the policy's difficulties (None: equal)."""
+    if value is None:
+        return {d: 1.0 / len(policy) for d in policy}
+    if (not isinstance(value, dict) or set(value) != set(policy)
+            or any(not isinstance(w, (int, float)) or isinstance(w, bool) or not w >= 0 for w in value.values())
+            or not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6)):
+        raise ConfigError(f"infer.difficulty_mix must give a weight >= 0 to each difficulty of the policy "
+                          f"{sorted(policy)}, summing to 1; got {value!r}")
+    return {d: float(value[d]) for d in policy}
+
+
+def policy_accuracy(rows: list[dict], policy: dict[int, int], mix: dict[int, float]) -> dict:
+    """Greedy accuracy of a per-difficulty budget policy over a difficulty mix, from this
+    checkpoint's rows: the mix-weighted mean of each difficulty's accuracy at its budget, its
+    standard error (independent problem sets per difficulty), and the mix-weighted mean thinking
+    tokens actually spent per query."""
+    cells = {(r["difficulty"], r["thinking_budget"]): r for r in rows if r["aggregator"] == "greedy"}
+    missing = [f"d{d} T={t}" for d, t in policy.items() if (d, t) not in cells]
+    if missing:
+        raise InferenceError(f"no greedy rows for {', '.join(missing)} of the policy")
+    picked = {d: cells[(d, t)] for d, t in policy.items()}
+    return {"accuracy": float(sum(mix[d] * r["accuracy"] for d, r in picked.items())),
+            "stderr": float(math.sqrt(sum((mix[d] * r["accuracy_stderr"]) ** 2 for d, r in picked.items()))),
+            "mean_thinking_tokens": float(sum(mix[d] * r["mean_thinking_tokens"] for d, r in picked.items())),
+            "n": int(sum(r["n_problems"] for r in picked.values()))}
 
 
 def s1_metrics(rows: list[dict]) -> dict:

@@ -135,6 +135,42 @@ def test_a_row_does_not_depend_on_the_batch_it_was_decoded_in(swept, tmp_path):
     assert ordered(rebatched).equals(ordered(table))
 
 
+def test_a_thinking_policy_decodes_its_settings_greedily_and_weighs_them_by_the_mix(swept, capsys):
+    """A policy's rows are the same greedy rows the grid writes (decoded once, shared), and its
+    accuracy is the mix-weighted mean of its difficulties' rows at their budgets."""
+    run_dir, _, table = swept
+    path = run_dir / infer.ROWS_FILE
+    before = path.read_text()
+    policy = {1: 4}
+    rows = infer.infer(str(run_dir), **{**SMALL, "thinking_policy": policy})
+    assert path.read_text() == before  # d1 at T=4 greedy was already there: nothing decoded
+    assert list(rows["aggregator"]) == ["greedy"] and list(rows["thinking_budget"]) == [4]
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = table[(table["aggregator"] == "greedy") & (table["thinking_budget"] == 4)].iloc[0]
+    assert line["policy"] == {"1": 4} and line["accuracy"] == expected["accuracy"]
+    assert line["mean_thinking_tokens"] == expected["mean_thinking_tokens"]
+
+    two = infer.infer(str(run_dir), **{**SMALL, "thinking_policy": {1: 0, 2: 4}, "difficulty_mix": {1: 0.25, 2: 0.75}})
+    added = [json.loads(l) for l in path.read_text()[len(before):].splitlines()]
+    assert [(r["difficulty"], r["thinking_budget"], r["aggregator"]) for r in added] == [(2, 4, "greedy")]
+    result = infer.policy_accuracy(two.to_dict("records"), {1: 0, 2: 4}, {1: 0.25, 2: 0.75})
+    by = {r["difficulty"]: r for r in two.to_dict("records")}
+    assert math.isclose(result["accuracy"], 0.25 * by[1]["accuracy"] + 0.75 * by[2]["accuracy"])
+    assert math.isclose(result["stderr"], math.hypot(0.25 * by[1]["accuracy_stderr"], 0.75 * by[2]["accuracy_stderr"]))
+
+
+@pytest.mark.parametrize("policy, mix, match", [
+    ({1: -1}, None, "infer.thinking_policy must map"),
+    ({}, None, "infer.thinking_policy must map"),
+    ({1: 0, 2: 4}, {1: 0.5, 2: 0.6}, "infer.difficulty_mix must give"),
+    ({1: 0, 2: 4}, {1: 1.0}, "infer.difficulty_mix must give"),
+])
+def test_a_bad_policy_or_mix_is_refused_naming_the_binding(swept, policy, mix, match):
+    run_dir, _, _ = swept
+    with pytest.raises(infer.ConfigError, match=match):
+        infer.infer(str(run_dir), **{**SMALL, "thinking_policy": policy, "difficulty_mix": mix})
+
+
 def test_a_step_or_branch_that_did_not_finish_is_named(swept):
     run_dir, _, _ = swept
     with pytest.raises(infer.InferenceError, match=r"no finished step 99; finished: D=1.0e4 \(step 7\)"):
