@@ -33,6 +33,8 @@ from scaling.data import corpus, formats, protocols, vocabulary
 from scaling.model import ModelConfig
 
 ROWS_FILE = "inference_rows.jsonl"
+# A policy's rows stay out of the grid's table, so a law fitted on the grid never sees them.
+POLICY_ROWS_FILE = "inference_policy_rows.jsonl"
 METRICS_FILE = "inference_metrics.json"
 WAIT_TEXT = " Wait"  # s1's continuation when the model tries to stop thinking early
 # Columns that identify a setting: a row whose key is already in the file is not recomputed.
@@ -89,8 +91,8 @@ def s1_scaling(thinking_tokens, accuracy) -> float | None:
 # The table file
 
 
-def read_rows(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / ROWS_FILE
+def read_rows(run_dir: str | Path, name: str = ROWS_FILE) -> list[dict]:
+    path = Path(run_dir) / name
     if not path.is_file():
         return []
     rows = []
@@ -113,9 +115,9 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def append_rows(run_dir: str | Path, rows: list[dict]) -> None:
+def append_rows(run_dir: str | Path, rows: list[dict], name: str = ROWS_FILE) -> None:
     """Append rows to the run's inference table; the file is replaced whole, never half-written."""
-    path = Path(run_dir) / ROWS_FILE
+    path = Path(run_dir) / name
     existing = path.read_text() if path.is_file() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"
@@ -269,7 +271,8 @@ def infer(model_dir: str = gin.REQUIRED,
     """Evaluate one finished checkpoint of `model_dir` over the grid; see gin/runs/infer.gin.
 
     With `thinking_policy` ({difficulty: T}, e.g. {1: 0, 2: 16, 3: 64}), only the policy's
-    settings are decoded, greedily (difficulties and thinking_budgets are not used), and the
+    settings are decoded, greedily (difficulties and thinking_budgets are not used), into
+    POLICY_ROWS_FILE (settings already in either file are not decoded again), and the
     policy's accuracy over `difficulty_mix` ({difficulty: weight}, default equal weights) is
     printed (`policy_accuracy`). Returns this checkpoint's rows (all settings, including those
     found already computed).
@@ -306,7 +309,10 @@ def infer(model_dir: str = gin.REQUIRED,
     n_samples = max(ks)
     base = {**_identity(run_dir), "params": accounting.param_count(config).total, "step": chosen["step"],
             "tokens": chosen["tokens"], "branch": chosen["branch"]}
-    done = {_row_key(r) for r in read_rows(run_dir)}
+    # A policy reuses the grid's rows (and earlier policies'); its new rows go to their own file.
+    rows_file = ROWS_FILE if thinking_policy is None else POLICY_ROWS_FILE
+    existing = lambda: read_rows(run_dir) + (read_rows(run_dir, POLICY_ROWS_FILE) if thinking_policy else [])
+    done = {_row_key(r) for r in existing()}
     requested: set[tuple] = set()
     longest = max(len(qa.prompt_ids(protocols.Question.of(p), largest, vocab.encode)) for d in levels
                   for p in corpus.qa_problems(problems_per_difficulty, d, seed)) + proto.max_new_tokens(largest)
@@ -358,7 +364,7 @@ def infer(model_dir: str = gin.REQUIRED,
                 finished.append(setting)
         for setting in finished:
             new_rows = _setting_rows(setting, n_samples, qa)
-            append_rows(run_dir, new_rows)
+            append_rows(run_dir, new_rows, rows_file)
             done.update(_row_key(r) for r in new_rows)
             summary = ", ".join(f"{r['aggregator'].replace('@k', '')}@{r['samples']}={r['accuracy']:.3f}"
                                 for r in new_rows)
@@ -367,7 +373,7 @@ def infer(model_dir: str = gin.REQUIRED,
     _decode_requests(config, params, requests, proto, max_extensions, top_p, batch_size, max_new, finish_settings,
                      vocab.decode)
 
-    mine = [r for r in read_rows(run_dir) if _row_key(r) in requested]
+    mine = list({_row_key(r): r for r in existing() if _row_key(r) in requested}.values())
     metrics = write_metrics(run_dir, chosen, mine)
     table = pd.DataFrame(mine)
     print(table[TABLE_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.4g}"))

@@ -136,8 +136,9 @@ def test_a_row_does_not_depend_on_the_batch_it_was_decoded_in(swept, tmp_path):
 
 
 def test_a_thinking_policy_decodes_its_settings_greedily_and_weighs_them_by_the_mix(swept, capsys):
-    """A policy's rows are the same greedy rows the grid writes (decoded once, shared), and its
-    accuracy is the mix-weighted mean of its difficulties' rows at their budgets."""
+    """A policy's rows are the same greedy rows the grid writes (decoded once, shared), new ones
+    kept out of the grid's table, and its accuracy is the mix-weighted mean of its difficulties'
+    rows at their budgets."""
     run_dir, _, table = swept
     path = run_dir / infer.ROWS_FILE
     before = path.read_text()
@@ -151,8 +152,11 @@ def test_a_thinking_policy_decodes_its_settings_greedily_and_weighs_them_by_the_
     assert line["mean_thinking_tokens"] == expected["mean_thinking_tokens"]
 
     two = infer.infer(str(run_dir), **{**SMALL, "thinking_policy": {1: 0, 2: 4}, "difficulty_mix": {1: 0.25, 2: 0.75}})
-    added = [json.loads(l) for l in path.read_text()[len(before):].splitlines()]
+    assert path.read_text() == before  # the grid's table (what laws are fitted on) is left alone
+    added = [json.loads(l) for l in (run_dir / infer.POLICY_ROWS_FILE).read_text().splitlines()]
     assert [(r["difficulty"], r["thinking_budget"], r["aggregator"]) for r in added] == [(2, 4, "greedy")]
+    infer.infer(str(run_dir), **{**SMALL, "thinking_policy": {2: 4}})
+    assert len((run_dir / infer.POLICY_ROWS_FILE).read_text().splitlines()) == 1  # decoded once
     result = infer.policy_accuracy(two.to_dict("records"), {1: 0, 2: 4}, {1: 0.25, 2: 0.75})
     by = {r["difficulty"]: r for r in two.to_dict("records")}
     assert math.isclose(result["accuracy"], 0.25 * by[1]["accuracy"] + 0.75 * by[2]["accuracy"])
