@@ -12,7 +12,12 @@ what a user reads and what a program reads are the same numbers. The contract (d
 - accuracy: every greedy cell {arm, params, tokens, difficulty, thinking_budget, accuracy,
   stderr, n, protocol, mean_thinking_tokens};
 - thinking_hurts: pairs of budgets where greedy accuracy falls by more than two standard errors;
-- best_split: the joint law's answer (as `scaling recommend --json` prints it) and its query.
+- best_split: the joint law's answer (as `scaling recommend --json` prints it) and its query;
+- adaptive (when the demo measured it): per arm, the joint law's thinking budget per difficulty
+  and the best uniform budget at the same mean, both decoded on held-out problems:
+  {arm, params, tokens, difficulty_mix, policy, accuracy, stderr, mean_thinking_tokens,
+  uniform_thinking_budget, uniform_accuracy, uniform_stderr, uniform_mean_thinking_tokens,
+  predicted_accuracy, predicted_uniform_accuracy, n}.
 
 The multiplier on accuracy fits the augmentation form to the QA error rate of each finished
 checkpoint (greedy, at the largest thinking budget it was evaluated with, all difficulties
@@ -226,6 +231,16 @@ def summary_lines(findings: dict) -> list[str]:
                    f"D = {_num(q['D']['estimate'])}, T = {_num(q['thinking_budget']['estimate'])}, "
                    f"k = {_num(q['samples']['estimate'])}"
                    + (f", predicted accuracy {_num(acc['estimate'])}" if acc else "") + ".")
+    for a in findings.get("adaptive") or []:
+        policy = ", ".join(f"d{d}: T={t}" for d, t in a["policy"].items())
+        diff = a["accuracy"] - a["uniform_accuracy"]
+        se = math.hypot(a["stderr"], a["uniform_stderr"])
+        out.append(f"Adaptive thinking, {a['arm']} at N = {_num(a['params'])}, D = {_num(a['tokens'])} (held-out "
+                   f"problems, greedy): budgets per difficulty ({policy}) {a['accuracy']:.2f}±{a['stderr']:.2f} at "
+                   f"{a['mean_thinking_tokens']:.1f} thinking tokens per query; uniform T = "
+                   f"{a['uniform_thinking_budget']} {a['uniform_accuracy']:.2f}±{a['uniform_stderr']:.2f} at "
+                   f"{a['uniform_mean_thinking_tokens']:.1f}; measured difference {diff:+.2f}±{se:.2f} "
+                   f"(the law predicted {a['predicted_accuracy'] - a['predicted_uniform_accuracy']:+.2f}).")
     out += [f"note: {n}" for n in findings.get("notes", [])]
     return out
 
