@@ -61,7 +61,7 @@ def multipliers_of(law, target: str) -> list[dict]:
                 low, high = _interval(p)
                 out.append({"arm": arm, "target": target, "accounting": accounting,
                             "estimate": float(p.estimate), "low": low, "high": high,
-                            "reference_arm": law.options.get("reference_arm", "vanilla")})
+                            "reference_arm": law.settings.reference_arm or "vanilla"})
     return out
 
 
