@@ -444,14 +444,12 @@ def check_mix_shares(mix: Mapping[float, float], flag: str = "--difficulty_mix")
 
 def check_difficulty_mix(law, mix: Mapping[float, float], flag: str = "--difficulty_mix") -> dict[float, float]:
     """The mix, checked against the law: it must have difficulties, each inside the fitted range."""
-    from analysis.forms.joint_inference import check_difficulties
-
     if not law_difficulties(law):
         raise ValueError(f"{flag} needs a joint_inference law fitted on a table with a difficulty column "
                          f"(two or more difficulties, not --pool-difficulties); this law "
                          f"({law.form!r}) has no difficulty term")
     mix = check_mix_shares(mix, flag)
-    check_difficulties(list(mix), law.settings, flag=f"{flag}: difficulty")
+    get_form(law.form).check_difficulties(list(mix), law.settings, flag=f"{flag}: difficulty")
     return mix
 
 

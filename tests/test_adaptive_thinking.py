@@ -227,12 +227,17 @@ def test_cli_refuses_bad_difficulty_questions_naming_the_flag(run_cli, loss_law,
     path = difficulty_law(loss_law, n_draws=5).save(tmp_path / "acc.json")
     for args, message in ((("--difficulty_mix=1:0.5,2:0.3", "--mean_thinking_tokens=100"), "--difficulty_mix"),
                           (("--difficulty_mix=1:0.5,7:0.5", "--mean_thinking_tokens=100"), "outside the fitted"),
-                          (("--difficulty_mix=1:1", "--mean_thinking_tokens=-5"), "--mean_thinking_tokens"),
-                          (("--mean_thinking_tokens=100",), "give --difficulty_mix"),
-                          (("--difficulty_mix=1:1",), "give --mean_thinking_tokens"),
-                          (("--difficulty_mix=1:1", "--mean_thinking_tokens=100", "--params=-3"), "--params")):
+                          (("--difficulty_mix=1:1", "--mean_thinking_tokens=-5"), "--mean_thinking_tokens")):
         proc = run_cli("recommend", path, *args)
         assert proc.returncode == 2 and message in proc.stderr and proc.stdout == "", (args, proc.stderr)
+    law = analysis.load_law(path)   # the same checks `scaling recommend` reports (exit 2), asked in Python
+    for query, message in (({"mean_thinking_tokens": 100.0}, "give --difficulty_mix"),
+                           ({"difficulty_mix": "1:1"}, "give --mean_thinking_tokens"),
+                           ({"difficulty_mix": "1:1", "mean_thinking_tokens": 100.0, "params": -3.0}, "--params"),
+                           ({"difficulty_mix": "1:1", "mean_thinking_tokens": 100.0, "total_flops": 1e21,
+                             "inference_queries": 1.0, "tokens_per_query": 1.0}, "give one of them")):
+        with pytest.raises(ValueError, match=message):
+            law.recommend(**query)
     pooled = make_law({k: TRUTH[k] for k in ("a", "b", "kappa", "L0", "gamma_T", "gamma_k")}, form="joint_inference",
                       target="accuracy", n_draws=5, settings={"loss_law": loss_law.to_dict()},
                       ranges={"N": [1e8, 1e10], "D": [1e9, 2e11], "T": [0, 4096], "k": [1, 4]})

@@ -106,6 +106,10 @@ class JointInference(CurveForm):
             return options.replace(difficulties=levels, difficulty_shares=shares)
         return options
 
+    def check_difficulties(self, values, options, flag: str = "difficulty") -> np.ndarray:
+        """Difficulties as floats, refused outside the fitted range (see `check_difficulties`)."""
+        return check_difficulties(values, options, flag)
+
     def optional_columns(self, options):
         return ("C",) if options.pool_difficulties else ("C", "difficulty")
 
