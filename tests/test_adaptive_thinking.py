@@ -252,7 +252,26 @@ def test_scaling_fit_on_an_inference_table_with_difficulties(run_cli, loss_law, 
     proc = run_cli("fit", tmp_path / "inference.parquet", "--form=joint_inference", "--target=accuracy",
                    "--loss-law", loss_path, "--bootstrap=5", "--heldout-fraction=0", "-o", tmp_path / "acc.json")
     assert proc.returncode == 0, proc.stderr
-    assert "rho_T" in proc.stdout and "delta_d" in proc.stdout
+    assert "rho_T" in proc.stdout and "delta_d" in proc.stdout and "accuracy peaks in T at T* = " in proc.stdout
     law = analysis.load_law(tmp_path / "acc.json")
     for name, p in fitted.parameters.items():   # the same fit as analysis.fit's
         assert law.parameters[name].estimate == pytest.approx(p.estimate, rel=1e-6, abs=1e-9), name
+
+
+def test_the_report_draws_the_adaptive_figure_for_a_difficulty_law(fitted, loss_law):
+    from analysis.report.figures import draw_figures
+
+    canonical = pd.DataFrame({"N": [1e8, 1e9], "D": [1e9, 1e10], "C": [6e17, 6e19], "loss": [3.0, 2.5]})
+    inference = inference_table(loss_law)
+    drawn = {part.name: part for part in draw_figures(canonical, pd.DataFrame(), inference,
+                                                      {"joint_inference": fitted})}
+    assert isinstance(drawn["Adaptive thinking"].figure, Figure), drawn["Adaptive thinking"].reason
+    # the iso-compute curves of a difficulty law average over its table's mix
+    assert isinstance(drawn["Iso-compute curves"].figure, Figure), drawn["Iso-compute curves"].reason
+    pooled = make_law({k: TRUTH[k] for k in ("a", "b", "kappa", "L0", "gamma_T", "gamma_k")}, form="joint_inference",
+                      target="accuracy", n_draws=5, settings={"loss_law": loss_law.to_dict()},
+                      ranges={"N": [1e8, 1e10], "D": [1e9, 2e11], "T": [0, 4096], "k": [1, 4]})
+    drawn = {part.name: part for part in draw_figures(canonical, pd.DataFrame(), inference,
+                                                      {"joint_inference": pooled})}
+    assert drawn["Adaptive thinking"].figure is None and "difficulty" in drawn["Adaptive thinking"].reason
+    assert isinstance(drawn["Iso-compute curves"].figure, Figure)

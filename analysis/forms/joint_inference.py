@@ -110,6 +110,25 @@ class JointInference(CurveForm):
         """Difficulties as floats, refused outside the fitted range (see `check_difficulties`)."""
         return check_difficulties(values, options, flag)
 
+    def summary_lines(self, law) -> list[str]:
+        """Where each difficulty's accuracy peaks in T (a difficulty law with rho_T > 0)."""
+        lines = super().summary_lines(law)
+        options, p = law.settings, law.estimates()
+        if not options.difficulties:
+            return lines
+        if p["rho_T"] <= 0:
+            return lines + [f"rho_T = {p['rho_T']:.4g} <= 0: no penalty on long thinking, accuracy rises with T at "
+                            f"every difficulty"]
+        for name in self._gamma_t_names(options):
+            peaks = [max(0.0, 1000.0 * p[name] * np.exp(p["eta_d"] * (d - options.reference_difficulty)) / p["rho_T"]
+                         - 1.0) for d in self.difficulties(options)]
+            arm = f" ({name[len('gamma_T_'):]})" if name != "gamma_T" else ""
+            lines.append(f"accuracy peaks in T{arm} at T* = " + ", ".join(
+                f"{t:.4g} (d{d:g})" for t, d in zip(peaks, self.difficulties(options)))
+                + " thinking tokens; more lowers it (fitted T up to "
+                + f"{law.ranges.get('T', [0, 0])[1]:g})")
+        return lines
+
     def optional_columns(self, options):
         return ("C",) if options.pool_difficulties else ("C", "difficulty")
 
