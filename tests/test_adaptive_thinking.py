@@ -136,6 +136,10 @@ def test_without_a_difficulty_column_the_pooled_law_is_unchanged(loss_law):
     forced = analysis.fit(both, form="joint_inference", target="accuracy", bootstrap=0, heldout_fraction=0,
                           loss_law=loss_law, pool_difficulties=True)
     assert "rho_T" not in forced.parameters and forced.settings.difficulties is None
+    # two budgets cannot tell the gain in ln(1 + T) from the penalty in T: the pooled law
+    two = analysis.fit(both[both["thinking_budget"].isin([0, 64])], form="joint_inference", target="accuracy",
+                       bootstrap=0, heldout_fraction=0, loss_law=loss_law)
+    assert two.settings.difficulties is None and "rho_T" not in two.parameters
     with pytest.raises(ValueError, match="no difficulty term"):
         recommend.adaptive_thinking_policy(forced, MIX, 100.0, **MODEL)
 

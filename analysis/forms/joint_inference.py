@@ -99,7 +99,7 @@ class JointInference(CurveForm):
         options = super().prepare(options, frame)
         if options.pool_difficulties:
             return options.replace(difficulties=None, difficulty_shares=None)
-        if "difficulty" in frame and frame["difficulty"].nunique() >= 2:
+        if "difficulty" in frame and frame["difficulty"].nunique() >= 2 and self._difficulty_identifiable(options, frame):
             counts = frame["difficulty"].astype(float).value_counts().sort_index()
             levels = tuple(int(d) if float(d).is_integer() else float(d) for d in counts.index)
             shares = tuple(float(c) for c in counts.to_numpy() / counts.sum())
@@ -128,6 +128,13 @@ class JointInference(CurveForm):
                 + " thinking tokens; more lowers it (fitted T up to "
                 + f"{law.ranges.get('T', [0, 0])[1]:g})")
         return lines
+
+    def _difficulty_identifiable(self, options, frame) -> bool:
+        """The difficulty terms need three or more thinking budgets (with two, ln(1 + T) and T are
+        collinear: gamma_T and rho_T cannot be told apart) and two points per parameter; a table
+        without them gets the pooled law, as before."""
+        n_params = len(self.parameter_names_for(options)) + 3
+        return "T" in frame and frame["T"].nunique() >= 3 and len(frame) >= 2 * n_params
 
     def optional_columns(self, options):
         return ("C",) if options.pool_difficulties else ("C", "difficulty")
