@@ -336,14 +336,14 @@ def _joint_allocation_adaptive(law, total_flops, inference_queries, tokens_per_q
                           .reshape(ok.size, n_budgets) for lv in levels], axis=1)
         for row, i in enumerate(ok):
             cost, value, choice = policy_frontier(table[row], policy_budgets, weights, grid_m[i])
-            picked, acc, _ = _best_within(cost, value, choice, grid_m[i])
+            picked, acc, spent = _best_within(cost, value, choice, grid_m[i])
             if best is None or acc > best[0]:
                 best = (acc, arm, grid_n[i], d[i], grid_m[i], grid_k[i], inference[i],
-                        {lv: float(policy_budgets[j]) for lv, j in zip(levels, picked)})
+                        {lv: float(policy_budgets[j]) for lv, j in zip(levels, picked)}, spent)
     if best is None:
         raise ValueError(f"total compute {fmt(total_flops)} is spent on inference alone for every size in the "
                          f"grid: raise --total_flops or lower --inference_queries")
-    acc, arm, n, d, mean, k, inf, budgets = best
+    acc, arm, n, d, mean, k, inf, budgets, spent = best
     per_draw = []
     if law.bootstrap_samples:
         table = accuracy_by_difficulty(law.predict_draws, mix, policy_budgets, {"N": n, "D": d, **({"arm": arm} if arm else {})}, k)
@@ -362,6 +362,9 @@ def _joint_allocation_adaptive(law, total_flops, inference_queries, tokens_per_q
              "thinking budget per difficulty over the mix " + ", ".join(f"d{lv:g}: {w:g}" for lv, w in mix.items())
              + "; N, D, arm, samples and the mean budget are the point law's choice (no interval); the budgets "
                "per difficulty and the accuracy are re-solved per bootstrap draw at that allocation"]
+    if spent < mean - 1e-9:
+        notes.append(f"the budgets per difficulty spend a mean of {fmt(spent)} tokens, less than the {fmt(mean)} "
+                     f"charged (more thinking would lower accuracy); the difference's FLOPs stay counted as inference")
     return Recommendation("Joint allocation with adaptive thinking (model size, data, arm, budget per difficulty, "
                           "samples)", quantities, tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d)))
 
