@@ -258,8 +258,17 @@ def configure_recommend(parser) -> None:
                         help="teacher FLOPs per generated thinking token (default: the law's settings)")
     parser.add_argument("--thinking_fraction", type=float,
                         help="share of an augmented arm's trained tokens that are thinking (default: the law's settings)")
-    parser.add_argument("--params", type=float, help="hyperparameter law: model size N of the grid point")
-    parser.add_argument("--tokens", type=float, help="hyperparameter law: training tokens D of the grid point")
+    parser.add_argument("--params", type=float, help="hyperparameter law: model size N of the grid point; "
+                                                     "--difficulty_mix: the model's N (default the largest fitted)")
+    parser.add_argument("--tokens", type=float, help="hyperparameter law: training tokens D of the grid point; "
+                                                     "--difficulty_mix: the model's D (default the largest fitted)")
+    parser.add_argument("--difficulty_mix", help="joint law fitted with a difficulty column: the share of queries "
+                                                 "at each difficulty, e.g. 1:0.5,2:0.3,3:0.2 (shares sum to 1); "
+                                                 "a thinking budget per difficulty")
+    parser.add_argument("--mean_thinking_tokens", type=float,
+                        help="with --difficulty_mix: the mean thinking budget per query over the mix (>= 0)")
+    parser.add_argument("--arm", help="with --difficulty_mix: the pretraining arm (default: each fitted arm, "
+                                      "the best reported)")
     parser.add_argument("--tolerance", type=float, default=3.0,
                         help="warn when the answer leaves the fitted ranges by more than this factor (default 3)")
     parser.add_argument("--floor", help="the true irreducible loss (a number, or the JSON of `scaling describe "
@@ -282,6 +291,9 @@ def check_query(args) -> str | None:
     if args.thinking_fraction is not None and not (math.isfinite(args.thinking_fraction)
                                                    and 0 <= args.thinking_fraction <= 1):
         return f"--thinking_fraction={args.thinking_fraction:g}: must be a share in [0, 1]"
+    mean = getattr(args, "mean_thinking_tokens", None)
+    if mean is not None and not (math.isfinite(mean) and mean >= 0):
+        return f"--mean_thinking_tokens={mean:g}: must be a finite number >= 0 (0: answer every query directly)"
     if not (math.isfinite(args.tolerance) and args.tolerance >= 1):
         return f"--tolerance={args.tolerance:g}: must be a finite factor >= 1"
     return None
@@ -314,7 +326,9 @@ def run_recommend(args) -> int:
                                tokens_per_query=args.tokens_per_query, total_flops=args.total_flops,
                                max_params=args.max_params, target_loss=args.target_loss, tolerance=args.tolerance,
                                teacher_flops_per_token=args.teacher_flops_per_token,
-                               thinking_fraction=args.thinking_fraction, params=args.params, tokens=args.tokens)
+                               thinking_fraction=args.thinking_fraction, params=args.params, tokens=args.tokens,
+                               difficulty_mix=args.difficulty_mix, mean_thinking_tokens=args.mean_thinking_tokens,
+                               arm=args.arm)
         floor = read_floor(args.floor) if args.floor is not None else getattr(law.settings, "floor", None)
     except ValueError as e:
         print(f"scaling recommend: {e}", file=sys.stderr)

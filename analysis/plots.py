@@ -165,8 +165,8 @@ def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens
         ok = share < 1
         for j, arm in enumerate(arms):
             d = (total_flops - inference[ok]) / (6 * size)
-            acc = law.predict(N=np.full(ok.sum(), size), D=d, T=thinking[ok], k=np.full(ok.sum(), samples),
-                              **({"arm": arm} if arm is not None else {}))
+            acc = recommend.mixed_prediction(law, N=np.full(ok.sum(), size), D=d, T=thinking[ok],
+                                             k=np.full(ok.sum(), samples), **({"arm": arm} if arm is not None else {}))
             label = f"N = {size:.2g}" + (f", {arm}" if arm is not None else "")
             ax.plot(share[ok], acc, color=f"C{i}", ls=styles[j % len(styles)], label=label)
     ax.set_xscale("log")
@@ -174,6 +174,39 @@ def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens
     ax.set_ylabel(f"predicted {law.target} (fraction)")
     ax.set_title(f"Iso-compute: total {total_flops:.2e} FLOPs, {inference_queries:.2g} queries")
     ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def adaptive_thinking_figure(law, difficulty_mix=None, N: float | None = None, D: float | None = None,
+                             arms: Sequence[str] | None = None, means: Sequence[float] | None = None,
+                             k: float = 1) -> Figure:
+    """Expected accuracy against the mean thinking tokens per query, for uniform budgets (every
+    difficulty gets T, dashed) and for the adaptive policy at each mean (a budget per difficulty,
+    recommend.adaptive_thinking_policy; solid): the frontier. One curve pair per arm, for one model
+    (default the largest fitted N and D) and a difficulty mix (default the fitted table's)."""
+    mix = recommend.check_difficulty_mix(law, difficulty_mix or recommend.law_difficulty_mix(law))
+    ranges = law.ranges or {}
+    n = float(ranges["N"][1]) if N is None else float(N)
+    d = float(ranges["D"][1]) if D is None else float(D)
+    budgets = recommend.thinking_budgets(law, None, count=24)
+    means = budgets if means is None else np.asarray(means, float)
+    fig, (ax,) = _figure(width=7.2)
+    levels, weights = list(mix), np.asarray(list(mix.values()), float)
+    for i, arm in enumerate(list(arms or recommend.joint_arms(law))):
+        model = {"N": n, "D": d, **({"arm": arm} if arm is not None else {})}
+        table = recommend.accuracy_by_difficulty(law.predict, mix, budgets, model, k)
+        cost, value, _ = recommend.policy_frontier(table, budgets, weights, float(np.max(means)))
+        adaptive = value[np.searchsorted(cost, means * (1 + 1e-12) + 1e-12, side="right") - 1]
+        suffix = f", {arm}" if arm is not None else ""
+        ax.plot(budgets + 1, weights @ table, color=f"C{i}", ls="--", marker="o", ms=2.5,
+                label=f"uniform T{suffix}")
+        ax.plot(means + 1, adaptive, color=f"C{i}", ls="-", label=f"adaptive per difficulty{suffix}")
+    ax.set_xscale("log")
+    ax.set_xlabel("mean thinking tokens per query + 1 (tokens)")
+    ax.set_ylabel(f"expected {law.target} over the mix (fraction)")
+    ax.set_title(f"Adaptive vs uniform thinking: N = {n:.3g}, D = {d:.3g}, mix "
+                 + ", ".join(f"d{lv:g}: {w:.2g}" for lv, w in zip(levels, weights)), fontsize=9)
+    ax.legend(fontsize=7)
     return fig
 
 

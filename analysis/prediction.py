@@ -26,7 +26,7 @@ from analysis.law import Law
 from analysis.tables import TableError, select_rows
 
 STRING_INPUTS = ("arm",)
-KNOWN_INPUTS = ("N", "D", "C", "U", "T", "k", "arm", "x", "r", "g", "L")
+KNOWN_INPUTS = ("N", "D", "C", "U", "T", "k", "arm", "x", "r", "g", "L", "difficulty")
 
 
 @dataclass(frozen=True)

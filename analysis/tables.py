@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -20,9 +21,12 @@ class TableError(ValueError):
 DEFAULT_COLUMNS = {
     "N": "params", "D": "tokens", "D_raw": "tokens_raw", "C": "flops", "U": "unique_tokens",
     "arm": "arm", "r": "mlp_attn_ratio", "T": "thinking_budget", "k": "samples",
-    "L": "eval_loss",
+    "L": "eval_loss", "difficulty": "difficulty",
 }
 MAY_BE_ZERO = ("T",)
+ANY_SIGN = ("difficulty",)        # a benchmark's difficulty scale may start at 0 or below
+# the synthetic QA tasks name their difficulty (chain steps): synthetic_qa_d3 (scaling.infer.task_name)
+DIFFICULTY_TASK = re.compile(r"^synthetic_qa_d(\d+)$")
 
 
 def parse_columns(text: str | None) -> dict[str, str]:
@@ -146,7 +150,7 @@ def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss"
             raise TableError(f"{name}: column {column!r} ({canon}) has {int(bad.sum())} non-finite or "
                              f"non-numeric value(s), first at {_where(frame, out.index[bad.to_numpy()][0])}")
         low = values < 0 if canon in MAY_BE_ZERO else values <= 0
-        if canon != "loss" or target_is_positive(canon, target):
+        if canon not in ANY_SIGN and (canon != "loss" or target_is_positive(canon, target)):
             if low.any():
                 raise TableError(f"{name}: column {column!r} ({canon}) has {int(low.sum())} non-positive "
                                  f"value(s) (e.g. {float(values[low].iloc[0]):g} at "
@@ -169,6 +173,11 @@ def _derived(frame: pd.DataFrame, columns: Mapping[str, str]) -> dict[str, pd.Se
         out["x"] = frame["d_model"] / np.sqrt(frame["params_non_embedding"])
     if {"n_heads", "n_kv_heads"} <= set(frame.columns):
         out["g"] = frame["n_heads"] / frame["n_kv_heads"]
+    task_col = columns.get("task", "task")
+    if "difficulty" not in columns and "difficulty" not in frame.columns and task_col in frame.columns:
+        found = frame[task_col].astype(str).str.extract(DIFFICULTY_TASK, expand=False)
+        if len(found) and found.notna().all():  # only when every task names its difficulty
+            out["difficulty"] = found.astype(np.float64)
     n_col, c_col = columns.get("N", "params"), columns.get("C", "flops")
     if "D" not in columns and "tokens" not in frame.columns and {n_col, c_col} <= set(frame.columns):
         out["D"] = frame[c_col] / (6.0 * frame[n_col])  # C = 6 N D when only compute is recorded
@@ -187,7 +196,8 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 
 def ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
-    return {c: [float(frame[c].min()), float(frame[c].max())] for c in ("N", "D", "C", "U", "T", "k") if c in frame}
+    return {c: [float(frame[c].min()), float(frame[c].max())] for c in ("N", "D", "C", "U", "T", "k", "difficulty")
+            if c in frame}
 
 
 def select_rows(source, where: str | None) -> pd.DataFrame:

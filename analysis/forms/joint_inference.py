@@ -1,4 +1,5 @@
-"""Loss law, then a sigmoid from loss to accuracy with test-time thinking and sampling terms."""
+"""Loss law, then a sigmoid from loss to accuracy with test-time thinking and sampling terms; with a
+difficulty column, a difficulty covariate and a penalty on long thinking (issue 18)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,21 @@ class JointInferenceOptions(CurveOptions):
     # what a trained token of an arm costs the teacher (analysis.recommend.joint_allocation)
     teacher_flops_per_token: float | None = None
     thinking_fraction: Mapping[str, float] | None = None
+    # The difficulty levels of the table (completed from its difficulty column when it holds two or
+    # more; None: the pooled law) and each level's share of the table's rows (the default mix).
+    difficulties: tuple[float, ...] | None = None
+    difficulty_shares: tuple[float, ...] | None = None
+    pool_difficulties: bool = dataclasses.field(
+        default=False, metadata={"help": "joint_inference: ignore a difficulty column (the pooled law)"})
+
+    @property
+    def reference_difficulty(self) -> float | None:
+        """d0, the smallest fitted difficulty: L0 and gamma_T are the law's at d0."""
+        return None if not self.difficulties else float(min(self.difficulties))
+
+    @property
+    def difficulty_range(self) -> tuple[float, float] | None:
+        return None if not self.difficulties else (float(min(self.difficulties)), float(max(self.difficulties)))
 
 
 @register
@@ -35,7 +51,17 @@ class JointInference(CurveForm):
     every prediction is an accuracy in [0, 1]), kappa > 0 the steepness, L0 the loss at the
     midpoint. Residuals are on accuracy itself (it can be 0). With per_arm_thinking (and a loss
     law with arms) each arm has its own gamma_T_<arm>: whether a model turns thinking tokens into
-    accuracy may depend on what it was pretrained on."""
+    accuracy may depend on what it was pretrained on.
+
+    With a difficulty column (two or more levels; `difficulties` is completed from the table, and
+    `pool_difficulties` keeps the pooled law) the logit becomes
+        -kappa (L - L0) - delta_d (d - d0) + gamma_T exp(eta_d (d - d0)) log(1 + T)
+            - rho_T T / 1000 + gamma_k log k,
+    d0 the smallest fitted difficulty: delta_d is how much harder each difficulty step is at T = 0,
+    eta_d how the thinking gain scales with difficulty, rho_T a logit penalty per 1,000 thinking
+    tokens (of either sign: the data decide whether long thinking hurts). With rho_T > 0 the
+    logit is concave in T with its peak at T* = 1000 gamma_T exp(eta_d (d - d0)) / rho_T - 1,
+    later for harder queries when eta_d > 0: accuracy rises and then falls with T."""
 
     name = "joint_inference"
     description = "loss law then sigmoid accuracy with test-time T, k terms"
@@ -62,6 +88,57 @@ class JointInference(CurveForm):
         loss_law = options.loss_law or {}
         return list((loss_law.get("settings") or {}).get("arms", []))
 
+    def difficulties(self, options) -> list[float]:
+        """The fitted difficulty levels (empty: the pooled law)."""
+        return [float(d) for d in (options.difficulties or ())]
+
+    def _difficulty_names(self, options) -> tuple[str, ...]:
+        return ("delta_d", "eta_d", "rho_T") if options.difficulties else ()
+
+    def prepare(self, options, frame):
+        options = super().prepare(options, frame)
+        if options.pool_difficulties:
+            return options.replace(difficulties=None, difficulty_shares=None)
+        if "difficulty" in frame and frame["difficulty"].nunique() >= 2 and self._difficulty_identifiable(options, frame):
+            counts = frame["difficulty"].astype(float).value_counts().sort_index()
+            levels = tuple(int(d) if float(d).is_integer() else float(d) for d in counts.index)
+            shares = tuple(float(c) for c in counts.to_numpy() / counts.sum())
+            return options.replace(difficulties=levels, difficulty_shares=shares)
+        return options
+
+    def check_difficulties(self, values, options, flag: str = "difficulty") -> np.ndarray:
+        """Difficulties as floats, refused outside the fitted range (see `check_difficulties`)."""
+        return check_difficulties(values, options, flag)
+
+    def summary_lines(self, law) -> list[str]:
+        """Where each difficulty's accuracy peaks in T (a difficulty law with rho_T > 0)."""
+        lines = super().summary_lines(law)
+        options, p = law.settings, law.estimates()
+        if not options.difficulties:
+            return lines
+        if p["rho_T"] <= 0:
+            return lines + [f"rho_T = {p['rho_T']:.4g} <= 0: no penalty on long thinking, accuracy rises with T at "
+                            f"every difficulty"]
+        for name in self._gamma_t_names(options):
+            peaks = [max(0.0, 1000.0 * p[name] * np.exp(p["eta_d"] * (d - options.reference_difficulty)) / p["rho_T"]
+                         - 1.0) for d in self.difficulties(options)]
+            arm = f" ({name[len('gamma_T_'):]})" if name != "gamma_T" else ""
+            lines.append(f"accuracy peaks in T{arm} at T* = " + ", ".join(
+                f"{t:.4g} (d{d:g})" for t, d in zip(peaks, self.difficulties(options)))
+                + " thinking tokens; more lowers it (fitted T up to "
+                + f"{law.ranges.get('T', [0, 0])[1]:g})")
+        return lines
+
+    def _difficulty_identifiable(self, options, frame) -> bool:
+        """The difficulty terms need three or more thinking budgets (with two, ln(1 + T) and T are
+        collinear: gamma_T and rho_T cannot be told apart) and two points per parameter; a table
+        without them gets the pooled law, as before."""
+        n_params = len(self.parameter_names_for(options)) + 3
+        return "T" in frame and frame["T"].nunique() >= 3 and len(frame) >= 2 * n_params
+
+    def optional_columns(self, options):
+        return ("C",) if options.pool_difficulties else ("C", "difficulty")
+
     def _gamma_t_names(self, options) -> tuple[str, ...]:
         if not options.per_arm_thinking:
             return ("gamma_T",)
@@ -71,14 +148,18 @@ class JointInference(CurveForm):
         return tuple(f"gamma_T_{arm}" for arm in arms)
 
     def parameter_names_for(self, options=None):
-        return ("a", "b", "kappa", "L0") + self._gamma_t_names(self.options_from(options)) + ("gamma_k",)
+        options = self.options_from(options)
+        return (("a", "b", "kappa", "L0") + self._gamma_t_names(options) + ("gamma_k",)
+                + self._difficulty_names(options))
 
     def to_parameters(self, theta, options):
         theta = np.moveaxis(np.asarray(theta), -1, 0)
         b = 1.0 / (1.0 + np.exp(-theta[1]))
         a = (1.0 - b) / (1.0 + np.exp(-theta[0]))
-        out = {"a": a, "b": b, "kappa": np.exp(theta[2]), "L0": theta[3], "gamma_k": theta[-1]}
-        out.update({name: theta[4 + i] for i, name in enumerate(self._gamma_t_names(options))})
+        gammas = self._gamma_t_names(options)
+        out = {"a": a, "b": b, "kappa": np.exp(theta[2]), "L0": theta[3], "gamma_k": theta[4 + len(gammas)]}
+        out.update({name: theta[4 + i] for i, name in enumerate(gammas)})
+        out.update({name: theta[5 + len(gammas) + i] for i, name in enumerate(self._difficulty_names(options))})
         return out
 
     def from_parameters(self, params, options):
@@ -86,6 +167,7 @@ class JointInference(CurveForm):
         share = jnp.asarray(params["a"], dtype=jnp.float64) / (1.0 - b)
         parts = [jnp.log(share / (1.0 - share)), jnp.log(b / (1.0 - b)), jnp.log(params["kappa"]), params["L0"]]
         parts += [params[name] for name in self._gamma_t_names(options)] + [params["gamma_k"]]
+        parts += [params[name] for name in self._difficulty_names(options)]
         return stack_theta(parts)
 
     def loss(self, cov, options):
@@ -102,11 +184,18 @@ class JointInference(CurveForm):
         logit_share, logit_b, log_kappa, l0 = (theta[..., i] for i in range(4))
         b = jax.nn.sigmoid(logit_b)
         a = (1.0 - b) * jax.nn.sigmoid(logit_share)
-        g_k = theta[..., -1]
         n_gamma_t = len(self._gamma_t_names(options))
+        g_k = theta[..., 4 + n_gamma_t]
         g_t = theta[..., 4:4 + n_gamma_t][..., cov["arm"]] if n_gamma_t > 1 else theta[..., 4]
         loss = self.loss(cov, options)
-        logit = -jnp.exp(log_kappa) * (loss - l0) + g_t * jnp.log1p(cov["T"]) + g_k * jnp.log(cov["k"])
+        thinking = jnp.log1p(cov["T"])
+        logit = -jnp.exp(log_kappa) * (loss - l0) + g_k * jnp.log(cov["k"])
+        if options.difficulties:
+            delta, eta, rho = (theta[..., 5 + n_gamma_t + i] for i in range(3))
+            excess = cov["difficulty"] - options.reference_difficulty
+            logit = logit - delta * excess + g_t * jnp.exp(eta * excess) * thinking - rho * cov["T"] / 1000.0
+        else:
+            logit = logit + g_t * thinking
         return b + a * jax.nn.sigmoid(logit)
 
     def starts(self, options=None):
@@ -115,17 +204,40 @@ class JointInference(CurveForm):
         grid = np.array(list(itertools.product([0.0, 3.0], [-4.6, -1.1], np.log([1.0, 5.0, 20.0]),
                                                [1.5, 2.5, 4.0], [0.0, 0.5], [0.0, 0.5])), dtype=np.float64)
         repeats = len(self._gamma_t_names(options))
-        return np.concatenate([grid[:, :4]] + [grid[:, 4:5]] * repeats + [grid[:, 5:]], axis=1)
+        starts = np.concatenate([grid[:, :4]] + [grid[:, 4:5]] * repeats + [grid[:, 5:]], axis=1)
+        if not options.difficulties:
+            return starts
+        # delta_d (0: no harder; 1: a logit step per level), eta_d (flat or growing gain), rho_T
+        extra = np.array(list(itertools.product([0.0, 1.0], [0.0, 0.5], [0.0, 0.5])), dtype=np.float64)
+        return np.concatenate([np.repeat(starts, len(extra), axis=0), np.tile(extra, (len(starts), 1))], axis=1)
 
     def required_covariates(self, options=None):
         options = self.options_from(options)
+        extra = ("difficulty",) if options.difficulties else ()
         if options.loss_law is None:
-            return ("L", "T", "k")
+            return ("L", "T", "k") + extra
         law = self.loss_law(options)
-        return tuple(get_form(law.form).required_covariates(law.settings)) + ("T", "k")
+        return tuple(get_form(law.form).required_covariates(law.settings)) + ("T", "k") + extra
 
     def encode_covariates(self, covariates, options):
-        out = super().encode_covariates({k: v for k, v in covariates.items() if k != "arm"}, options)
+        out = super().encode_covariates({k: v for k, v in covariates.items() if k not in ("arm", "difficulty")},
+                                        options)
         if "arm" in covariates:
             out["arm"] = encode_arms(self.name, covariates["arm"], self.arms(options))
+        if "difficulty" in covariates and options.difficulties:
+            out["difficulty"] = jnp.asarray(check_difficulties(covariates["difficulty"], options))
         return out
+
+
+def check_difficulties(values, options, flag: str = "difficulty") -> np.ndarray:
+    """Difficulties as floats, refused (naming `flag` and the fitted range) outside the fitted range:
+    the law's difficulty terms are linear in d, checked only between the levels it was fitted on."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = options.difficulty_range
+    bad = ~np.isfinite(values) | (values < low) | (values > high)
+    if np.any(bad):
+        first = float(np.atleast_1d(values)[np.atleast_1d(bad)][0])
+        raise ValueError(f"{flag} {first:g} is outside the fitted difficulties "
+                         f"{list(options.difficulties)} (range [{low:g}, {high:g}]): the law does not extrapolate "
+                         f"in difficulty")
+    return values

@@ -80,6 +80,13 @@ def draw_figures(canonical, training, inference, laws) -> list[Drawn]:
                 lambda: plots.test_time_figure(inference))
     else:
         parts.append(Drawn("Test-time scaling", reason="no inference table"))
+    if joint is not None and recommend.law_difficulties(joint):
+        attempt("Adaptive thinking", "Expected accuracy against mean thinking tokens per query over the table's "
+                "difficulty mix, largest model: one budget for all (dashed) and a budget per difficulty (solid)",
+                lambda: plots.adaptive_thinking_figure(joint))
+    else:
+        parts.append(Drawn("Adaptive thinking", reason="no joint_inference law with a difficulty term (it needs an "
+                                                       "inference table with two or more difficulties)"))
     residual_laws = {n: law for n, law in laws.items() if is_loss_law(law)}
     if residual_laws:
         attempt("Residuals", "log(observed / predicted) of each fit against N, D and C",
