@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling import train as trainer
+from scaling import schedules
 from scaling.checkpoints import finished_branches, restore_params
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,24 +43,24 @@ def status(run_dir):
 
 
 def test_branch_labels_have_two_significant_digits():
-    assert trainer.branch_label(1e6) == "D=1.0e6"
-    assert trainer.branch_label(25_000_000) == "D=2.5e7"
-    assert trainer.branch_label(123_456) == "D=1.2e5"
+    assert schedules.branch_label(1e6) == "D=1.0e6"
+    assert schedules.branch_label(25_000_000) == "D=2.5e7"
+    assert schedules.branch_label(123_456) == "D=1.2e5"
 
 
 def test_wsd_cooldown_decays_from_the_trunk_rate_to_zero():
-    lr = trainer.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="1-sqrt")
+    lr = schedules.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="1-sqrt")
     assert lr.constant(50) == pytest.approx(5e-4)  # warmup
     assert lr.constant(5000) == pytest.approx(1e-3)  # stable
     assert lr.cooldown(800, start=800, end=1000) == pytest.approx(1e-3)  # continuous at the fork
     assert lr.cooldown(900, start=800, end=1000) == pytest.approx(1e-3 * (1 - math.sqrt(0.5)))
     assert lr.cooldown(1000, start=800, end=1000) == 0.0
-    linear = trainer.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="linear")
+    linear = schedules.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="linear")
     assert linear.cooldown(900, start=800, end=1000) == pytest.approx(5e-4)
 
 
 def test_cosine_warms_up_then_decays_to_zero_at_the_horizon():
-    lr = trainer.LearningRate(peak=2e-3, warmup_tokens=100)
+    lr = schedules.LearningRate(peak=2e-3, warmup_tokens=100)
     assert lr.cosine(50, end=1100) == pytest.approx(1e-3)
     assert lr.cosine(100, end=1100) == pytest.approx(2e-3)
     assert lr.cosine(600, end=1100) == pytest.approx(1e-3)
@@ -68,7 +68,7 @@ def test_cosine_warms_up_then_decays_to_zero_at_the_horizon():
 
 
 def test_wsd_plan_forks_each_budget_at_its_cooldown_start():
-    plan = trainer._plan([2_000_000, 1_000_000], "wsd", cooldown_fraction=0.2)
+    plan = schedules.WSD().plan([2_000_000, 1_000_000], schedules.LearningRate(1e-3, 0, cooldown_fraction=0.2))
     assert [(t.end_tokens, b.name, b.end_tokens) for t, b in plan] == [
         (800_000, "D=1.0e6", 1_000_000), (1_600_000, "D=2.0e6", 2_000_000)]
 
