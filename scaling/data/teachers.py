@@ -91,7 +91,7 @@ class ProgrammaticTeacherConfig:
     emulated_params: float = 0.0
 
 
-@gin.configurable
+@gin.configurable(denylist=["config"])  # its settings are ProgrammaticTeacherConfig's
 class ProgrammaticTeacher:
     """Writes each hard span's derivation: its setup, one line per step, the stated result."""
 
@@ -181,7 +181,7 @@ def _between_think_tags(text: str) -> str:
     return text.split("</think>", 1)[0].strip()
 
 
-@gin.configurable
+@gin.configurable(denylist=["config"])  # its settings are OpenAITeacherConfig's
 class OpenAICompatibleTeacher:
     """Any OpenAI-compatible server; its settings are OpenAITeacherConfig's (bound as
     OpenAITeacherConfig.*, and recorded with them in the cache's gin file)."""
