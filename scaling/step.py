@@ -5,8 +5,10 @@ measurement compiles the same step)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import flax.linen as nn
+import numpy as np
 import jax
 import jax.numpy as jnp
 import optax
@@ -75,3 +77,13 @@ def compile_functions(config: ModelConfig, tx: optax.GradientTransformation, mes
                      out_shardings=(param_shardings, opt_shardings, scalar), donate_argnums=(0, 1)),
         evaluate=jax.jit(evaluate, in_shardings=(param_shardings, batch_sharding), out_shardings=scalar),
         abstract_params=abstract_params, abstract_opt_state=abstract_opt, mesh=mesh)
+
+
+def eval_metrics(sums: np.ndarray) -> dict[str, float]:
+    """The evaluation row's metrics from `evaluate`'s sums over the evaluation batches: loss (nats
+    per token), bits per byte, and the loss on tokens in and outside hard spans (NaN for none)."""
+    loss_sum, weight, hard_sum, hard_weight, easy_sum, easy_weight, n_bytes = sums
+    return {"eval_loss": loss_sum / max(weight, 1.0),
+            "eval_bpb": loss_sum / math.log(2) / max(n_bytes, 1.0),
+            "eval_loss_hard": hard_sum / hard_weight if hard_weight else float("nan"),
+            "eval_loss_easy": easy_sum / easy_weight if easy_weight else float("nan")}

@@ -27,7 +27,7 @@ from scaling.optimizer import make_optimizer
 from scaling.prefetch import Prefetcher
 from scaling.run_folder import RunFolder
 from scaling.schedules import Phase
-from scaling.step import EVAL_KEYS, compile_functions
+from scaling.step import EVAL_KEYS, compile_functions, eval_metrics
 from scaling.train_config import CheckedRun, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ class Trainer:
         totals = [self.compiled.evaluate(self.params, batch) for batch in self.eval_data]
         for t in jax.device_get(totals):
             sums += np.asarray(t, np.float64)
-        loss_sum, weight, hard_sum, hard_weight, easy_sum, easy_weight, n_bytes = sums
+        metrics = eval_metrics(sums)
         c = self.counters
         # unique_tokens/epochs: the pipeline does not track repetition yet; 0 means unknown.
         stats = {"unique_tokens": 0, "epochs": 0.0,
@@ -254,17 +254,10 @@ class Trainer:
                **stats,
                "flops": c.tokens * self.flops_per_token, "flops_6nd": 6.0 * self.params_count.total * c.tokens,
                "schedule": phase.schedule, "branch": "" if phase.name == TRUNK else phase.name, "is_final": is_final,
-               "eval_loss": loss_sum / max(weight, 1.0),
-               "eval_bpb": loss_sum / math.log(2) / max(n_bytes, 1.0),
-               "eval_loss_hard": hard_sum / hard_weight if hard_weight else float("nan"),
-               "eval_loss_easy": easy_sum / easy_weight if easy_weight else float("nan")}
+               **metrics}
         self.folder.append("training_rows.jsonl", row)
-        self.folder.scalars("eval" if phase.name == TRUNK else f"eval/{phase.name}",
-                            {k: row[k] for k in ("eval_loss", "eval_bpb", "eval_loss_hard", "eval_loss_easy")},
-                            c.step)
+        self.folder.scalars("eval" if phase.name == TRUNK else f"eval/{phase.name}", metrics, c.step)
         self.folder.status("running", "", c.step, c.tokens)
-
-
 
 def _progress_bar(phase: Phase, tokens: int):
     return tqdm(total=phase.end_tokens, initial=tokens, unit="tok", unit_scale=True, dynamic_ncols=True,
