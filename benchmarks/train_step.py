@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling import accounting, mfu, optimizer, partitioning, step
-from scaling.describe import PRESET_DIR, load_model_config
+from scaling.presets import PRESET_DIR, load_model_config
 from scaling.model import ModelConfig
 
 CPU_PRESETS = ("p1m", "p3m", "p10m", "p25m")
