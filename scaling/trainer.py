@@ -51,6 +51,14 @@ class Counters:
     tokens_raw: int = 0
     tokens_thinking: int = 0
 
+    def add_batch(self, counts) -> None:
+        """One step on a batch of [tokens, tokens_raw, tokens_thinking] (prefetch.batch_counts)."""
+        self.step += 1
+        self.batch_index += 1
+        self.tokens += int(counts[0])
+        self.tokens_raw += int(counts[1])
+        self.tokens_thinking += int(counts[2])
+
 
 class Trainer:
     """The loop over a run's phases; holds the device state, the counters and the outputs."""
@@ -178,13 +186,13 @@ class Trainer:
         if c.tokens >= phase.end_tokens:
             return
         batches = pipeline.train_batches(self.task, self.batch_size // jax.process_count(), self.model.seq_len,
-                                              self.seed, start_batch=c.batch_index, host_index=jax.process_index(),
-                                              host_count=jax.process_count())
+                                         self.seed, start_batch=c.batch_index, host_index=jax.process_index(),
+                                         host_count=jax.process_count())
         prefetch = Prefetcher(batches, self.mesh)
         periodic_eval = self.eval_every_tokens > 0 and (phase.name == TRUNK or self.schedule.periodic_eval)
         next_eval = (c.tokens // self.eval_every_tokens + 1) * self.eval_every_tokens if periodic_eval else None
         progress = _progress_bar(phase, c.tokens)
-        window_start, window_tokens, losses_in_window = time.perf_counter(), 0, 0
+        window_start, window_tokens = time.perf_counter(), 0
         try:
             while c.tokens < phase.end_tokens:
                 if self.stop_requested:
@@ -202,11 +210,7 @@ class Trainer:
                     jax.block_until_ready(loss)
                     timings.PROCESS.first_step_done()
                     window_start = time.perf_counter()
-                c.step += 1
-                c.batch_index += 1
-                c.tokens += int(counts[0])
-                c.tokens_raw += int(counts[1])
-                c.tokens_thinking += int(counts[2])
+                c.add_batch(counts)
                 window_tokens += int(counts[0])
                 progress.update(int(counts[0]))
                 if c.step % self.log_every == 0 or c.tokens >= phase.end_tokens:
