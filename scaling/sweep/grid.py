@@ -18,9 +18,9 @@ import gin
 
 from scaling import accounting, configuration
 from scaling.configuration import ConfigError
+from scaling.model import ModelConfig
 from scaling.presets import PRESET_DIR, load_model_config
 from scaling.schedules import SCHEDULES, schedule_named
-from scaling.model import ModelConfig
 
 # Architecture axes a grid may vary. Besides ModelConfig's own fields, `mlp_ratio` sets
 # d_ff = mlp_ratio * d_model (rounded to a multiple of 8).
