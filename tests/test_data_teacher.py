@@ -250,7 +250,9 @@ def test_a_teacher_bound_as_an_object_is_constructed_from_its_settings_and_recor
     gin_file = _gin(tmp_path, openai_server, cache_dir, corpus_dir)
     gin_file.write_text(gin_file.read_text() + "AugmentConfig.teacher = @OpenAICompatibleTeacher()\n")
 
-    configuration.parse(configuration.GinArgs((str(gin_file),), ()))
+    # in this process, the include as the command resolves it: the file first, then the bindings
+    bindings = tuple(line for line in gin_file.read_text().splitlines() if line and not line.startswith("include"))
+    configuration.parse(configuration.GinArgs(("data/openai_teacher.gin",), bindings))
     try:
         teacher = AugmentConfig().teacher
     finally:
