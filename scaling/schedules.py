@@ -158,7 +158,8 @@ def schedule_named(schedule: Schedule | str) -> Schedule:
             raise ConfigError(f"train.schedule: must be one of {tuple(SCHEDULES)} (or @WSD(), @Cosine()), "
                               f"got {schedule!r}")
         return SCHEDULES[schedule]()
-    if not all(hasattr(schedule, a) for a in ("name", "plan", "learning_rate", "check", "train_tokens")):
+    if not all(hasattr(schedule, a) for a in ("name", "one_run_per_budget", "periodic_eval", "check", "plan",
+                                              "learning_rate", "train_tokens")):
         raise ConfigError(f"train.schedule: not a schedule (bind 'wsd', 'cosine', @WSD() or @Cosine()), "
                           f"got {schedule!r}")
     return schedule
