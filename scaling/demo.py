@@ -3,7 +3,9 @@
 It sweeps grids/demo.gin (grids/demo_quick.gin with --quick) with the local executor, collects
 the result tables, fits the laws (the loss law with the augmentation multiplier, the joint
 accuracy law), writes every figure and the HTML report, and prints what the data shows and a
-recommendation for an example budget. Everything lands in the sweep folder; rerunning the
+recommendation for an example budget. The measured findings (floor, fitted E, multipliers with
+intervals, accuracy cells, the best split) go to <sweep_dir>/results/findings.json, which the
+printed findings and the report read. Everything lands in the sweep folder; rerunning the
 command skips finished runs and resumes interrupted ones, so nothing computed is lost.
 """
 
@@ -117,6 +119,7 @@ def _print_answer(answer) -> None:
 
 def run_demo(args) -> int:
     from analysis import load_law, recommend, report
+    from analysis.report import measured
     from scaling.sweep import collect, launch, report_support
     from scaling.sweep.executors import local_layout
 
@@ -150,8 +153,10 @@ def run_demo(args) -> int:
 
     _step(3, f"fit the laws ({bootstrap} bootstrap refits each), draw the figures, write the report")
     laws_dir, figures_dir = results / "laws", results / "figures"
+    findings_path = results / measured.FILE_NAME
     text = report.build_report(results, bootstrap=bootstrap, laws_dir=laws_dir, figures_dir=figures_dir,
-                               sweep=report_support.SWEEP_FOLDERS)  # the runs' true floor beside the fitted E
+                               sweep=report_support.SWEEP_FOLDERS,  # the runs' true floor beside the fitted E
+                               findings_path=findings_path)
     report.write_atomic(output, text)
     print(f"laws: {laws_dir}/  figures: {figures_dir}/  report: {output}", flush=True)
 
@@ -159,6 +164,9 @@ def run_demo(args) -> int:
     laws = {path.stem: load_law(path) for path in sorted(laws_dir.glob("*.json"))}
     inference = report.read_table(results / "inference.parquet")
     for line in report.findings(laws, inference):
+        print(f"- {line}")
+    print(f"\nMeasured findings ({findings_path}):")
+    for line in measured.summary_lines(measured.read(findings_path)):
         print(f"- {line}")
     if "chinchilla" in laws:
         law = laws["chinchilla"]
@@ -172,6 +180,7 @@ def run_demo(args) -> int:
               f"--inference_queries={queries:g} --tokens_per_query={tokens}):")
         _print_answer(recommend.joint_allocation(laws["joint_inference"], total, queries, tokens))
     finished = time.monotonic()
+    measured.write(findings_path, {**measured.read(findings_path), "wall_s": round(finished - started, 1)})
     print(f"\ndemo finished in {_minutes(finished - started)} (sweep {_minutes(swept - started)}, "
           f"analysis {_minutes(finished - swept)}); report: {output.resolve()}")
     return 0

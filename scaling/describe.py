@@ -18,7 +18,8 @@ def configure_describe(parser):
     parser.add_argument("--corpus", choices=("synthetic",),
                         help="describe a corpus instead of a model: its entropy in nats per token")
     parser.add_argument("--vocabulary", default=None,
-                        help="with --corpus: a SentencePiece model file (default: the byte vocabulary)")
+                        help="with --corpus: 'bytes' (the default), a built-in SentencePiece vocabulary "
+                             "(synthetic_sp256) or a SentencePiece model file")
     parser.add_argument("--documents", type=int, default=DEFAULT_DOCUMENTS,
                         help=f"with --corpus: held-out documents averaged over (default {DEFAULT_DOCUMENTS})")
     parser.add_argument("--seq_len", type=int, default=DEFAULT_SEQ_LEN,
@@ -41,8 +42,12 @@ def describe_corpus(corpus_name: str, vocabulary_path: str | None = None, docume
         raise configuration.ConfigError(f"--documents must be at least 2, got {documents}")
     if seq_len is not None and seq_len < 2:
         raise configuration.ConfigError(f"--seq_len must be at least 2 (or 0: never cut), got {seq_len}")
-    if vocabulary_path is not None and not Path(vocabulary_path).is_file():
-        raise configuration.ConfigError(f"--vocabulary {vocabulary_path}: no such file (give a SentencePiece model)")
+    if vocabulary_path is not None and vocabulary_path != vocabulary.BYTES:
+        from scaling.data import sentencepiece_vocab
+        try:
+            sentencepiece_vocab.resolve(vocabulary_path)
+        except FileNotFoundError as e:
+            raise configuration.ConfigError(f"--vocabulary: {e}") from None
     try:
         vocab = vocabulary.get_vocabulary(vocabulary_path)
         encode = vocab.encode

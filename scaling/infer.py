@@ -30,10 +30,12 @@ from analysis.atomic import write_text_atomic
 from analysis.schema import pass_at_k
 from scaling import accounting, checkpoints, configuration, decode, timings
 from scaling.configuration import ConfigError
-from scaling.data import corpus, formats, vocabulary
+from scaling.data import corpus, formats, protocols, vocabulary
 from scaling.model import ModelConfig
 
 ROWS_FILE = "inference_rows.jsonl"
+# A policy's rows stay out of the grid's table, so a law fitted on the grid never sees them.
+POLICY_ROWS_FILE = "inference_policy_rows.jsonl"
 METRICS_FILE = "inference_metrics.json"
 WAIT_TEXT = " Wait"  # s1's continuation when the model tries to stop thinking early
 # Columns that identify a setting: a row whose key is already in the file is not recomputed.
@@ -51,18 +53,15 @@ def task_name(difficulty: int) -> str:
     return f"synthetic_qa_d{difficulty}"
 
 
-def protocol(max_answer_tokens: int) -> decode.Protocol:
-    """The test-time protocol of scaling.data.formats as token ids, with s1's "Wait"."""
-    return decode.Protocol(eos_id=vocabulary.EOS_ID, pad_id=vocabulary.PAD_ID,
-                           think_open_id=vocabulary.THINK_OPEN_ID, think_close_id=vocabulary.THINK_CLOSE_ID,
-                           wait_ids=tuple(vocabulary.encode(WAIT_TEXT)),
-                           close_ids=tuple(vocabulary.encode(formats.THINK_CLOSE)),
+def protocol(max_answer_tokens: int, vocab=None) -> decode.Protocol:
+    """The test-time protocol of scaling.data.formats as token ids (of `vocab`, default the
+    byte vocabulary), with s1's "Wait"."""
+    vocab = vocab or vocabulary.ThinkByteVocabulary()
+    return decode.Protocol(eos_id=vocab.eos_id, pad_id=vocab.pad_id,
+                           think_open_id=vocab.think_open_id, think_close_id=vocab.think_close_id,
+                           wait_ids=tuple(vocab.encode(WAIT_TEXT)),
+                           close_ids=tuple(vocab.encode(formats.THINK_CLOSE)),
                            max_answer_tokens=max_answer_tokens)
-
-
-def prompt_ids(prompt: str, thinking_budget: int) -> list[int]:
-    """T = 0: the prompt alone (it ends with the answer prefix); T > 0: prompt + `<think>`."""
-    return vocabulary.encode(prompt + (formats.THINK_OPEN if thinking_budget > 0 else ""))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,8 +92,8 @@ def s1_scaling(thinking_tokens, accuracy) -> float | None:
 # The table file
 
 
-def read_rows(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / ROWS_FILE
+def read_rows(run_dir: str | Path, name: str = ROWS_FILE) -> list[dict]:
+    path = Path(run_dir) / name
     if not path.is_file():
         return []
     rows = []
@@ -111,9 +110,9 @@ def _row_key(row: dict) -> tuple:
     return tuple(row.get(c) for c in KEY_COLUMNS)
 
 
-def append_rows(run_dir: str | Path, rows: list[dict]) -> None:
+def append_rows(run_dir: str | Path, rows: list[dict], name: str = ROWS_FILE) -> None:
     """Append rows to the run's inference table; the file is replaced whole, never half-written."""
-    path = Path(run_dir) / ROWS_FILE
+    path = Path(run_dir) / name
     existing = path.read_text() if path.is_file() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"
@@ -138,12 +137,14 @@ class _Request:
 
 
 def _decode_requests(config: ModelConfig, params, requests: list[_Request], proto: decode.Protocol,
-                     max_extensions: int, top_p: float, batch_size: int, max_new: int, on_batch) -> None:
+                     max_extensions: int, top_p: float, batch_size: int, max_new: int, on_batch,
+                     decode_text=vocabulary.decode) -> None:
     """Decode every request in fixed-shape batches that mix settings: requests are ordered by
     thinking budget (a batch of short budgets stops early) and prompt length, and each row carries
     its own budget, temperature and seed, so its output does not depend on its batch. Every batch
     has room for `max_new` tokens (the largest budget's), so all share compiled programs; the
-    last batch is filled with repeats. `on_batch(requests, outcomes)` sees each batch's results."""
+    last batch is filled with repeats. `on_batch(requests, outcomes)` sees each batch's results:
+    the decoded thinking and answer texts (the setting's protocol reads the answer from them)."""
     order = sorted(requests, key=lambda r: (r.budget, len(r.prompt)))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -157,7 +158,7 @@ def _decode_requests(config: ModelConfig, params, requests: list[_Request], prot
         else:
             timings.PROCESS.decode_s += time.perf_counter() - started
         on_batch(rows, [{
-            "answer": corpus.extract_answer(vocabulary.decode(out.answer_ids(i))),
+            "thinking_text": decode_text(out.thinking_ids(i)), "answer_text": decode_text(out.answer_ids(i)),
             "thinking": int(out.thinking[i]),
             "generated": int(out.generated[i]),
             "flops": accounting.inference_flops_per_query(config, int(lengths[i]), int(out.generated[i])),
@@ -181,17 +182,22 @@ def _row(base: dict, aggregator: str, samples: int, scores: list[float], outcome
             "within_budget": float(np.mean([o["thinking"] <= budget for o in outcomes]))}
 
 
-def _setting_rows(setting: dict, n_samples: int) -> list[dict]:
-    """The missing rows of one (difficulty, T) setting from its decoded outcomes."""
-    truths, budget, rows = setting["truths"], setting["budget"], []
+def _setting_rows(setting: dict, n_samples: int, qa: protocols.QAProtocol) -> list[dict]:
+    """The missing rows of one (difficulty, T) setting from its decoded outcomes; `qa` reads each
+    answer where the run's training format states it."""
+    truths, budget, questions, rows = setting["truths"], setting["budget"], setting["questions"], []
+
+    def answer(problem: int, outcome: dict) -> str | None:
+        return qa.read_answer(questions[problem], budget, outcome["thinking_text"], outcome["answer_text"])
+
     if any(agg == "greedy" for _, agg, _ in setting["missing"]):
         outcomes = [setting["greedy"][(i, 0)] for i in range(len(truths))]
-        scores = [o["answer"] == t for o, t in zip(outcomes, truths)]
+        scores = [answer(i, o) == t for i, (o, t) in enumerate(zip(outcomes, truths))]
         rows.append(_row(setting["greedy_base"], "greedy", 1, scores, outcomes, budget))
     sampled = [(agg, k) for _, agg, k in setting["missing"] if agg != "greedy"]
     if sampled:
         outcomes = [setting["sampled"][(i, j)] for i in range(len(truths)) for j in range(n_samples)]
-        answers = [[o["answer"] for o in outcomes[i * n_samples:(i + 1) * n_samples]] for i in range(len(truths))]
+        answers = [[answer(i, o) for o in outcomes[i * n_samples:(i + 1) * n_samples]] for i in range(len(truths))]
         for agg, k in sampled:
             if agg == "majority":
                 scores = [majority_accuracy(a, t, k) for a, t in zip(answers, truths)]
@@ -253,18 +259,32 @@ def infer(model_dir: str = gin.REQUIRED,
           max_answer_tokens: int = 12,
           batch_size: int = 64,
           seed: int = 0,
+          thinking_policy: dict | None = None,
+          difficulty_mix: dict | None = None,
           branch: str | None = None,
           step: int | None = None) -> pd.DataFrame:
     """Evaluate one finished checkpoint of `model_dir` over the grid; see gin/runs/infer.gin.
 
-    Returns this checkpoint's rows (all settings, including those found already computed).
+    With `thinking_policy` ({difficulty: T}, e.g. {1: 0, 2: 16, 3: 64}), only the policy's
+    settings are decoded, greedily (difficulties and thinking_budgets are not used), into
+    POLICY_ROWS_FILE (settings already in either file are not decoded again), and the
+    policy's accuracy over `difficulty_mix` ({difficulty: weight}, default equal weights) is
+    printed (`policy_accuracy`). Returns this checkpoint's rows (all settings, including those
+    found already computed).
     """
     if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
         raise ConfigError("infer.model_dir: missing required value; give the run folder with --run_dir=<path> "
                           "(or --gin.MODEL_DIR=<path>)")
-    budgets = _int_list("thinking_budgets", thinking_budgets, 0)
     ks = _int_list("samples", samples, 1)
-    levels = _int_list("difficulties", difficulties, 1)
+    if thinking_policy is None:
+        budgets = _int_list("thinking_budgets", thinking_budgets, 0)
+        settings_wanted = [(d, t) for d in _int_list("difficulties", difficulties, 1) for t in budgets]
+    else:
+        policy = thinking_policy_of(thinking_policy)
+        mix = difficulty_mix_of(difficulty_mix, policy)
+        settings_wanted = sorted(policy.items())
+    levels = sorted({d for d, _ in settings_wanted})
+    largest = max(t for _, t in settings_wanted)
     for name, value, minimum in (("problems_per_difficulty", problems_per_difficulty, 1),
                                  ("max_extensions", max_extensions, 0), ("max_answer_tokens", max_answer_tokens, 1),
                                  ("batch_size", batch_size, 1), ("seed", seed, 0)):
@@ -278,43 +298,51 @@ def infer(model_dir: str = gin.REQUIRED,
     run_dir = Path(model_dir).resolve()
     chosen = _select_checkpoint(run_dir, branch, step)
     config, params = checkpoints.restore_params(run_dir, chosen["branch"])
-    proto = protocol(max_answer_tokens)
+    vocab = vocabulary.get_vocabulary(config.vocabulary)
+    proto = protocol(max_answer_tokens, vocab)
+    qa = protocols.for_run(run_dir)  # in distribution for the run's training format
     n_samples = max(ks)
     base = {**_identity(run_dir), "params": accounting.param_count(config).total, "step": chosen["step"],
             "tokens": chosen["tokens"], "branch": chosen["branch"]}
-    done = {_row_key(r) for r in read_rows(run_dir)}
+    # A policy reuses the grid's rows (and earlier policies'); its new rows go to their own file.
+    rows_file = ROWS_FILE if thinking_policy is None else POLICY_ROWS_FILE
+    existing = lambda: read_rows(run_dir) + (read_rows(run_dir, POLICY_ROWS_FILE) if thinking_policy else [])
+    done = {_row_key(r) for r in existing()}
     requested: set[tuple] = set()
-    longest = max(len(prompt_ids(p.prompt, max(budgets))) for d in levels
-                  for p in corpus.qa_problems(problems_per_difficulty, d, seed)) + proto.max_new_tokens(max(budgets))
+    longest = max(len(qa.prompt_ids(protocols.Question.of(p), largest, vocab.encode)) for d in levels
+                  for p in corpus.qa_problems(problems_per_difficulty, d, seed)) + proto.max_new_tokens(largest)
     if longest > config.seq_len:
         print(f"note: sequences reach {longest} tokens, beyond the {config.seq_len} the model was trained on")
 
-    max_new = proto.max_new_tokens(max(budgets))
+    max_new = proto.max_new_tokens(largest)
     settings, requests = [], []  # every (difficulty, T) with rows missing, and the rows to decode for them
     for difficulty in levels:
         problems = corpus.qa_problems(problems_per_difficulty, difficulty, seed)
-        for budget in budgets:
+        for budget in [t for d, t in settings_wanted if d == difficulty]:
             setting = {**base, "task": task_name(difficulty), "difficulty": difficulty, "thinking_budget": budget,
                        "n_problems": len(problems), "top_p": top_p, "max_extensions": max_extensions,
-                       "max_answer_tokens": max_answer_tokens, "seed": seed}
+                       "max_answer_tokens": max_answer_tokens, "seed": seed, "protocol": qa.name(budget)}
             greedy_base = {**setting, "n_samples": 1, "temperature": 0.0}
             sampled_base = {**setting, "n_samples": n_samples, "temperature": float(temperature)}
             wanted = [(greedy_base, "greedy", 1)] + [(sampled_base, agg, k) for k in ks
-                                                     for agg in ("majority", "pass@k")]
+                                                     for agg in ("majority", "pass@k")
+                                                     if thinking_policy is None]
             keys = [_row_key({**b, "aggregator": agg, "samples": k}) for b, agg, k in wanted]
             requested |= set(keys)
             missing = [w for w, key in zip(wanted, keys) if key not in done]
             if not missing:
                 continue
             index = len(settings)
-            settings.append({"difficulty": difficulty, "budget": budget, "truths": [p.answer for p in problems],
-                             "greedy_base": greedy_base, "sampled_base": sampled_base, "missing": missing,
-                             "greedy": {}, "sampled": {}})
-            prompts = [tuple(prompt_ids(p.prompt, budget)) for p in problems]
+            questions = [protocols.Question.of(p) for p in problems]
+            settings.append({"difficulty": difficulty, "budget": budget, "questions": questions,
+                             "truths": [p.answer for p in problems], "greedy_base": greedy_base,
+                             "sampled_base": sampled_base, "missing": missing, "greedy": {}, "sampled": {}})
+            prompts = [tuple(qa.prompt_ids(q, budget, vocab.encode)) for q in questions]
+            opened = budget if qa.thinks(budget) else 0  # a raw-trained model answers directly at every T
             if any(agg == "greedy" for _, agg, _ in missing):
-                requests += [_Request(index, i, 0, prompt, budget, 0.0, 0) for i, prompt in enumerate(prompts)]
+                requests += [_Request(index, i, 0, prompt, opened, 0.0, 0) for i, prompt in enumerate(prompts)]
             if any(agg != "greedy" for _, agg, _ in missing):
-                requests += [_Request(index, i, j, prompt, budget, float(temperature),
+                requests += [_Request(index, i, j, prompt, opened, float(temperature),
                                       _sample_seed(seed, difficulty, budget, i, j))
                              for i, prompt in enumerate(prompts) for j in range(n_samples)]
     pending = collections.Counter(r.setting for r in requests)
@@ -330,16 +358,17 @@ def infer(model_dir: str = gin.REQUIRED,
             if pending[request.setting] == 0:
                 finished.append(setting)
         for setting in finished:
-            new_rows = _setting_rows(setting, n_samples)
-            append_rows(run_dir, new_rows)
+            new_rows = _setting_rows(setting, n_samples, qa)
+            append_rows(run_dir, new_rows, rows_file)
             done.update(_row_key(r) for r in new_rows)
             summary = ", ".join(f"{r['aggregator'].replace('@k', '')}@{r['samples']}={r['accuracy']:.3f}"
                                 for r in new_rows)
             print(f"{task_name(setting['difficulty'])} T={setting['budget']}: {summary}", flush=True)
 
-    _decode_requests(config, params, requests, proto, max_extensions, top_p, batch_size, max_new, finish_settings)
+    _decode_requests(config, params, requests, proto, max_extensions, top_p, batch_size, max_new, finish_settings,
+                     vocab.decode)
 
-    mine = [r for r in read_rows(run_dir) if _row_key(r) in requested]
+    mine = list({_row_key(r): r for r in existing() if _row_key(r) in requested}.values())
     metrics = write_metrics(run_dir, chosen, mine)
     table = pd.DataFrame(mine)
     print(table[TABLE_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
@@ -347,7 +376,54 @@ def infer(model_dir: str = gin.REQUIRED,
     control = "n/a" if metrics["control"] is None else f"{metrics['control']:.3f}"
     print(f"s1 metrics ({run_dir / METRICS_FILE}): Control {control}, Scaling {scaling}")
     print(json.dumps(metrics))
+    if thinking_policy is not None:
+        result = policy_accuracy(mine, policy, mix)
+        print(f"policy {policy} over difficulty mix {mix}: accuracy {result['accuracy']:.3f} "
+              f"+- {result['stderr']:.3f}, {result['mean_thinking_tokens']:.1f} thinking tokens per query")
+        print(json.dumps({"policy": {str(d): t for d, t in policy.items()}, **result}))
     return table
+
+
+# ----------------------------------------------------------------------------------------------
+# Budget policies: a thinking budget per difficulty
+
+
+def thinking_policy_of(value) -> dict[int, int]:
+    """infer.thinking_policy as {difficulty: T}, checked."""
+    if not isinstance(value, dict) or not value or any(
+            not isinstance(k, int) or isinstance(k, bool) or k < 1 or not isinstance(v, int) or isinstance(v, bool)
+            or v < 0 for k, v in value.items()):
+        raise ConfigError("infer.thinking_policy must map difficulties (integers >= 1) to thinking budgets "
+                          f"(integers >= 0), e.g. {{1: 0, 2: 16, 3: 64}}; got {value!r}")
+    return dict(sorted(value.items()))
+
+
+def difficulty_mix_of(value, policy: dict[int, int]) -> dict[int, float]:
+    """infer.difficulty_mix as weights summing to 1 over the policy's difficulties (None: equal)."""
+    if value is None:
+        return {d: 1.0 / len(policy) for d in policy}
+    if (not isinstance(value, dict) or set(value) != set(policy)
+            or any(not isinstance(w, (int, float)) or isinstance(w, bool) or not w >= 0 for w in value.values())
+            or not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6)):
+        raise ConfigError(f"infer.difficulty_mix must give a weight >= 0 to each difficulty of the policy "
+                          f"{sorted(policy)}, summing to 1; got {value!r}")
+    return {d: float(value[d]) for d in policy}
+
+
+def policy_accuracy(rows: list[dict], policy: dict[int, int], mix: dict[int, float]) -> dict:
+    """Greedy accuracy of a per-difficulty budget policy over a difficulty mix, from this
+    checkpoint's rows: the mix-weighted mean of each difficulty's accuracy at its budget, its
+    standard error (independent problem sets per difficulty), and the mix-weighted mean thinking
+    tokens actually spent per query."""
+    cells = {(r["difficulty"], r["thinking_budget"]): r for r in rows if r["aggregator"] == "greedy"}
+    missing = [f"d{d} T={t}" for d, t in policy.items() if (d, t) not in cells]
+    if missing:
+        raise InferenceError(f"no greedy rows for {', '.join(missing)} of the policy")
+    picked = {d: cells[(d, t)] for d, t in policy.items()}
+    return {"accuracy": float(sum(mix[d] * r["accuracy"] for d, r in picked.items())),
+            "stderr": float(math.sqrt(sum((mix[d] * r["accuracy_stderr"]) ** 2 for d, r in picked.items()))),
+            "mean_thinking_tokens": float(sum(mix[d] * r["mean_thinking_tokens"] for d, r in picked.items())),
+            "n": int(sum(r["n_problems"] for r in picked.values()))}
 
 
 def s1_metrics(rows: list[dict]) -> dict:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from scaling.configuration import ConfigError
+from scaling.data import sentencepiece_vocab  # light: no TensorFlow
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -40,6 +41,7 @@ class ModelConfig:
     head_dim: int | None = None  # None: d_model // n_heads
     d_ff: int = 256
     vocab_size: int = 264
+    vocabulary: str = "bytes"  # what the ids mean: 'bytes', a built-in SentencePiece name, or a model file
     seq_len: int = 256
     tie_embeddings: bool = False
     dtype: str = "float32"
@@ -291,6 +293,14 @@ def check_model_config(config: ModelConfig) -> None:
             raise ConfigError(f"ModelConfig.{name} must be an integer, got {value!r}")
         if value <= 0:
             raise ConfigError(f"ModelConfig.{name} must be positive, got {value}")
+    if not isinstance(config.vocabulary, str) or not config.vocabulary:
+        raise ConfigError(f"ModelConfig.vocabulary must be 'bytes', a built-in SentencePiece name or a model "
+                          f"file, got {config.vocabulary!r}")
+    if config.vocabulary != "bytes":
+        try:
+            sentencepiece_vocab.resolve(config.vocabulary)
+        except FileNotFoundError as e:
+            raise ConfigError(f"ModelConfig.vocabulary: {e}") from None
     for name in ("n_kv_heads", "head_dim"):
         value = getattr(config, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):

@@ -65,6 +65,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run: CheckedRun, run_dir: Path, folder: RunFolder, mesh):
         model = config.model
+        pipeline.use_vocabulary(model.vocabulary, model.vocab_size)  # the synthetic tasks speak the model's ids
         self.run_dir, self.folder, self.model, self.task, self.seed = run_dir, folder, model, config.task, config.seed
         self.batch_size, self.lr, self.schedule, self.mesh = config.batch_size, run.learning_rate, run.schedule, mesh
         self.eval_every_tokens = config.eval_every_tokens

@@ -23,9 +23,10 @@ def test_quick_demo_runs_the_whole_path_and_says_what_the_data_shows(run_cli, tm
     for name in ("chinchilla", "augmentation", "joint_inference"):
         assert isinstance(analysis.load_law(results / "laws" / f"{name}.json").converged, bool)
     multipliers = {p for p in analysis.load_law(results / "laws" / "augmentation.json").parameters if p.startswith("m_")}
-    assert multipliers == {"m_thinking", "m_thinking_raw"}
+    assert multipliers == {"m_thinking", "m_thinking_raw", "m_thinking_inline", "m_thinking_inline_raw"}
     joint = analysis.load_law(results / "laws" / "joint_inference.json")
-    assert {"gamma_T_vanilla", "gamma_T_thinking"} <= set(joint.parameters)
+    assert {"gamma_T_vanilla", "gamma_T_thinking", "gamma_T_thinking_inline"} <= set(joint.parameters)
+    _check_findings_contract(results, joint, out)
     figures = {p.name for p in (results / "figures").iterdir()}
     for stem in ("data_efficiency", "iso_compute_curves", "test_time_scaling", "residuals"):
         assert {f"{stem}.png", f"{stem}.svg"} <= figures, figures
@@ -47,3 +48,49 @@ def test_quick_demo_runs_the_whole_path_and_says_what_the_data_shows(run_cli, tm
     expected = analysis.load_law(law_file).recommend(train_flops=budget).to_dict()
     assert json.loads(again.stdout) == expected
     assert analysis.load_law(law_file).recommend(train_flops=budget).table() in out
+
+
+def _check_findings_contract(results, joint, out):
+    """results/findings.json holds the contract's keys, its numbers agree with the tables and law
+    files they come from, and the printed findings are read from it."""
+    import pandas as pd
+
+    from analysis.report import measured
+    from analysis.report import joint_scenario
+
+    findings = json.loads((results / "findings.json").read_text())
+    assert findings["wall_s"] > 0
+    assert 0 < findings["entropy_nats_per_token"] < 3  # the SentencePiece vocabulary's floor
+    chinchilla = analysis.load_law(results / "laws" / "chinchilla.json")
+    e = chinchilla.parameters["E"]
+    assert findings["fitted_E"]["estimate"] == e.estimate and [findings["fitted_E"]["low"], findings["fitted_E"]["high"]] == list(e.ci)
+    seen = {(m["arm"], m["target"], m["accounting"]) for m in findings["multipliers"]}
+    for arm in ("thinking", "thinking_inline"):
+        for accounting in ("all", "raw"):
+            assert {(arm, target, accounting) for target in ("eval_loss", "eval_loss_hard", "accuracy")} <= seen
+    augmentation = analysis.load_law(results / "laws" / "augmentation.json")
+    for m in findings["multipliers"]:
+        assert set(m) >= {"arm", "target", "accounting", "estimate", "low", "high"}
+        assert m["target"] in ("eval_loss", "eval_loss_hard", "accuracy") and m["estimate"] > 0
+        if m["target"] == "eval_loss":
+            p = augmentation.parameters[f"m_{m['arm']}" + ("_raw" if m["accounting"] == "raw" else "")]
+            assert m["estimate"] == p.estimate
+    inference = pd.read_parquet(results / "inference.parquet")
+    greedy = inference[inference["aggregator"] == "greedy"]
+    assert len(findings["accuracy"]) == len(greedy) > 0
+    for cell in findings["accuracy"]:
+        assert set(cell) >= {"arm", "params", "tokens", "difficulty", "thinking_budget", "accuracy", "stderr", "n"}
+        row = greedy[(greedy["arm"] == cell["arm"]) & (greedy["params"] == cell["params"])
+                     & (greedy["tokens"] == cell["tokens"]) & (greedy["difficulty"] == cell["difficulty"])
+                     & (greedy["thinking_budget"] == cell["thinking_budget"])]
+        assert len(row) == 1 and row["accuracy"].item() == cell["accuracy"] and row["n_problems"].item() == cell["n"]
+    # each arm's protocol: T = 0 direct for all; vanilla never thinks; thinking arms open <think>
+    protocols = {(c["arm"], c["thinking_budget"] > 0): c["protocol"] for c in findings["accuracy"]}
+    assert protocols == {("vanilla", False): "direct", ("vanilla", True): "direct",
+                         ("thinking", False): "direct", ("thinking", True): "append",
+                         ("thinking_inline", False): "direct", ("thinking_inline", True): "before_hard"}
+    total, queries, tokens = joint_scenario(joint)
+    assert findings["best_split"] == json.loads(json.dumps(joint.recommend(
+        total_flops=total, inference_queries=queries, tokens_per_query=tokens).to_dict()))
+    for line in measured.summary_lines(findings):
+        assert line in out

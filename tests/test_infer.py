@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from scaling import accounting, checkpoints, decode, infer
-from scaling.data import corpus
+from scaling.data import corpus, protocols, vocabulary
 from scaling.model import ModelConfig, init_params
 from scaling.sweep import collect
 
@@ -20,9 +20,11 @@ SMALL = dict(thinking_budgets=(0, 4), samples=(1, 2), difficulties=(1,), problem
              max_answer_tokens=4, batch_size=4)
 
 
-def _make_run(run_dir):
-    """A run folder as the trainer leaves it: model.json, an Orbax checkpoint, branches.json."""
+def _make_run(run_dir, task="synthetic_thinking_before_hard"):
+    """A run folder as the trainer leaves it: model.json, identity.json (the training task, which
+    picks the test-time protocol), an Orbax checkpoint, branches.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "identity.json").write_text(json.dumps({"train.task": task}))
     params = nn.unbox(init_params(CONFIG, jax.random.PRNGKey(0)))
     checkpoints.write_model_config(run_dir, CONFIG)
     saver = checkpoints.RunCheckpoints(run_dir, asynchronous=False)
@@ -93,8 +95,9 @@ def test_greedy_flops_are_exact_for_the_actual_lengths(swept):
     rows = {r["thinking_budget"]: r for r in infer.read_rows(run_dir) if r["aggregator"] == "greedy"}
     problems = corpus.qa_problems(2, 1, 0)
     proto = infer.protocol(4)
+    before_hard = protocols.QAProtocol(protocols.BEFORE_HARD)
     for budget in (0, 4):
-        prompts = [infer.prompt_ids(p.prompt, budget) for p in problems]
+        prompts = [before_hard.prompt_ids(protocols.Question.of(p), budget, vocabulary.encode) for p in problems]
         padded, lengths = decode.pad_prompts(prompts, proto.pad_id)
         out = decode.decode(CONFIG, params, padded, lengths, proto, budget)
         flops = [accounting.inference_flops_per_query(CONFIG, len(p), int(g)) for p, g in zip(prompts, out.generated)]
@@ -130,6 +133,46 @@ def test_a_row_does_not_depend_on_the_batch_it_was_decoded_in(swept, tmp_path):
                "mean_generated_tokens", "flops_per_query"]
     ordered = lambda t: t[columns].sort_values(columns[:4]).reset_index(drop=True)
     assert ordered(rebatched).equals(ordered(table))
+
+
+def test_a_thinking_policy_decodes_its_settings_greedily_and_weighs_them_by_the_mix(swept, capsys):
+    """A policy's rows are the same greedy rows the grid writes (decoded once, shared), new ones
+    kept out of the grid's table, and its accuracy is the mix-weighted mean of its difficulties'
+    rows at their budgets."""
+    run_dir, _, table = swept
+    path = run_dir / infer.ROWS_FILE
+    before = path.read_text()
+    policy = {1: 4}
+    rows = infer.infer(str(run_dir), **{**SMALL, "thinking_policy": policy})
+    assert path.read_text() == before  # d1 at T=4 greedy was already there: nothing decoded
+    assert list(rows["aggregator"]) == ["greedy"] and list(rows["thinking_budget"]) == [4]
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = table[(table["aggregator"] == "greedy") & (table["thinking_budget"] == 4)].iloc[0]
+    assert line["policy"] == {"1": 4} and line["accuracy"] == expected["accuracy"]
+    assert line["mean_thinking_tokens"] == expected["mean_thinking_tokens"]
+
+    two = infer.infer(str(run_dir), **{**SMALL, "thinking_policy": {1: 0, 2: 4}, "difficulty_mix": {1: 0.25, 2: 0.75}})
+    assert path.read_text() == before  # the grid's table (what laws are fitted on) is left alone
+    added = [json.loads(l) for l in (run_dir / infer.POLICY_ROWS_FILE).read_text().splitlines()]
+    assert [(r["difficulty"], r["thinking_budget"], r["aggregator"]) for r in added] == [(2, 4, "greedy")]
+    infer.infer(str(run_dir), **{**SMALL, "thinking_policy": {2: 4}})
+    assert len((run_dir / infer.POLICY_ROWS_FILE).read_text().splitlines()) == 1  # decoded once
+    result = infer.policy_accuracy(two.to_dict("records"), {1: 0, 2: 4}, {1: 0.25, 2: 0.75})
+    by = {r["difficulty"]: r for r in two.to_dict("records")}
+    assert math.isclose(result["accuracy"], 0.25 * by[1]["accuracy"] + 0.75 * by[2]["accuracy"])
+    assert math.isclose(result["stderr"], math.hypot(0.25 * by[1]["accuracy_stderr"], 0.75 * by[2]["accuracy_stderr"]))
+
+
+@pytest.mark.parametrize("policy, mix, match", [
+    ({1: -1}, None, "infer.thinking_policy must map"),
+    ({}, None, "infer.thinking_policy must map"),
+    ({1: 0, 2: 4}, {1: 0.5, 2: 0.6}, "infer.difficulty_mix must give"),
+    ({1: 0, 2: 4}, {1: 1.0}, "infer.difficulty_mix must give"),
+])
+def test_a_bad_policy_or_mix_is_refused_naming_the_binding(swept, policy, mix, match):
+    run_dir, _, _ = swept
+    with pytest.raises(infer.ConfigError, match=match):
+        infer.infer(str(run_dir), **{**SMALL, "thinking_policy": policy, "difficulty_mix": mix})
 
 
 def test_a_step_or_branch_that_did_not_finish_is_named(swept):
@@ -171,3 +214,35 @@ def test_train_then_infer_from_the_cli(run_cli, tmp_path):
     assert "flops_per_query" in proc.stdout and '"control": 1.0' in proc.stdout
     metrics = json.loads((run_dir / infer.METRICS_FILE).read_text())
     assert metrics[0]["branch"] == finished["branch"]
+
+
+@pytest.mark.parametrize("task, name", [("synthetic_vanilla", "direct"), ("synthetic_thinking", "append")])
+def test_the_run_s_training_format_picks_the_protocol(tmp_path, task, name):
+    """A raw-trained run answers directly at every budget (no thinking opened); an append-trained
+    run is asked the problem statement followed by <think>, and its answer is read from the
+    thinking's stated result. T = 0 is the same direct protocol for every run."""
+    params = _make_run(tmp_path, task)
+    rows = [r for r in infer.infer(str(tmp_path), **SMALL).to_dict("records") if r["aggregator"] == "greedy"]
+    by_budget = {r["thinking_budget"]: r for r in rows}
+    assert by_budget[0]["protocol"] == "direct" and by_budget[4]["protocol"] == name
+    proto, qa = infer.protocol(4), protocols.QAProtocol(protocols.TASK_FORMATS[task])
+    questions = [protocols.Question.of(p) for p in corpus.qa_problems(2, 1, 0)]
+    prompts = [qa.prompt_ids(q, 4, vocabulary.encode) for q in questions]
+    padded, lengths = decode.pad_prompts(prompts, proto.pad_id)
+    out = decode.decode(CONFIG, params, padded, lengths, proto, 4 if qa.thinks(4) else 0)
+    assert by_budget[4]["mean_thinking_tokens"] == out.thinking.mean()
+    assert by_budget[4]["mean_generated_tokens"] == out.generated.mean()
+    if task == "synthetic_vanilla":
+        assert by_budget[4]["mean_thinking_tokens"] == 0 and prompts[0] == vocabulary.encode(questions[0].problem.prompt)
+    else:
+        assert vocabulary.decode(prompts[0]) == questions[0].statement + " <think>"
+    answers = [qa.read_answer(q, 4, vocabulary.decode(out.thinking_ids(i)), vocabulary.decode(out.answer_ids(i)))
+               for i, q in enumerate(questions)]
+    assert by_budget[4]["accuracy"] == sum(a == q.problem.answer for a, q in zip(answers, questions)) / 2
+
+
+def test_a_run_without_a_recorded_task_is_refused(tmp_path):
+    _make_run(tmp_path)
+    (tmp_path / "identity.json").unlink()
+    with pytest.raises(protocols.ProtocolError, match="train.task"):
+        infer.infer(str(tmp_path), **SMALL)

@@ -11,6 +11,7 @@ puts them together.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from analysis.report.findings import findings, joint_scenario, recommendations
 from analysis.report.html import (Section, esc, figure_html, ground_truth_html, law_html, page_html,
                                   provenance_html, recommendations_html, skipped_html, summary_html)
 from analysis.report.laws import fit_laws
+from analysis.report import measured
 from analysis.report.sources import Source, SweepSupport, file_stem, find_tables, sha256
 
 # scaling.demo reads the tables, writes the page and prints the findings through these names
@@ -32,12 +34,17 @@ __all__ = ["build_report", "findings", "joint_scenario", "read_table", "write_at
 def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
                  budgets: list[float] | None = None, inference_tokens: float = 1e12,
                  target: str = "eval_loss", laws_dir: Path | None = None, figures_dir: Path | None = None,
-                 floor="auto", sweep: SweepSupport | None = None) -> str:
+                 floor="auto", sweep: SweepSupport | None = None, findings_path: Path | None = None,
+                 measure: Callable[[dict], dict] | None = None) -> str:
     """The report's HTML for the tables under `path`. With laws_dir, every fitted law is also
     written there as a law file (<name>.json, for `scaling recommend`); with figures_dir, every
     figure as PNG and SVG. `floor`: the true irreducible loss to set beside the fitted E ("auto":
     what `sweep` knows of the runs' corpus, see SweepSupport.true_floor; None: none; a number; or
-    the dict `scaling describe --corpus=...` prints). `sweep` lets `path` be a sweep folder."""
+    the dict `scaling describe --corpus=...` prints). `sweep` lets `path` be a sweep folder. With
+    findings_path, the measured findings are written there (analysis.report.measured, the
+    findings.json contract) and the page shows them read back from that file; `measure(laws)`,
+    called with the fitted laws, returns further findings measured with them (the demo's
+    adaptive-thinking evaluation), added to the file before the page is written."""
     path, columns = Path(path), dict(columns or {})
     with tempfile.TemporaryDirectory() as scratch:
         found = find_tables(path, Path(scratch), sweep)
@@ -61,11 +68,11 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
         with np.errstate(all="ignore"):
             return render(path.name, training_source, frames["training"], inference, sources, columns, bootstrap,
                           budgets, inference_tokens, target, sweep.run_states(path) if sweep else {}, laws_dir,
-                          figures_dir, floor)
+                          figures_dir, floor, findings_path, measure)
 
 
 def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
-           target, states, laws_dir=None, figures_dir=None, floor=None) -> str:
+           target, states, laws_dir=None, figures_dir=None, floor=None, findings_path=None, measure=None) -> str:
     canonical, _ = tables.canonical_table(training_source, ("N", "D"), target=target, columns=columns,
                                           optional=("C", "arm", "D_raw"))
     if "C" not in canonical:
@@ -79,6 +86,10 @@ def render(name, training_source, training, inference, sources, columns, bootstr
                                                          for line in findings(laws, inference, floor))
                             + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
                               "written in advance.</p>"))
+    if findings_path is not None:
+        measured.write(findings_path, {**measured.build(laws, training, inference, floor, bootstrap),
+                                       **(measure(laws) if measure is not None else {})})
+        sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items())
                             + "".join(skipped_html(f"law {n}", reason) for n, reason in fit_notes)))
     if floor:

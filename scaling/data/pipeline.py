@@ -132,7 +132,7 @@ def _register_mixture(name: str, tasks: list[str]) -> None:
 
 # ---- the synthetic corpus ------------------------------------------------------------------
 
-def _synthetic_examples(split: str, seed: int, fmt: str | None) -> Iterator[np.ndarray]:
+def _synthetic_examples(split: str, seed: int, fmt: str | None, encode=vocabulary.encode) -> Iterator[np.ndarray]:
     docs = corpus.documents("eval" if split == "validation" else "train", seed)
     for doc in docs:
         if fmt is None:
@@ -141,26 +141,47 @@ def _synthetic_examples(split: str, seed: int, fmt: str | None) -> Iterator[np.n
             segments = formats.append_segments(doc, _programmatic.think(doc.text, doc).text)
         else:
             segments = formats.before_hard_segments(doc, _programmatic.span_thinking(doc))
-        yield formats.annotated_ids(segments, vocabulary.encode)
+        yield formats.annotated_ids(segments, encode)
 
 
-def _synthetic_dataset_fn(fmt: str | None):
+def _synthetic_dataset_fn(fmt: str | None, encode=vocabulary.encode):
     def dataset_fn(split, shuffle_files=False, seed=None):
         # Training never sees the eval split's documents: corpus' hash split and seed streams.
-        return _generator_dataset(functools.partial(_synthetic_examples, split, fmt=fmt), split, seed)
+        return _generator_dataset(functools.partial(_synthetic_examples, split, fmt=fmt, encode=encode), split, seed)
     return dataset_fn
 
 
-def register_synthetic_tasks() -> None:
-    vocab = vocabulary.ThinkByteVocabulary()
-    _register_task("synthetic_vanilla", _synthetic_dataset_fn(None), vocab)
-    _register_task("synthetic_thinking", _synthetic_dataset_fn("append"), vocab)
-    _register_task("synthetic_thinking_before_hard", _synthetic_dataset_fn("before_hard"), vocab)
+_SYNTHETIC_VOCABULARY = [vocabulary.BYTES]  # the vocabulary the synthetic tasks are registered with
+
+
+def register_synthetic_tasks(vocab: seqio.Vocabulary | None = None) -> None:
+    vocab = vocab or vocabulary.ThinkByteVocabulary()
+    _register_task("synthetic_vanilla", _synthetic_dataset_fn(None, vocab.encode), vocab)
+    _register_task("synthetic_thinking", _synthetic_dataset_fn("append", vocab.encode), vocab)
+    _register_task("synthetic_thinking_before_hard", _synthetic_dataset_fn("before_hard", vocab.encode), vocab)
     _register_mixture("synthetic_mix", ["synthetic_vanilla", "synthetic_thinking"])
     programmatic = lambda: 2.0 * ProgrammaticTeacherConfig().emulated_params  # noqa: E731 (gin-bound now)
     _TEACHER_FLOPS.update({"synthetic_vanilla": lambda: 0.0, "synthetic_thinking": programmatic,
                            "synthetic_thinking_before_hard": programmatic,
                            "synthetic_mix": programmatic})
+
+
+def use_vocabulary(name: str, vocab_size: int | None = None) -> seqio.Vocabulary:
+    """Register the synthetic tasks with the vocabulary `name` (a model's ModelConfig.vocabulary),
+    after checking that its ids fit the model's `vocab_size`."""
+    from scaling.configuration import ConfigError
+    try:
+        vocab = vocabulary.get_vocabulary(name)
+        vocab.think_open_id, vocab.think_close_id  # noqa: B018 (the thinking tags must be single pieces)
+    except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
+        raise ConfigError(f"ModelConfig.vocabulary = {name!r}: {e}") from None
+    if vocab_size is not None and vocab.vocab_size > vocab_size:
+        raise ConfigError(f"ModelConfig.vocab_size = {vocab_size} is smaller than vocabulary {name!r}'s "
+                          f"{vocab.vocab_size} ids; bind ModelConfig.vocab_size >= {vocab.vocab_size}")
+    if _SYNTHETIC_VOCABULARY[0] != name:
+        register_synthetic_tasks(vocab)
+        _SYNTHETIC_VOCABULARY[0] = name
+    return vocab
 
 
 # ---- cache-backed real corpora -------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Ids: 0 pad, 1 eos, 2 unk, the 256 UTF-8 byte values at 3..258, 259 `<think>`, 260 `</think>`.
 The model's vocab_size (264, gin/models/base.gin) leaves room to spare. Nothing is downloaded;
-`get_vocabulary(path)` returns a SentencePiece vocabulary instead when a model file is given
-(that model should define `<think>` and `</think>` as user-defined symbols).
+`get_vocabulary(name)` returns a SentencePiece vocabulary instead for a built-in name
+(`synthetic_sp256`, scaling/data/sentencepiece_vocab.py) or a model file (that model should
+define `<think>` and `</think>` as user-defined symbols). A model's vocabulary is
+`ModelConfig.vocabulary`; every vocabulary here answers `think_open_id` and `think_close_id`.
 """
 
 from __future__ import annotations
@@ -100,6 +102,14 @@ class ThinkByteVocabulary(seqio.Vocabulary):
     def byte_lengths(self, ids: np.ndarray) -> np.ndarray:
         return byte_lengths(ids)
 
+    @property
+    def think_open_id(self) -> int:
+        return THINK_OPEN_ID
+
+    @property
+    def think_close_id(self) -> int:
+        return THINK_CLOSE_ID
+
     def __eq__(self, other):
         return isinstance(other, ThinkByteVocabulary)
 
@@ -119,9 +129,29 @@ class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
                 table[i] = len(model.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
         return table[np.clip(ids, 0, self.vocab_size - 1)] * (ids < self.vocab_size)
 
+    def _special(self, text: str) -> int:
+        i = self.tokenizer.piece_to_id(text)
+        if i == self.tokenizer.unk_id() or self.tokenizer.encode(text) != [i]:
+            raise ValueError(f"SentencePiece model {self.sentencepiece_model_file}: {text} is not one "
+                             "piece; train it with user_defined_symbols=['<think>', '</think>']")
+        return i
 
-def get_vocabulary(sentencepiece_model: str | None = None) -> seqio.Vocabulary:
-    """The byte vocabulary, or SentencePiece when a model file is given."""
-    if sentencepiece_model:
-        return SentencePieceVocabulary(sentencepiece_model)
-    return ThinkByteVocabulary()
+    @property
+    def think_open_id(self) -> int:
+        return self._special(THINK_OPEN_TEXT)
+
+    @property
+    def think_close_id(self) -> int:
+        return self._special(THINK_CLOSE_TEXT)
+
+
+BYTES = "bytes"
+
+
+def get_vocabulary(name: str | None = None) -> seqio.Vocabulary:
+    """The byte vocabulary for None, '' or 'bytes'; else SentencePiece: a built-in name
+    (scaling.data.sentencepiece_vocab.BUILTIN) or a model file."""
+    if not name or name == BYTES:
+        return ThinkByteVocabulary()
+    from scaling.data import sentencepiece_vocab
+    return SentencePieceVocabulary(str(sentencepiece_vocab.resolve(name)))

@@ -31,13 +31,14 @@ def run_configs(path: Path) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=8)
-def synthetic_floor(seq_len: int | None) -> dict:
-    """The synthetic generator's entropy per token (the tasks use the byte vocabulary,
-    scaling.data.pipeline.register_synthetic_tasks). The vocabulary brings TensorFlow, so it is
-    imported only when a floor is computed."""
+def synthetic_floor(seq_len: int | None, vocabulary_name: str = "bytes") -> dict:
+    """The synthetic generator's entropy per token of the runs' vocabulary (ModelConfig.vocabulary,
+    scaling.data.pipeline.use_vocabulary). The vocabulary brings TensorFlow, so it is imported
+    only when a floor is computed."""
     from scaling.data import vocabulary
 
-    return entropy.entropy(vocabulary.encode, n_documents=FLOOR_DOCUMENTS, seq_len=seq_len)
+    encode = vocabulary.get_vocabulary(vocabulary_name).encode
+    return {**entropy.entropy(encode, n_documents=FLOOR_DOCUMENTS, seq_len=seq_len), "vocabulary": vocabulary_name}
 
 
 class SweepFolders:
@@ -70,7 +71,12 @@ class SweepFolders:
                                            for c in configs):
             return None
         seq_len = int(training["seq_len"].min()) if "seq_len" in training and len(training) else None
-        return {**synthetic_floor(seq_len), "source": f"the synthetic generator's entropy ({len(configs)} runs "
+        models = [c.parent / "model.json" for c in configs]
+        vocabularies = {json.loads(m.read_text()).get("vocabulary", "bytes") if m.is_file() else "bytes"
+                        for m in models}
+        if len(vocabularies) != 1:
+            return None  # tokens of several vocabularies: no one floor per token
+        return {**synthetic_floor(seq_len, vocabularies.pop()), "source": f"the synthetic generator's entropy ({len(configs)} runs "
                                                       "evaluated on the synthetic corpus)"}
 
 

@@ -1,0 +1,251 @@
+"""findings.json: what a study's data shows, machine-readable, with intervals.
+
+`scaling demo` writes `<sweep_dir>/results/findings.json`; the printed findings and the report's
+"Measured findings" section are read back from that file (`read`, `summary_lines`, `html`), so
+what a user reads and what a program reads are the same numbers. The contract (docs/report.md):
+
+- wall_s; entropy_nats_per_token (the corpus's true floor, scaling.data.entropy) and its stderr;
+- fitted_E {estimate, low, high}: the Chinchilla law's E fitted free, the fitter's check;
+- multipliers: [{arm, target, accounting, estimate, low, high}], the augmentation law's data
+  multiplier m of each thinking arm (a token of its data is worth m tokens of the reference arm's)
+  on eval_loss, eval_loss_hard and on QA accuracy, counting all trained tokens or raw ones;
+- accuracy: every greedy cell {arm, params, tokens, difficulty, thinking_budget, accuracy,
+  stderr, n, protocol, mean_thinking_tokens};
+- thinking_hurts: pairs of budgets where greedy accuracy falls by more than two standard errors;
+- best_split: the joint law's answer (as `scaling recommend --json` prints it) and its query;
+- adaptive (when the demo measured it): per arm, the joint law's thinking budget per difficulty
+  and the best uniform budget at the same mean, both decoded on held-out problems:
+  {arm, params, tokens, difficulty_mix, policy, accuracy, stderr, mean_thinking_tokens,
+  uniform_thinking_budget, uniform_accuracy, uniform_stderr, uniform_mean_thinking_tokens,
+  predicted_accuracy, predicted_uniform_accuracy, n}.
+
+The multiplier on accuracy fits the augmentation form to the QA error rate of each finished
+checkpoint (greedy, at the largest thinking budget it was evaluated with, all difficulties
+pooled), smoothed as (wrong + 0.5) / (n + 1) so that a perfect score stays a finite log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import recommend
+from analysis.atomic import write_json_atomic
+from analysis.fitting import fit
+from analysis.report.findings import joint_scenario
+
+FILE_NAME = "findings.json"
+VERSION = 1
+TARGETS = ("eval_loss", "eval_loss_hard", "accuracy")
+ACCOUNTINGS = {"all": "", "raw": "_raw"}  # m_<arm> counts every trained token, m_<arm>_raw document tokens
+
+
+def _interval(p) -> tuple[float | None, float | None]:
+    if p is None or p.ci is None or not all(np.isfinite(p.ci)):
+        return None, None
+    return float(p.ci[0]), float(p.ci[1])
+
+
+def multipliers_of(law, target: str) -> list[dict]:
+    """One entry per (thinking arm, accounting) of a fitted augmentation law."""
+    out = []
+    for arm in recommend.augmentation_arms(law):
+        for accounting, suffix in ACCOUNTINGS.items():
+            p = law.parameters.get(f"m_{arm}{suffix}")
+            if p is not None:
+                low, high = _interval(p)
+                out.append({"arm": arm, "target": target, "accounting": accounting,
+                            "estimate": float(p.estimate), "low": low, "high": high,
+                            "reference_arm": law.options.get("reference_arm", "vanilla")})
+    return out
+
+
+def qa_error_table(training: pd.DataFrame, inference: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished checkpoint: N, D, D_raw, arm and `qa_error`, the smoothed greedy
+    error rate at the largest thinking budget evaluated, all difficulties pooled."""
+    greedy = inference[inference["aggregator"] == "greedy"]
+    largest = greedy.groupby(["run_id", "step"])["thinking_budget"].transform("max")
+    cells = greedy[greedy["thinking_budget"] == largest].copy()
+    cells["correct"] = cells["accuracy"] * cells["n_problems"]
+    pooled = cells.groupby(["run_id", "step"], as_index=False).agg(correct=("correct", "sum"),
+                                                                    n=("n_problems", "sum"))
+    pooled["qa_error"] = (pooled["n"] - pooled["correct"] + 0.5) / (pooled["n"] + 1.0)
+    final = training[training["is_final"].astype(bool)] if "is_final" in training else training
+    keep = [c for c in ("run_id", "step", "arm", "params", "tokens", "tokens_raw", "flops", "is_final") if c in final]
+    return final[keep].merge(pooled[["run_id", "step", "qa_error"]], on=["run_id", "step"])
+
+
+def _fit_multipliers(frame, target: str, bootstrap: int, notes: list[str]) -> list[dict]:
+    try:
+        law = fit(frame, form="augmentation", approach=3, target=target, bootstrap=bootstrap)
+    except (ValueError, KeyError) as e:
+        notes.append(f"multipliers on {target}: no augmentation law ({e})")
+        return []
+    return multipliers_of(law, target)
+
+
+def accuracy_cells(inference: pd.DataFrame) -> list[dict]:
+    greedy = inference[inference["aggregator"] == "greedy"]
+    out = []
+    for r in greedy.sort_values(["arm", "params", "tokens", "difficulty", "thinking_budget"]).to_dict("records"):
+        out.append({"arm": r["arm"], "params": int(r["params"]), "tokens": int(r["tokens"]),
+                    "difficulty": int(r["difficulty"]), "thinking_budget": int(r["thinking_budget"]),
+                    "accuracy": float(r["accuracy"]), "stderr": float(r["accuracy_stderr"]),
+                    "n": int(r["n_problems"]), "protocol": r.get("protocol") if isinstance(r.get("protocol"), str) else None,
+                    "mean_thinking_tokens": float(r["mean_thinking_tokens"])})
+    return out
+
+
+def thinking_hurts(cells: list[dict], z: float = 2.0) -> list[dict]:
+    """Consecutive budgets of one cell (arm, params, tokens, difficulty) where accuracy falls by
+    more than z standard errors of the difference."""
+    out = []
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["arm"], c["params"], c["tokens"], c["difficulty"]), []).append(c)
+    for key, rows in groups.items():
+        rows = sorted(rows, key=lambda c: c["thinking_budget"])
+        for a, b in zip(rows, rows[1:]):
+            se = math.hypot(a["stderr"], b["stderr"])
+            drop = a["accuracy"] - b["accuracy"]
+            if drop > 0 and drop > z * max(se, 1.0 / max(a["n"], 1)):
+                out.append({"arm": key[0], "params": key[1], "tokens": key[2], "difficulty": key[3],
+                            "from_budget": a["thinking_budget"], "to_budget": b["thinking_budget"],
+                            "accuracy_from": a["accuracy"], "accuracy_to": b["accuracy"], "stderr": se})
+    return out
+
+
+def best_split(joint) -> tuple[dict, dict]:
+    """(the joint law's answer as `scaling recommend --json` prints it, the query it answers)."""
+    total, queries, tokens = joint_scenario(joint)
+    answer = recommend.joint_allocation(joint, total, queries, tokens)
+    return answer.to_dict(), {"total_flops": total, "inference_queries": queries, "tokens_per_query": tokens,
+                              "notes": list(answer.notes), "warnings": list(answer.warnings)}
+
+
+def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, floor: dict | None,
+          bootstrap: int, wall_s: float | None = None) -> dict:
+    """The findings of fitted laws and tables (fits the extra augmentation laws it needs)."""
+    notes: list[str] = []
+    chinchilla = laws.get("chinchilla")
+    fitted_e = None
+    if chinchilla is not None and "E" in chinchilla.parameters:
+        e = chinchilla.parameters["E"]
+        low, high = _interval(e)
+        fitted_e = {"estimate": float(e.estimate), "low": low, "high": high, "law": "chinchilla (E free)"}
+    multipliers = []
+    if laws.get("augmentation") is not None:
+        multipliers += multipliers_of(laws["augmentation"], "eval_loss")
+    else:
+        notes.append("multipliers on eval_loss: no augmentation law (it needs two arms)")
+    arms = training["arm"].nunique() if "arm" in training else 0
+    if arms > 1 and "eval_loss_hard" in training and training["eval_loss_hard"].notna().any():
+        multipliers += _fit_multipliers(training, "eval_loss_hard", bootstrap, notes)
+    cells = []
+    if inference is not None and len(inference):
+        cells = accuracy_cells(inference)
+        if arms > 1:
+            multipliers += [dict(m, target="accuracy") for m in
+                            _fit_multipliers(qa_error_table(training, inference), "qa_error", bootstrap, notes)]
+    split = query = None
+    if laws.get("joint_inference") is not None:
+        try:
+            split, query = best_split(laws["joint_inference"])
+        except ValueError as e:
+            notes.append(f"best_split: {e}")
+    return {"version": VERSION, "wall_s": wall_s,
+            "entropy_nats_per_token": floor["entropy_nats_per_token"] if floor else None,
+            "entropy_stderr": floor.get("stderr") if floor else None,
+            "fitted_E": fitted_e, "multipliers": multipliers, "accuracy": cells,
+            "thinking_hurts": thinking_hurts(cells), "best_split": split, "best_split_query": query,
+            "notes": notes}
+
+
+def write(path: str | Path, findings: dict) -> Path:
+    return write_json_atomic(path, findings, default=float)
+
+
+def read(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        findings = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the findings ({e})") from None
+    missing = {"wall_s", "entropy_nats_per_token", "fitted_E", "multipliers", "accuracy", "best_split"} - set(findings)
+    if missing:
+        raise ValueError(f"{path}: not a findings file (missing {', '.join(sorted(missing))})")
+    return findings
+
+
+def _num(x) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.3g}".replace("e+0", "e").replace("e+", "e")
+
+
+def _best_cells(findings: dict) -> dict[str, dict]:
+    """Per arm, its cell of the largest params x tokens."""
+    best = {}
+    for c in findings["accuracy"]:
+        key = (c["params"], c["tokens"])
+        if c["arm"] not in best or key > best[c["arm"]]:
+            best[c["arm"]] = key
+    return best
+
+
+def summary_lines(findings: dict) -> list[str]:
+    """The findings in plain sentences, every number from the file."""
+    out = []
+    truth, e = findings.get("entropy_nats_per_token"), findings.get("fitted_E")
+    if truth is not None or e:
+        out.append(f"Floor: true entropy {_num(truth)} nats/token; the Chinchilla law's free E = "
+                   + (f"{_num(e['estimate'])} [{_num(e['low'])}, {_num(e['high'])}]" if e else "n/a") + ".")
+    for m in findings["multipliers"]:
+        verdict = ("" if m["low"] is None else " (above 1)" if m["low"] > 1 else " (below 1)" if m["high"] < 1
+                   else " (interval contains 1)")
+        out.append(f"Multiplier of {m['arm']} on {m['target']} ({m['accounting']} tokens): {_num(m['estimate'])} "
+                   f"[{_num(m['low'])}, {_num(m['high'])}]{verdict}.")
+    best = _best_cells(findings)
+    for arm, (params, tokens) in sorted(best.items()):
+        cells = [c for c in findings["accuracy"] if c["arm"] == arm and (c["params"], c["tokens"]) == (params, tokens)]
+        parts = [f"d{c['difficulty']} T={c['thinking_budget']}: {c['accuracy']:.2f}±{c['stderr']:.2f}"
+                 f" ({c['mean_thinking_tokens']:.0f} thinking tokens)" for c in cells]
+        out.append(f"Accuracy, {arm} at N = {_num(params)}, D = {_num(tokens)} (greedy): " + "; ".join(parts) + ".")
+    hurts = findings.get("thinking_hurts") or []
+    out.append("More thinking hurt in no cell (no drop beyond two standard errors)." if not hurts else
+               f"More thinking hurt in {len(hurts)} cell(s), e.g. " + "; ".join(
+                   f"{h['arm']} N={_num(h['params'])} D={_num(h['tokens'])} d{h['difficulty']}: "
+                   f"{h['accuracy_from']:.2f} at T={h['from_budget']} -> {h['accuracy_to']:.2f} at T={h['to_budget']}"
+                   for h in hurts[:3]) + ".")
+    split = findings.get("best_split")
+    if split:
+        q, query = split, findings.get("best_split_query") or {}
+        acc = next((v for k, v in q.items() if k.startswith("predicted_")), None)
+        arm = f"arm {q['arm']['estimate']}, " if "arm" in q else ""
+        out.append(f"Best split of {_num(query.get('total_flops'))} FLOPs: {arm}N = {_num(q['N']['estimate'])}, "
+                   f"D = {_num(q['D']['estimate'])}, T = {_num(q['thinking_budget']['estimate'])}, "
+                   f"k = {_num(q['samples']['estimate'])}"
+                   + (f", predicted accuracy {_num(acc['estimate'])}" if acc else "") + ".")
+    for a in findings.get("adaptive") or []:
+        policy = ", ".join(f"d{d}: T={t}" for d, t in a["policy"].items())
+        diff = a["accuracy"] - a["uniform_accuracy"]
+        se = math.hypot(a["stderr"], a["uniform_stderr"])
+        out.append(f"Adaptive thinking, {a['arm']} at N = {_num(a['params'])}, D = {_num(a['tokens'])} (held-out "
+                   f"problems, greedy): budgets per difficulty ({policy}) {a['accuracy']:.2f}±{a['stderr']:.2f} at "
+                   f"{a['mean_thinking_tokens']:.1f} thinking tokens per query; uniform T = "
+                   f"{a['uniform_thinking_budget']} {a['uniform_accuracy']:.2f}±{a['uniform_stderr']:.2f} at "
+                   f"{a['uniform_mean_thinking_tokens']:.1f}; measured difference {diff:+.2f}±{se:.2f} "
+                   f"(the law predicted {a['predicted_accuracy'] - a['predicted_uniform_accuracy']:+.2f}).")
+    out += [f"note: {n}" for n in findings.get("notes", [])]
+    return out
+
+
+def html(findings: dict) -> str:
+    """The report's section: the findings file's sentences."""
+    return ("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in summary_lines(findings)) + "</ul>"
+            "<p class='note'>Read from findings.json, the same file `scaling demo` prints from.</p>")
