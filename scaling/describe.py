@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from scaling import accounting, configuration
+from scaling.data import sentencepiece_vocab
 from scaling.model import ModelConfig
 from scaling.presets import load_model_config, presets
 
@@ -43,7 +44,6 @@ def describe_corpus(corpus_name: str, vocabulary_path: str | None = None, docume
     if seq_len is not None and seq_len < 2:
         raise configuration.ConfigError(f"--seq_len must be at least 2 (or 0: never cut), got {seq_len}")
     if vocabulary_path is not None and vocabulary_path != vocabulary.BYTES:
-        from scaling.data import sentencepiece_vocab
         try:
             sentencepiece_vocab.resolve(vocabulary_path)
         except FileNotFoundError as e:
