@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from scaling import decode
-from scaling.describe import PRESET_DIR, load_model_config
+from scaling.presets import PRESET_DIR, load_model_config
 from scaling.model import init_params
 
 NEVER = -1  # a token id no model emits: every row generates the full length

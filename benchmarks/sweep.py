@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def matmul_peak() -> float:
-    from scaling.train import measure_matmul_peak
+    from scaling.mfu import measure_matmul_peak
 
     return measure_matmul_peak()
 

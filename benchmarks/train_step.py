@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling import accounting, partitioning, train
-from scaling.describe import PRESET_DIR, load_model_config
+from scaling import accounting, mfu, optimizer, partitioning, step
+from scaling.presets import PRESET_DIR, load_model_config
 from scaling.model import ModelConfig
 
 CPU_PRESETS = ("p1m", "p3m", "p10m", "p25m")
@@ -59,7 +59,7 @@ def random_batches(config, batch_size: int, count: int, seed: int = 0) -> list[d
 
 
 def compile_seconds(config, tx, mesh, batch) -> float:
-    fns = train.compile_functions(config, tx, mesh, seed=0)
+    fns = step.compile_functions(config, tx, mesh, seed=0)
     start = time.perf_counter()
     fns.step.lower(fns.abstract_params, fns.abstract_opt_state, batch, np.float32(1e-3)).compile()
     return time.perf_counter() - start
@@ -67,7 +67,7 @@ def compile_seconds(config, tx, mesh, batch) -> float:
 
 def measure(preset: str, config, batch_size: int, steps: int, peak: float, tx, mesh) -> dict:
     batches = [partitioning.global_batch(b, mesh) for b in random_batches(config, batch_size, 4)]
-    fns = train.compile_functions(config, tx, mesh, seed=0)
+    fns = step.compile_functions(config, tx, mesh, seed=0)
     compile_s = compile_seconds(config, tx, mesh, batches[0])
     params, opt_state = fns.init()
     lr = np.float32(1e-3)
@@ -132,12 +132,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     mesh = partitioning.make_mesh()
-    tx = train.make_optimizer(0.9, 0.95, 0.1, 1.0)
+    tx = optimizer.make_optimizer(0.9, 0.95, 0.1, 1.0)
     compute_dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
     if on_cpu:
-        peak, source = train.measure_matmul_peak(compute_dtype), "measured matmul peak (this process)"
+        peak, source = mfu.measure_matmul_peak(compute_dtype), "measured matmul peak (this process)"
     else:
-        peak, source = train.device_peak_flops(compute_dtype)
+        peak, source = mfu.device_peak_flops(compute_dtype)
     peak *= jax.device_count()
     if args.reference:
         return reference(args, peak, tx, mesh)

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from analysis.atomic import write_json_atomic
+from scaling.configuration import PlacedConfigError
 from scaling.model import ModelConfig
 
 TRUNK = "trunk"
@@ -50,7 +52,6 @@ def _quiet_closed_loop_callbacks() -> None:
     closed` (a traceback per array), and each read coroutine left unfinished its own error with a
     TensorStore spec, through sys.unraisablehook. Those say nothing beyond the one fallback
     warning: drop them, pass every other unraisable exception on."""
-    import sys
     previous = sys.unraisablehook
     if getattr(previous, "_drops_closed_loop", False):
         return
@@ -131,7 +132,6 @@ class RunCheckpoints:
             except Exception as e:  # any failure to read this step means: fall back to the previous one
                 if _shape_mismatch(e):
                     # another model's checkpoint is not a corrupt one: falling back would train over it
-                    from scaling.configuration import PlacedConfigError
                     raise PlacedConfigError(f"checkpoint {self.root / name}/{step} holds arrays of other shapes "
                                             f"than this model's: the folder is a run of another model; not "
                                             f"training over it ({str(e).splitlines()[0][:200]})") from None

@@ -1,6 +1,7 @@
 """`scaling <verb>`: one console script for the whole pipeline.
 
-Each verb lives beside the code it drives; this file only routes. A verb's module provides
+Each verb lives in its entry module, beside the entry point it drives (docs/architecture.md,
+"Commands"); this file only routes, and VERBS is the one list of them. A verb's module provides
 `configure_<verb>(parser)` and `run_<verb>(args) -> int`; gin flags (--gin_file, --gin.NAME=VALUE)
 are taken out of the command line first and arrive as `args.gin` (a `GinArgs`).
 """

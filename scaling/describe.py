@@ -7,22 +7,9 @@ import json
 from pathlib import Path
 
 from scaling import accounting, configuration
+from scaling.data import sentencepiece_vocab
 from scaling.model import ModelConfig
-
-PRESET_DIR = configuration.GIN_ROOT / "models"
-
-
-def presets() -> list[Path]:
-    """Every size preset (all of gin/models except the shared base)."""
-    return sorted((p for p in PRESET_DIR.glob("*.gin") if p.name != "base.gin"),
-                  key=lambda p: accounting.param_count(load_model_config(p)).total)
-
-
-def load_model_config(preset: Path | str, bindings: tuple[str, ...] = ()) -> ModelConfig:
-    args = configuration.GinArgs((str(preset),), tuple(bindings))
-    configuration.parse(args)
-    with configuration.explained(args):
-        return ModelConfig()
+from scaling.presets import load_model_config, presets
 
 
 def configure_describe(parser):
@@ -57,7 +44,6 @@ def describe_corpus(corpus_name: str, vocabulary_path: str | None = None, docume
     if seq_len is not None and seq_len < 2:
         raise configuration.ConfigError(f"--seq_len must be at least 2 (or 0: never cut), got {seq_len}")
     if vocabulary_path is not None and vocabulary_path != vocabulary.BYTES:
-        from scaling.data import sentencepiece_vocab
         try:
             sentencepiece_vocab.resolve(vocabulary_path)
         except FileNotFoundError as e:

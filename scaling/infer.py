@@ -26,6 +26,7 @@ import gin
 import numpy as np
 import pandas as pd
 
+from analysis.atomic import write_text_atomic
 from analysis.schema import pass_at_k
 from scaling import accounting, checkpoints, configuration, decode, timings
 from scaling.configuration import ConfigError
@@ -109,19 +110,13 @@ def _row_key(row: dict) -> tuple:
     return tuple(row.get(c) for c in KEY_COLUMNS)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def append_rows(run_dir: str | Path, rows: list[dict], name: str = ROWS_FILE) -> None:
     """Append rows to the run's inference table; the file is replaced whole, never half-written."""
     path = Path(run_dir) / name
     existing = path.read_text() if path.is_file() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"
-    _write_atomic(path, existing + "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(path, existing + "".join(json.dumps(r) + "\n" for r in rows))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -455,7 +450,7 @@ def write_metrics(run_dir: Path, chosen: dict, rows: list[dict]) -> dict:
     entries = json.loads(path.read_text()) if path.is_file() else []
     metrics = {"branch": chosen["branch"], "step": chosen["step"], "tokens": chosen["tokens"], **s1_metrics(rows)}
     entries = [e for e in entries if (e["branch"], e["step"]) != (chosen["branch"], chosen["step"])] + [metrics]
-    _write_atomic(path, json.dumps(entries, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(entries, indent=2) + "\n")
     return metrics
 
 

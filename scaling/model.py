@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from scaling.configuration import ConfigError
+from scaling.data import sentencepiece_vocab  # light: no TensorFlow
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -49,40 +50,7 @@ class ModelConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self):
-        for name, kind in (("d_model", int), ("n_layers", int), ("n_heads", int), ("d_ff", int),
-                           ("vocab_size", int), ("seq_len", int)):
-            value = getattr(self, name)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise ConfigError(f"ModelConfig.{name} must be an integer, got {value!r}")
-            if value <= 0:
-                raise ConfigError(f"ModelConfig.{name} must be positive, got {value}")
-        if not isinstance(self.vocabulary, str) or not self.vocabulary:
-            raise ConfigError(f"ModelConfig.vocabulary must be 'bytes', a built-in SentencePiece name or a model "
-                              f"file, got {self.vocabulary!r}")
-        if self.vocabulary != "bytes":
-            from scaling.data import sentencepiece_vocab  # light: no TensorFlow
-            try:
-                sentencepiece_vocab.resolve(self.vocabulary)
-            except FileNotFoundError as e:
-                raise ConfigError(f"ModelConfig.vocabulary: {e}") from None
-        for name in ("n_kv_heads", "head_dim"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ConfigError(f"ModelConfig.{name} must be a positive integer or None, got {value!r}")
-        for name in ("tie_embeddings", "remat"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"ModelConfig.{name} must be True or False, got {getattr(self, name)!r}")
-        if self.dtype not in _DTYPES:
-            raise ConfigError(f"ModelConfig.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.head_dim is None and self.d_model % self.n_heads:
-            raise ConfigError(
-                f"ModelConfig.n_heads={self.n_heads} does not divide ModelConfig.d_model={self.d_model}; "
-                "set ModelConfig.head_dim explicitly or choose a divisor")
-        if self.n_heads % self.kv_heads:
-            raise ConfigError(
-                f"ModelConfig.n_kv_heads={self.kv_heads} does not divide ModelConfig.n_heads={self.n_heads}")
-        if self.dim_per_head % 2:
-            raise ConfigError(f"ModelConfig.head_dim must be even for rotary embeddings, got {self.dim_per_head}")
+        check_model_config(self)  # below the architecture, at the end of the file
 
     @property
     def kv_heads(self) -> int:
@@ -138,14 +106,16 @@ class Attention(nn.Module):
         wv = _param(self, "value", (c.d_model, c.kv_heads, c.dim_per_head), ("embed", "kv_heads", "head_dim"), init)
         wo = _param(self, "out", (c.n_heads, c.dim_per_head, c.d_model), ("heads", "head_dim", "embed"),
                     nn.initializers.normal(stddev=(c.n_heads * c.dim_per_head * 2 * c.n_layers) ** -0.5))
-        q, k, v = (_project(x, w.astype(dt)) for w in (wq, wk, wv))
+        q = _project(x, wq.astype(dt))  # x[b,s,d] @ wq[d,h*k] -> q[b,s,h,k]
+        k = _project(x, wk.astype(dt))  # x[b,s,d] @ wk[d,g*k] -> k[b,s,g,k]  (g: kv heads)
+        v = _project(x, wv.astype(dt))  # x[b,s,d] @ wv[d,g*k] -> v[b,s,g,k]
         q, k = rotary(q, positions, c.rope_base), rotary(k, positions, c.rope_base)
         if cache is None:
             out, new = causal_attention(q, k, v, segment_ids), None
         else:
             out = _attend_with_cache(q, k, v, cache, positions, cache_index).astype(dt)
             new = {"key": k.astype(cache["key"].dtype), "value": v.astype(cache["value"].dtype)}
-        return _project(out, wo.astype(dt), in_dims=2), new
+        return _project(out, wo.astype(dt), in_dims=2), new  # out[b,s,h*k] @ wo[h*k,d] -> [b,s,d]
 
 
 ATTENTION_BLOCK = 32  # query rows per block of causal attention
@@ -235,8 +205,9 @@ class MLP(nn.Module):
         up = _param(self, "up", (c.d_model, c.d_ff), ("embed", "mlp"), init)
         down = _param(self, "down", (c.d_ff, c.d_model), ("mlp", "embed"),
                       nn.initializers.normal(stddev=(c.d_ff * 2 * c.n_layers) ** -0.5))
+        # x[b,s,d] @ gate[d,f] -> [b,s,f], and the same with up; silu(gate) * up -> hidden[b,s,f]
         hidden = nn.silu(_project(x, gate.astype(dt))) * _project(x, up.astype(dt))
-        return _project(hidden, down.astype(dt))
+        return _project(hidden, down.astype(dt))  # hidden[b,s,f] @ down[f,d] -> [b,s,d]
 
 
 class Block(nn.Module):
@@ -285,11 +256,11 @@ class Transformer(nn.Module):
                      for name in cache}
         x = RMSNorm(c.norm_eps, c.compute_dtype, name="final_norm")(x)
         if c.tie_embeddings:
-            logits = x @ embedding.astype(c.compute_dtype).T
+            logits = x @ embedding.astype(c.compute_dtype).T  # x[b,s,d] @ embedding[v,d]^T -> logits[b,s,v]
         else:
             unembedding = _param(self, "unembedding", (c.d_model, c.vocab_size), ("embed", "vocab"),
                                  nn.initializers.normal(stddev=c.d_model ** -0.5))
-            logits = x @ unembedding.astype(c.compute_dtype)
+            logits = x @ unembedding.astype(c.compute_dtype)  # x[b,s,d] @ unembedding[d,v] -> logits[b,s,v]
         return logits.astype(jnp.float32), cache
 
 
@@ -308,3 +279,43 @@ def init_params(config: ModelConfig, rng: jax.Array):
 def param_shapes(config: ModelConfig):
     """Parameter shapes without allocating memory (works for multi-billion configurations)."""
     return jax.eval_shape(lambda: nn.unbox(init_params(config, jax.random.PRNGKey(0))))
+
+
+# -- validation of ModelConfig ----------------------------------------------------------------
+
+
+def check_model_config(config: ModelConfig) -> None:
+    """Refuse a ModelConfig the architecture cannot build, naming the field."""
+    for name, kind in (("d_model", int), ("n_layers", int), ("n_heads", int), ("d_ff", int),
+                       ("vocab_size", int), ("seq_len", int)):
+        value = getattr(config, name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"ModelConfig.{name} must be an integer, got {value!r}")
+        if value <= 0:
+            raise ConfigError(f"ModelConfig.{name} must be positive, got {value}")
+    if not isinstance(config.vocabulary, str) or not config.vocabulary:
+        raise ConfigError(f"ModelConfig.vocabulary must be 'bytes', a built-in SentencePiece name or a model "
+                          f"file, got {config.vocabulary!r}")
+    if config.vocabulary != "bytes":
+        try:
+            sentencepiece_vocab.resolve(config.vocabulary)
+        except FileNotFoundError as e:
+            raise ConfigError(f"ModelConfig.vocabulary: {e}") from None
+    for name in ("n_kv_heads", "head_dim"):
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ConfigError(f"ModelConfig.{name} must be a positive integer or None, got {value!r}")
+    for name in ("tie_embeddings", "remat"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"ModelConfig.{name} must be True or False, got {getattr(config, name)!r}")
+    if config.dtype not in _DTYPES:
+        raise ConfigError(f"ModelConfig.dtype must be one of {sorted(_DTYPES)}, got {config.dtype!r}")
+    if config.head_dim is None and config.d_model % config.n_heads:
+        raise ConfigError(
+            f"ModelConfig.n_heads={config.n_heads} does not divide ModelConfig.d_model={config.d_model}; "
+            "set ModelConfig.head_dim explicitly or choose a divisor")
+    if config.n_heads % config.kv_heads:
+        raise ConfigError(
+            f"ModelConfig.n_kv_heads={config.kv_heads} does not divide ModelConfig.n_heads={config.n_heads}")
+    if config.dim_per_head % 2:
+        raise ConfigError(f"ModelConfig.head_dim must be even for rotary embeddings, got {config.dim_per_head}")

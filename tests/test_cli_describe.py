@@ -3,7 +3,7 @@ import json
 import pytest
 
 from scaling import accounting
-from scaling.describe import load_model_config, presets
+from scaling.presets import load_model_config, presets
 
 
 def test_every_preset_is_described(run_cli):

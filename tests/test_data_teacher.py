@@ -12,9 +12,12 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import gin
 import pytest
 
+from scaling import configuration
 from scaling.data import cache as cache_lib
+from scaling.data.augment import AugmentConfig
 from scaling.data.teachers import OpenAICompatibleTeacher, OpenAITeacherConfig, TeacherError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -235,3 +238,38 @@ def test_augment_reports_bad_configuration(run_cli, tmp_path):
     assert proc.returncode == 2 and "AugmentConfig.path" in proc.stderr and "not a folder" in proc.stderr
     proc = run_cli("augment", "--gin_file=gin/data/synthetic_programmatic.gin")
     assert proc.returncode == 2 and "cache_dir" in proc.stderr
+
+
+def test_a_teacher_bound_as_an_object_is_constructed_from_its_settings_and_recorded(openai_server, run_cli,
+                                                                                     tmp_path):
+    """`AugmentConfig.teacher = @OpenAICompatibleTeacher()` is the same teacher as 'openai': built from
+    OpenAITeacherConfig.*, it augments through the server, and the cache's gin file records it."""
+    corpus_dir, cache_dir = tmp_path / "corpus", tmp_path / "cache"
+    _write_corpus(corpus_dir, 3)
+    openai_server.faults_per_document = 0
+    gin_file = _gin(tmp_path, openai_server, cache_dir, corpus_dir)
+    gin_file.write_text(gin_file.read_text() + "AugmentConfig.teacher = @OpenAICompatibleTeacher()\n")
+
+    # in this process, the include as the command resolves it: the file first, then the bindings
+    bindings = tuple(line for line in gin_file.read_text().splitlines() if line and not line.startswith("include"))
+    configuration.parse(configuration.GinArgs(("data/openai_teacher.gin",), bindings))
+    try:
+        teacher = AugmentConfig().teacher
+    finally:
+        gin.clear_config()
+    assert isinstance(teacher, OpenAICompatibleTeacher)
+    assert (teacher.teacher_id, teacher.flops_per_token, teacher.concurrency) == ("openai:tiny-teacher", 2e9, 4)
+    assert teacher.config_hash == OpenAICompatibleTeacher(_config(openai_server)).config_hash  # same sampling
+
+    proc = run_cli("augment", f"--gin_file={gin_file}", "--no_progress", env={"TEACHER_API_KEY": SECRET})
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["written"] == 3 and summary["teacher_id"] == "openai:tiny-teacher"
+    assert summary["config_hash"] == teacher.config_hash
+    text = next(cache_dir.glob("augment-*.gin")).read_text()
+    for line in ("AugmentConfig.teacher = @OpenAICompatibleTeacher()", "OpenAITeacherConfig.model = 'tiny-teacher'",
+                 "OpenAITeacherConfig.concurrency = 4"):
+        assert line in text, text
+    # the programmatic teacher, bound as an object, still refuses a source without synthetic documents
+    proc = run_cli("augment", f"--gin_file={gin_file}", "--gin.AugmentConfig.teacher=@ProgrammaticTeacher()")
+    assert proc.returncode == 2 and "needs source 'synthetic'" in proc.stderr, proc.stderr

@@ -1,6 +1,7 @@
 """The direction of imports (docs/architecture.md): no cycle among analysis's modules, and analysis
-imports nothing from scaling. Every import counts, including those inside functions; importing
-`a.b.c` from outside the package `a.b` also runs `a.b`'s __init__, so it counts as importing `a.b`.
+imports nothing from scaling; no cycle among scaling's modules, and scaling's layers import only
+downwards. Every import counts, including those inside functions; importing `a.b.c` from outside
+the package `a.b` also runs `a.b`'s __init__, so it counts as importing `a.b`.
 
 Run alone: python -m pytest -q tests/test_imports.py (prints the cycle or the import it refuses).
 """
@@ -103,8 +104,48 @@ def test_analysis_imports_nothing_from_scaling():
     assert {name: found for name, found in offending.items() if found} == {}
 
 
+# scaling's layers, bottom to top (docs/architecture.md): a module imports from its own layer and the
+# layers below it only. A module is in the layer of the longest prefix listed.
+SCALING_LAYERS = (
+    ("foundations", ("scaling", "scaling.configuration", "scaling.model", "scaling.accounting",
+                     "scaling.partitioning", "scaling.timings", "scaling.checkpoints", "scaling.presets",
+                     "scaling.data", "scaling.mfu", "scaling.schedules", "scaling.optimizer", "scaling.step",
+                     "scaling.prefetch", "scaling.run_folder", "scaling.train_config")),
+    ("runs", ("scaling.trainer", "scaling.train", "scaling.decode", "scaling.infer")),
+    ("sweep", ("scaling.sweep",)),
+    ("commands", ("scaling.cli", "scaling.describe", "scaling.demo")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in SCALING_LAYERS of `module`'s layer (by its longest listed prefix)."""
+    best, best_length = None, -1
+    for index, (_, prefixes) in enumerate(SCALING_LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_length:
+                best, best_length = index, len(prefix)
+    assert best is not None, f"{module} is in no layer of SCALING_LAYERS: add it there and to docs/architecture.md"
+    return best
+
+
+def upward_imports(edges: dict[str, set[str]]) -> list[str]:
+    """'a (layer) -> b (layer)' for every import of a higher layer."""
+    return sorted(f"{a} ({SCALING_LAYERS[layer_of(a)][0]}) -> {b} ({SCALING_LAYERS[layer_of(b)][0]})"
+                  for a, targets in edges.items() for b in targets if layer_of(b) > layer_of(a))
+
+
+def test_scaling_has_no_import_cycle():
+    assert cycles(graph("scaling")) == []
+
+
+def test_scaling_imports_only_downwards():
+    assert upward_imports(graph("scaling")) == []
+
+
 def test_the_checker_finds_a_cycle_and_a_parent_package_import():
     edges = {"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}, "a.w": {"a.x"}}
     assert cycles(edges) == [["a.x", "a.y", "a.z"]]
     # analysis.fitting imports analysis.forms.base, which runs analysis/forms/__init__.py
     assert "analysis.forms" in graph("analysis")["analysis.fitting"]
+    assert upward_imports({"scaling.model": {"scaling.train"}, "scaling.sweep.grid": {"scaling.model"}}) == [
+        "scaling.model (foundations) -> scaling.train (runs)"]

@@ -16,11 +16,11 @@ from scaling.configuration import ConfigError
 SCRIPT = r"""
 import json, sys
 import numpy as np, jax
-from scaling import partitioning, train
+from scaling import optimizer, partitioning, step
 from scaling.model import ModelConfig
 
 config = ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, seq_len=32)
-tx = train.make_optimizer(0.9, 0.95, 0.1, 1.0)
+tx = optimizer.make_optimizer(0.9, 0.95, 0.1, 1.0)
 rng = np.random.default_rng(0)
 batches = []
 for _ in range(1):
@@ -32,7 +32,7 @@ for _ in range(1):
 out = {}
 for data, fsdp in json.loads(sys.argv[1]):
     mesh = partitioning.make_mesh(data, fsdp)
-    fns = train.compile_functions(config, tx, mesh, seed=0)
+    fns = step.compile_functions(config, tx, mesh, seed=0)
     params, opt_state = fns.init()
     losses = []
     for b in batches * 3:

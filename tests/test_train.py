@@ -10,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import gin
 import numpy as np
 import pytest
 
-from scaling import train as trainer
+from scaling import configuration, schedules
 from scaling.checkpoints import finished_branches, restore_params
+from scaling.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_COLUMNS = {
@@ -43,24 +45,24 @@ def status(run_dir):
 
 
 def test_branch_labels_have_two_significant_digits():
-    assert trainer.branch_label(1e6) == "D=1.0e6"
-    assert trainer.branch_label(25_000_000) == "D=2.5e7"
-    assert trainer.branch_label(123_456) == "D=1.2e5"
+    assert schedules.branch_label(1e6) == "D=1.0e6"
+    assert schedules.branch_label(25_000_000) == "D=2.5e7"
+    assert schedules.branch_label(123_456) == "D=1.2e5"
 
 
 def test_wsd_cooldown_decays_from_the_trunk_rate_to_zero():
-    lr = trainer.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="1-sqrt")
+    lr = schedules.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="1-sqrt")
     assert lr.constant(50) == pytest.approx(5e-4)  # warmup
     assert lr.constant(5000) == pytest.approx(1e-3)  # stable
     assert lr.cooldown(800, start=800, end=1000) == pytest.approx(1e-3)  # continuous at the fork
     assert lr.cooldown(900, start=800, end=1000) == pytest.approx(1e-3 * (1 - math.sqrt(0.5)))
     assert lr.cooldown(1000, start=800, end=1000) == 0.0
-    linear = trainer.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="linear")
+    linear = schedules.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="linear")
     assert linear.cooldown(900, start=800, end=1000) == pytest.approx(5e-4)
 
 
 def test_cosine_warms_up_then_decays_to_zero_at_the_horizon():
-    lr = trainer.LearningRate(peak=2e-3, warmup_tokens=100)
+    lr = schedules.LearningRate(peak=2e-3, warmup_tokens=100)
     assert lr.cosine(50, end=1100) == pytest.approx(1e-3)
     assert lr.cosine(100, end=1100) == pytest.approx(2e-3)
     assert lr.cosine(600, end=1100) == pytest.approx(1e-3)
@@ -68,9 +70,49 @@ def test_cosine_warms_up_then_decays_to_zero_at_the_horizon():
 
 
 def test_wsd_plan_forks_each_budget_at_its_cooldown_start():
-    plan = trainer._plan([2_000_000, 1_000_000], "wsd", cooldown_fraction=0.2)
+    plan = schedules.WSD().plan([2_000_000, 1_000_000], schedules.LearningRate(1e-3, 0, cooldown_fraction=0.2))
     assert [(t.end_tokens, b.name, b.end_tokens) for t, b in plan] == [
         (800_000, "D=1.0e6", 1_000_000), (1_600_000, "D=2.0e6", 2_000_000)]
+
+
+def _checked_run(*bindings):
+    """TrainConfig from the preset, gin/runs/pretrain.gin and `bindings`, checked: (config, run)."""
+    args = configuration.GinArgs(("gin/models/p50k.gin", "gin/runs/pretrain.gin"),
+                                 ("MODEL_DIR = '/tmp/unused'", "train.data_budgets = [5000, 9000]",
+                                  "train.warmup_tokens = 500") + bindings)
+    configuration.parse(args)
+    try:
+        with configuration.explained(args):
+            config = TrainConfig()
+            return config, config.check()
+    finally:
+        gin.clear_config()
+
+
+def _learning_rates(run):
+    """The rate along every phase of the plan, every 100 tokens."""
+    return [run.schedule.learning_rate(run.learning_rate, phase, tokens, start)
+            for trunk, final in run.plan for phase, start in ((trunk, 0), (final, trunk.end_tokens if trunk else 0))
+            if phase is not None for tokens in range(start, phase.end_tokens + 1, 100)]
+
+
+@pytest.mark.parametrize("name, bound", [("wsd", "@WSD()"), ("cosine", "@Cosine()")])
+def test_a_schedule_bound_as_an_object_plans_and_decays_like_its_name(name, bound):
+    budgets = () if name == "wsd" else ("train.data_budgets = [9000]",)
+    by_name_config, by_name = _checked_run(f"train.schedule = {name!r}", *budgets)
+    by_object_config, by_object = _checked_run(f"train.schedule = {bound}", *budgets)
+    assert type(by_object.schedule) is type(by_name.schedule) and by_object.schedule.name == name
+    assert by_object.plan == by_name.plan and by_object.learning_rate == by_name.learning_rate
+    assert _learning_rates(by_object) == _learning_rates(by_name)
+    assert max(_learning_rates(by_object)) == pytest.approx(3e-3) and min(_learning_rates(by_object)) == 0.0
+    # the run folder's identity records the schedule by name: either spelling resumes the other's run
+    assert by_object_config.settings() == by_name_config.settings()
+
+
+def test_a_schedule_object_answers_what_the_sweep_asks():
+    assert schedules.WSD().train_tokens([1000, 2000], cooldown_fraction=0.2) == 2000 * 0.8 + 0.2 * 3000
+    assert schedules.Cosine().train_tokens([1000], cooldown_fraction=0.2) == 1000
+    assert not schedules.WSD().one_run_per_budget and schedules.Cosine().one_run_per_budget
 
 
 # -- configuration errors name the binding --------------------------------------------------------
@@ -245,3 +287,17 @@ def test_tiny_preset_learns_well_below_the_unigram_entropy(run_cli, tmp_path):
     final = [r for r in rows(tmp_path) if r["is_final"]][-1]
     print(f"unigram entropy {unigram_entropy:.3f} nats, final eval loss {final['eval_loss']:.3f}")
     assert final["eval_loss"] < 0.6 * unigram_entropy
+
+
+@pytest.mark.slow
+def test_a_run_with_the_schedule_bound_as_an_object_is_the_run_with_its_name(run_cli, tmp_path, reference_run):
+    """`train.schedule = @WSD()` trains bit for bit what `train.schedule = 'wsd'` (pretrain.gin) does,
+    with the same learning rate at every logged step, and a folder of either resumes under the other."""
+    bound = tmp_path / "bound"
+    proc = run_cli("train", *TINY, f"--gin.MODEL_DIR={bound}", "--gin.train.schedule=@WSD()")
+    assert proc.returncode == 0, proc.stderr
+    assert [(r["step"], r["branch"], r["lr"]) for r in rows(bound, "log.jsonl")] == \
+        [(r["step"], r["branch"], r["lr"]) for r in rows(reference_run, "log.jsonl")]
+    _assert_bitwise_equal(_final_state(reference_run), _final_state(bound))
+    again = run_cli("train", *TINY, f"--gin.MODEL_DIR={bound}", "--gin.train.schedule='wsd'")
+    assert again.returncode == 0 and "already finished" in again.stdout, again.stderr

@@ -1,15 +1,15 @@
 """The built-in SentencePiece vocabulary: reproducible from its documented command, and cheaper
-than bytes on the corpus (scaling.data.sentencepiece_vocab)."""
+than bytes on the corpus (scaling.data.build_sentencepiece)."""
 
 import pytest
 
 from scaling.configuration import ConfigError
-from scaling.data import corpus, formats, pipeline, sentencepiece_vocab, vocabulary
+from scaling.data import build_sentencepiece, corpus, formats, pipeline, sentencepiece_vocab, vocabulary
 
 
 def test_the_built_in_model_is_rebuilt_byte_for_byte(tmp_path):
     out = tmp_path / "sp.model"
-    assert sentencepiece_vocab.main([f"--output={out}"]) == 0
+    assert build_sentencepiece.main([f"--output={out}"]) == 0
     assert out.read_bytes() == sentencepiece_vocab.BUILTIN["synthetic_sp256"].read_bytes()
 
 

@@ -21,12 +21,9 @@ from scaling import configuration
 from scaling.configuration import ConfigError
 from scaling.data import cache as cache_lib
 from scaling.data.corpus import Document, make_document
-from scaling.data.teachers import (OpenAICompatibleTeacher, OpenAITeacherConfig, ProgrammaticTeacher,
-                                   ProgrammaticTeacherConfig, TeacherError, concurrent_map,
-                                   require_values)
+from scaling.data.teachers import TEACHERS, Teacher, TeacherError, concurrent_map, require_values, teacher_named
 
 SOURCES = ("synthetic", "folder", "tfds")
-TEACHERS = ("programmatic", "openai")
 
 
 @gin.configurable
@@ -41,19 +38,26 @@ class AugmentConfig:
     text_field: str = "text"         # .jsonl / TFDS feature holding the text
     n_documents: int = 1000          # synthetic: how many; folder/tfds: at most (0 = all)
     seed: int = 0                    # synthetic stream seed
-    teacher: str = "programmatic"    # "programmatic" or "openai" (OpenAITeacherConfig.*)
+    # @ProgrammaticTeacher() or @OpenAICompatibleTeacher() (OpenAITeacherConfig.*), or by name:
+    # "programmatic" or "openai"
+    teacher: Teacher | str = "programmatic"
 
     def check(self) -> None:
         require_values(self)
         if self.source not in SOURCES:
             raise ConfigError(f"AugmentConfig.source: one of {SOURCES}, got {self.source!r}")
-        if self.teacher not in TEACHERS:
-            raise ConfigError(f"AugmentConfig.teacher: one of {TEACHERS}, got {self.teacher!r}")
+        if isinstance(self.teacher, str) and self.teacher not in TEACHERS:
+            raise ConfigError(f"AugmentConfig.teacher: one of {tuple(TEACHERS)} (or @ProgrammaticTeacher(), "
+                              f"@OpenAICompatibleTeacher()), got {self.teacher!r}")
+        if not isinstance(self.teacher, str) and not hasattr(self.teacher, "think"):
+            raise ConfigError(f"AugmentConfig.teacher: not a teacher (bind @ProgrammaticTeacher() or "
+                              f"@OpenAICompatibleTeacher()), got {self.teacher!r}")
         if self.source != "synthetic" and not self.path:
             raise ConfigError(f"AugmentConfig.path: required for source {self.source!r}")
         if self.source == "folder" and not Path(self.path).is_dir():
             raise ConfigError(f"AugmentConfig.path: {self.path!r} is not a folder")
-        if self.teacher == "programmatic" and self.source != "synthetic":
+        teacher = TEACHERS[self.teacher] if isinstance(self.teacher, str) else self.teacher
+        if teacher.needs_synthetic_documents and self.source != "synthetic":
             raise ConfigError("AugmentConfig.teacher: the programmatic teacher needs source 'synthetic'")
         if self.n_documents < 0:
             raise ConfigError(f"AugmentConfig.n_documents: must be >= 0, got {self.n_documents}")
@@ -75,7 +79,7 @@ def source_documents(config: AugmentConfig) -> Iterator[tuple[str, str, Document
                 count += 1
                 yield doc_id, text, None
     else:
-        import tensorflow_datasets as tfds
+        import tensorflow_datasets as tfds  # here: heavy (TensorFlow), needed only for source 'tfds'
         try:
             dataset = tfds.load(config.path, split=config.split, data_dir=config.data_dir or None,
                                 shuffle_files=False)
@@ -103,17 +107,11 @@ def _folder_file(path: Path, text_field: str) -> Iterator[tuple[str, str]]:
             yield f"{path}:{number}", text
 
 
-def make_teacher(config: AugmentConfig):
-    if config.teacher == "programmatic":
-        return ProgrammaticTeacher(ProgrammaticTeacherConfig())
-    return OpenAICompatibleTeacher(OpenAITeacherConfig())
-
-
 def augment(config: AugmentConfig, progress: bool = True, teacher=None) -> dict:
     """Augment every source document not yet cached (with `teacher`, else the one `config`
     names); returns the run's summary."""
     config.check()
-    teacher = teacher if teacher is not None else make_teacher(config)
+    teacher = teacher if teacher is not None else teacher_named(config.teacher)
     start = time.perf_counter()
     written = skipped = failed = tokens = 0
     with cache_lib.CacheWriter(config.cache_dir) as writer:
@@ -171,7 +169,7 @@ def run_augment(args) -> int:
     with configuration.explained(args.gin):
         config = AugmentConfig()
         config.check()
-        teacher = make_teacher(config)  # before the config is written: it holds the teacher's settings
+        teacher = teacher_named(config.teacher)  # before the config is written: it holds the teacher's settings
     warning = getattr(getattr(teacher, "config", None), "key_warning", lambda: None)()
     if warning:
         print(f"scaling augment: warning: {warning}", file=sys.stderr)

@@ -1,8 +1,11 @@
 """Teachers write an expert's thinking about a document (TPT, arXiv 2509.20186).
 
-One interface: `teacher.think(text, document)` returns the thinking and the tokens generated;
-`teacher.teacher_id` and `teacher.config_hash` (prompt and sampling) key the cache;
-`teacher.flops_per_token` = 2 x teacher parameters, so augmentation can be charged its cost.
+One interface, the `Teacher` protocol: `teacher.think(text, document)` returns the thinking and
+the tokens generated; `teacher.teacher_id` and `teacher.config_hash` (prompt and sampling) key
+the cache; `teacher.flops_per_token` = 2 x teacher parameters, so augmentation can be charged its
+cost. A teacher is bound in gin as `AugmentConfig.teacher = @OpenAICompatibleTeacher()` or
+`@ProgrammaticTeacher()` (its settings from OpenAITeacherConfig.* / ProgrammaticTeacherConfig.*);
+the strings 'openai' and 'programmatic' name the same classes (`teacher_named`).
 
 - ProgrammaticTeacher: for synthetic documents, writes the step-by-step derivation of each hard
   value from the document's solution; length grows with difficulty, none without a hard span.
@@ -27,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 import gin
 
@@ -66,6 +70,19 @@ class TeacherError(RuntimeError):
     """A request that cannot succeed (bad request, or retries exhausted)."""
 
 
+class Teacher(Protocol):
+    """What `scaling augment` asks of a teacher."""
+
+    teacher_id: str  # with config_hash, part of every cache key
+    config_hash: str  # the settings that change what is written (prompt, sampling)
+    flops_per_token: float  # charged per generated token
+    concurrency: int  # requests in flight at once
+    needs_synthetic_documents: bool  # True: think() needs the synthetic Document (source 'synthetic')
+
+    def think(self, text: str, document: Document | None = None) -> Thinking:
+        """The thinking about `text`; raises TeacherError when it cannot be had."""
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class ProgrammaticTeacherConfig:
@@ -74,10 +91,12 @@ class ProgrammaticTeacherConfig:
     emulated_params: float = 0.0
 
 
+@gin.configurable(denylist=["config"])  # its settings are ProgrammaticTeacherConfig's
 class ProgrammaticTeacher:
     """Writes each hard span's derivation: its setup, one line per step, the stated result."""
 
     VERSION = 1
+    needs_synthetic_documents = True
 
     def __init__(self, config: ProgrammaticTeacherConfig | None = None):
         self.config = config or ProgrammaticTeacherConfig()
@@ -162,8 +181,15 @@ def _between_think_tags(text: str) -> str:
     return text.split("</think>", 1)[0].strip()
 
 
+@gin.configurable(denylist=["config"])  # its settings are OpenAITeacherConfig's
 class OpenAICompatibleTeacher:
-    def __init__(self, config: OpenAITeacherConfig):
+    """Any OpenAI-compatible server; its settings are OpenAITeacherConfig's (bound as
+    OpenAITeacherConfig.*, and recorded with them in the cache's gin file)."""
+
+    needs_synthetic_documents = False
+
+    def __init__(self, config: OpenAITeacherConfig | None = None):
+        config = config or OpenAITeacherConfig()
         config.check()
         self.config = config
         self.teacher_id = f"openai:{config.model}"
@@ -239,6 +265,17 @@ class OpenAICompatibleTeacher:
                 log.warning("teacher request failed (%s); retry %d in %.2fs", e, attempt + 1, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+TEACHERS = {"programmatic": ProgrammaticTeacher, "openai": OpenAICompatibleTeacher}
+
+
+def teacher_named(teacher: Teacher | str) -> Teacher:
+    """The teacher object for `AugmentConfig.teacher`: an object as it is, a string by its name
+    (constructed here, with its settings from the parsed gin config)."""
+    if isinstance(teacher, str):
+        return TEACHERS[teacher]()
+    return teacher
 
 
 def concurrent_map(fn: Callable, items: Iterable, workers: int) -> Iterator[tuple[object, object]]:

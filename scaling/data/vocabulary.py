@@ -17,6 +17,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from scaling.data import sentencepiece_vocab
+
 PAD_ID = 0
 EOS_ID = 1
 UNK_ID = 2
@@ -153,5 +155,4 @@ def get_vocabulary(name: str | None = None) -> seqio.Vocabulary:
     (scaling.data.sentencepiece_vocab.BUILTIN) or a model file."""
     if not name or name == BYTES:
         return ThinkByteVocabulary()
-    from scaling.data import sentencepiece_vocab
     return SentencePieceVocabulary(str(sentencepiece_vocab.resolve(name)))

@@ -125,7 +125,7 @@ def run_ray(jobs: list[Job], address: str | None = None, workers: int | None = N
             on_outcome: Callable[[Job, str], None] = lambda j, o: None) -> dict[str, str]:
     """Each run a Ray task. address: None starts a new local cluster for this driver; 'auto' or
     host:port joins one started with `ray start --head`."""
-    import ray
+    import ray  # here: Ray is optional, needed only by --executor=ray
 
     if not ray.is_initialized():
         if address:

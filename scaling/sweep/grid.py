@@ -18,8 +18,9 @@ import gin
 
 from scaling import accounting, configuration
 from scaling.configuration import ConfigError
-from scaling.describe import PRESET_DIR, load_model_config
 from scaling.model import ModelConfig
+from scaling.presets import PRESET_DIR, load_model_config
+from scaling.schedules import SCHEDULES, schedule_named
 
 # Architecture axes a grid may vary. Besides ModelConfig's own fields, `mlp_ratio` sets
 # d_ff = mlp_ratio * d_model (rounded to a multiple of 8).
@@ -28,7 +29,6 @@ _AXES = (_MODEL_FIELDS - {"dtype", "remat", "rope_base", "norm_eps", "vocab_size
 # Short labels for axes in run names, e.g. p3m.d256.l8.kv2
 _AXIS_LABELS = {"d_model": "d", "n_layers": "l", "n_heads": "h", "n_kv_heads": "kv", "head_dim": "hd",
                 "d_ff": "ff", "mlp_ratio": "r", "seq_len": "s", "tie_embeddings": "tie"}
-SCHEDULES = ("wsd", "cosine")
 FITTED_PREFIX = "fitted:"
 HYPERPARAMETER_BINDINGS = ("train.learning_rate", "train.batch_size")
 
@@ -133,7 +133,7 @@ class Grid:
                 raise ConfigError(f"Grid.train_overrides sets {', '.join(fixed)} while Grid.hyperparameters = "
                                   f"{self.hyperparameters!r} sets it from the law: keep one")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"Grid.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise ConfigError(f"Grid.schedule must be one of {tuple(SCHEDULES)}, got {self.schedule!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +187,7 @@ class Point:
     @property
     def readable_name(self) -> str:
         name = f"{self.model.label}_{self.arm}_s{self.seed}_{self.schedule}"
-        if self.schedule == "cosine":
+        if schedule_named(self.schedule).one_run_per_budget:
             name += f"_D{self.data_budgets[0]:.3g}".replace("+", "")
         return sanitise(name)
 
@@ -261,7 +261,7 @@ def expand(grid: Grid) -> list[Point]:
             continue
         ordered = tuple(sorted(budgets))
         for (arm, task), seed in itertools.product(grid.arms.items(), grid.seeds):
-            groups = [ordered] if grid.schedule == "wsd" else [(d,) for d in ordered]
+            groups = [(d,) for d in ordered] if schedule_named(grid.schedule).one_run_per_budget else [ordered]
             for group in groups:
                 points.append(Point(model, arm, task, seed, grid.schedule, group,
                                     tuple(budgets[d] for d in group)))

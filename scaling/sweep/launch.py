@@ -13,7 +13,10 @@ import os
 import signal
 from pathlib import Path
 
+import jax
+
 from scaling.configuration import ConfigError
+from scaling.model import ModelConfig
 from scaling.sweep import executors, grid as grids, runner, store, throughput
 from scaling.sweep.status import format_table
 
@@ -64,8 +67,6 @@ def plan(grid_file: str, bindings: tuple[str, ...], sweep_dir: str | None):
 
 def estimates(plans: list[store.RunPlan], directory: Path, given: float | None) -> dict[str, throughput.Throughput]:
     """Training FLOP/s per architecture and batch size (keyed by _arch_key)."""
-    from scaling.model import ModelConfig
-
     archs = {}
     for p in plans:
         archs.setdefault(_arch_key(p), (_arch_key(p), ModelConfig(**p.point["config"]), p.point["batch_size"]))
@@ -89,8 +90,6 @@ def share_compilation_cache() -> None:
     folder = str((Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scaling" / "jax").resolve())
     os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    import jax
-
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 

@@ -33,8 +33,10 @@ import gin
 from analysis.atomic import write_json_atomic, write_text_atomic
 from scaling import configuration
 from scaling.configuration import ConfigError
+from scaling.schedules import branch_label, schedule_named
 from scaling.sweep.files import read_json
 from scaling.sweep.grid import FITTED_PREFIX, Grid, Point, sanitise
+from scaling.train_config import TrainConfig
 
 HASH_LENGTH = 8
 JOB_STATES = ("pending", "running", "done", "failed", "interrupted")
@@ -57,7 +59,7 @@ def fitted_hyperparameters(law_file: str, params: int, tokens: int, seq_len: int
     law's point estimates; its batch is in tokens (fitted with --seq-len) and becomes sequences
     of this model's seq_len, at least one. For a WSD run D is its largest data budget: one run
     trains every budget with one learning rate and batch."""
-    from analysis import LawError, TableError, load_law, predict
+    from analysis import LawError, TableError, load_law, predict  # here: the fitting stack, only for fitted laws
 
     where = f"Grid.hyperparameters = 'fitted:{law_file}'"
     try:
@@ -86,50 +88,34 @@ def _override_bindings(overrides: dict, where: str) -> tuple[str, ...]:
 
 def resolve(entry_module: str, files: tuple[str, ...], bindings: tuple[str, ...]) -> str:
     """The resolved gin config of files + bindings: every binding, sorted, includes expanded.
-    `entry_module` (scaling.train, scaling.infer) is imported so gin knows every name bound."""
+    `entry_module` (scaling.train_config, scaling.infer) is imported so gin knows every name bound."""
     importlib.import_module(entry_module)
     configuration.parse(configuration.GinArgs(tuple(files), tuple(bindings)))
     return gin.config_str()
 
 
 def _bound(name: str):
-    """The value the parsed config gives `train.<arg>`: its binding, or train()'s default."""
-    import inspect
-
-    from scaling.train import train
+    """The value the parsed config gives `train.<field>`: its binding, or TrainConfig's default."""
     try:
         return gin.query_parameter(name)
     except ValueError:
-        return inspect.signature(train).parameters[name.split(".")[-1]].default
+        return TrainConfig.defaults()[name.split(".")[-1]]
 
 
 def check_trainable(point: Point) -> None:
     """Run the trainer's own argument checks on the parsed config of a grid point, so that a run
     the trainer would refuse at its start (budgets without distinct labels, a warmup past the first
     fork, a wrong-typed override) is refused when the grid is planned, naming the grid point."""
-    import inspect
-
-    from scaling.train import check_arguments, train
-    arguments = {name: _bound(f"train.{name}") for name in inspect.signature(train).parameters
-                 if name not in ("model_dir", "model")}
-    arguments["model"] = point.model.config
+    settings = {name: _bound(f"train.{name}") for name in TrainConfig.defaults()}
     try:
-        check_arguments(arguments)
+        TrainConfig(model_dir="", model=point.model.config, **settings).check()
     except ConfigError as e:
         raise ConfigError(f"grid point {point.readable_name}: {e}") from None
 
 
-def branch_label(tokens: int) -> str:
-    from scaling.train import branch_label as label
-    return label(tokens)
-
-
 def train_tokens(point: Point, cooldown_fraction: float) -> int:
-    """Tokens the run trains in all: under WSD the trunk to the last fork plus every cooldown."""
-    if point.schedule == "cosine":
-        return point.data_budgets[0]
-    budgets = point.data_budgets
-    return int(round(max(budgets) * (1 - cooldown_fraction) + cooldown_fraction * sum(budgets)))
+    """Tokens the run trains in all, as its schedule counts them."""
+    return schedule_named(point.schedule).train_tokens(list(point.data_budgets), cooldown_fraction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +145,7 @@ def plan_run(grid: Grid, point: Point) -> RunPlan:
                                         max(point.data_budgets), point.model.config.seq_len)
         train_bindings += _override_bindings(fitted, "Grid.hyperparameters")
     # The preset first, then the run files (which may refine it), then the grid's bindings.
-    train_config = resolve("scaling.train", (f"models/{point.model.preset}.gin",) + tuple(grid.train_files), train_bindings)
+    train_config = resolve("scaling.train_config", (f"models/{point.model.preset}.gin",) + tuple(grid.train_files), train_bindings)
     batch_size, cooldown_fraction = _bound("train.batch_size"), _bound("train.cooldown_fraction")
     check_trainable(point)
     branches = [branch_label(d) for d in point.data_budgets]

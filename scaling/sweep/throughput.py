@@ -15,8 +15,14 @@ import statistics
 import time
 from pathlib import Path
 
-from scaling import accounting
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling import accounting, partitioning
 from scaling.model import ModelConfig
+from scaling.optimizer import make_optimizer
+from scaling.step import compile_functions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +48,6 @@ def recorded(sweep_dir: Path, config: dict, batch_size: int) -> float | None:
 
 def measure(config: ModelConfig, batch_size: int, steps: int = 3) -> float:
     """FLOP/s of the trainer's jitted training step on this machine (compile excluded)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from scaling import partitioning
-    from scaling.train import compile_functions, make_optimizer
-
     mesh = partitioning.make_mesh(-1, 1)
     batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
     compiled = compile_functions(config, make_optimizer(0.9, 0.95, 0.1, 1.0), mesh, seed=0)
