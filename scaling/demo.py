@@ -17,7 +17,13 @@ import threading
 import time
 from pathlib import Path
 
+from analysis import load_law, recommend, report
+from analysis.report import measured
+from analysis.tables import read_table
+from scaling import infer
 from scaling.configuration import REPO_ROOT, GinArgs
+from scaling.sweep import collect, launch, report_support, status, store
+from scaling.sweep.executors import local_layout
 
 GRIDS = {False: REPO_ROOT / "grids" / "demo.gin", True: REPO_ROOT / "grids" / "demo_quick.gin"}
 
@@ -52,7 +58,6 @@ class SweepProgress:
 
     def fraction(self) -> tuple[float, int, int]:
         """(share of the sweep's work done, runs done, runs in all)."""
-        from scaling.sweep import status, store
 
         names = store.existing_runs(self.sweep_dir)  # none until `scaling sweep` has planned them
         shares, done = [], 0
@@ -117,12 +122,62 @@ def _print_answer(answer) -> None:
         print(f"warning: {warning}")
 
 
-def run_demo(args) -> int:
-    from analysis import load_law, recommend, report
-    from analysis.report import measured
-    from scaling.sweep import collect, launch, report_support
-    from scaling.sweep.executors import local_layout
+class AdaptiveThinking:
+    """The demo's measurement of adaptive test-time thinking (`build_report(measure=...)`): for
+    each arm's largest model at its largest data budget, the joint law's thinking budget per
+    difficulty and its best uniform budget at the same mean are both decoded greedily on held-out
+    problems (another seed than the grid's) with `infer.thinking_policy`, into each run's
+    inference_policy_rows.jsonl, so the sweep's tables and laws never see them."""
 
+    def __init__(self, sweep_dir: Path, results: Path):
+        self.sweep_dir, self.results = Path(sweep_dir), Path(results)
+
+    def __call__(self, laws: dict) -> dict:
+        joint = laws.get("joint_inference")
+        if joint is None or not recommend.law_difficulties(joint):
+            return {"adaptive": [], "adaptive_note": "no joint law with a difficulty term: nothing to adapt"}
+        training = read_table(self.results / "training.parquet")
+        inference = read_table(self.results / "inference.parquet")
+        mix = {int(d): w for d, w in recommend.law_difficulty_mix(joint).items()}
+        budgets = sorted(inference["thinking_budget"].unique())
+        mean = float(budgets[len(budgets) // 2])  # the grid's middle budget: room to move both ways
+        held_out = int(inference["seed"].max()) + 1
+        entries = []
+        for arm in sorted(training["arm"].unique()):
+            runs = training[(training["arm"] == arm) & training["is_final"].astype(bool)]
+            best = runs.sort_values(["params", "tokens"]).iloc[-1]
+            grid_rows = inference[(inference["run_id"] == best["run_id"]) & (inference["branch"] == best["branch"])]
+            if grid_rows.empty:
+                continue
+            settings = grid_rows.iloc[0]
+            chosen = recommend.adaptive_thinking_policy(joint, mix, mean, arm=arm, N=float(best["params"]),
+                                                        D=float(best["tokens"]))
+            adaptive = {int(d): int(round(t)) for d, t in chosen.budgets.items()}
+            uniform = {d: int(round(chosen.uniform_budget)) for d in adaptive}
+            measured = {}
+            for name, policy in (("adaptive", adaptive), ("uniform", uniform)):
+                rows = infer.infer(str(self.sweep_dir / best["run_id"]), thinking_policy=policy, difficulty_mix=mix,
+                                   problems_per_difficulty=int(settings["n_problems"]),
+                                   max_answer_tokens=int(settings["max_answer_tokens"]),
+                                   max_extensions=int(settings["max_extensions"]), seed=held_out,
+                                   branch=best["branch"])
+                measured[name] = infer.policy_accuracy(rows.to_dict("records"), policy, mix)
+            entries.append({
+                "arm": arm, "run_id": best["run_id"], "branch": best["branch"], "params": int(best["params"]),
+                "tokens": int(best["tokens"]),
+                "difficulty_mix": {str(d): w for d, w in mix.items()}, "held_out_seed": held_out,
+                "policy": {str(d): t for d, t in adaptive.items()},
+                "accuracy": measured["adaptive"]["accuracy"], "stderr": measured["adaptive"]["stderr"],
+                "mean_thinking_tokens": measured["adaptive"]["mean_thinking_tokens"],
+                "uniform_thinking_budget": uniform[next(iter(uniform))],
+                "uniform_accuracy": measured["uniform"]["accuracy"], "uniform_stderr": measured["uniform"]["stderr"],
+                "uniform_mean_thinking_tokens": measured["uniform"]["mean_thinking_tokens"],
+                "mean_thinking_budget": mean, "predicted_accuracy": float(chosen.accuracy),
+                "predicted_uniform_accuracy": float(chosen.uniform_accuracy), "n": measured["adaptive"]["n"]})
+        return {"adaptive": entries}
+
+
+def run_demo(args) -> int:
     if args.gin.files:
         print("scaling demo: --gin_file is not used; override the grid with --gin.Grid.NAME=VALUE", file=sys.stderr)
         return 2
@@ -151,12 +206,13 @@ def run_demo(args) -> int:
     print(f"{results / 'training.parquet'}: {counts['training']} rows; "
           f"{results / 'inference.parquet'}: {counts['inference']} rows", flush=True)
 
-    _step(3, f"fit the laws ({bootstrap} bootstrap refits each), draw the figures, write the report")
+    _step(3, f"fit the laws ({bootstrap} bootstrap refits each), measure adaptive thinking on held-out problems, "
+             "draw the figures, write the report")
     laws_dir, figures_dir = results / "laws", results / "figures"
     findings_path = results / measured.FILE_NAME
     text = report.build_report(results, bootstrap=bootstrap, laws_dir=laws_dir, figures_dir=figures_dir,
                                sweep=report_support.SWEEP_FOLDERS,  # the runs' true floor beside the fitted E
-                               findings_path=findings_path)
+                               findings_path=findings_path, measure=AdaptiveThinking(sweep_dir, results))
     report.write_atomic(output, text)
     print(f"laws: {laws_dir}/  figures: {figures_dir}/  report: {output}", flush=True)
 

@@ -92,5 +92,18 @@ def _check_findings_contract(results, joint, out):
     total, queries, tokens = joint_scenario(joint)
     assert findings["best_split"] == json.loads(json.dumps(joint.recommend(
         total_flops=total, inference_queries=queries, tokens_per_query=tokens).to_dict()))
+    # adaptive thinking: each arm's policy and the uniform budget, measured on held-out problems
+    # (their rows kept out of the tables the laws were fitted on)
+    assert {a["arm"] for a in findings["adaptive"]} == {"vanilla", "thinking", "thinking_inline"}
+    assert (inference["seed"] != findings["adaptive"][0]["held_out_seed"]).all()
+    for a in findings["adaptive"]:
+        assert set(a) >= {"arm", "policy", "accuracy", "stderr", "uniform_thinking_budget", "uniform_accuracy",
+                          "uniform_stderr", "mean_thinking_tokens"}
+        weights = {int(d): w for d, w in a["difficulty_mix"].items()}
+        assert sum(weights[int(d)] * t for d, t in a["policy"].items()) <= a["mean_thinking_budget"] + 1e-9
+        assert a["uniform_thinking_budget"] <= a["mean_thinking_budget"] and 0 <= a["accuracy"] <= 1
+        policy_rows = [json.loads(l) for l in (results.parent / a["run_id"] / "inference_policy_rows.jsonl")
+                       .read_text().splitlines()]
+        assert {r["seed"] for r in policy_rows} == {a["held_out_seed"]}
     for line in measured.summary_lines(findings):
         assert line in out

@@ -33,6 +33,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from scaling.configuration import ConfigError
 from scaling.data import cache as cache_lib
 from scaling.data import corpus, formats, vocabulary
 from scaling.data.teachers import ProgrammaticTeacher, ProgrammaticTeacherConfig
@@ -169,7 +170,6 @@ def register_synthetic_tasks(vocab: seqio.Vocabulary | None = None) -> None:
 def use_vocabulary(name: str, vocab_size: int | None = None) -> seqio.Vocabulary:
     """Register the synthetic tasks with the vocabulary `name` (a model's ModelConfig.vocabulary),
     after checking that its ids fit the model's `vocab_size`."""
-    from scaling.configuration import ConfigError
     try:
         vocab = vocabulary.get_vocabulary(name)
         vocab.think_open_id, vocab.think_close_id  # noqa: B018 (the thinking tags must be single pieces)
