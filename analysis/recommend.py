@@ -238,27 +238,12 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
     if difficulty_mix is not None:
         return _joint_allocation_adaptive(law, total_flops, inference_queries, tokens_per_query, max_params,
                                           tolerance, teacher_flops_per_token, check_difficulty_mix(law, difficulty_mix))
-    ranges = law.ranges or {}
-    settings = law.settings
-    arms = joint_arms(law)
-    n_low, n_high = ranges.get("N", [1e6, 1e10])
-    n_low, n_high = float(n_low) / tolerance, float(n_high) * tolerance
-    if max_params is not None:
-        n_high = min(n_high, max_params)
-    sizes = np.geomspace(n_low, n_high, 64)
-    t_max = float(ranges.get("T", [0, 0])[1])
-    budgets = np.unique(np.concatenate([[0.0], np.geomspace(16, t_max, 9)])) if t_max >= 16 else np.array([0.0])
-    k_max = float(ranges.get("k", [1, 1])[1])
-    samples = 2.0 ** np.arange(0, int(np.log2(max(k_max, 1))) + 1)
-    teacher = teacher_flops_per_token if teacher_flops_per_token is not None else settings.teacher_flops_per_token
-    fractions = settings.thinking_fraction or {}
-    grid_n, grid_t, grid_k = (g.ravel() for g in np.meshgrid(sizes, budgets, samples, indexing="ij"))
-    inference = inference_queries * 2.0 * grid_n * grid_k * (tokens_per_query + grid_t)
+    grid_n, grid_t, grid_k, inference, data_for = _allocation_grid(
+        law, total_flops, inference_queries, tokens_per_query, max_params, tolerance, teacher_flops_per_token, 64)
     best = None
     per_draw = []
-    for arm in arms:
-        share = float(fractions.get(arm, 0.0)) if isinstance(fractions, Mapping) else 0.0
-        d = (total_flops - inference) / (6.0 * grid_n + share * float(teacher or 0.0))
+    for arm in joint_arms(law):
+        d = data_for(arm)
         ok = d > 0
         if not ok.any():
             continue
@@ -298,33 +283,49 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
                           tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, T=t)))
 
 
+def _allocation_grid(law, total_flops, inference_queries, tokens_per_query, max_params, tolerance,
+                     teacher_flops_per_token, n_sizes):
+    """The joint allocation's search grid, flattened: sizes around the fitted N range (capped by
+    max_params), thinking budgets 0 and 16 up to the largest fitted T, samples 1, 2, 4, ... up to
+    the largest fitted k; each point's inference FLOPs; and `data_for(arm)`, the training tokens
+    the rest of the compute buys for an arm (its teacher's FLOPs on its thinking share included)."""
+    ranges, settings = law.ranges or {}, law.settings
+    n_low, n_high = ranges.get("N", [1e6, 1e10])
+    n_low, n_high = float(n_low) / tolerance, float(n_high) * tolerance
+    if max_params is not None:
+        n_high = min(n_high, max_params)
+    sizes = np.geomspace(n_low, n_high, n_sizes)
+    t_max = float(ranges.get("T", [0, 0])[1])
+    budgets = np.unique(np.concatenate([[0.0], np.geomspace(16, t_max, 9)])) if t_max >= 16 else np.array([0.0])
+    k_max = float(ranges.get("k", [1, 1])[1])
+    samples = 2.0 ** np.arange(0, int(np.log2(max(k_max, 1))) + 1)
+    teacher = teacher_flops_per_token if teacher_flops_per_token is not None else settings.teacher_flops_per_token
+    fractions = settings.thinking_fraction or {}
+    grid_n, grid_t, grid_k = (g.ravel() for g in np.meshgrid(sizes, budgets, samples, indexing="ij"))
+    inference = inference_queries * 2.0 * grid_n * grid_k * (tokens_per_query + grid_t)
+
+    def data_for(arm):
+        share = float(fractions.get(arm, 0.0)) if isinstance(fractions, Mapping) else 0.0
+        return (total_flops - inference) / (6.0 * grid_n + share * float(teacher or 0.0))
+
+    return grid_n, grid_t, grid_k, inference, data_for
+
+
 def _joint_allocation_adaptive(law, total_flops, inference_queries, tokens_per_query, max_params, tolerance,
                                teacher_flops_per_token, mix) -> Recommendation:
     """Joint allocation whose thinking is a per-difficulty policy: the grid's T is the mean budget
     over the mix, spent by `policy_frontier` where it buys most. The (arm, N, D, k, mean budget) is
     the point law's argmax; the per-difficulty budgets and the accuracy are re-solved for every
     bootstrap draw at that allocation (their intervals), the allocation itself is not."""
-    ranges, settings = law.ranges or {}, law.settings
-    n_low, n_high = ranges.get("N", [1e6, 1e10])
-    n_low, n_high = float(n_low) / tolerance, float(n_high) * tolerance
-    if max_params is not None:
-        n_high = min(n_high, max_params)
-    sizes = np.geomspace(n_low, n_high, 32)
-    t_max = float(ranges.get("T", [0, 0])[1])
-    means = np.unique(np.concatenate([[0.0], np.geomspace(16, t_max, 9)])) if t_max >= 16 else np.array([0.0])
+    # the grid's T is the mean budget over the mix here
+    grid_n, grid_m, grid_k, inference, data_for = _allocation_grid(
+        law, total_flops, inference_queries, tokens_per_query, max_params, tolerance, teacher_flops_per_token, 32)
     policy_budgets = thinking_budgets(law, None, count=20)
-    k_max = float(ranges.get("k", [1, 1])[1])
-    samples = 2.0 ** np.arange(0, int(np.log2(max(k_max, 1))) + 1)
-    teacher = teacher_flops_per_token if teacher_flops_per_token is not None else settings.teacher_flops_per_token
-    fractions = settings.thinking_fraction or {}
-    grid_n, grid_m, grid_k = (g.ravel() for g in np.meshgrid(sizes, means, samples, indexing="ij"))
-    inference = inference_queries * 2.0 * grid_n * grid_k * (tokens_per_query + grid_m)
     best = None
     levels, weights = list(mix), np.asarray(list(mix.values()), float)
     n_budgets = len(policy_budgets)
     for arm in joint_arms(law):
-        share = float(fractions.get(arm, 0.0)) if isinstance(fractions, Mapping) else 0.0
-        d = (total_flops - inference) / (6.0 * grid_n + share * float(teacher or 0.0))
+        d = data_for(arm)
         ok = np.flatnonzero(d > 0)
         if not ok.size:
             continue
