@@ -36,6 +36,14 @@ def test_smoke_grid_groups_budgets_into_one_run_per_size_arm_and_seed():
     assert all(p.model.config.seq_len == 64 for p in points)  # a one-value axis: applied, not named
 
 
+def test_the_dry_run_lists_runs_longest_first_the_order_the_executors_start_them(tmp_path, run_cli):
+    # smoke.gin lists p50k before p100k; at one given rate the larger model's runs take longer.
+    proc = run_cli("sweep", SMOKE, f"--sweep_dir={tmp_path / 's'}", "--dry_run", "--throughput=1e9", check=True)
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith(("p50k_", "p100k_"))]
+    assert len(names) == 4 and [n.split("_")[0] for n in names] == ["p100k", "p100k", "p50k", "p50k"]
+    assert [n.split("_")[1] for n in names[:2]] == ["vanilla", "thinking"]  # ties keep the grid's order
+
+
 def test_cosine_makes_one_run_per_data_budget():
     points = grids.expand(grids.load_grid(SMOKE, ("Grid.schedule = 'cosine'",)))
     assert len(points) == 8 and all(len(p.data_budgets) == 1 for p in points)

@@ -75,6 +75,16 @@ def estimates(plans: list[store.RunPlan], directory: Path, given: float | None) 
     return throughput.estimate(list(archs.values()), directory)
 
 
+def longest_first(plans: list[store.RunPlan], rates: dict[str, throughput.Throughput]) -> list[store.RunPlan]:
+    """The runs in the order they are started: longest estimated training first (ties keep the
+    grid's order). With more runs than workers, starting the short runs last fills the workers
+    to the end instead of leaving one long run alone with idle cores (LPT scheduling)."""
+    def seconds(p):
+        return p.point["flops_per_token"] * p.point["train_tokens"] / rates[_arch_key(p)].flops_per_s
+
+    return sorted(plans, key=seconds, reverse=True)
+
+
 def _arch_key(p: store.RunPlan) -> str:
     """The run's model label (preset and varied axes, e.g. p1m.d192) and its batch size."""
     return f"{p.readable.split('_')[0]}/b{p.point['batch_size']}"
@@ -106,6 +116,7 @@ def run_sweep(args) -> int:
     if args.executor == "local" and not args.dry_run:
         share_compilation_cache()
     rates = estimates(plans, directory, args.throughput)
+    plans = longest_first(plans, rates)
     rows, total_flops, total_seconds = [], 0.0, 0.0  # training FLOPs: WSD trunks counted once
     for p in plans:
         flops = p.point["flops_per_token"] * p.point["train_tokens"]
