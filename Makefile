@@ -2,6 +2,9 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# Test processes (pytest-xdist): one per core. Each test file runs whole in one process (tests in a
+# file share fixtures and, for the Ray tests, one cluster at a time).
+TEST_WORKERS ?= auto
 
 .PHONY: install demo test test-fast bench clean
 
@@ -17,10 +20,10 @@ demo: install
 	$(BIN)/scaling demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: install
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
