@@ -177,6 +177,39 @@ def test_joint_inference_per_arm_thinking_gains_recovered():
         get_form("joint_inference").parameter_names_for({"per_arm_thinking": True, "loss_law": {"options": {}}})
 
 
+def test_joint_inference_per_arm_midpoints_recovered_on_a_low_loss_scale():
+    """Arms whose raw-text losses sit on different scales (a thinking format the eval text lacks)
+    get their own loss-to-accuracy midpoint L0_<arm>; losses near 0.5 nats (a subword vocabulary)
+    are fitted from starts inside the table's own loss range."""
+    base = {"E": 0.38, "A": 4.0, "B": 6.0, "alpha": 0.33, "beta": 0.36}
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(4e4, 3e5, 4), np.geomspace(2e5, 1e6, 4)))
+    training = pd.concat([pd.DataFrame({"params": n, "tokens": d, "arm": arm,
+                                        "eval_loss": get_form("chinchilla").predict(base, N=n, D=m * d)})
+                          for arm, m in (("vanilla", 1.0), ("thinking", 0.5))])
+    fitted_loss = analysis.fit(training, form="augmentation", bootstrap=0, heldout_fraction=0)
+    loss_law = fitted_loss.to_dict()
+    options = {"loss_law": loss_law, "per_arm_thinking": True, "per_arm_midpoint": True}
+    assert get_form("joint_inference").parameter_names_for(options) == (
+        "a", "b", "kappa", "L0_vanilla", "L0_thinking", "gamma_T_vanilla", "gamma_T_thinking", "gamma_k")
+    midpoint = {arm: float(np.median(fitted_loss.predict(N=n, D=d, arm=arm))) for arm in ("vanilla", "thinking")}
+    assert 0.4 < midpoint["vanilla"] < midpoint["thinking"] < 1.0
+    truth = {"a": 0.9, "b": 0.03, "kappa": 30.0, "L0_vanilla": midpoint["vanilla"], "L0_thinking": midpoint["thinking"],
+             "gamma_T_vanilla": 0.0, "gamma_T_thinking": 0.6, "gamma_k": 0.3}
+    rng = np.random.default_rng(2)
+    cov = {"N": rng.choice(n, 400), "D": rng.choice(d, 400), "arm": rng.choice(["vanilla", "thinking"], 400),
+           "T": rng.choice([0, 16, 64], 400), "k": rng.choice([1, 4], 400)}
+    acc = get_form("joint_inference").predict(truth, options, **cov) + rng.normal(0, 0.005, 400)
+    frame = pd.DataFrame({"params": cov["N"], "tokens": cov["D"], "arm": cov["arm"], "thinking_budget": cov["T"],
+                          "samples": cov["k"], "accuracy": acc})
+    law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=20, heldout_fraction=0,
+                       loss_law=loss_law, per_arm_thinking=True, per_arm_midpoint=True)
+    for name in ("L0_vanilla", "L0_thinking", "gamma_T_thinking"):
+        assert law.parameters[name].estimate == pytest.approx(truth[name], abs=0.05 * max(1.0, abs(truth[name]))), (
+            name, law.parameters)
+    with pytest.raises(ValueError, match="per_arm_midpoint needs a loss law fitted on several arms"):
+        get_form("joint_inference").parameter_names_for({"per_arm_midpoint": True, "loss_law": {"options": {}}})
+
+
 def test_a_constant_target_is_refused_and_accuracy_predictions_stay_in_0_1():
     frame = pd.DataFrame({"eval_loss": np.linspace(2, 3, 40), "thinking_budget": 0, "samples": 1, "accuracy": 0.0})
     with pytest.raises(analysis.TableError, match="0 in every row; there is nothing to fit"):

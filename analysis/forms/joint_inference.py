@@ -20,6 +20,9 @@ from analysis.law import Law
 class JointInferenceOptions(CurveOptions):
     loss_law: Mapping[str, Any] | None = None   # step 1: a loss law file's JSON; None: the loss is a covariate L
     per_arm_thinking: bool = False              # a test-time slope gamma_T_<arm> per arm of the loss law
+    per_arm_midpoint: bool = False              # a loss-to-accuracy midpoint L0_<arm> per arm of the loss law
+    # Starting midpoints L0: quantiles of the table's own step-1 loss (completed by prepare)
+    loss_quantiles: tuple[float, ...] | None = None
     # what a trained token of an arm costs the teacher (analysis.recommend.joint_allocation)
     teacher_flops_per_token: float | None = None
     thinking_fraction: Mapping[str, float] | None = None
@@ -51,7 +54,10 @@ class JointInference(CurveForm):
     every prediction is an accuracy in [0, 1]), kappa > 0 the steepness, L0 the loss at the
     midpoint. Residuals are on accuracy itself (it can be 0). With per_arm_thinking (and a loss
     law with arms) each arm has its own gamma_T_<arm>: whether a model turns thinking tokens into
-    accuracy may depend on what it was pretrained on.
+    accuracy may depend on what it was pretrained on. With per_arm_midpoint each arm has its own
+    L0_<arm>: the loss is measured on raw text, a format a thinking arm's training changes (inline
+    thinking expects <think> before every hard value), so one loss need not mean one accuracy
+    across arms; kappa stays shared.
 
     With a difficulty column (two or more levels; `difficulties` is completed from the table, and
     `pool_difficulties` keeps the pooled law) the logit becomes
@@ -97,6 +103,7 @@ class JointInference(CurveForm):
 
     def prepare(self, options, frame):
         options = super().prepare(options, frame)
+        options = options.replace(loss_quantiles=self._loss_quantiles(options, frame))
         if options.pool_difficulties:
             return options.replace(difficulties=None, difficulty_shares=None)
         if "difficulty" in frame and frame["difficulty"].nunique() >= 2 and self._difficulty_identifiable(options, frame):
@@ -105,6 +112,24 @@ class JointInference(CurveForm):
             shares = tuple(float(c) for c in counts.to_numpy() / counts.sum())
             return options.replace(difficulties=levels, difficulty_shares=shares)
         return options
+
+    def _loss_quantiles(self, options, frame) -> tuple[float, ...] | None:
+        """The 10th, 50th and 90th percentiles of step 1's loss over the table, where the fit's
+        starting midpoints go: a midpoint far outside the table's losses leaves the sigmoid flat,
+        where no gradient moves it (losses per token differ by vocabulary, so no fixed start fits
+        every table)."""
+        if options.loss_law is None:
+            if "L" not in frame:
+                return None
+            losses = frame["L"].to_numpy(dtype=np.float64)
+        else:
+            law = self.loss_law(options)
+            names = get_form(law.form).required_covariates(law.settings)
+            if any(name not in frame for name in names):
+                return None
+            losses = np.asarray(law.predict(**{name: frame[name].to_numpy() for name in names}), dtype=np.float64)
+        losses = losses[np.isfinite(losses)]
+        return tuple(float(q) for q in np.quantile(losses, [0.1, 0.5, 0.9])) if losses.size else None
 
     def check_difficulties(self, values, options, flag: str = "difficulty") -> np.ndarray:
         """Difficulties as floats, refused outside the fitted range (see `check_difficulties`)."""
@@ -139,35 +164,36 @@ class JointInference(CurveForm):
     def optional_columns(self, options):
         return ("C",) if options.pool_difficulties else ("C", "difficulty")
 
-    def _gamma_t_names(self, options) -> tuple[str, ...]:
-        if not options.per_arm_thinking:
-            return ("gamma_T",)
+    def _per_arm(self, name: str, options, flag: str) -> tuple[str, ...]:
         arms = self.arms(options)
         if len(arms) < 2:
-            raise ValueError("per_arm_thinking needs a loss law fitted on several arms (an augmentation law)")
-        return tuple(f"gamma_T_{arm}" for arm in arms)
+            raise ValueError(f"{flag} needs a loss law fitted on several arms (an augmentation law)")
+        return tuple(f"{name}_{arm}" for arm in arms)
+
+    def _gamma_t_names(self, options) -> tuple[str, ...]:
+        return self._per_arm("gamma_T", options, "per_arm_thinking") if options.per_arm_thinking else ("gamma_T",)
+
+    def _midpoint_names(self, options) -> tuple[str, ...]:
+        return self._per_arm("L0", options, "per_arm_midpoint") if options.per_arm_midpoint else ("L0",)
 
     def parameter_names_for(self, options=None):
         options = self.options_from(options)
-        return (("a", "b", "kappa", "L0") + self._gamma_t_names(options) + ("gamma_k",)
+        return (("a", "b", "kappa") + self._midpoint_names(options) + self._gamma_t_names(options) + ("gamma_k",)
                 + self._difficulty_names(options))
 
     def to_parameters(self, theta, options):
         theta = np.moveaxis(np.asarray(theta), -1, 0)
         b = 1.0 / (1.0 + np.exp(-theta[1]))
         a = (1.0 - b) / (1.0 + np.exp(-theta[0]))
-        gammas = self._gamma_t_names(options)
-        out = {"a": a, "b": b, "kappa": np.exp(theta[2]), "L0": theta[3], "gamma_k": theta[4 + len(gammas)]}
-        out.update({name: theta[4 + i] for i, name in enumerate(gammas)})
-        out.update({name: theta[5 + len(gammas) + i] for i, name in enumerate(self._difficulty_names(options))})
+        out = {"a": a, "b": b, "kappa": np.exp(theta[2])}
+        out.update({name: theta[i] for i, name in enumerate(self.parameter_names_for(options)) if i >= 3})
         return out
 
     def from_parameters(self, params, options):
         b = jnp.asarray(params["b"], dtype=jnp.float64)
         share = jnp.asarray(params["a"], dtype=jnp.float64) / (1.0 - b)
-        parts = [jnp.log(share / (1.0 - share)), jnp.log(b / (1.0 - b)), jnp.log(params["kappa"]), params["L0"]]
-        parts += [params[name] for name in self._gamma_t_names(options)] + [params["gamma_k"]]
-        parts += [params[name] for name in self._difficulty_names(options)]
+        parts = [jnp.log(share / (1.0 - share)), jnp.log(b / (1.0 - b)), jnp.log(params["kappa"])]
+        parts += [params[name] for name in self.parameter_names_for(options)[3:]]
         return stack_theta(parts)
 
     def loss(self, cov, options):
@@ -181,17 +207,23 @@ class JointInference(CurveForm):
         return jnp.exp(loss_form.raw_predict(theta, sub, settings))
 
     def raw_predict(self, theta, cov, options):
-        logit_share, logit_b, log_kappa, l0 = (theta[..., i] for i in range(4))
+        logit_share, logit_b, log_kappa = (theta[..., i] for i in range(3))
         b = jax.nn.sigmoid(logit_b)
         a = (1.0 - b) * jax.nn.sigmoid(logit_share)
-        n_gamma_t = len(self._gamma_t_names(options))
-        g_k = theta[..., 4 + n_gamma_t]
-        g_t = theta[..., 4:4 + n_gamma_t][..., cov["arm"]] if n_gamma_t > 1 else theta[..., 4]
+        n_l0, n_gamma_t = len(self._midpoint_names(options)), len(self._gamma_t_names(options))
+
+        def per_arm(first: int, count: int):
+            return theta[..., first:first + count][..., cov["arm"]] if count > 1 else theta[..., first]
+
+        l0 = per_arm(3, n_l0)
+        g_t = per_arm(3 + n_l0, n_gamma_t)
+        rest = 3 + n_l0 + n_gamma_t  # gamma_k, then the difficulty terms
+        g_k = theta[..., rest]
         loss = self.loss(cov, options)
         thinking = jnp.log1p(cov["T"])
         logit = -jnp.exp(log_kappa) * (loss - l0) + g_k * jnp.log(cov["k"])
         if options.difficulties:
-            delta, eta, rho = (theta[..., 5 + n_gamma_t + i] for i in range(3))
+            delta, eta, rho = (theta[..., rest + 1 + i] for i in range(3))
             excess = cov["difficulty"] - options.reference_difficulty
             logit = logit - delta * excess + g_t * jnp.exp(eta * excess) * thinking - rho * cov["T"] / 1000.0
         else:
@@ -200,11 +232,14 @@ class JointInference(CurveForm):
 
     def starts(self, options=None):
         options = self.options_from(options)
-        # logit of a / (1 - b): shares 0.5, 0.95; logit of b: floors 0.01, 0.25
+        # logit of a / (1 - b): shares 0.5, 0.95; logit of b: floors 0.01, 0.25; midpoints in the
+        # table's loss range (fixed ones for a table prepare did not see)
+        midpoints = options.loss_quantiles or (1.5, 2.5, 4.0)
         grid = np.array(list(itertools.product([0.0, 3.0], [-4.6, -1.1], np.log([1.0, 5.0, 20.0]),
-                                               [1.5, 2.5, 4.0], [0.0, 0.5], [0.0, 0.5])), dtype=np.float64)
-        repeats = len(self._gamma_t_names(options))
-        starts = np.concatenate([grid[:, :4]] + [grid[:, 4:5]] * repeats + [grid[:, 5:]], axis=1)
+                                               midpoints, [0.0, 0.5], [0.0, 0.5])), dtype=np.float64)
+        n_l0, n_gamma_t = len(self._midpoint_names(options)), len(self._gamma_t_names(options))
+        starts = np.concatenate([grid[:, :3]] + [grid[:, 3:4]] * n_l0 + [grid[:, 4:5]] * n_gamma_t + [grid[:, 5:]],
+                                axis=1)
         if not options.difficulties:
             return starts
         # delta_d (0: no harder; 1: a logit step per level), eta_d (flat or growing gain), rho_T

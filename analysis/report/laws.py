@@ -28,12 +28,15 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
     else:
         # pass@k rows measure a different thing than greedy/majority answers: fit on the latter.
         rows = inference[inference["aggregator"] != "pass@k"] if "aggregator" in inference else inference
-        # With several pretraining arms, each gets its own test-time slope: the question is
-        # whether thinking-trained models turn thinking tokens into accuracy when others do not.
+        # With several pretraining arms, each gets its own test-time slope (the question is
+        # whether thinking-trained models turn thinking tokens into accuracy when others do not)
+        # and its own loss-to-accuracy midpoint (each arm's loss is on raw text, a format the
+        # thinking arms' training changes).
         per_arm = bool(get_form(loss_law.form).arms(loss_law.settings)) and "arm" in rows and rows["arm"].nunique() > 1
         try:
             laws["joint_inference"] = fit(rows, form="joint_inference", target="accuracy", bootstrap=bootstrap,
-                                          loss_law=loss_law, **({"per_arm_thinking": True} if per_arm else {}))
+                                          loss_law=loss_law,
+                                          **({"per_arm_thinking": True, "per_arm_midpoint": True} if per_arm else {}))
         except ValueError as e:
             notes.append(("joint_inference", str(e)))
     return laws, notes
