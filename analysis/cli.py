@@ -61,6 +61,8 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
     settings.add_argument("--loss-law", help="joint_inference: the loss law file for step 1")
     settings.add_argument("--per-arm-thinking", action="store_true", default=None,
                           help="joint_inference on an augmentation loss law: a test-time slope gamma_T per arm")
+    settings.add_argument("--per-arm-midpoint", action="store_true", default=None,
+                          help="joint_inference on an augmentation loss law: a loss-to-accuracy midpoint L0 per arm")
     settings.add_argument("--per-arm-exponents", action="store_true", default=None,
                           help="augmentation: a data exponent per arm instead of multipliers")
     settings.add_argument("--reference-arm", help="augmentation: the arm whose data counts 1x (default vanilla)")
