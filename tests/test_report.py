@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import analysis
 from analysis import chinchilla, report
 from scaling.sweep import report_support
 
@@ -143,3 +144,19 @@ def test_report_cli_rejects_a_bad_floor(run_cli, tmp_path):
     results = write_results(tmp_path / "results", with_inference=False)
     proc = run_cli("report", results, "-o", tmp_path / "r.html", "--floor=nonsense")
     assert proc.returncode == 2 and "--floor 'nonsense'" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_with_several_arms_the_single_arm_laws_fit_the_reference_arm_alone(tmp_path):
+    # A thinking arm whose raw-text loss also pays for its format (0.3 nats more, worse with data):
+    # pooled with vanilla it would drag Chinchilla's E; on vanilla's rows E is vanilla's own.
+    results = write_results(tmp_path / "results", with_inference=False)
+    training = pd.read_parquet(results / "training.parquet")
+    final = training[training["is_final"]]
+    thinking = final.assign(arm="thinking", run_id=final["run_id"] + "_t",
+                            eval_loss=final["eval_loss"] + 0.3 + 0.05 * np.log(final["tokens"] / final["tokens"].min()))
+    pd.concat([training, thinking]).to_parquet(results / "training.parquet")
+    report.build_report(results, bootstrap=20, laws_dir=tmp_path / "laws", floor=None)
+    chinchilla_law = analysis.load_law(tmp_path / "laws" / "chinchilla.json")
+    assert chinchilla_law.parameters["E"].estimate == pytest.approx(LAW["E"], rel=0.05)
+    assert chinchilla_law.n_points == len(final)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from analysis.fitting import fit
+from analysis.forms.augmentation import ordered_arms
 from analysis.forms.base import get_form
 
 
@@ -10,8 +11,14 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
     """Every law the data supports, fitted with analysis.fitting.fit, by name; and (name, reason)
     for each law that could not be fitted."""
     laws, notes = {}, []
-    plan = [("chinchilla", dict(form="chinchilla", approach=3)), ("approach 2 (IsoFLOP)", dict(approach=2))]
-    if "arm" in canonical and canonical["arm"].nunique() > 1:
+    several_arms = "arm" in canonical and canonical["arm"].nunique() > 1
+    # The single-arm laws describe plain pretraining: with several arms, the reference arm's rows
+    # (an arm's raw-text loss also measures its format; pooled, the arms make one law of several).
+    arm_column = (columns or {}).get("arm", "arm")  # the table's own name for it (a --columns map)
+    single = {"where": f"`{arm_column}` == {ordered_arms(canonical, None)[1]!r}"} if several_arms else {}
+    plan = [("chinchilla", dict(form="chinchilla", approach=3, **single)),
+            ("approach 2 (IsoFLOP)", dict(approach=2, **single))]
+    if several_arms:
         plan.append(("augmentation", dict(form="augmentation", approach=3)))
     else:
         notes.append(("augmentation", "the data has a single arm"))
