@@ -78,7 +78,7 @@ def render(name, training_source, training, inference, sources, columns, bootstr
     if "C" not in canonical:
         canonical["C"] = 6 * canonical["N"] * canonical["D"]
     sections = [Section("Data", summary_html(training, canonical, inference, states))]
-    laws, fit_notes = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
+    laws, fit_notes, fit_caveats = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
     if laws_dir is not None:
         for law_name, law in laws.items():
             law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
@@ -91,6 +91,7 @@ def render(name, training_source, training, inference, sources, columns, bootstr
                                        **(measure(laws) if measure is not None else {})})
         sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items())
+                            + "".join(f'<p class="note">law {esc(n)}: {esc(c)}</p>' for n, c in fit_caveats)
                             + "".join(skipped_html(f"law {n}", reason) for n, reason in fit_notes)))
     if floor:
         sections.append(Section("Ground truth", ground_truth_html(laws, floor)))

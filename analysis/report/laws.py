@@ -8,9 +8,10 @@ from analysis.forms.base import get_form
 
 
 def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
-    """Every law the data supports, fitted with analysis.fitting.fit, by name; and (name, reason)
-    for each law that could not be fitted."""
-    laws, notes = {}, []
+    """Every law the data supports, fitted with analysis.fitting.fit, by name; (name, reason) for
+    each law that could not be fitted; and (name, caveat) for a law fitted on other rows than
+    planned."""
+    laws, notes, caveats = {}, [], []
     several_arms = "arm" in canonical and canonical["arm"].nunique() > 1
     # The single-arm laws describe plain pretraining: with several arms, the reference arm's rows
     # (an arm's raw-text loss also measures its format; pooled, the arms make one law of several).
@@ -26,7 +27,17 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
         try:
             laws[name] = fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **options)
         except ValueError as e:
-            notes.append((name, str(e)))
+            if "where" not in options or "too few" not in str(e):
+                notes.append((name, str(e)))
+                continue
+            # Too few reference points: every arm's rows, saying so beside the law.
+            caveats.append((name, f"fitted on every arm's rows, whose raw-text loss also measures their formats: "
+                                  f"the reference arm's alone are too few ({e})"))
+            pooled = {k: v for k, v in options.items() if k != "where"}
+            try:
+                laws[name] = fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **pooled)
+            except ValueError as again:
+                notes.append((name, str(again)))
     loss_law = laws.get("augmentation") or laws.get("chinchilla")
     if inference is None:
         notes.append(("joint_inference", "no inference table (inference.parquet) beside the training table"))
@@ -46,4 +57,4 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
                                           **({"per_arm_thinking": True, "per_arm_midpoint": True} if per_arm else {}))
         except ValueError as e:
             notes.append(("joint_inference", str(e)))
-    return laws, notes
+    return laws, notes, caveats
