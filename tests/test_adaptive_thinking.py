@@ -130,7 +130,7 @@ def test_without_a_difficulty_column_the_pooled_law_is_unchanged(loss_law):
     table = inference_table(loss_law).query("task == 'synthetic_qa_d2'").assign(task="qa")
     pooled = analysis.fit(table, form="joint_inference", target="accuracy", bootstrap=0, heldout_fraction=0,
                           loss_law=loss_law)
-    assert list(pooled.parameters) == ["a", "b", "kappa", "L0", "gamma_k", "gamma_T"]
+    assert list(pooled.parameters) == ["a", "b", "kappa", "L0", "gamma_T", "gamma_k"]
     assert pooled.settings.difficulties is None and "difficulty" not in pooled.ranges
     both = inference_table(loss_law)
     forced = analysis.fit(both, form="joint_inference", target="accuracy", bootstrap=0, heldout_fraction=0,
