@@ -120,15 +120,21 @@ def test_pass_at_k_matches_large_language_monkeys_coverage():
         pass_at_k([10], [1], 20)
 
 
+def two_arm_loss_law(base: dict, n: np.ndarray, d: np.ndarray, thinking_multiplier: float):
+    """An augmentation law fitted to exact Chinchilla losses of a vanilla arm and a thinking arm
+    whose data counts `thinking_multiplier` times."""
+    training = pd.concat([pd.DataFrame({"params": n, "tokens": d, "arm": arm,
+                                        "eval_loss": get_form("chinchilla").predict(base, N=n, D=m * d)})
+                          for arm, m in (("vanilla", 1.0), ("thinking", thinking_multiplier))])
+    return analysis.fit(training, form="augmentation", bootstrap=0, heldout_fraction=0)
+
+
 @pytest.mark.slow
 def test_joint_inference_two_step_through_a_loss_law_file(run_cli, tmp_path):
     """Step 1 from a fitted augmentation law file, step 2 fitted by `scaling fit --loss-law`."""
     base = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 5), np.geomspace(1e8, 1e11, 5)))
-    training = pd.concat([pd.DataFrame({"params": n, "tokens": d, "arm": arm,
-                                        "eval_loss": get_form("chinchilla").predict(base, N=n, D=m * d)})
-                          for arm, m in (("vanilla", 1.0), ("thinking", 1.5))])
-    loss_law = analysis.fit(training, form="augmentation", bootstrap=0, heldout_fraction=0)
+    loss_law = two_arm_loss_law(base, n, d, 1.5)
     loss_law.save(tmp_path / "loss.json")
     truth = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T": 0.3, "gamma_k": 0.5}
     rng = np.random.default_rng(0)
@@ -151,10 +157,7 @@ def test_joint_inference_per_arm_thinking_gains_recovered():
     """Thinking-trained models gain from T, vanilla ones do not: per_arm_thinking recovers both slopes."""
     base = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 4), np.geomspace(1e8, 1e11, 4)))
-    training = pd.concat([pd.DataFrame({"params": n, "tokens": d, "arm": arm,
-                                        "eval_loss": get_form("chinchilla").predict(base, N=n, D=m * d)})
-                          for arm, m in (("vanilla", 1.0), ("thinking", 1.5))])
-    loss_law = analysis.fit(training, form="augmentation", bootstrap=0, heldout_fraction=0).to_dict()
+    loss_law = two_arm_loss_law(base, n, d, 1.5).to_dict()
     options = {"loss_law": loss_law, "per_arm_thinking": True}
     assert get_form("joint_inference").parameter_names_for(options) == (
         "a", "b", "kappa", "L0", "gamma_T_vanilla", "gamma_T_thinking", "gamma_k")
@@ -183,10 +186,7 @@ def test_joint_inference_per_arm_midpoints_recovered_on_a_low_loss_scale():
     are fitted from starts inside the table's own loss range."""
     base = {"E": 0.38, "A": 4.0, "B": 6.0, "alpha": 0.33, "beta": 0.36}
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(4e4, 3e5, 4), np.geomspace(2e5, 1e6, 4)))
-    training = pd.concat([pd.DataFrame({"params": n, "tokens": d, "arm": arm,
-                                        "eval_loss": get_form("chinchilla").predict(base, N=n, D=m * d)})
-                          for arm, m in (("vanilla", 1.0), ("thinking", 0.5))])
-    fitted_loss = analysis.fit(training, form="augmentation", bootstrap=0, heldout_fraction=0)
+    fitted_loss = two_arm_loss_law(base, n, d, 0.5)
     loss_law = fitted_loss.to_dict()
     options = {"loss_law": loss_law, "per_arm_thinking": True, "per_arm_midpoint": True}
     assert get_form("joint_inference").parameter_names_for(options) == (

@@ -75,14 +75,20 @@ def estimates(plans: list[store.RunPlan], directory: Path, given: float | None) 
     return throughput.estimate(list(archs.values()), directory)
 
 
+def training_flops(p: store.RunPlan) -> float:
+    """The run's training FLOPs (a WSD trunk counted once)."""
+    return p.point["flops_per_token"] * p.point["train_tokens"]
+
+
+def estimated_seconds(p: store.RunPlan, rates: dict[str, throughput.Throughput]) -> float:
+    return training_flops(p) / rates[_arch_key(p)].flops_per_s
+
+
 def longest_first(plans: list[store.RunPlan], rates: dict[str, throughput.Throughput]) -> list[store.RunPlan]:
     """The runs in the order they are started: longest estimated training first (ties keep the
     grid's order). With more runs than workers, starting the short runs last fills the workers
     to the end instead of leaving one long run alone with idle cores (LPT scheduling)."""
-    def seconds(p):
-        return p.point["flops_per_token"] * p.point["train_tokens"] / rates[_arch_key(p)].flops_per_s
-
-    return sorted(plans, key=seconds, reverse=True)
+    return sorted(plans, key=lambda p: estimated_seconds(p, rates), reverse=True)
 
 
 def _arch_key(p: store.RunPlan) -> str:
@@ -119,14 +125,12 @@ def run_sweep(args) -> int:
     plans = longest_first(plans, rates)
     rows, total_flops, total_seconds = [], 0.0, 0.0  # training FLOPs: WSD trunks counted once
     for p in plans:
-        flops = p.point["flops_per_token"] * p.point["train_tokens"]
-        rate = rates[_arch_key(p)]
-        seconds = flops / rate.flops_per_s
+        flops, seconds = training_flops(p), estimated_seconds(p, rates)
         total_flops += flops
         total_seconds += seconds
         state = store.read_job(directory / p.name)["state"] if (directory / p.name).is_dir() else "new"
         rows.append([p.name, f"{p.point['params']:.3g}", " ".join(f"{d:.3g}" for d in p.point["data_budgets"]),
-                     f"{flops:.3g}", p.point["arm"], f"{_hours(seconds)} ({rate.source})", state])
+                     f"{flops:.3g}", p.point["arm"], f"{_hours(seconds)} ({rates[_arch_key(p)].source})", state])
     print(format_table(["run", "N", "D", "C", "arm", "est. time", "state"], rows))
     if args.executor == "local":
         workers, threads = executors.local_layout(args.workers, getattr(args, "threads_per_worker", None))
