@@ -76,8 +76,7 @@ class Law:
 
     def predict_draws(self, **covariates) -> np.ndarray:
         """The prediction under every bootstrap draw: shape [n_bootstrap, *covariate shape]."""
-        return np.stack([get_form(self.form).predict(params, self.settings, **covariates)
-                         for params in self.draws()])
+        return get_form(self.form).predict_draws(self.draws(), self.settings, **covariates)
 
     def draws(self) -> list[dict[str, float]]:
         """The parameters of every bootstrap draw, fixed parameters included."""

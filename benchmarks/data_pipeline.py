@@ -18,7 +18,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from scaling.data import pipeline  # noqa: E402
 
-TASKS = ("synthetic_vanilla", "synthetic_thinking", "synthetic_thinking_before_hard", "synthetic_mix")
 
 
 def measure(task: str, batch_size: int, seq_len: int, batches: int) -> dict:
@@ -48,7 +47,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seq_len", type=int, default=256)
     parser.add_argument("--batches", type=int, default=200)
-    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--tasks", default=",".join(pipeline.SYNTHETIC_TASKS))
     args = parser.parse_args()
     rows = [measure(t, args.batch_size, args.seq_len, args.batches) for t in args.tasks.split(",")]
     print(f"data pipeline, batch {args.batch_size} x seq_len {args.seq_len}, {args.batches} batches, "

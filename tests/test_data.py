@@ -5,6 +5,7 @@ import pytest
 import seqio
 
 from scaling.data import THINK_CLOSE, THINK_OPEN, extract_answer, make_document, qa_problems
+from scaling.data import batch_cache
 from scaling.data import cache as cache_lib
 from scaling.data import corpus, formats, pipeline, vocabulary
 from scaling.data.augment import AugmentConfig, augment
@@ -167,6 +168,50 @@ def test_train_batches_deterministic_and_resume_equals_skipping(monkeypatch):
                 assert np.array_equal(a[k], b[k]), (start, k)
     other_host = take(1, host_index=1, host_count=2)[0]
     assert not np.array_equal(other_host["targets"], full[0]["targets"])
+
+
+@pytest.mark.slow
+def test_batch_cache_gives_the_pipelines_batches_and_survives_lost_blocks(monkeypatch, tmp_path):
+    """With SCALING_BATCH_CACHE set, batches come back bit-identical to the pipeline's (from the
+    start, resumed mid-block, after a block is deleted or torn), and a stored stream is read
+    without running the pipeline at all."""
+    monkeypatch.setattr(pipeline, "CHUNK_TOKENS", 4 * 2 * 64)  # chunks of 4 batches
+    monkeypatch.setattr(batch_cache, "BLOCK_TOKENS", 3 * 2 * 64)  # blocks of 3 batches
+
+    def take(n, **kw):
+        it = pipeline.train_batches("synthetic_thinking_before_hard", 2, 64, seed=5, **kw)
+        return [next(it) for _ in range(n)]
+
+    def same(xs, ys):
+        return len(xs) == len(ys) and all(np.array_equal(x[k], y[k]) for x, y in zip(xs, ys) for k in x)
+
+    monkeypatch.delenv(batch_cache.CACHE_ENV, raising=False)
+    reference = take(9)
+    evaluation = pipeline.eval_batches("synthetic", 2, 64, 2)
+    monkeypatch.setenv(batch_cache.CACHE_ENV, str(tmp_path))
+    assert same(take(9), reference)
+    blocks = sorted(tmp_path.glob("*/block-*.npz"))  # the reader runs ahead, so there may be more
+    assert [b.name for b in blocks[:3]] == ["block-0000000.npz", "block-0000001.npz", "block-0000002.npz"]
+    assert same(pipeline.eval_batches("synthetic", 2, 64, 2), evaluation)
+
+    def no_pipeline(*args, **kwargs):
+        raise AssertionError("the pipeline ran although the stream is stored")
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "_train_stream", no_pipeline)
+        m.setattr(pipeline, "_packed", no_pipeline)
+        assert same(take(9), reference)
+        assert same(take(4, start_batch=5), reference[5:])
+        assert same(pipeline.eval_batches("synthetic", 2, 64, 2), evaluation)
+
+    blocks[1].unlink()
+    blocks[2].write_bytes(b"torn")
+    assert same(take(9), reference)
+    assert same(take(2, start_batch=4), reference[4:6])
+    assert blocks[1].is_file() and blocks[2].stat().st_size > 100
+    assert not list(tmp_path.glob("*/.*.tmp"))
+    other_seed = pipeline.train_batches("synthetic_thinking_before_hard", 2, 64, seed=6)
+    assert not np.array_equal(next(other_seed)["targets"], reference[0]["targets"])  # its own stream
 
 
 def test_eval_batches_hold_out_raw_documents_with_hard_masks():

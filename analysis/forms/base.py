@@ -147,6 +147,11 @@ class LawForm:
     def predict(self, params: Mapping[str, float], options: Mapping | FormOptions | None = None, **covariates):
         raise NotImplementedError
 
+    def predict_draws(self, draws: list[Mapping[str, float]], options: Mapping | FormOptions | None = None,
+                      **covariates) -> np.ndarray:
+        """`predict` under each parameter set of `draws`, stacked on a leading axis."""
+        return np.stack([self.predict(params, options, **covariates) for params in draws])
+
     # -- a fitted law in words (`scaling fit`'s summary) ----------------------------------------
     def objective_text(self, law) -> str:
         """How the law's objective was computed, e.g. ' (Huber delta 0.001)' (empty: nothing to add)."""
@@ -238,6 +243,23 @@ class CurveForm(LawForm):
             out = self.raw_predict(theta, cov, options)
             out = jnp.exp(out) if self.log_target else out
             return np.asarray(out)
+
+    def predict_draws(self, draws, options=None, **covariates):
+        """All draws in one vectorised evaluation (a bootstrap's 200 draws as one array program,
+        not 200 op-by-op predictions: recommend and the report call this in their searches)."""
+        options = self.options_from(options)
+        if not draws:
+            return np.zeros((0,))
+        fixed = self.fixed_parameters(options)
+        columns = {name: np.array([float({**fixed, **d}[name]) for d in draws]) for name in {**fixed, **draws[0]}}
+        missing = [c for c in self.required_covariates(options) if c not in covariates]
+        if missing:
+            raise ValueError(f"form {self.name!r} needs covariates {missing} to predict")
+        with jax.enable_x64(True):
+            thetas = self.from_parameters(columns, options)
+            cov = self.encode_covariates(covariates, options)
+            out = jax.vmap(lambda theta: self.raw_predict(theta, cov, options))(thetas)
+            return np.asarray(jnp.exp(out) if self.log_target else out)
 
     def encode_covariates(self, covariates: Mapping, options: FormOptions) -> dict[str, jnp.ndarray]:
         """Numeric arrays for raw_predict (arm names become indices into the fitted arms)."""

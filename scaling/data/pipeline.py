@@ -34,6 +34,7 @@ import seqio
 import tensorflow as tf
 
 from scaling.configuration import ConfigError
+from scaling.data import batch_cache
 from scaling.data import cache as cache_lib
 from scaling.data import corpus, formats, vocabulary
 from scaling.data.teachers import ProgrammaticTeacher, ProgrammaticTeacherConfig
@@ -153,6 +154,9 @@ def _synthetic_dataset_fn(fmt: str | None, encode=vocabulary.encode):
 
 
 _SYNTHETIC_VOCABULARY = [vocabulary.BYTES]  # the vocabulary the synthetic tasks are registered with
+
+
+SYNTHETIC_TASKS = ("synthetic_vanilla", "synthetic_thinking", "synthetic_thinking_before_hard", "synthetic_mix")
 
 
 def register_synthetic_tasks(vocab: seqio.Vocabulary | None = None) -> None:
@@ -375,7 +379,25 @@ def train_batches(task: str, batch_size: int, seq_len: int, seed: int, start_bat
     task = resolve_task(task)
     if not 0 <= host_index < host_count:
         raise ValueError(f"host_index {host_index} out of range for host_count {host_count}")
-    return _background(_train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host_count))
+
+    def produce(first_batch):
+        return _train_stream(task, batch_size, seq_len, seed, first_batch, host_index, host_count)
+
+    folder = _cache_folder(task, kind="train", batch_size=batch_size, seq_len=seq_len, seed=seed,
+                           host_index=host_index, host_count=host_count, chunk_tokens=CHUNK_TOKENS)
+    if folder is None:
+        return _background(produce(start_batch))
+    per_block = batch_cache.block_batches(batch_size, seq_len)
+    return _background(batch_cache.cached_stream(folder, BATCH_KEYS, per_block, start_batch, produce))
+
+
+def _cache_folder(task: str, **identity) -> Path | None:
+    """Where the batch cache keeps this stream, when caching is on and the task is a pure
+    function of the code (the synthetic tasks; an augmentation cache can grow between runs)."""
+    root = batch_cache.cache_root()
+    if root is None or task not in SYNTHETIC_TASKS:
+        return None
+    return batch_cache.stream_folder(root, task=task, vocabulary=_SYNTHETIC_VOCABULARY[0], **identity)
 
 
 def eval_batches(corpus_name: str, batch_size: int, seq_len: int, n_batches: int) -> list[dict[str, np.ndarray]]:
@@ -383,9 +405,16 @@ def eval_batches(corpus_name: str, batch_size: int, seq_len: int, n_batches: int
     masks and the bytes per target token. `corpus_name`: "synthetic", a registered cache corpus
     name, or a cache directory."""
     task = resolve_task(f"{corpus_name}:vanilla" if Path(corpus_name).is_dir() else f"{corpus_name}_vanilla")
-    vocab = _vocabulary_of(task)
-    ds = _packed(task, "validation", seq_len, EVAL_SEED).batch(batch_size, drop_remainder=True).take(n_batches)
-    return [_to_batch(packed, vocab, with_eval_keys=True) for packed in ds.as_numpy_iterator()]
+
+    def produce():
+        vocab = _vocabulary_of(task)
+        ds = _packed(task, "validation", seq_len, EVAL_SEED).batch(batch_size, drop_remainder=True).take(n_batches)
+        return [_to_batch(packed, vocab, with_eval_keys=True) for packed in ds.as_numpy_iterator()]
+
+    folder = _cache_folder(task, kind="eval", batch_size=batch_size, seq_len=seq_len, seed=EVAL_SEED)
+    if folder is None:
+        return produce()
+    return batch_cache.cached_list(folder / f"eval-{n_batches}.npz", EVAL_KEYS, produce)
 
 
 register_synthetic_tasks()

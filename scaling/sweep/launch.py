@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 
 from scaling.configuration import ConfigError
+from scaling.data import batch_cache
 from scaling.model import ModelConfig
 from scaling.sweep import executors, grid as grids, runner, store, throughput
 from scaling.sweep.status import format_table
@@ -96,14 +97,17 @@ def _arch_key(p: store.RunPlan) -> str:
     return f"{p.readable.split('_')[0]}/b{p.point['batch_size']}"
 
 
-def share_compilation_cache() -> None:
+def share_caches() -> None:
     """Runs of one architecture (every arm, every branch's inference, and the throughput
-    measurement here) compile the same programs: JAX's persistent cache, in the user's cache
-    folder (not the sweep folder, which holds only runs), compiles each once. Children inherit it
-    through the environment; a cache the user set is kept."""
+    measurement here) compile the same programs, and runs of one arm read the same batch stream:
+    JAX's persistent compilation cache and the batch cache (scaling/data/batch_cache.py), in the
+    user's cache folder (not the sweep folder, which holds only runs), make each once. Children
+    inherit them through the environment; caches the user set are kept."""
+    root = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scaling").resolve()
+    os.environ.setdefault(batch_cache.CACHE_ENV, str(root / "batches"))
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return
-    folder = str((Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scaling" / "jax").resolve())
+    folder = str(root / "jax")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     jax.config.update("jax_compilation_cache_dir", folder)
@@ -120,7 +124,7 @@ def run_sweep(args) -> int:
                           "is not used (override the grid with --gin.Grid.NAME=VALUE)")
     grid, plans, directory = plan(args.grid, args.gin.bindings, args.sweep_dir)
     if args.executor == "local" and not args.dry_run:
-        share_compilation_cache()
+        share_caches()
     rates = estimates(plans, directory, args.throughput)
     plans = longest_first(plans, rates)
     rows, total_flops, total_seconds = [], 0.0, 0.0  # training FLOPs: WSD trunks counted once

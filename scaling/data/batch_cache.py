@@ -1,0 +1,126 @@
+"""Packed batches stored once and read by every run that needs the same stream.
+
+Why: in a sweep, every model size of an arm trains on the same batch stream (same task, seed,
+batch size and sequence length), and on a small model producing a batch (generating documents,
+tokenizing, packing) costs as much CPU as the training step. The first run to need a stretch of
+the stream stores it here; the others read it back, bit for bit what the pipeline would give.
+
+Layout: `<root>/<stream key>/block-<n>.npz`, block n holding batches [n * B, (n + 1) * B) with
+B = block_batches(batch_size, seq_len). The key hashes what determines the stream, including the
+source of the data code and vocabulary files (scaling/data/), so a changed generator never reads
+old batches. Blocks are written whole to a temporary file and renamed (atomic; concurrent writers
+of one block write identical bytes), never modified, and one that cannot be read is produced again.
+The root is named by SCALING_BATCH_CACHE (the local sweep executor sets it); unset, nothing is stored.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "SCALING_BATCH_CACHE"
+BLOCK_TOKENS = 1 << 17  # batch slots per block file (a few MB)
+DATA_DIR = Path(__file__).resolve().parent
+
+
+def cache_root() -> Path | None:
+    """The cache folder named by SCALING_BATCH_CACHE, or None (no caching)."""
+    value = os.environ.get(CACHE_ENV, "")
+    return Path(value) if value else None
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the data code and vocabulary files: what generates, tokenizes and packs."""
+    digest = hashlib.sha256()
+    for path in sorted(DATA_DIR.iterdir()):
+        if path.suffix in (".py", ".model", ".vocab") and path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stream_folder(root: Path, **identity) -> Path:
+    """The folder of one stream: a readable prefix and a hash of everything that determines it."""
+    text = repr(sorted(identity.items())) + code_fingerprint()
+    label = "-".join(str(identity[k]) for k in ("task", "batch_size", "seq_len", "seed") if k in identity)
+    return root / f"{label}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def block_batches(batch_size: int, seq_len: int) -> int:
+    return max(1, BLOCK_TOKENS // (batch_size * seq_len))
+
+
+def _read(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """A stored block, or None when there is none (or it cannot be read: it is then made again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {k: stored[k] for k in keys}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.warning("batch cache: %s unreadable (%s); producing it again", path, e)
+        return None
+
+
+def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically: a reader sees the whole block or none of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(temporary, path)
+    except OSError as e:  # a full or read-only disk costs speed, never the run
+        log.warning("batch cache: could not write %s (%s)", path, e)
+        temporary.unlink(missing_ok=True)
+
+
+def cached_stream(folder: Path, keys: tuple[str, ...], per_block: int, start_batch: int,
+                  produce: Callable[[int], Iterator[dict[str, np.ndarray]]]) -> Iterator[dict[str, np.ndarray]]:
+    """Batches start_batch, start_batch + 1, ... of a deterministic stream: stored blocks are read,
+    missing ones are taken from `produce(first_batch)` (the pipeline from that batch on) and stored.
+    Batches are yielded as they are produced; a block is stored as soon as it is complete."""
+    n = start_batch
+    source, source_at = None, None
+    while True:
+        block, offset = divmod(n, per_block)
+        path = folder / f"block-{block:07d}.npz"
+        stored = _read(path, keys)
+        if stored is not None:
+            for i in range(offset, per_block):
+                yield {k: stored[k][i] for k in keys}
+        else:
+            if source is None or source_at != block * per_block:
+                source = produce(block * per_block)
+            produced = []
+            for i in range(per_block):
+                batch = next(source)
+                produced.append(batch)
+                if i == per_block - 1:  # stored before its last batch is handed on
+                    _write(path, {k: np.stack([b[k] for b in produced]) for k in keys})
+                if i >= offset:
+                    yield batch
+            source_at = (block + 1) * per_block
+        n = (block + 1) * per_block
+
+
+def cached_list(path: Path, keys: tuple[str, ...], produce: Callable[[], list[dict[str, np.ndarray]]]
+                ) -> list[dict[str, np.ndarray]]:
+    """A fixed list of batches (the evaluation set), stored as one file."""
+    stored = _read(path, keys)
+    if stored is not None:
+        return [{k: stored[k][i] for k in keys} for i in range(len(stored[keys[0]]))]
+    batches = produce()
+    if batches:
+        _write(path, {k: np.stack([b[k] for b in batches]) for k in keys})
+    return batches
