@@ -14,7 +14,8 @@ per configuration per line.
 8 layers, 8 heads of 64, d_ff 2048, untied, vocabulary 256) at batch 32 x 128 and prints one JSON
 line; with `--torch_python` (a virtualenv with torch, never this project's) the PyTorch reference
 runs in the same invocation, eager and torch.compile, and the line adds their tokens/s and the
-ratios. The project itself does not depend on torch.
+ratios; each side's figure goes to stderr as it is measured. The project itself does not depend
+on torch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -99,16 +101,25 @@ def torch_reference(python: str, script: Path, compiled: bool) -> float:
     return float(found.group(1))
 
 
+def _progress(side: str, figures: dict) -> None:
+    """Each side's figure to stderr as soon as it is measured, so a run cut short (torch.compile
+    can take minutes on a few cores) still leaves what it measured."""
+    print(json.dumps({"measured": side, **figures}), file=sys.stderr, flush=True)
+
+
 def reference(args, peak: float, tx, mesh) -> int:
     """The reference shape, ours then torch's (eager, compiled), then ours again: the mean of
     our two runs counts, so a drift in machine load during the run affects both sides alike.
     Ten timed steps after warm-up on each side, as the reference script times itself."""
     steps = 10
     ours = [measure("reference", REFERENCE, REFERENCE_BATCH, steps, peak, tx, mesh)]
+    _progress("jax", {k: ours[0][k] for k in ("tokens_per_s", "mfu", "matmul_peak_flops_per_s")})
     row = dict(ours[0])
     if args.torch_python:
         row["torch_eager_tokens_per_s"] = torch_reference(args.torch_python, args.torch_script, compiled=False)
+        _progress("torch_eager", {"tokens_per_s": row["torch_eager_tokens_per_s"]})
         row["torch_compile_tokens_per_s"] = torch_reference(args.torch_python, args.torch_script, compiled=True)
+        _progress("torch_compile", {"tokens_per_s": row["torch_compile_tokens_per_s"]})
         ours.append(measure("reference", REFERENCE, REFERENCE_BATCH, steps, peak, tx, mesh))
         row.update({k: float(np.mean([r[k] for r in ours])) for k in ("tokens_per_s", "model_flops_per_s", "mfu")})
         row["vs_torch_compile"] = row["tokens_per_s"] / row["torch_compile_tokens_per_s"]
