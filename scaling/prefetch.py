@@ -52,5 +52,10 @@ class Prefetcher:
         return item
 
     def close(self):
+        """Stop reading, then close the batch stream (which lets the batch cache store what was
+        produced) once the reading thread is out of it."""
         self._stop.set()
         self._thread.join(timeout=5)
+        close = getattr(self._batches, "close", None)
+        if close is not None and not self._thread.is_alive():
+            close()

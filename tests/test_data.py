@@ -291,3 +291,28 @@ def test_sentencepiece_vocabulary_for_a_cache(tmp_path):
     assert batch["target_bytes"][0][seg == 1].sum() == pytest.approx(len(text.encode()) + 1, abs=1)
     thinking = next(pipeline.train_batches(names[1], 2, 128, seed=0))
     assert thinking["thinking_mask"].sum() > 0 and thinking["targets"].max() < 120
+
+
+def test_batch_cache_stores_the_part_of_a_block_a_stopped_reader_produced(tmp_path):
+    """A reader that stops inside a block leaves the batches it produced; the next reader reads
+    them and resumes the producer right after them, completing the block."""
+    stream = [{"inputs": np.full((2, 4), i, np.int32)} for i in range(12)]
+    started = []
+
+    def produce(first):
+        started.append(first)
+        return iter(stream[first:])
+
+    def read(n, start=0):
+        it = batch_cache.cached_stream(tmp_path, ("inputs",), 3, start, produce)
+        out = [int(next(it)["inputs"][0, 0]) for _ in range(n)]
+        it.close()
+        return out
+
+    assert read(4) == [0, 1, 2, 3] and started == [0]
+    with np.load(tmp_path / "block-0000001.npz") as partial:
+        assert partial["inputs"].shape == (1, 2, 4)  # batch 3 only
+    assert read(7) == list(range(7)) and started == [0, 4]  # batches 0-3 read, the producer from 4
+    with np.load(tmp_path / "block-0000002.npz") as partial:
+        assert partial["inputs"][:, 0, 0].tolist() == [6]
+    assert read(3, start=4) == [4, 5, 6] and started == [0, 4]  # all stored now

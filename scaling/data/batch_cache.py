@@ -6,10 +6,12 @@ tokenizing, packing) costs as much CPU as the training step. The first run to ne
 the stream stores it here; the others read it back, bit for bit what the pipeline would give.
 
 Layout: `<root>/<stream key>/block-<n>.npz`, block n holding batches [n * B, (n + 1) * B) with
-B = block_batches(batch_size, seq_len). The key hashes what determines the stream, including the
+B = block_batches(batch_size, seq_len), or the first of them when the run that produced it
+stopped inside the block (a later run that goes further completes it). The key hashes what determines the stream, including the
 source of the data code and vocabulary files (scaling/data/), so a changed generator never reads
-old batches. Blocks are written whole to a temporary file and renamed (atomic; concurrent writers
-of one block write identical bytes), never modified, and one that cannot be read is produced again.
+old batches. Blocks are written to a temporary file and renamed (atomic; concurrent writers of one block
+write identical batches), only ever replaced by another prefix of the same stream, and one that
+cannot be read is produced again.
 The root is named by SCALING_BATCH_CACHE (the local sweep executor sets it); unset, nothing is stored.
 """
 
@@ -87,31 +89,43 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def cached_stream(folder: Path, keys: tuple[str, ...], per_block: int, start_batch: int,
                   produce: Callable[[int], Iterator[dict[str, np.ndarray]]]) -> Iterator[dict[str, np.ndarray]]:
-    """Batches start_batch, start_batch + 1, ... of a deterministic stream: stored blocks are read,
-    missing ones are taken from `produce(first_batch)` (the pipeline from that batch on) and stored.
-    Batches are yielded as they are produced; a block is stored as soon as it is complete."""
+    """Batches start_batch, start_batch + 1, ... of a deterministic stream: stored batches are
+    read, missing ones are taken from `produce(first_batch)` (the pipeline from that batch on) and
+    stored. A block is stored as soon as it is complete; when the reader stops in the middle of
+    one, the part it produced is stored too (closing the generator does that), so the next run of
+    the same length reads its whole stream instead of resuming the pipeline mid-chunk."""
     n = start_batch
     source, source_at = None, None
     while True:
         block, offset = divmod(n, per_block)
         path = folder / f"block-{block:07d}.npz"
-        stored = _read(path, keys)
-        if stored is not None:
-            for i in range(offset, per_block):
-                yield {k: stored[k][i] for k in keys}
-        else:
-            if source is None or source_at != block * per_block:
-                source = produce(block * per_block)
-            produced = []
-            for i in range(per_block):
-                batch = next(source)
-                produced.append(batch)
-                if i == per_block - 1:  # stored before its last batch is handed on
-                    _write(path, {k: np.stack([b[k] for b in produced]) for k in keys})
-                if i >= offset:
-                    yield batch
-            source_at = (block + 1) * per_block
+        stored = _read(path, keys) or {k: np.zeros((0,)) for k in keys}
+        have = len(stored[keys[0]])
+        for i in range(offset, have):
+            yield {k: stored[k][i] for k in keys}
+        if have < per_block:
+            first = block * per_block + have
+            if source is None or source_at != first:
+                source = produce(first)
+            fresh = []
+            try:
+                for i in range(have, per_block):
+                    fresh.append(next(source))
+                    source_at = first + len(fresh)
+                    if i == per_block - 1:  # stored before its last batch is handed on
+                        _write(path, _merged(stored, fresh, keys))
+                    if i >= offset:
+                        yield fresh[-1]
+            finally:
+                if fresh and have + len(fresh) < per_block:
+                    _write(path, _merged(stored, fresh, keys))
         n = (block + 1) * per_block
+
+
+def _merged(stored: dict[str, np.ndarray], fresh: list[dict[str, np.ndarray]], keys) -> dict[str, np.ndarray]:
+    """A block's stored batches followed by the ones just produced."""
+    return {k: np.concatenate([stored[k].reshape((-1, *fresh[0][k].shape)), np.stack([b[k] for b in fresh])])
+            for k in keys}
 
 
 def cached_list(path: Path, keys: tuple[str, ...], produce: Callable[[], list[dict[str, np.ndarray]]]

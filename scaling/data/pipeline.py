@@ -344,22 +344,32 @@ def _background(iterator: Iterator, depth: int = 32) -> Iterator:
     stop = threading.Event()
     end = object()
 
+    def offer(item) -> bool:
+        """Queue `item` unless the consumer has gone."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def fill():
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
         except BaseException as e:  # handed to the consumer
-            items.put(e)
-        items.put(end)
+            offer(e)
+            return
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:  # in this thread, the only one that runs it (the batch cache stores here)
+                close()
+        offer(end)
 
-    threading.Thread(target=fill, daemon=True, name="data-prefetch").start()
+    thread = threading.Thread(target=fill, daemon=True, name="data-prefetch")
+    thread.start()
     try:
         while True:
             item = items.get()
@@ -370,6 +380,7 @@ def _background(iterator: Iterator, depth: int = 32) -> Iterator:
             yield item
     finally:
         stop.set()
+        thread.join(timeout=10)
 
 
 def train_batches(task: str, batch_size: int, seq_len: int, seed: int, start_batch: int = 0,
