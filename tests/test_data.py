@@ -183,7 +183,8 @@ def test_batch_cache_gives_the_pipelines_batches_and_survives_lost_blocks(monkey
         return [next(it) for _ in range(n)]
 
     def same(xs, ys):
-        return len(xs) == len(ys) and all(np.array_equal(x[k], y[k]) for x, y in zip(xs, ys) for k in x)
+        return len(xs) == len(ys) and all(np.array_equal(x[k], y[k]) and x[k].dtype == y[k].dtype
+                                          for x, y in zip(xs, ys) for k in x)
 
     monkeypatch.delenv(batch_cache.CACHE_ENV, raising=False)
     reference = take(9)
@@ -316,3 +317,6 @@ def test_batch_cache_stores_the_part_of_a_block_a_stopped_reader_produced(tmp_pa
     with np.load(tmp_path / "block-0000002.npz") as partial:
         assert partial["inputs"][:, 0, 0].tolist() == [6]
     assert read(3, start=4) == [4, 5, 6] and started == [0, 4]  # all stored now
+    for block in tmp_path.glob("block-*.npz"):
+        with np.load(block) as stored:
+            assert stored["inputs"].dtype == np.int32, block  # stored as produced

@@ -123,9 +123,11 @@ def cached_stream(folder: Path, keys: tuple[str, ...], per_block: int, start_bat
 
 
 def _merged(stored: dict[str, np.ndarray], fresh: list[dict[str, np.ndarray]], keys) -> dict[str, np.ndarray]:
-    """A block's stored batches followed by the ones just produced."""
-    return {k: np.concatenate([stored[k].reshape((-1, *fresh[0][k].shape)), np.stack([b[k] for b in fresh])])
-            for k in keys}
+    """A block's stored batches followed by the ones just produced (in the produced dtypes)."""
+    produced = {k: np.stack([b[k] for b in fresh]) for k in keys}
+    if not len(stored[keys[0]]):
+        return produced
+    return {k: np.concatenate([stored[k], produced[k]]) for k in keys}
 
 
 def cached_list(path: Path, keys: tuple[str, ...], produce: Callable[[], list[dict[str, np.ndarray]]]
