@@ -234,15 +234,7 @@ class CurveForm(LawForm):
     def predict(self, params, options=None, **covariates):
         """The target at the covariates (numpy arrays broadcast together)."""
         options = self.options_from(options)
-        missing = [c for c in self.required_covariates(options) if c not in covariates]
-        if missing:
-            raise ValueError(f"form {self.name!r} needs covariates {missing} to predict")
-        with jax.enable_x64(True):
-            theta = self.from_parameters({**self.fixed_parameters(options), **params}, options)
-            cov = self.encode_covariates(covariates, options)
-            out = self.raw_predict(theta, cov, options)
-            out = jnp.exp(out) if self.log_target else out
-            return np.asarray(out)
+        return self._evaluate({**self.fixed_parameters(options), **params}, options, covariates, self.raw_predict)
 
     def predict_draws(self, draws, options=None, **covariates):
         """All draws in one vectorised evaluation (a bootstrap's 200 draws as one array program,
@@ -250,15 +242,19 @@ class CurveForm(LawForm):
         options = self.options_from(options)
         if not draws:
             return np.zeros((0,))
-        fixed = self.fixed_parameters(options)
-        columns = {name: np.array([float({**fixed, **d}[name]) for d in draws]) for name in {**fixed, **draws[0]}}
+        merged = [{**self.fixed_parameters(options), **d} for d in draws]
+        columns = {name: np.array([float(m[name]) for m in merged]) for name in merged[0]}
+        over_draws = lambda thetas, cov, options: jax.vmap(lambda t: self.raw_predict(t, cov, options))(thetas)  # noqa: E731
+        return self._evaluate(columns, options, covariates, over_draws)
+
+    def _evaluate(self, params, options, covariates, raw_predict):
+        """`raw_predict` on the fitting coordinates of `params`, back on the target's scale."""
         missing = [c for c in self.required_covariates(options) if c not in covariates]
         if missing:
             raise ValueError(f"form {self.name!r} needs covariates {missing} to predict")
         with jax.enable_x64(True):
-            thetas = self.from_parameters(columns, options)
-            cov = self.encode_covariates(covariates, options)
-            out = jax.vmap(lambda theta: self.raw_predict(theta, cov, options))(thetas)
+            theta = self.from_parameters(params, options)
+            out = raw_predict(theta, self.encode_covariates(covariates, options), options)
             return np.asarray(jnp.exp(out) if self.log_target else out)
 
     def encode_covariates(self, covariates: Mapping, options: FormOptions) -> dict[str, jnp.ndarray]:

@@ -124,10 +124,14 @@ def cached_stream(folder: Path, keys: tuple[str, ...], per_block: int, start_bat
 
 def _merged(stored: dict[str, np.ndarray], fresh: list[dict[str, np.ndarray]], keys) -> dict[str, np.ndarray]:
     """A block's stored batches followed by the ones just produced (in the produced dtypes)."""
-    produced = {k: np.stack([b[k] for b in fresh]) for k in keys}
+    produced = _stacked(fresh, keys)
     if not len(stored[keys[0]]):
         return produced
     return {k: np.concatenate([stored[k], produced[k]]) for k in keys}
+
+
+def _stacked(batches: list[dict[str, np.ndarray]], keys) -> dict[str, np.ndarray]:
+    return {k: np.stack([b[k] for b in batches]) for k in keys}
 
 
 def cached_list(path: Path, keys: tuple[str, ...], produce: Callable[[], list[dict[str, np.ndarray]]]
@@ -138,5 +142,5 @@ def cached_list(path: Path, keys: tuple[str, ...], produce: Callable[[], list[di
         return [{k: stored[k][i] for k in keys} for i in range(len(stored[keys[0]]))]
     batches = produce()
     if batches:
-        _write(path, {k: np.stack([b[k] for b in batches]) for k in keys})
+        _write(path, _stacked(batches, keys))
     return batches
