@@ -1,5 +1,7 @@
 """The synthetic corpus, vocabulary, formats and seqio batches, through the public API."""
 
+import shutil
+
 import numpy as np
 import pytest
 import seqio
@@ -295,8 +297,9 @@ def test_sentencepiece_vocabulary_for_a_cache(tmp_path):
 
 
 def test_batch_cache_stores_the_part_of_a_block_a_stopped_reader_produced(tmp_path):
-    """A reader that stops inside a block leaves the batches it produced; the next reader reads
-    them and resumes the producer right after them, completing the block."""
+    """A reader that stops inside a block leaves the batches it produced; a reader in another
+    process reads them and resumes the producer right after them, completing the block, and the
+    next stream in the same process continues the open producer instead of starting it again."""
     stream = [{"inputs": np.full((2, 4), i, np.int32)} for i in range(12)]
     started = []
 
@@ -304,8 +307,8 @@ def test_batch_cache_stores_the_part_of_a_block_a_stopped_reader_produced(tmp_pa
         started.append(first)
         return iter(stream[first:])
 
-    def read(n, start=0):
-        it = batch_cache.cached_stream(tmp_path, ("inputs",), 3, start, produce)
+    def read(n, start=0, folder=tmp_path):
+        it = batch_cache.cached_stream(folder, ("inputs",), 3, start, produce)
         out = [int(next(it)["inputs"][0, 0]) for _ in range(n)]
         it.close()
         return out
@@ -313,7 +316,12 @@ def test_batch_cache_stores_the_part_of_a_block_a_stopped_reader_produced(tmp_pa
     assert read(4) == [0, 1, 2, 3] and started == [0]
     with np.load(tmp_path / "block-0000001.npz") as partial:
         assert partial["inputs"].shape == (1, 2, 4)  # batch 3 only
-    assert read(7) == list(range(7)) and started == [0, 4]  # batches 0-3 read, the producer from 4
+    elsewhere = tmp_path / "copy"  # what another process finds: the stored blocks, no open producer
+    elsewhere.mkdir()
+    for block in tmp_path.glob("block-*.npz"):
+        shutil.copy(block, elsewhere / block.name)
+    assert read(7, folder=elsewhere) == list(range(7)) and started == [0, 4]  # 0-3 read, the producer from 4
+    assert read(7) == list(range(7)) and started == [0, 4]  # this folder's producer was left at 4
     with np.load(tmp_path / "block-0000002.npz") as partial:
         assert partial["inputs"][:, 0, 0].tolist() == [6]
     assert read(3, start=4) == [4, 5, 6] and started == [0, 4]  # all stored now

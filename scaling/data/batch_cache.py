@@ -17,10 +17,12 @@ The root is named by SCALING_BATCH_CACHE (the local sweep executor sets it); uns
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import logging
 import os
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,39 +89,91 @@ def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
         temporary.unlink(missing_ok=True)
 
 
+# Pipelines left open by a stream that stopped, by stream folder: (the batch they produce next,
+# the pipeline). A trainer opens a new stream at every phase (trunk stretch, cooldown branch), each
+# starting where the stored batches end; resuming a pipeline in the middle of a chunk regenerates
+# the chunk up to that point, so the next stream of this process continues the open one instead.
+_OPEN: dict[Path, tuple[int, Iterator]] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _source_at(folder: Path, first: int, produce: Callable[[int], Iterator]) -> Iterator:
+    """A pipeline whose next batch is batch `first`: the one a stopped stream left at `first`, or
+    a new one."""
+    with _OPEN_LOCK:
+        left = _OPEN.pop(folder, None)
+    if left is not None:
+        at, source = left
+        if at == first:
+            return source
+        source.close()
+    return produce(first)
+
+
+@atexit.register
+def close_open_sources() -> None:
+    """Close the pipelines left open (a tf.data iterator finalised at interpreter shutdown can
+    hang the exit)."""
+    with _OPEN_LOCK:
+        left = list(_OPEN.values())
+        _OPEN.clear()
+    for _, source in left:
+        source.close()
+
+
+def _leave_open(folder: Path, at: int, source: Iterator) -> None:
+    with _OPEN_LOCK:
+        previous = _OPEN.pop(folder, None)
+        _OPEN[folder] = (at, source)
+    if previous is not None:
+        previous[1].close()
+
+
 def cached_stream(folder: Path, keys: tuple[str, ...], per_block: int, start_batch: int,
                   produce: Callable[[int], Iterator[dict[str, np.ndarray]]]) -> Iterator[dict[str, np.ndarray]]:
     """Batches start_batch, start_batch + 1, ... of a deterministic stream: stored batches are
     read, missing ones are taken from `produce(first_batch)` (the pipeline from that batch on) and
     stored. A block is stored as soon as it is complete; when the reader stops in the middle of
     one, the part it produced is stored too (closing the generator does that), so the next run of
-    the same length reads its whole stream instead of resuming the pipeline mid-chunk."""
+    the same length reads its whole stream instead of resuming the pipeline mid-chunk, and the
+    pipeline is left open for this process's next stream of `folder` to continue."""
     n = start_batch
     source, source_at = None, None
-    while True:
-        block, offset = divmod(n, per_block)
-        path = folder / f"block-{block:07d}.npz"
-        stored = _read(path, keys) or {k: np.zeros((0,)) for k in keys}
-        have = len(stored[keys[0]])
-        for i in range(offset, have):
-            yield {k: stored[k][i] for k in keys}
-        if have < per_block:
-            first = block * per_block + have
-            if source is None or source_at != first:
-                source = produce(first)
-            fresh = []
-            try:
-                for i in range(have, per_block):
-                    fresh.append(next(source))
-                    source_at = first + len(fresh)
-                    if i == per_block - 1:  # stored before its last batch is handed on
+    try:
+        while True:
+            block, offset = divmod(n, per_block)
+            path = folder / f"block-{block:07d}.npz"
+            stored = _read(path, keys) or {k: np.zeros((0,)) for k in keys}
+            have = len(stored[keys[0]])
+            for i in range(offset, have):
+                yield {k: stored[k][i] for k in keys}
+            if have < per_block:
+                first = block * per_block + have
+                if source is None or source_at != first:
+                    if source is not None:
+                        source.close()
+                    source, source_at = _source_at(folder, first, produce), first
+                fresh = []
+                try:
+                    for i in range(have, per_block):
+                        fresh.append(next(source))
+                        source_at = first + len(fresh)
+                        if i == per_block - 1:  # stored before its last batch is handed on
+                            _write(path, _merged(stored, fresh, keys))
+                        if i >= offset:
+                            yield fresh[-1]
+                finally:
+                    if fresh and have + len(fresh) < per_block:
                         _write(path, _merged(stored, fresh, keys))
-                    if i >= offset:
-                        yield fresh[-1]
-            finally:
-                if fresh and have + len(fresh) < per_block:
-                    _write(path, _merged(stored, fresh, keys))
-        n = (block + 1) * per_block
+            n = (block + 1) * per_block
+    except GeneratorExit:  # stopped by its reader: the pipeline stays usable
+        if source is not None:
+            _leave_open(folder, source_at, source)
+            source = None
+        raise
+    finally:
+        if source is not None:
+            source.close()
 
 
 def _merged(stored: dict[str, np.ndarray], fresh: list[dict[str, np.ndarray]], keys) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import queue
 import random
@@ -71,6 +72,10 @@ def split_to_length(dataset: tf.data.Dataset, sequence_length, output_features) 
     return dataset.flat_map(pieces)
 
 
+# Batches the data thread reads ahead of the trainer; at the end of a phase, a cached stream is
+# read on this many past the last batch handed out, plus the few the trainer's Prefetcher holds.
+READ_AHEAD = 32
+READ_AHEAD_TAIL = READ_AHEAD + 8
 PACKING_WINDOW = 64  # examples reordered together so that seqio's sequential packer fills rows
 
 
@@ -334,15 +339,21 @@ def _train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host
         return ds.batch(batch_size, drop_remainder=True).take(per_chunk)
 
     chunks = tf.data.Dataset.range(first_chunk, 1 << 31).flat_map(chunk)
-    for packed in chunks.skip(skip).prefetch(8).as_numpy_iterator():
+    for packed in chunks.skip(skip).as_numpy_iterator():
         yield _to_batch(packed, vocab, with_eval_keys=False)
 
 
-def _background(iterator: Iterator, depth: int = 32) -> Iterator:
-    """Run `iterator` in a thread, `depth` items ahead; stops when the consumer goes away."""
+def _background(iterator: Iterator, depth: int = READ_AHEAD, tail: int = 0) -> Iterator:
+    """Run `iterator` in a thread, `depth` items ahead; stops when the consumer goes away.
+
+    tail: when the consumer stops, the thread reads on until it has taken `tail` items past the
+    last one handed out, then closes `iterator`. Over a batch cache this stores the read-ahead
+    that a later run of the same length will take (its queue runs up to `depth` items ahead of
+    where it stops), so that run never resumes the pipeline mid-stream only to throw it away."""
     items: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
     end = object()
+    handed_out = [0]
 
     def offer(item) -> bool:
         """Queue `item` unless the consumer has gone."""
@@ -355,9 +366,13 @@ def _background(iterator: Iterator, depth: int = 32) -> Iterator:
         return False
 
     def fill():
+        taken = 0
         try:
             for item in iterator:
+                taken += 1
                 if not offer(item):
+                    for _ in itertools.islice(iterator, max(0, handed_out[0] + tail - taken)):
+                        pass
                     return
         except BaseException as e:  # handed to the consumer
             offer(e)
@@ -377,6 +392,7 @@ def _background(iterator: Iterator, depth: int = 32) -> Iterator:
                 return
             if isinstance(item, BaseException):
                 raise item
+            handed_out[0] += 1
             yield item
     finally:
         stop.set()
@@ -399,7 +415,8 @@ def train_batches(task: str, batch_size: int, seq_len: int, seed: int, start_bat
     if folder is None:
         return _background(produce(start_batch))
     per_block = batch_cache.block_batches(batch_size, seq_len)
-    return _background(batch_cache.cached_stream(folder, BATCH_KEYS, per_block, start_batch, produce))
+    return _background(batch_cache.cached_stream(folder, BATCH_KEYS, per_block, start_batch, produce),
+                       tail=READ_AHEAD_TAIL)
 
 
 def _cache_folder(task: str, **identity) -> Path | None:
