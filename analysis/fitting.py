@@ -29,6 +29,7 @@ from analysis.solver import minimize_batch
 from analysis.tables import TableError, canonical_table, data_hash, ranges, select_rows
 
 MIN_POINTS_PER_PARAMETER = 2
+ROWS = 64  # starts per call of the compiled minimizer (refinement keeps 64: one call)
 
 
 class Floored:
@@ -115,41 +116,47 @@ class Problem:
             return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
         self.objective = objective
-        # max_iter is traced, so screening and refinement share one compiled program
-        self._shared = jax.jit(lambda x0, w, iters: minimize_batch(objective, x0, w, True, max_iter=iters))
-        self._per_start = jax.jit(lambda x0, w, iters: minimize_batch(objective, x0, w, False, max_iter=iters))
+        # One compiled program serves screening, refinement and the bootstrap: ROWS starts per
+        # call, each with its own weights; max_iter is traced. (Compiling is most of a small
+        # fit's time: one program per shape would be three or more per fit.)
+        self._minimize = jax.jit(lambda x0, w, iters: minimize_batch(objective, x0, w, False, max_iter=iters))
+
+    def _minimize_rows(self, x0: np.ndarray, w: np.ndarray, iters: int):
+        """Minimize from each row of x0 [m, P] with its weights w [m, n], ROWS rows per call (the
+        last call padded with copies of its first row, whose results are dropped). Each row stops
+        on its own, so a row's result does not depend on the rows beside it."""
+        parts, iterations = [], 0
+        with jax.enable_x64(True):
+            for first in range(0, len(x0), ROWS):
+                x, weights = x0[first:first + ROWS], w[first:first + ROWS]
+                real = len(x)
+                if real < ROWS:
+                    x = np.concatenate([x, np.repeat(x[:1], ROWS - real, axis=0)])
+                    weights = np.concatenate([weights, np.repeat(weights[:1], ROWS - real, axis=0)])
+                out = self._minimize(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(weights, dtype=jnp.float64), iters)
+                parts.append([np.asarray(v)[:real] for v in out[:3]])
+                iterations = max(iterations, int(out[3]))
+        x, f, converged = (np.concatenate(column) for column in zip(*parts))
+        return x, np.where(np.isfinite(f), f, np.inf), converged, iterations
 
     def multistart(self, starts: np.ndarray, screen_iters: int = 3, keep: int = 64, max_iter: int = 500):
         """All starts for a few iterations, the best `keep` (distinct) to convergence."""
-        with jax.enable_x64(True):
-            w = jnp.ones(self.n)
-            x0 = jnp.asarray(starts, dtype=jnp.float64)
-            if len(starts) > keep:
-                x, f, _, _ = self._shared(x0, w, screen_iters)
-                f = np.where(np.isfinite(np.asarray(f)), np.asarray(f), np.inf)
-                order = np.argsort(f, kind="stable")[:keep]
-                x0 = x[order]
-            x, f, converged, iterations = self._shared(x0, w, max_iter)
-            x, f, converged = np.asarray(x), np.asarray(f), np.asarray(converged)
-        f = np.where(np.isfinite(f), f, np.inf)
+        x0 = np.asarray(starts, dtype=np.float64)
+        if len(x0) > keep:
+            x, f, _, _ = self._minimize_rows(x0, np.ones((len(x0), self.n)), screen_iters)
+            x0 = x[np.argsort(f, kind="stable")[:keep]]
+        x, f, converged, iterations = self._minimize_rows(x0, np.ones((len(x0), self.n)), max_iter)
         order = np.argsort(f, kind="stable")
-        return x[order], f[order], converged[order], int(iterations)
+        return x[order], f[order], converged[order], iterations
 
-    def bootstrap(self, warm: np.ndarray, n_boot: int, seed: int, max_iter: int = 300, chunk: int = 100):
+    def bootstrap(self, warm: np.ndarray, n_boot: int, seed: int, max_iter: int = 300):
         """Refit n_boot resamples, each from every row of `warm`; best per resample."""
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(self.n, np.full(self.n, 1.0 / self.n), size=n_boot).astype(np.float64)
         n_warm = len(warm)
-        results = []
-        with jax.enable_x64(True):
-            # chunks, so that a slow resample holds up only its own chunk
-            for first in range(0, n_boot, chunk):
-                part = counts[first:first + chunk]
-                x0 = jnp.asarray(np.tile(warm, (len(part), 1)), dtype=jnp.float64)
-                w = jnp.asarray(np.repeat(part, n_warm, axis=0))
-                results.append([np.asarray(v) for v in self._per_start(x0, w, max_iter)[:3]])
-        x, f, converged = (np.concatenate(parts) for parts in zip(*results))
-        f = np.where(np.isfinite(f), f, np.inf).reshape(n_boot, n_warm)
+        x, f, converged, _ = self._minimize_rows(np.tile(warm, (n_boot, 1)), np.repeat(counts, n_warm, axis=0),
+                                                 max_iter)
+        f = f.reshape(n_boot, n_warm)
         best = np.argmin(f, axis=1)
         x = x.reshape(n_boot, n_warm, -1)[np.arange(n_boot), best]
         return x, converged.reshape(n_boot, n_warm)[np.arange(n_boot), best]

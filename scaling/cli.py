@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -59,5 +60,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+# Verbs whose process ends with os._exit once everything is written: they hold tf.data
+# pipelines (scaling.data.batch_cache keeps the training stream open between phases), and a
+# tf.data iterator destroyed at exit waits on its threads, measured at 12 to 90 s.
+EXIT_AT_ONCE = ("train", "infer")
+
+
+def entry() -> None:
+    """The console script (and `python -m scaling.cli`): main(), then exit. Every output of a
+    train or infer run (checkpoints waited for, rows, logs, timings) is written before main
+    returns, so skipping interpreter shutdown loses nothing."""
+    code = main()
+    try:
+        _, rest = split_gin_args(sys.argv[1:])
+    except ConfigError:
+        rest = []
+    if rest[:1] and rest[0] in EXIT_AT_ONCE:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis import plots, tables
-from analysis.atomic import write_text_atomic as write_atomic
+from analysis.atomic import write_bytes_atomic, write_text_atomic as write_atomic
 from analysis.report.figures import draw_figures
 from analysis.report.findings import findings, joint_scenario, recommendations
 from analysis.report.html import (Section, esc, figure_html, ground_truth_html, law_html, page_html,
@@ -100,9 +100,12 @@ def render(name, training_source, training, inference, sources, columns, bootstr
         if drawn.figure is None:
             parts.append(skipped_html(drawn.name, drawn.reason))
             continue
+        png = plots.figure_bytes(drawn.figure, "png")  # drawn once for the page and the file
         if figures_dir is not None:
-            plots.save_figure(drawn.figure, Path(figures_dir) / file_stem(drawn.name))
-        parts.append(figure_html(drawn.figure, drawn.caption))
+            stem = Path(figures_dir) / file_stem(drawn.name)
+            write_bytes_atomic(stem.with_suffix(".png"), png)
+            plots.save_figure(drawn.figure, stem, formats=[f for f in plots.FORMATS if f != "png"])
+        parts.append(figure_html(png, drawn.caption))
     sections.append(Section("Figures", "".join(parts)))
     sections.append(Section("Recommendations", recommendations_html(
         recommendations(laws, canonical, training, budgets, inference_tokens), floor)))

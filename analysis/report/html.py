@@ -7,7 +7,6 @@ import dataclasses
 import datetime
 import html
 
-from analysis import plots
 from analysis.answers import fmt
 from analysis.diagnostics import from_dict
 from analysis.report.findings import (BudgetAnswers, below_floor_warnings, e_verdict, extrapolation_text,
@@ -43,8 +42,8 @@ def html_table(header: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def figure_html(fig, caption: str) -> str:
-    data = base64.b64encode(plots.figure_bytes(fig, "png")).decode("ascii")
+def figure_html(png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
     return (f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 

@@ -8,6 +8,7 @@ The command itself is analysis.cli's; this module gives it a `SweepSupport`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -31,18 +32,22 @@ def run_configs(path: Path) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=8)
-def synthetic_floor(seq_len: int | None, vocabulary_name: str = "bytes") -> dict:
+def synthetic_floor(seq_len: int | None, vocabulary_name: str = "bytes", n_documents: int = FLOOR_DOCUMENTS) -> dict:
     """The synthetic generator's entropy per token of the runs' vocabulary (ModelConfig.vocabulary,
-    scaling.data.pipeline.use_vocabulary). The vocabulary brings TensorFlow, so it is imported
-    only when a floor is computed."""
+    scaling.data.pipeline.use_vocabulary), a Monte Carlo estimate over `n_documents`. The
+    vocabulary brings TensorFlow, so it is imported only when a floor is computed."""
     from scaling.data import vocabulary
 
     encode = vocabulary.get_vocabulary(vocabulary_name).encode
-    return {**entropy.entropy(encode, n_documents=FLOOR_DOCUMENTS, seq_len=seq_len), "vocabulary": vocabulary_name}
+    return {**entropy.entropy(encode, n_documents=n_documents, seq_len=seq_len), "vocabulary": vocabulary_name}
 
 
+@dataclasses.dataclass(frozen=True)
 class SweepFolders:
-    """analysis.report.sources.SweepSupport for this package's sweep folders."""
+    """analysis.report.sources.SweepSupport for this package's sweep folders. floor_documents:
+    the documents the true floor is estimated over (its standard error shrinks as their root)."""
+
+    floor_documents: int = FLOOR_DOCUMENTS
 
     def collect(self, sweep_dir: Path, out_dir: Path) -> None:
         collect.collect(sweep_dir, out_dir)
@@ -76,7 +81,7 @@ class SweepFolders:
                         for m in models}
         if len(vocabularies) != 1:
             return None  # tokens of several vocabularies: no one floor per token
-        return {**synthetic_floor(seq_len, vocabularies.pop()), "source": f"the synthetic generator's entropy ({len(configs)} runs "
+        return {**synthetic_floor(seq_len, vocabularies.pop(), self.floor_documents), "source": f"the synthetic generator's entropy ({len(configs)} runs "
                                                       "evaluated on the synthetic corpus)"}
 
 
