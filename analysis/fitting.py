@@ -30,6 +30,7 @@ from analysis.tables import TableError, canonical_table, data_hash, ranges, sele
 
 MIN_POINTS_PER_PARAMETER = 2
 ROWS = 64  # starts per call of the compiled minimizer (refinement keeps 64: one call)
+ROW_BUCKET = 16  # data rows are padded to a multiple of this, so tables of similar size share a program
 
 
 class Floored:
@@ -94,32 +95,44 @@ def huber(r, delta):
 
 
 class Problem:
-    """A form, its options and its data, compiled into batched fitting programs."""
+    """A form, its options and its data, compiled into one batched fitting program.
+
+    The data enter the program as arguments, padded to a multiple of ROW_BUCKET rows (copies of
+    the last row, weighted 0), so fits of one form and options to different tables (targets,
+    accountings, held-out splits) lower to the same program and JAX's persistent compilation
+    cache, where one is set (`scaling demo`, `scaling sweep`), compiles it once."""
 
     def __init__(self, form: CurveForm | Floored, options: FormOptions, frame: pd.DataFrame, delta: float):
         self.form, self.options, self.delta = form, options, delta
-        with jax.enable_x64(True):
-            covariates = {c: frame[c].to_numpy() for c in form.required_covariates(self.options)}
-            self.cov = form.encode_covariates(covariates, self.options)
-            y = frame["loss"].to_numpy(np.float64)
-            self.y = jnp.asarray(np.log(y) if form.log_target else y)
         self.n = len(frame)
+        padded = frame.iloc[np.minimum(np.arange(-(-self.n // ROW_BUCKET) * ROW_BUCKET), self.n - 1)]
+        self.cov, self.y = self._encode(frame)
+        self._data = self._encode(padded)
+        self._pad = len(padded) - self.n
         squared = options.objective == "squared_loss"
 
-        def objective(theta, weights):
+        def objective(theta, weights, cov, y):
             if squared:  # Gadre et al.: least squares on the loss itself (scipy curve_fit)
-                residual = jnp.exp(form.raw_predict(theta, self.cov, self.options)) - jnp.exp(self.y)
+                residual = jnp.exp(form.raw_predict(theta, cov, options)) - jnp.exp(y)
                 value = jnp.sum(weights * residual ** 2)
             else:
-                residual = form.raw_predict(theta, self.cov, self.options) - self.y
+                residual = form.raw_predict(theta, cov, options) - y
                 value = jnp.sum(weights * huber(residual, delta))
             return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
-        self.objective = objective
         # One compiled program serves screening, refinement and the bootstrap: ROWS starts per
         # call, each with its own weights; max_iter is traced. (Compiling is most of a small
         # fit's time: one program per shape would be three or more per fit.)
-        self._minimize = jax.jit(lambda x0, w, iters: minimize_batch(objective, x0, w, False, max_iter=iters))
+        self._minimize = jax.jit(lambda x0, w, cov, y, iters: minimize_batch(
+            lambda theta, weights: objective(theta, weights, cov, y), x0, w, False, max_iter=iters))
+
+    def _encode(self, frame: pd.DataFrame):
+        """(covariates for raw_predict, target) of these rows, in float64."""
+        with jax.enable_x64(True):
+            covariates = {c: frame[c].to_numpy() for c in self.form.required_covariates(self.options)}
+            y = frame["loss"].to_numpy(np.float64)
+            return (self.form.encode_covariates(covariates, self.options),
+                    jnp.asarray(np.log(y) if self.form.log_target else y))
 
     def _minimize_rows(self, x0: np.ndarray, w: np.ndarray, iters: int):
         """Minimize from each row of x0 [m, P] with its weights w [m, n], ROWS rows per call (the
@@ -133,7 +146,9 @@ class Problem:
                 if real < ROWS:
                     x = np.concatenate([x, np.repeat(x[:1], ROWS - real, axis=0)])
                     weights = np.concatenate([weights, np.repeat(weights[:1], ROWS - real, axis=0)])
-                out = self._minimize(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(weights, dtype=jnp.float64), iters)
+                weights = np.pad(weights, ((0, 0), (0, self._pad)))  # padding rows weigh nothing
+                out = self._minimize(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(weights, dtype=jnp.float64),
+                                     *self._data, iters)
                 parts.append([np.asarray(v)[:real] for v in out[:3]])
                 iterations = max(iterations, int(out[3]))
         x, f, converged = (np.concatenate(column) for column in zip(*parts))

@@ -10,6 +10,7 @@ puts them together.
 
 from __future__ import annotations
 
+import concurrent.futures
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,14 +62,18 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
         if inference is not None and inference.empty:
             inference = None
         # Bootstrap draws far from the data overflow in exp/power; their intervals show it.
-        if isinstance(floor, str) and floor == "auto":
-            floor = sweep.true_floor(path, frames["training"]) if sweep is not None and target == "eval_loss" else None
-        elif isinstance(floor, (int, float)):
-            floor = {"entropy_nats_per_token": float(floor), "stderr": None, "source": "given"}
-        with np.errstate(all="ignore"):
-            return render(path.name, training_source, frames["training"], inference, sources, columns, bootstrap,
-                          budgets, inference_tokens, target, sweep.run_states(path) if sweep else {}, laws_dir,
-                          figures_dir, floor, findings_path, measure)
+        # The true floor (a Monte Carlo pass over the generator, pure Python) is computed in a
+        # thread beside the fits, which spend most of their time compiling with the GIL released.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as beside:
+            if isinstance(floor, str) and floor == "auto":
+                floor = (beside.submit(sweep.true_floor, path, frames["training"])
+                         if sweep is not None and target == "eval_loss" else None)
+            elif isinstance(floor, (int, float)):
+                floor = {"entropy_nats_per_token": float(floor), "stderr": None, "source": "given"}
+            with np.errstate(all="ignore"):
+                return render(path.name, training_source, frames["training"], inference, sources, columns,
+                              bootstrap, budgets, inference_tokens, target, sweep.run_states(path) if sweep else {},
+                              laws_dir, figures_dir, floor, findings_path, measure)
 
 
 def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
@@ -79,6 +84,8 @@ def render(name, training_source, training, inference, sources, columns, bootstr
         canonical["C"] = 6 * canonical["N"] * canonical["D"]
     sections = [Section("Data", summary_html(training, canonical, inference, states))]
     laws, fit_notes, fit_caveats = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
+    if isinstance(floor, concurrent.futures.Future):  # computed beside the fits (build_report)
+        floor = floor.result()
     if laws_dir is not None:
         for law_name, law in laws.items():
             law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
