@@ -120,6 +120,12 @@ class Problem:
                 value = jnp.sum(weights * huber(residual, delta))
             return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
+        def objective_of_table(theta, weights):
+            """The objective on this table's rows (weights [n]): what benchmarks/solver.py hands
+            to each solver."""
+            return objective(theta, weights, self.cov, self.y)
+
+        self.objective = objective_of_table
         # One compiled program serves screening, refinement and the bootstrap: ROWS starts per
         # call, each with its own weights; max_iter is traced. (Compiling is most of a small
         # fit's time: one program per shape would be three or more per fit.)
