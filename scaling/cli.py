@@ -37,12 +37,17 @@ VERBS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    return _dispatch(argv)[1]
+
+
+def _dispatch(argv: list[str] | None) -> tuple[str | None, int]:
+    """(the verb run, or None when the command line named none, its exit code)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         gin_args, rest = split_gin_args(argv)
     except ConfigError as e:
         print(f"scaling: error: {e}", file=sys.stderr)
-        return 2
+        return None, 2
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True, metavar="verb")
     modules = {}
@@ -54,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     args.gin = gin_args
     try:
-        return int(getattr(modules[args.verb], f"run_{args.verb}")(args) or 0)
+        return args.verb, int(getattr(modules[args.verb], f"run_{args.verb}")(args) or 0)
     except ConfigError as e:
         print(f"scaling {args.verb}: configuration error: {e}", file=sys.stderr)
-        return 2
+        return args.verb, 2
 
 
 # Verbs whose process ends with os._exit once everything is written: they hold tf.data
@@ -70,12 +75,8 @@ def entry() -> None:
     """The console script (and `python -m scaling.cli`): main(), then exit. Every output of a
     train or infer run (checkpoints waited for, rows, logs, timings) is written before main
     returns, so skipping interpreter shutdown loses nothing."""
-    code = main()
-    try:
-        _, rest = split_gin_args(sys.argv[1:])
-    except ConfigError:
-        rest = []
-    if rest[:1] and rest[0] in EXIT_AT_ONCE:
+    verb, code = _dispatch(None)
+    if verb in EXIT_AT_ONCE:
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
