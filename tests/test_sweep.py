@@ -15,7 +15,8 @@ import pytest
 from analysis.atomic import write_json_atomic
 from scaling import accounting
 from scaling.configuration import ConfigError
-from scaling.sweep import claims, collect, executors, grid as grids, runner, store
+from scaling.presets import load_model_config
+from scaling.sweep import claims, collect, executors, grid as grids, runner, store, throughput
 from scaling.sweep.launch import plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +43,16 @@ def test_the_dry_run_lists_runs_longest_first_the_order_the_executors_start_them
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith(("p50k_", "p100k_"))]
     assert len(names) == 4 and [n.split("_")[0] for n in names] == ["p100k", "p100k", "p50k", "p50k"]
     assert [n.split("_")[1] for n in names[:2]] == ["vanilla", "thinking"]  # ties keep the grid's order
+
+
+def test_time_estimates_measure_a_step_only_where_the_runs_train_longer_than_a_measurement(tmp_path):
+    # Runs whose steps take under a second at this machine's matmul peak: their time is a lower
+    # bound at the peak, and nothing is compiled. Runs that train 1e16 FLOPs: a real step is timed.
+    config = load_model_config("models/p50k.gin")
+    small = throughput.estimate([("p50k/b4", config, 4)], tmp_path, training_flops={"p50k/b4": 1e6})["p50k/b4"]
+    assert small.source == throughput.PEAK_SOURCE and small.flops_per_s > 1e6
+    large = throughput.estimate([("p50k/b4", config, 4)], tmp_path, training_flops={"p50k/b4": 1e16})["p50k/b4"]
+    assert large.source == "measured" and 0 < large.flops_per_s < small.flops_per_s * 10
 
 
 def test_cosine_makes_one_run_per_data_budget():

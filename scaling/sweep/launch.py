@@ -68,12 +68,13 @@ def plan(grid_file: str, bindings: tuple[str, ...], sweep_dir: str | None):
 
 def estimates(plans: list[store.RunPlan], directory: Path, given: float | None) -> dict[str, throughput.Throughput]:
     """Training FLOP/s per architecture and batch size (keyed by _arch_key)."""
-    archs = {}
+    archs, flops = {}, {}
     for p in plans:
         archs.setdefault(_arch_key(p), (_arch_key(p), ModelConfig(**p.point["config"]), p.point["batch_size"]))
+        flops[_arch_key(p)] = flops.get(_arch_key(p), 0.0) + training_flops(p)
     if given is not None:
         return {key: throughput.Throughput(given, "given") for key in archs}
-    return throughput.estimate(list(archs.values()), directory)
+    return throughput.estimate(list(archs.values()), directory, training_flops=flops)
 
 
 def training_flops(p: store.RunPlan) -> float:

@@ -4,7 +4,11 @@ Earlier runs' log.jsonl lines carry flops_per_s; a run of the same architecture 
 anywhere in the sweep folder gives its median. Otherwise a few real training steps of the
 architecture (the trainer's own jitted step, on random tokens) are timed on this machine. An
 architecture whose single step would take longer than `max_step_s` at the fastest rate seen so
-far is not measured; it borrows the rate of the largest measured one, and says so.
+far is not measured; it borrows the rate of the largest measured one, and says so. Nor is an
+architecture whose runs' steps would all take under `PEAK_BOUND_S` at this machine's matmul peak:
+measuring compiles a step, which costs more than such runs train, and their wall time is start-up
+and compilation, which no step rate predicts. Its rate is then the peak, so its time is a lower
+bound, and says so.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling import accounting, partitioning
+from scaling import accounting, mfu, partitioning
 from scaling.model import ModelConfig
 from scaling.optimizer import make_optimizer
 from scaling.step import compile_functions
@@ -28,7 +32,12 @@ from scaling.step import compile_functions
 @dataclasses.dataclass(frozen=True)
 class Throughput:
     flops_per_s: float
-    source: str  # 'recorded (n runs)', 'measured', 'extrapolated from <arch>', 'given'
+    source: str  # 'recorded', 'measured', 'as <arch>', 'given', or PEAK_SOURCE (a lower bound on time)
+
+
+# Runs whose steps would take less than this at the matmul peak are not worth a measurement.
+PEAK_BOUND_S = 1.0
+PEAK_SOURCE = "at the matmul peak: a lower bound"
 
 
 def recorded(sweep_dir: Path, config: dict, batch_size: int) -> float | None:
@@ -71,16 +80,23 @@ def measure(config: ModelConfig, batch_size: int, steps: int = 3) -> float:
 
 
 def estimate(architectures: list[tuple[str, ModelConfig, int]], sweep_dir: Path,
-             max_step_s: float = 5.0) -> dict[str, Throughput]:
-    """label -> throughput for each (label, config, batch_size), smallest architecture first."""
+             max_step_s: float = 5.0, training_flops: dict[str, float] | None = None) -> dict[str, Throughput]:
+    """label -> throughput for each (label, config, batch_size), smallest architecture first.
+    training_flops: label -> the FLOPs its runs train (all of them), for the peak bound."""
     out: dict[str, Throughput] = {}
     largest_measured: tuple[str, float] | None = None
+    peak: float | None = None
     ordered = sorted(architectures, key=lambda a: accounting.training_flops_per_token(a[1]) * a[2])
     for label, config, batch_size in ordered:
         rate = recorded(sweep_dir, dataclasses.asdict(config), batch_size)
         if rate:
             out[label] = Throughput(rate, "recorded")
             continue
+        if training_flops is not None and label in training_flops:
+            peak = peak or mfu.measure_matmul_peak()
+            if training_flops[label] / peak < PEAK_BOUND_S:
+                out[label] = Throughput(peak, PEAK_SOURCE)
+                continue
         step_flops = accounting.training_flops_per_token(config) * batch_size * config.seq_len
         if largest_measured is not None and step_flops / largest_measured[1] > max_step_s:
             out[label] = Throughput(largest_measured[1], f"as {largest_measured[0]}")
