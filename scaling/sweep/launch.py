@@ -86,11 +86,28 @@ def estimated_seconds(p: store.RunPlan, rates: dict[str, throughput.Throughput])
     return training_flops(p) / rates[_arch_key(p)].flops_per_s
 
 
-def longest_first(plans: list[store.RunPlan], rates: dict[str, throughput.Throughput]) -> list[store.RunPlan]:
+def start_order(plans: list[store.RunPlan], rates: dict[str, throughput.Throughput],
+                workers: int) -> list[store.RunPlan]:
     """The runs in the order they are started: longest estimated training first (ties keep the
     grid's order). With more runs than workers, starting the short runs last fills the workers
-    to the end instead of leaving one long run alone with idle cores (LPT scheduling)."""
-    return sorted(plans, key=lambda p: estimated_seconds(p, rates), reverse=True)
+    to the end instead of leaving one long run alone with idle cores (LPT scheduling).
+
+    Except the first `workers` runs, which differ in architecture and in arm where the grid
+    allows: the first run of an architecture compiles its programs and the first run of an arm
+    produces its batch stream, and later runs read both from the caches (share_caches). Two
+    runs of one architecture or arm started together would both compile or both produce."""
+    ordered = sorted(plans, key=lambda p: estimated_seconds(p, rates), reverse=True)
+    first: list[store.RunPlan] = []
+    for p in ordered:
+        if len(first) == min(workers, len(ordered)):
+            break
+        if all(_arch_key(p) != _arch_key(q) and p.point["arm"] != q.point["arm"] for q in first):
+            first.append(p)
+    for p in ordered:  # a grid with fewer architectures or arms than workers
+        if len(first) < min(workers, len(ordered)) and p.name not in {q.name for q in first}:
+            first.append(p)
+    started = {p.name for p in first}
+    return first + [p for p in ordered if p.name not in started]
 
 
 def _arch_key(p: store.RunPlan) -> str:
@@ -127,7 +144,11 @@ def run_sweep(args) -> int:
     if args.executor == "local" and not args.dry_run:
         share_caches()
     rates = estimates(plans, directory, args.throughput)
-    plans = longest_first(plans, rates)
+    if args.executor == "local":
+        workers, threads = executors.local_layout(args.workers, getattr(args, "threads_per_worker", None))
+    else:
+        workers, threads = args.workers or 1, None
+    plans = start_order(plans, rates, workers)
     rows, total_flops, total_seconds = [], 0.0, 0.0  # training FLOPs: WSD trunks counted once
     for p in plans:
         flops, seconds = training_flops(p), estimated_seconds(p, rates)
@@ -137,10 +158,6 @@ def run_sweep(args) -> int:
         rows.append([p.name, f"{p.point['params']:.3g}", " ".join(f"{d:.3g}" for d in p.point["data_budgets"]),
                      f"{flops:.3g}", p.point["arm"], f"{_hours(seconds)} ({rates[_arch_key(p)].source})", state])
     print(format_table(["run", "N", "D", "C", "arm", "est. time", "state"], rows))
-    if args.executor == "local":
-        workers, threads = executors.local_layout(args.workers, getattr(args, "threads_per_worker", None))
-    else:
-        workers, threads = args.workers or 1, None
     points = sum(len(p.point["data_budgets"]) for p in plans)
     point_flops = sum(p.point["flops_per_token"] * d for p in plans for d in p.point["data_budgets"])
     print(f"\n{grid.name}: {len(plans)} runs, {points} finished points standing for {point_flops:.3g} FLOPs, "
