@@ -169,13 +169,23 @@ class Decoded:
         return self.tokens[row][(kinds == KIND_THINKING) | (kinds == KIND_WAIT)].tolist()
 
 
-def pad_prompts(prompts: list[list[int]], pad_id: int, bucket: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pad prompts to a multiple of `bucket`, so a handful of shapes cover every batch and
-    every row's prompt ends at the same column (the decoders rely on it)."""
+def prompt_width(longest: int, bucket: int = 32) -> int:
+    """The padded width of prompts whose longest has `longest` tokens: a multiple of `bucket`."""
+    return -(-int(longest) // bucket) * bucket
+
+
+def pad_prompts(prompts: list[list[int]], pad_id: int, bucket: int = 32,
+                width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad prompts to a multiple of `bucket` (or to `width`, when given, which fits them), so
+    a handful of shapes cover every batch and every row's prompt ends at the same column (the
+    decoders rely on it)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     lengths = np.array([len(p) for p in prompts], np.int32)
-    width = -(-int(lengths.max()) // bucket) * bucket
+    if width is None:
+        width = prompt_width(lengths.max(), bucket)
+    elif width < lengths.max():
+        raise ValueError(f"width={width} is less than the longest prompt ({int(lengths.max())} tokens)")
     padded = np.full((len(prompts), width), pad_id, np.int32)
     for row, prompt in enumerate(prompts):
         padded[row, width - len(prompt):] = prompt

@@ -142,14 +142,16 @@ def _decode_requests(config: ModelConfig, params, requests: list[_Request], prot
     """Decode every request in fixed-shape batches that mix settings: requests are ordered by
     thinking budget (a batch of short budgets stops early) and prompt length, and each row carries
     its own budget, temperature and seed, so its output does not depend on its batch. Every batch
-    has room for `max_new` tokens (the largest budget's), so all share compiled programs; the
-    last batch is filled with repeats. `on_batch(requests, outcomes)` sees each batch's results:
-    the decoded thinking and answer texts (the setting's protocol reads the answer from them)."""
+    has room for `max_new` tokens (the largest budget's) and every prompt is padded to the
+    longest one's width, so all share one compiled program; the last batch is filled with
+    repeats. `on_batch(requests, outcomes)` sees each batch's results: the decoded thinking and
+    answer texts (the setting's protocol reads the answer from them)."""
     order = sorted(requests, key=lambda r: (r.budget, len(r.prompt)))
+    width = decode.prompt_width(max((len(r.prompt) for r in requests), default=1))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         take = rows + [rows[0]] * (batch_size - len(rows))
-        padded, lengths = decode.pad_prompts([list(r.prompt) for r in take], proto.pad_id)
+        padded, lengths = decode.pad_prompts([list(r.prompt) for r in take], proto.pad_id, width=width)
         started = time.perf_counter()
         out = decode.decode(config, params, padded, lengths, proto, [r.budget for r in take], max_extensions,
                             [r.temperature for r in take], top_p, seed=[r.seed for r in take], max_new=max_new)

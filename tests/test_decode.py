@@ -144,5 +144,12 @@ def test_a_row_decodes_the_same_alone_or_beside_other_budgets_and_temperatures(m
         assert alone.generated[0] == n
         np.testing.assert_array_equal(alone.tokens[0][:n], together.tokens[row][:n])
         assert int(alone.thinking[0]) == int(together.thinking[row]) <= budgets[row]
+    # More left padding (infer pads a run's every prompt to its longest one's width): the same tokens.
+    wider, _ = decode.pad_prompts(prompts, PAD, width=padded.shape[1] + 32)
+    again = decode.decode(config, params, wider, lengths, PROTOCOL, budgets, temperature=temperatures,
+                          seed=seeds, max_new=room)
+    np.testing.assert_array_equal(again.tokens, together.tokens)
+    with pytest.raises(ValueError, match="longest prompt"):
+        decode.pad_prompts(prompts, PAD, width=8)
     with pytest.raises(ValueError, match="max_new"):
         decode.decode(config, params, padded, lengths, PROTOCOL, budgets, max_new=room - 1)
