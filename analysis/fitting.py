@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from analysis.forms.base import CurveForm, FormOptions, form_of_approach, get_form
+from analysis.forms.base import CurveForm, FormOptions, compiled_prediction, form_of_approach, get_form
 from analysis.law import Law, ParameterEstimate, load_law
 from analysis.diagnostics import residual_diagnostics
 from analysis.solver import minimize_batch
@@ -273,7 +273,7 @@ def _residual_diagnostics(problem: Problem, theta: np.ndarray, frame: pd.DataFra
     """Residual diagnostics (analysis.diagnostics) of the best fit against each numeric covariate."""
     form = problem.form
     with jax.enable_x64(True):
-        residual = np.asarray(form.raw_predict(jnp.asarray(theta), problem.cov, options) - problem.y)
+        residual = compiled_prediction(form.raw_predict, jnp.asarray(theta), problem.cov, options) - np.asarray(problem.y)
     names = [c for c in form.required_covariates(options) if c != "arm"] + (["C"] if "C" in frame else [])
     covariates = {c: frame[c].to_numpy() for c in dict.fromkeys(names) if c in frame}
     return residual_diagnostics(residual, covariates, scale="log" if form.log_target else "target")

@@ -13,7 +13,9 @@ first time a form is looked up, so adding a form is adding a file (docs/fitting.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import json
 import pkgutil
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -244,8 +246,10 @@ class CurveForm(LawForm):
             return np.zeros((0,))
         merged = [{**self.fixed_parameters(options), **d} for d in draws]
         columns = {name: np.array([float(m[name]) for m in merged]) for name in merged[0]}
-        over_draws = lambda thetas, cov, options: jax.vmap(lambda t: self.raw_predict(t, cov, options))(thetas)  # noqa: E731
-        return self._evaluate(columns, options, covariates, over_draws)
+        return self._evaluate(columns, options, covariates, self._raw_predict_draws)
+
+    def _raw_predict_draws(self, thetas, cov, options):
+        return jax.vmap(lambda t: self.raw_predict(t, cov, options))(thetas)
 
     def _evaluate(self, params, options, covariates, raw_predict):
         """`raw_predict` on the fitting coordinates of `params`, back on the target's scale."""
@@ -254,8 +258,8 @@ class CurveForm(LawForm):
             raise ValueError(f"form {self.name!r} needs covariates {missing} to predict")
         with jax.enable_x64(True):
             theta = self.from_parameters(params, options)
-            out = raw_predict(theta, self.encode_covariates(covariates, options), options)
-            return np.asarray(jnp.exp(out) if self.log_target else out)
+            out = compiled_prediction(raw_predict, theta, self.encode_covariates(covariates, options), options)
+            return np.exp(out) if self.log_target else out
 
     def encode_covariates(self, covariates: Mapping, options: FormOptions) -> dict[str, jnp.ndarray]:
         """Numeric arrays for raw_predict (arm names become indices into the fitted arms)."""
@@ -266,6 +270,33 @@ class CurveForm(LawForm):
             elif name in self.covariates or name == "L":
                 out[name] = jnp.asarray(np.asarray(value, dtype=np.float64))
         return out
+
+
+class _StaticOptions:
+    """A form's options as a static argument of a compiled function: equal when their law-file
+    JSON is (options may hold mappings, which do not hash)."""
+
+    def __init__(self, options: FormOptions):
+        self.options = options
+        self.key = json.dumps(options.to_dict(), sort_keys=True, default=repr)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _StaticOptions) and self.key == other.key
+
+
+def compiled_prediction(raw_predict, theta, cov, options: FormOptions) -> np.ndarray:
+    """raw_predict(theta, cov, options) as one compiled program, on the host. Run op by op, each
+    of a prediction's dozens of array operations would be compiled (and cached) on its own: most
+    of a small fit's time. Call it under jax.enable_x64(True), as the fits do."""
+    return np.asarray(_compiled_prediction(raw_predict, _StaticOptions(options), theta, cov))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _compiled_prediction(raw_predict, options: _StaticOptions, theta, cov):
+    return raw_predict(theta, cov, options.options)
 
 
 def encode_arms(form_name: str, labels, arms: list[str]) -> jnp.ndarray:
