@@ -11,6 +11,7 @@ puts them together.
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -63,8 +64,10 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
             inference = None
         # Bootstrap draws far from the data overflow in exp/power; their intervals show it.
         # The true floor (a Monte Carlo pass over the generator, pure Python) is computed in a
-        # thread beside the fits, which spend most of their time compiling with the GIL released.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as beside:
+        # process beside the fits, on a core the fits (mostly single-threaded compilation and
+        # Python) leave idle; in a thread it held the GIL the fits' Python needed.
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) \
+                as beside:
             if isinstance(floor, str) and floor == "auto":
                 floor = (beside.submit(sweep.true_floor, path, frames["training"])
                          if sweep is not None and target == "eval_loss" else None)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
+import numpy as np
+
 from analysis.fitting import fit
 from analysis.forms.augmentation import ordered_arms
 from analysis.forms.base import get_form
@@ -23,21 +27,34 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
         plan.append(("augmentation", dict(form="augmentation", approach=3)))
     else:
         notes.append(("augmentation", "the data has a single arm"))
-    for name, options in plan:
-        try:
-            laws[name] = fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **options)
-        except ValueError as e:
-            if "where" not in options or "too few" not in str(e):
-                notes.append((name, str(e)))
-                continue
-            # Too few reference points: every arm's rows, saying so beside the law.
-            caveats.append((name, f"fitted on every arm's rows, whose raw-text loss also measures their formats: "
-                                  f"the reference arm's alone are too few ({e})"))
-            pooled = {k: v for k, v in options.items() if k != "where"}
+    def attempt(name, options):
+        """(law or None, note or None, caveat or None) of one planned fit."""
+        with np.errstate(all="ignore"):  # bootstrap draws far from the data overflow; intervals show it
             try:
-                laws[name] = fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **pooled)
-            except ValueError as again:
-                notes.append((name, str(again)))
+                return fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **options), None, None
+            except ValueError as e:
+                if "where" not in options or "too few" not in str(e):
+                    return None, str(e), None
+                # Too few reference points: every arm's rows, saying so beside the law.
+                caveat = (f"fitted on every arm's rows, whose raw-text loss also measures their formats: "
+                          f"the reference arm's alone are too few ({e})")
+                pooled = {k: v for k, v in options.items() if k != "where"}
+                try:
+                    return fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **pooled), None, caveat
+                except ValueError as again:
+                    return None, str(again), caveat
+
+    # The planned laws are independent: fitted side by side, their compilations and solves (which
+    # release the GIL) use both of a small machine's cores. Results do not depend on the order.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(lambda item: attempt(*item), plan))
+    for (name, _), (law, note, caveat) in zip(plan, outcomes):
+        if caveat:
+            caveats.append((name, caveat))
+        if law is not None:
+            laws[name] = law
+        if note:
+            notes.append((name, note))
     loss_law = laws.get("augmentation") or laws.get("chinchilla")
     if inference is None:
         notes.append(("joint_inference", "no inference table (inference.parquet) beside the training table"))

@@ -26,6 +26,7 @@ pooled), smoothed as (wrong + 0.5) / (n + 1) so that a perfect score stays a fin
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 from html import escape
@@ -138,6 +139,32 @@ def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, fl
         e = chinchilla.parameters["E"]
         low, high = _interval(e)
         fitted_e = {"estimate": float(e.estimate), "low": low, "high": high, "law": "chinchilla (E free)"}
+    # The best split (a search over the joint law, mostly compilation) beside the multiplier fits.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as beside:
+        split_answer = beside.submit(_best_split_or_note, laws.get("joint_inference"))
+        multipliers, cells = _multipliers_and_cells(laws, training, inference, bootstrap, notes)
+        split, query, split_note = split_answer.result()
+    if split_note:
+        notes.append(split_note)
+    return {"version": VERSION, "wall_s": wall_s,
+            "entropy_nats_per_token": floor["entropy_nats_per_token"] if floor else None,
+            "entropy_stderr": floor.get("stderr") if floor else None,
+            "fitted_E": fitted_e, "multipliers": multipliers, "accuracy": cells,
+            "thinking_hurts": thinking_hurts(cells), "best_split": split, "best_split_query": query,
+            "notes": notes}
+
+
+def _best_split_or_note(joint) -> tuple[dict | None, dict | None, str | None]:
+    if joint is None:
+        return None, None, None
+    with np.errstate(all="ignore"):
+        try:
+            return (*best_split(joint), None)
+        except ValueError as e:
+            return None, None, f"best_split: {e}"
+
+
+def _multipliers_and_cells(laws, training, inference, bootstrap, notes) -> tuple[list[dict], list[dict]]:
     multipliers = []
     if laws.get("augmentation") is not None:
         multipliers += multipliers_of(laws["augmentation"], "eval_loss")
@@ -152,18 +179,7 @@ def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, fl
         if arms > 1:
             multipliers += [dict(m, target="accuracy") for m in
                             _fit_multipliers(qa_error_table(training, inference), "qa_error", bootstrap, notes)]
-    split = query = None
-    if laws.get("joint_inference") is not None:
-        try:
-            split, query = best_split(laws["joint_inference"])
-        except ValueError as e:
-            notes.append(f"best_split: {e}")
-    return {"version": VERSION, "wall_s": wall_s,
-            "entropy_nats_per_token": floor["entropy_nats_per_token"] if floor else None,
-            "entropy_stderr": floor.get("stderr") if floor else None,
-            "fitted_E": fitted_e, "multipliers": multipliers, "accuracy": cells,
-            "thinking_hurts": thinking_hurts(cells), "best_split": split, "best_split_query": query,
-            "notes": notes}
+    return multipliers, cells
 
 
 def write(path: str | Path, findings: dict) -> Path:
