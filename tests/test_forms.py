@@ -1,6 +1,8 @@
 """Each law form recovers known parameters from synthetic data; pass@k matches published values."""
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +220,26 @@ def test_a_constant_target_is_refused_and_accuracy_predictions_stay_in_0_1():
     law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=20, heldout_fraction=0)
     draws = law.predict_draws(L=np.array([0.1, 2.5, 9.0]), T=[0, 0, 0], k=[1, 1, 1])
     assert np.all((draws >= 0) & (draws <= 1))
+
+
+def test_threads_that_look_up_forms_in_a_fresh_process_all_see_every_form():
+    # The report fits laws in threads; the built-in forms load on first use. A thread that
+    # arrives while another is loading them must wait, not see half the registry.
+    script = (
+        "import threading\n"
+        "from analysis.forms import get_form\n"
+        "names = ['chinchilla', 'augmentation', 'joint_inference', 'architecture']\n"
+        "start, found = threading.Barrier(len(names)), []\n"
+        "def look(name):\n"
+        "    start.wait()\n"
+        "    try:\n"
+        "        found.append(get_form(name).name)\n"
+        "    except Exception as e:\n"
+        "        found.append(repr(e))\n"
+        "threads = [threading.Thread(target=look, args=(n,)) for n in names]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "print(sorted(found))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=Path(analysis.__file__).resolve().parent.parent)
+    assert out.stdout.strip() == str(sorted(["chinchilla", "augmentation", "joint_inference", "architecture"]))

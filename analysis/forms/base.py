@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import importlib
 import json
+import threading
 import pkgutil
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -312,11 +313,14 @@ def stack_theta(parts) -> jnp.ndarray:
 
 
 class Registry(Mapping):
-    """Forms by name. The built-in forms (the modules of analysis.forms) are imported on first use."""
+    """Forms by name. The built-in forms (the modules of analysis.forms) are imported on first use,
+    once, under a lock: fits run in threads (analysis.report.laws), and a thread that came second
+    must not see half the forms."""
 
     def __init__(self):
         self._forms: dict[str, LawForm] = {}
         self._loaded = False
+        self._lock = threading.RLock()  # reentrant: a form module being imported may look up forms
 
     def add(self, form: LawForm) -> None:
         if form.name in self._forms and type(self._forms[form.name]) is not type(form):
@@ -325,12 +329,13 @@ class Registry(Mapping):
         self._forms[form.name] = form
 
     def _load(self) -> dict[str, LawForm]:
-        if not self._loaded:
-            self._loaded = True
-            package = importlib.import_module("analysis.forms")
-            for module in pkgutil.iter_modules(package.__path__):
-                if module.name != "base":
-                    importlib.import_module(f"analysis.forms.{module.name}")
+        with self._lock:
+            if not self._loaded:
+                self._loaded = True
+                package = importlib.import_module("analysis.forms")
+                for module in pkgutil.iter_modules(package.__path__):
+                    if module.name != "base":
+                        importlib.import_module(f"analysis.forms.{module.name}")
         return self._forms
 
     def __getitem__(self, name: str) -> LawForm:
