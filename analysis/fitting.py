@@ -26,7 +26,7 @@ from analysis.forms.base import CurveForm, FormOptions, compiled_prediction, for
 from analysis.law import Law, ParameterEstimate, load_law
 from analysis.diagnostics import residual_diagnostics
 from analysis.solver import minimize_batch
-from analysis.tables import TableError, canonical_table, data_hash, ranges, select_rows
+from analysis.tables import TableError, TooFewPoints, canonical_table, data_hash, ranges, select_rows
 
 MIN_POINTS_PER_PARAMETER = 2
 ROWS = 64  # starts per call of the compiled minimizer (refinement keeps 64: one call)
@@ -200,7 +200,7 @@ def _check_enough(frame: pd.DataFrame, form, options: FormOptions, source: str) 
     n_params = len(form.parameter_names_for(options))
     needed = form.min_points(options) or MIN_POINTS_PER_PARAMETER * n_params
     if len(frame) < needed:
-        raise TableError(f"{source}: {len(frame)} points are too few to fit the {n_params} parameters of "
+        raise TooFewPoints(f"{source}: {len(frame)} points are too few to fit the {n_params} parameters of "
                          f"form {form.name!r} (need at least {needed})")
     if frame["loss"].nunique() < 2:
         raise TableError(f"{source}: the target is {frame['loss'].iloc[0]:g} in every row; there is nothing to fit")

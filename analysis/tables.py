@@ -17,6 +17,10 @@ class TableError(ValueError):
     """A table a law cannot be fitted on, with the column and the source named."""
 
 
+class TooFewPoints(TableError):
+    """Fewer rows than the law's parameters need (a selection may be what made them few)."""
+
+
 # canonical name -> column of the training / inference tables of docs/schema.md
 DEFAULT_COLUMNS = {
     "N": "params", "D": "tokens", "D_raw": "tokens_raw", "C": "flops", "U": "unique_tokens",

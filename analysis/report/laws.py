@@ -9,6 +9,7 @@ import numpy as np
 from analysis.fitting import fit
 from analysis.forms.augmentation import ordered_arms
 from analysis.forms.base import get_form
+from analysis.tables import TooFewPoints
 
 
 def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
@@ -33,7 +34,7 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
             try:
                 return fit(training_source, target=target, bootstrap=bootstrap, columns=columns, **options), None, None
             except ValueError as e:
-                if "where" not in options or "too few" not in str(e):
+                if "where" not in options or not isinstance(e, TooFewPoints):
                     return None, str(e), None
                 # Too few reference points: every arm's rows, saying so beside the law.
                 caveat = (f"fitted on every arm's rows, whose raw-text loss also measures their formats: "
