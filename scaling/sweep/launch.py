@@ -99,15 +99,11 @@ def start_order(plans: list[store.RunPlan], rates: dict[str, throughput.Throughp
     ordered = sorted(plans, key=lambda p: estimated_seconds(p, rates), reverse=True)
     first: list[store.RunPlan] = []
     for p in ordered:
-        if len(first) == min(workers, len(ordered)):
-            break
-        if all(_arch_key(p) != _arch_key(q) and p.point["arm"] != q.point["arm"] for q in first):
+        if len(first) < workers and all(_arch_key(p) != _arch_key(q) and p.point["arm"] != q.point["arm"]
+                                        for q in first):
             first.append(p)
-    for p in ordered:  # a grid with fewer architectures or arms than workers
-        if len(first) < min(workers, len(ordered)) and p.name not in {q.name for q in first}:
-            first.append(p)
-    started = {p.name for p in first}
-    return first + [p for p in ordered if p.name not in started]
+    # With fewer architectures or arms than workers, the remaining workers take the rest in order.
+    return first + [p for p in ordered if all(p is not q for q in first)]
 
 
 def _arch_key(p: store.RunPlan) -> str:
