@@ -4,6 +4,7 @@ them before a fit: every problem is reported with the column and the source it c
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import re
 from pathlib import Path
@@ -47,8 +48,9 @@ def parse_columns(text: str | None) -> dict[str, str]:
 
 
 def read_table(source) -> pd.DataFrame:
-    """A DataFrame from a path (CSV, Parquet, or a results folder holding training.parquet) or a
-    DataFrame (copied); frame.attrs["source"] names where it came from, for error messages."""
+    """A DataFrame from a path (CSV, Parquet, JSON Lines as Gemstones ships them, or a results
+    folder holding training.parquet) or a DataFrame (copied); frame.attrs["source"] names where
+    it came from, for error messages."""
     if isinstance(source, pd.DataFrame):
         frame = source.copy()
         frame.attrs["source"] = source.attrs.get("source", "DataFrame")
@@ -66,8 +68,10 @@ def read_table(source) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     elif path.suffix in (".csv", ".txt"):
         frame = _read_csv(path)
+    elif path.suffix in JSON_SUFFIXES:
+        frame = _read_json(path)
     else:
-        raise TableError(f"{path}: unsupported table type {path.suffix!r} (CSV or Parquet)")
+        raise TableError(f"{path}: unsupported table type {path.suffix!r} (CSV, Parquet or JSON Lines)")
     frame.attrs["source"] = str(path)
     return frame
 
@@ -88,6 +92,26 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise TableError(f"{path}: not a readable CSV ({str(e).strip()})") from None
     frame.attrs["first_line"] = 2  # data row 0 is line 2, after the header
+    return frame
+
+
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    """JSON Lines (one object per line; a .json file may also be one array of objects), each row
+    remembering its line (frame.attrs['first_line'])."""
+    text = path.read_text()
+    if not text.strip():
+        raise TableError(f"{path}: empty table (no JSON object)")
+    lines = not text.lstrip().startswith("[")
+    try:
+        frame = pd.read_json(io.StringIO(text), lines=lines, orient="records")
+    except ValueError as e:
+        raise TableError(f"{path}: not readable as {'JSON Lines' if lines else 'a JSON array of objects'} "
+                         f"({str(e).strip()})") from None
+    if lines and text.lstrip() == text:
+        frame.attrs["first_line"] = 1  # data row 0 is line 1
     return frame
 
 
@@ -117,7 +141,7 @@ def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss"
     frame = read_table(source)
     name = frame.attrs["source"]
     columns = dict(columns or {})
-    mapping = {**DEFAULT_COLUMNS, "loss": target, **columns}
+    mapping = _resolve(frame, {**DEFAULT_COLUMNS, "loss": target}, columns)
     if "is_final" in frame.columns and "is_final" not in columns.values():
         frame = frame[frame["is_final"].astype(bool)]
     out = pd.DataFrame(index=frame.index)
@@ -126,7 +150,7 @@ def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss"
             _check_numeric(frame, mapping.get(canon, canon), canon, name)
     for column in ("params", "tokens", "flops", "d_model", "params_non_embedding", "n_heads", "n_kv_heads"):
         _check_numeric(frame, column, column, name)
-    derived = _derived(frame, columns)
+    derived = _derived(frame, mapping, columns)
     for canon in required + ("loss",):
         column = mapping.get(canon, canon)
         if column in frame.columns:
@@ -134,8 +158,9 @@ def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss"
         elif canon in derived:
             out[canon] = derived[canon]
         else:
-            hint = f" (map it with --columns {canon}=<column>)"
-            raise TableError(f"{name}: missing column {column!r} for {canon}{hint}; "
+            nor = f" (nor one named {canon!r})" if column != canon else ""
+            hint = f"map it with columns={{{canon!r}: '<column>'}} in Python, --columns {canon}=<column> on the command line"
+            raise TableError(f"{name}: missing column {column!r} for {canon}{nor}; {hint}; "
                              f"table has {', '.join(map(str, frame.columns))}")
     for canon in optional:
         column = mapping.get(canon, canon)
@@ -170,7 +195,17 @@ def target_is_positive(canon: str, target: str) -> bool:
     return "acc" not in target
 
 
-def _derived(frame: pd.DataFrame, columns: Mapping[str, str]) -> dict[str, pd.Series]:
+def _resolve(frame: pd.DataFrame, defaults: Mapping[str, str], columns: Mapping[str, str]) -> dict[str, str]:
+    """canonical name -> the table's column: the user's map, else the schema's column (params for
+    N), else a column named by the canonical name itself (a table whose columns are N, D, loss)."""
+    out = dict(defaults)
+    for canon, column in defaults.items():
+        if column not in frame.columns and canon in frame.columns:
+            out[canon] = canon
+    return {**out, **columns}
+
+
+def _derived(frame: pd.DataFrame, mapping: Mapping[str, str], columns: Mapping[str, str]) -> dict[str, pd.Series]:
     """Covariates computed from schema columns when not given directly."""
     out = {}
     if {"d_model", "params_non_embedding"} <= set(frame.columns):
@@ -182,11 +217,11 @@ def _derived(frame: pd.DataFrame, columns: Mapping[str, str]) -> dict[str, pd.Se
         found = frame[task_col].astype(str).str.extract(DIFFICULTY_TASK, expand=False)
         if len(found) and found.notna().all():  # only when every task names its difficulty
             out["difficulty"] = found.astype(np.float64)
-    n_col, c_col = columns.get("N", "params"), columns.get("C", "flops")
-    if "D" not in columns and "tokens" not in frame.columns and {n_col, c_col} <= set(frame.columns):
+    n_col, c_col = mapping["N"], mapping["C"]
+    if "D" not in columns and mapping["D"] not in frame.columns and {n_col, c_col} <= set(frame.columns):
         out["D"] = frame[c_col] / (6.0 * frame[n_col])  # C = 6 N D when only compute is recorded
-    if "C" not in columns and "flops" not in frame.columns:
-        d_col = columns.get("D", "tokens")
+    if "C" not in columns and c_col not in frame.columns:
+        d_col = mapping["D"]
         if {n_col, d_col} <= set(frame.columns):
             out["C"] = 6.0 * frame[n_col] * frame[d_col]
     return out
@@ -215,10 +250,10 @@ def select_rows(source, where: str | None) -> pd.DataFrame:
     try:
         selected = frame.query(where, engine="python")
     except Exception as e:  # pandas raises many kinds (UndefinedVariableError, SyntaxError, TypeError)
-        raise TableError(f"{name}: --where {where!r} cannot be evaluated: {type(e).__name__}: {e}; "
+        raise TableError(f"{name}: where {where!r} cannot be evaluated: {type(e).__name__}: {e}; "
                          f"columns: {', '.join(map(str, frame.columns))}") from None
     if not isinstance(selected, pd.DataFrame) or len(selected) == 0:
-        raise TableError(f"{name}: no rows satisfy --where {where!r}")
+        raise TableError(f"{name}: no rows satisfy where {where!r}")
     selected = selected.copy()
     selected.attrs["source"] = f"{name} [where {where}]"
     return selected

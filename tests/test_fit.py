@@ -213,3 +213,31 @@ def test_cli_fit_reads_the_floor_from_describe_json(run_cli, tmp_path):
     for value, message in ((junk, "needs entropy_nats_per_token"), ("nofile", "neither a number nor a file")):
         bad = run_cli("fit", table, f"--floor={value}", "-o", tmp_path / "x.json")
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+def test_canonical_columns_and_json_lines_need_no_column_map(tmp_path, capsys):
+    """A table whose columns are already N, D, loss fits without a map, from Python and from the
+    CLI, and a JSON Lines table (as Gemstones ships them) reads like a CSV."""
+    frame, _ = synthetic_chinchilla(n_sizes=4, n_budgets=5)
+    canonical = frame.rename(columns={"params": "N", "tokens": "D", "eval_loss": "loss"}).drop(columns=["flops"])
+    law = analysis.fit(canonical, bootstrap=0)
+    assert law.n_points == len(canonical) and law.ranges["C"][0] == pytest.approx(6 * (canonical.N * canonical.D).min())
+    table = tmp_path / "runs.jsonl"
+    canonical.to_json(table, orient="records", lines=True)
+    assert analysis.fit(table, bootstrap=0).parameters["alpha"].estimate == pytest.approx(
+        law.parameters["alpha"].estimate, rel=1e-6)
+    from scaling.cli import main
+    assert main(["fit", str(table), "--bootstrap", "0", "--output", str(tmp_path / "law.json")]) == 0
+    assert json.loads((tmp_path / "law.json").read_text())["n_points"] == len(canonical)
+    table.write_text('{"N": 1e8, "D": 1e9, "loss": 3.0}\nnot json\n')
+    with pytest.raises(analysis.TableError, match="runs.jsonl: not readable as JSON Lines"):
+        analysis.fit(table, bootstrap=0)
+
+
+def test_python_api_errors_name_the_keyword_not_a_cli_flag():
+    frame, _ = synthetic_chinchilla(n_sizes=4, n_budgets=5)
+    with pytest.raises(analysis.TableError, match=r"columns=\{'N': '<column>'\} in Python") as missing:
+        analysis.fit(frame.drop(columns=["params"]), bootstrap=0)
+    assert "N" in str(missing.value)
+    with pytest.raises(analysis.TableError, match=r"no rows satisfy where 'params < 0'"):
+        analysis.fit(frame, bootstrap=0, where="params < 0")
