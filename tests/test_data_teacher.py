@@ -273,3 +273,24 @@ def test_a_teacher_bound_as_an_object_is_constructed_from_its_settings_and_recor
     # the programmatic teacher, bound as an object, still refuses a source without synthetic documents
     proc = run_cli("augment", f"--gin_file={gin_file}", "--gin.AugmentConfig.teacher=@ProgrammaticTeacher()")
     assert proc.returncode == 2 and "needs source 'synthetic'" in proc.stderr, proc.stderr
+
+
+def test_augment_fails_in_seconds_naming_the_url_when_no_server_answers(tmp_path, capsys):
+    """No server listening: `scaling augment` stops before the first document, naming the URL,
+    instead of retrying every document (the default retries took minutes)."""
+    import socket
+
+    from scaling.cli import main
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    corpus_dir, cache_dir = tmp_path / "corpus", tmp_path / "cache"
+    _write_corpus(corpus_dir, 3)
+    url = f"http://127.0.0.1:{port}"
+    code = main(["augment", "--gin_file=gin/data/openai_teacher.gin", f"--gin.AugmentConfig.cache_dir='{cache_dir}'",
+                 f"--gin.AugmentConfig.path='{corpus_dir}'", "--gin.OpenAITeacherConfig.model='m'",
+                 "--gin.OpenAITeacherConfig.params=1e9", f"--gin.OpenAITeacherConfig.base_url='{url}'",
+                 "--gin.OpenAITeacherConfig.api_key_env=''", "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"teacher server at {url} does not answer" in err, err
+    assert not list(cache_dir.glob("*.jsonl"))

@@ -173,6 +173,11 @@ def run_augment(args) -> int:
     warning = getattr(getattr(teacher, "config", None), "key_warning", lambda: None)()
     if warning:
         print(f"scaling augment: warning: {warning}", file=sys.stderr)
+    try:
+        getattr(teacher, "check_answers", lambda: None)()
+    except TeacherError as e:
+        print(f"scaling augment: error: {e}", file=sys.stderr)
+        return 1
     configuration.write_config(config.cache_dir, f"augment-{time.strftime('%Y%m%dT%H%M%S')}.gin")
     summary = augment(config, progress=not args.no_progress, teacher=teacher)
     print(json.dumps(summary))

@@ -199,6 +199,20 @@ class OpenAICompatibleTeacher:
         self.flops_per_token = 2.0 * config.params
         self.concurrency = config.concurrency
 
+    def check_answers(self, timeout_s: float = 10.0) -> None:
+        """Fail in seconds, naming the URL, when nothing answers at base_url, rather than after
+        every document's retries. Any HTTP reply (even 401 or 404) means the server is up."""
+        url = self.config.base_url.rstrip("/") + "/v1/models"
+        try:
+            with urllib.request.urlopen(url, timeout=min(timeout_s, self.config.timeout_s)):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise TeacherError(f"the teacher server at {self.config.base_url} does not answer (GET {url}: {reason}); "
+                               "start it, or bind OpenAITeacherConfig.base_url to where it listens") from None
+
     def _request_body(self, text: str) -> tuple[str, dict]:
         c = self.config
         prompt = c.prompt.format(document=truncate_words(text, c.max_document_tokens))
