@@ -202,7 +202,7 @@ def _check_enough(frame: pd.DataFrame, form, options: FormOptions, source: str) 
     if len(frame) < needed:
         raise TooFewPoints(f"{source}: {len(frame)} points are too few to fit the {n_params} parameters of "
                          f"form {form.name!r} (need at least {needed})")
-    if frame["loss"].nunique() < 2:
+    if "loss" in frame and frame["loss"].nunique() < 2:
         raise TableError(f"{source}: the target is {frame['loss'].iloc[0]:g} in every row; there is nothing to fit")
     if "N" in frame and frame["N"].nunique() < 2 and "N" in form.required_covariates(options):
         raise TableError(f"{source}: a single model size (N = {frame['N'].iloc[0]:g}); a law in N needs "
@@ -210,6 +210,20 @@ def _check_enough(frame: pd.DataFrame, form, options: FormOptions, source: str) 
     if "D" in frame and frame["D"].nunique() < 2 and "D" in form.required_covariates(options):
         raise TableError(f"{source}: a single data budget (D = {frame['D'].iloc[0]:g}); a law in D needs "
                          "at least two")
+
+
+def fit_support(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", source: str = "planned points",
+                **form_options) -> str | None:
+    """Why `form` cannot be fitted (approach 3) to a canonical frame, or None when it can: the
+    checks fit_form makes before any compute. The frame may be planned points without a loss
+    (`scaling sweep --dry_run` asks before anything is trained)."""
+    form = get_form(form) if isinstance(form, str) else form
+    try:
+        options = form.prepare(form.options_from(form_options), frame)
+        _check_enough(frame, _floored(form, options), options, source)
+    except TableError as e:
+        return str(e)
+    return None
 
 
 def _heldout_split(frame: pd.DataFrame, fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@ real commands, status from run folders, and collection into the result tables.""
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -49,6 +50,42 @@ def test_the_dry_run_lists_runs_in_the_order_the_executors_start_them(tmp_path, 
     assert order(1) == [["p100k", "vanilla"], ["p100k", "thinking"], ["p50k", "vanilla"], ["p50k", "thinking"]]
     # Two: the runs started together differ in size and arm (each compiles and produces its own).
     assert order(2) == [["p100k", "vanilla"], ["p50k", "thinking"], ["p100k", "thinking"], ["p50k", "vanilla"]]
+
+
+def test_the_dry_run_says_which_laws_the_grid_can_fit_and_counts_start_up(tmp_path, capsys):
+    """Before anything trains: which laws the finished points support, with the fitter's own
+    point counts; each run's time includes its start-up (recorded by earlier runs when there are
+    any); the Ray plan names the workers a local cluster runs at once."""
+    from scaling.cli import main
+
+    def dry_run(*extra):  # a rate at which the smoke runs train in well under a second
+        assert main(["sweep", SMOKE, f"--sweep_dir={tmp_path / 's'}", "--dry_run", "--throughput=1e15", *extra]) == 0
+        return capsys.readouterr().out
+
+    out = dry_run()
+    laws = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "arm vanilla: 4 points are too few" in laws["chinchilla"] and "(need at least 10)" in laws["chinchilla"]
+    assert "8 points are too few" in laws["augmentation"]
+    assert "no: needs a loss law" in laws["joint_inference"]
+    assert "start-up" in out and "compilation not measured (--throughput given)" in out
+    out = dry_run("--gin.Grid.data_budgets=[2000, 4000, 8000, 16000, 32000]")
+    laws = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert laws["chinchilla"].split()[1:] == ["yes"] and laws["augmentation"].split()[1:] == ["yes"]
+    assert laws["joint_inference"].split()[1:] == ["yes"]
+    assert "0 compute budget(s) with 3 or more sizes" in laws["approach"]
+
+    # earlier runs' recorded start-up is what each run is estimated to add
+    run_dir = tmp_path / "s" / "earlier"
+    run_dir.mkdir(parents=True)
+    (run_dir / "timings.jsonl").write_text("\n".join(json.dumps({"command": "train", "startup_s": s})
+                                                       for s in (40.0, 50.0, 60.0)) + "\n")
+    out = dry_run("--workers=1")
+    assert "50s (recorded: median of 3 processes)" in out
+    runs = [line for line in out.splitlines() if line.startswith(("p50k_", "p100k_"))]
+    assert len(runs) == 4 and all(" 50s (training 0s given)" in line for line in runs)
+    assert "3m in all (3m on 1 worker(s))" in out  # 4 runs x 50 s
+    out = dry_run("--executor=ray", "--cpus_per_run=1")  # a new local cluster: one run per CPU
+    assert f"on {min(4, os.cpu_count())} worker(s)" in out
 
 
 def test_cosine_makes_one_run_per_data_budget():

@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -113,6 +114,19 @@ def run_local(jobs: list[Job], workers: int = 1, retry_failed: bool = False,
             raise
 
 
+def ray_workers(workers: int | None, address: str | None, cpus_per_run: float, gpus_per_run: float,
+                tpus_per_run: float, runs: int) -> int | None:
+    """Runs at a time under Ray, for the plan: --workers, else what a new local cluster fits of
+    the runs (its CPUs / cpus_per_run); None when only the cluster knows (a remote cluster, or
+    accelerators per run)."""
+    if workers:
+        return workers
+    if address or gpus_per_run or tpus_per_run:
+        return None
+    fits = int((os.cpu_count() or 1) // cpus_per_run) if cpus_per_run else runs
+    return max(1, min(runs, fits))
+
+
 def _ray_execute(job: dict, retry_failed: bool, threads: int | None = None) -> str:
     """The body of a run's Ray task (module level, so workers import it by name); Ray places it
     on its CPUs, the run's thread pools are sized to them."""
@@ -125,15 +139,23 @@ def run_ray(jobs: list[Job], address: str | None = None, workers: int | None = N
             on_outcome: Callable[[Job, str], None] = lambda j, o: None) -> dict[str, str]:
     """Each run a Ray task. address: None starts a new local cluster for this driver; 'auto' or
     host:port joins one started with `ray start --head`."""
+    if not address:
+        # Token authentication, which Ray turns on for a new local cluster anyway, chosen
+        # explicitly: Ray then says nothing about it. Read when Ray is imported.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray  # here: Ray is optional, needed only by --executor=ray
 
     if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            # "local": a new cluster for this driver, never one a stale /tmp/ray record points to
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     object_store_memory=100 * 1024 * 1024)
+        with warnings.catch_warnings():
+            # JAX warns at every fork; Ray's fork_exec of its own processes executes a new program
+            # at once, so none of this process's threads is copied into anything that runs.
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                # "local": a new cluster for this driver, never one a stale /tmp/ray record points to
+                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                         object_store_memory=100 * 1024 * 1024)
     resources = {"TPU": tpus_per_run} if tpus_per_run else None
     available = ray.cluster_resources()
     for name, need in (("CPU", cpus_per_run), ("GPU", gpus_per_run), ("TPU", tpus_per_run)):

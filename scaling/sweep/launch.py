@@ -18,7 +18,7 @@ import jax
 from scaling.configuration import ConfigError
 from scaling.data import batch_cache
 from scaling.model import ModelConfig
-from scaling.sweep import executors, grid as grids, runner, store, throughput
+from scaling.sweep import executors, grid as grids, law_support, runner, store, throughput
 from scaling.sweep.status import format_table
 
 
@@ -52,6 +52,12 @@ def _hours(seconds: float) -> str:
     if seconds < 3 * 86400:
         return f"{seconds / 3600:.1f}h"
     return f"{seconds / 86400:.1f}d"
+
+
+def _on_workers(seconds: float, workers: int | None) -> str:
+    if workers is None:
+        return "on as many workers at a time as the Ray cluster fits"
+    return f"{_hours(seconds / workers)} on {workers} worker(s)"
 
 
 def plan(grid_file: str, bindings: tuple[str, ...], sweep_dir: str | None):
@@ -133,6 +139,7 @@ def _interrupt(signum, frame):
 
 
 def run_sweep(args) -> int:
+    imports_s = throughput.process_seconds()
     if args.gin.files:
         raise ConfigError(f"scaling sweep takes the grid as its argument; --gin_file={args.gin.files[0]} "
                           "is not used (override the grid with --gin.Grid.NAME=VALUE)")
@@ -143,23 +150,31 @@ def run_sweep(args) -> int:
     if args.executor == "local":
         workers, threads = executors.local_layout(args.workers, getattr(args, "threads_per_worker", None))
     else:
-        workers, threads = args.workers or 1, None
-    plans = start_order(plans, rates, workers)
+        workers = executors.ray_workers(args.workers, args.ray_address, args.cpus_per_run, args.gpus_per_run,
+                                        args.tpus_per_run, len(plans))
+        threads = None
+    plans = start_order(plans, rates, workers or len(plans))
+    smallest = min(plans, key=lambda p: p.point["flops_per_token"] * p.point["batch_size"])
+    start = throughput.startup(directory, None if args.throughput is not None else
+                               (ModelConfig(**smallest.point["config"]), smallest.point["batch_size"]), imports_s)
     rows, total_flops, total_seconds = [], 0.0, 0.0  # training FLOPs: WSD trunks counted once
     for p in plans:
         flops, seconds = training_flops(p), estimated_seconds(p, rates)
         total_flops += flops
-        total_seconds += seconds
+        total_seconds += seconds + start.seconds
         state = store.read_job(directory / p.name)["state"] if (directory / p.name).is_dir() else "new"
         rows.append([p.name, f"{p.point['params']:.3g}", " ".join(f"{d:.3g}" for d in p.point["data_budgets"]),
-                     f"{flops:.3g}", p.point["arm"], f"{_hours(seconds)} ({rates[_arch_key(p)].source})", state])
+                     f"{flops:.3g}", p.point["arm"],
+                     f"{_hours(seconds + start.seconds)} (training {_hours(seconds)} {rates[_arch_key(p)].source})",
+                     state])
     print(format_table(["run", "N", "D", "C", "arm", "est. time", "state"], rows))
     points = sum(len(p.point["data_budgets"]) for p in plans)
     point_flops = sum(p.point["flops_per_token"] * d for p in plans for d in p.point["data_budgets"])
     print(f"\n{grid.name}: {len(plans)} runs, {points} finished points standing for {point_flops:.3g} FLOPs, "
-          f"trained with {total_flops:.3g} FLOPs; {_hours(total_seconds)} of "
-          f"training steps at the rates shown ({_hours(total_seconds / workers)} on {workers} worker(s)); "
-          "each run adds its start-up, compilation, evaluations and inference")
+          f"trained with {total_flops:.3g} FLOPs; {_hours(total_seconds)} in all "
+          f"({_on_workers(total_seconds, workers)}): training at the rates shown plus each run's start-up, "
+          f"{_hours(start.seconds)} ({start.source}); evaluations and inference add to it")
+    print(law_support.describe(law_support.planned_points(plans)))
     if args.dry_run:
         return 0
     store.write_plan(directory, grid, args.grid, plans)

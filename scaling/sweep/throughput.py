@@ -14,7 +14,9 @@ bound, and says so.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling import accounting, mfu, partitioning
+from scaling import accounting, mfu, partitioning, timings
 from scaling.model import ModelConfig
 from scaling.optimizer import make_optimizer
 from scaling.step import compile_functions
@@ -38,6 +40,47 @@ class Throughput:
 # Runs whose steps would take less than this at the matmul peak are not worth a measurement.
 PEAK_BOUND_S = 1.0
 PEAK_SOURCE = "at the matmul peak: a lower bound"
+
+
+@dataclasses.dataclass(frozen=True)
+class StartUp:
+    """A run's seconds before its first training step: process start, imports, compilation."""
+    seconds: float
+    source: str
+
+
+def process_seconds() -> float:
+    """Seconds since this process started: the interpreter's start-up and the imports so far."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):  # not Linux: from the import of scaling.timings
+        return time.time() - timings.PROCESS.started
+
+
+def startup(sweep_dir: Path, smallest: tuple[ModelConfig, int] | None, imports_s: float) -> StartUp:
+    """Each run's start-up: the median that the sweep folder's runs recorded (timings.jsonl), else
+    this process's imports (`imports_s`, what a run's process also pays) plus compiling and taking
+    a step of the smallest model here (None: not measured), a lower bound either way a run
+    compiles its evaluation and inference too."""
+    seen = [float(json.loads(line)["startup_s"]) for path in Path(sweep_dir).glob(f"*/{timings.FILE}")
+            for line in path.read_text().splitlines() if line.strip() and '"startup_s"' in line]
+    if seen:
+        return StartUp(statistics.median(seen), f"recorded: median of {len(seen)} processes")
+    began = time.perf_counter()
+    importlib.import_module("scaling.train")  # what a run's process imports beyond this one's
+    imports_s += time.perf_counter() - began
+    if smallest is None:
+        return StartUp(imports_s, f"imports {imports_s:.0f}s; compilation not measured (--throughput given): "
+                                  "a lower bound")
+    began = time.perf_counter()
+    measure(*smallest, steps=1)
+    compile_s = time.perf_counter() - began
+    return StartUp(imports_s + compile_s, f"measured here: process start and imports {imports_s:.0f}s + "
+                                          f"compiling the smallest model's step {compile_s:.0f}s; a lower bound")
 
 
 def recorded(sweep_dir: Path, config: dict, batch_size: int) -> float | None:
