@@ -167,6 +167,7 @@ def test_a_killed_ray_worker_is_retried_and_the_run_resumes_from_its_checkpoint(
     os.kill(int(claim["pid"]), signal.SIGKILL)  # the Ray worker executing the run
     out, _ = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, out
+    assert "os.fork()" not in out and "Token authentication" not in out, out  # Ray starts quietly
     job = store.read_job(run_dir)
     assert job["state"] == "done" and job["attempts"] == 2, job
     train_log = (run_dir / "run.log").read_text()
