@@ -61,12 +61,25 @@ def test_ray_starts_the_head_on_worker_0_and_joins_the_others_to_it():
 
 
 def test_sweep_runs_the_driver_on_the_head_against_the_ray_cluster():
-    (ssh,) = dry_run("sweep", *WHERE, "--grid", "grids/arch.gin", "--tpus_per_run", "8")
+    scp, ssh = dry_run("sweep", *WHERE, "--grid", "grids/arch.gin", "--tpus_per_run", "8")
+    assert scp[4:7] == ["scp", "grids/arch.gin", "pod1:~/grid-arch.gin"] and "--worker=0" in scp
     assert "--worker=0" in ssh
     remote = ssh[-1]
-    for part in ("scaling sweep grids/arch.gin", "--executor=ray", "--ray_address=auto", "--tpus_per_run=8",
+    for part in ("scaling sweep ~/grid-arch.gin", "--executor=ray", "--ray_address=auto", "--tpus_per_run=8",
                  "--sweep_dir=/mnt/shared/sweeps/arch", "nohup"):
         assert part in remote
+
+
+def test_sweep_ships_a_grid_from_outside_the_repository_and_refuses_a_missing_one(tmp_path):
+    """The install ships `git archive HEAD`: a grid of the user's own is copied to the head."""
+    mine = tmp_path / "my_grid.gin"
+    mine.write_text("Grid.name = 'mine'\n")
+    scp, ssh = dry_run("sweep", *WHERE, "--grid", str(mine))
+    assert scp[5:7] == [str(mine), "pod1:~/grid-my_grid.gin"]
+    assert "scaling sweep ~/grid-my_grid.gin" in ssh[-1]
+    proc = subprocess.run([sys.executable, str(REPO / "tpu" / "pod.py"), "sweep", *WHERE, "--grid",
+                           str(tmp_path / "absent.gin"), "--dry_run"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "absent.gin: no such file on this machine" in proc.stderr
 
 
 def test_delete_removes_the_queued_resource():

@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 # Software image per TPU generation (Cloud TPU runtime versions for JAX on TPU VMs).
 RUNTIME_VERSIONS = {"v4": "tpu-ubuntu2204-base", "v5litepod": "v2-alpha-tpuv5-lite", "v5p": "v2-alpha-tpuv5",
@@ -99,14 +100,23 @@ def ray(args) -> list[list[str]]:
 
 def sweep(args) -> list[list[str]]:
     """`scaling sweep` on the head, one Ray task per run; the sweep folder on shared storage. The
-    driver runs detached (nohup), so a dropped ssh session does not stop it; its output goes to
+    grid is this machine's file, copied to the head (the install ships only committed files, so
+    an edited or out-of-repo grid would otherwise be missing or stale there). The driver runs
+    detached (nohup), so a dropped ssh session does not stop it; its output goes to
     <sweep_dir>.log, and `scaling status <sweep_dir>` shows progress. Rerunning resumes."""
-    name = args.grid.rsplit("/", 1)[-1].removesuffix(".gin")
+    local = Path(args.grid)
+    if not local.is_file():
+        raise SystemExit(f"--grid {args.grid}: no such file on this machine (the grid is read here and copied "
+                         "to the pod's head)")
+    name = local.name.removesuffix(".gin")
+    remote = f"~/grid-{name}.gin"
     sweep_dir = f"{args.shared_dir}/sweeps/{name}"
     command = (f"cd {PROJECT_DIR} && mkdir -p {args.shared_dir}/sweeps && nohup .venv/bin/scaling sweep "
-               f"{shlex.quote(args.grid)} --executor=ray --ray_address=auto --tpus_per_run={args.tpus_per_run} "
+               f"{remote} --executor=ray --ray_address=auto --tpus_per_run={args.tpus_per_run} "
                f"--cpus_per_run=1 --sweep_dir={sweep_dir} > {sweep_dir}.log 2>&1 &")
-    return [_ssh(args, "0", command)]
+    return [["gcloud", "compute", "tpus", "tpu-vm", "scp", str(local), f"{args.name}:{remote}", "--worker=0",
+             *_where(args)],
+            _ssh(args, "0", command)]
 
 
 def delete(args) -> list[list[str]]:
