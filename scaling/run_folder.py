@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from scaling.configuration import PlacedConfigError
 from scaling.model import ModelConfig
 
 IDENTITY_FILE = "identity.json"
+DEVICES_FILE = "devices.jsonl"
 
 
 def _now() -> str:
@@ -48,6 +50,16 @@ class RunFolder:
         if now - getattr(self, "_progress_at", -math.inf) >= every_s:
             self._progress_at = now
             self.status("running", "", step, tokens)
+
+    def record_devices(self, mesh) -> None:
+        """One line per start in devices.jsonl: what this attempt ran on (a resumed run may run on
+        other hardware), for reading a run's speed and for reproducing it."""
+        device = jax.devices()[0]
+        self.append(DEVICES_FILE, {
+            "started": _now(), "platform": device.platform, "device_kind": device.device_kind,
+            "device_count": jax.device_count(), "local_device_count": jax.local_device_count(),
+            "process_count": jax.process_count(), "mesh": {k: int(v) for k, v in dict(mesh.shape).items()},
+            "xla_flags": os.environ.get("XLA_FLAGS", "")})
 
     def read_status(self) -> dict:
         path = self.dir / "status.json"

@@ -96,6 +96,7 @@ class Trainer:
             if threading.current_thread() is threading.main_thread() else None
         log.info("peak %.3g FLOP/s (%s); %d devices, mesh %s", self.peak_flops, self.peak_source,
                  jax.device_count(), dict(mesh.shape))
+        folder.record_devices(mesh)
 
     def _on_sigterm(self, signum, frame):
         self.stop_requested = True

@@ -69,3 +69,18 @@ def test_data_parallel_and_fsdp_match_one_device():
 def test_mesh_must_cover_the_devices():
     with pytest.raises(ConfigError, match="mesh_data x train.mesh_fsdp"):
         partitioning.make_mesh(data=3, fsdp=5)
+
+
+@pytest.mark.slow
+def test_a_run_on_simulated_devices_records_its_mesh(run_cli, tmp_path):
+    """docs/gpu.md's recipe: XLA's host-platform flag makes 2 CPU devices; the run folder says
+    what the run ran on."""
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", "--gin_file=gin/models/p50k.gin", "--gin_file=gin/runs/pretrain.gin",
+                   "--gin.ModelConfig.seq_len=32", "--gin.train.batch_size=4", "--gin.train.data_budgets=[1000]",
+                   "--gin.train.eval_batches=1", "--gin.train.mesh_fsdp=2", f"--gin.MODEL_DIR={run_dir}",
+                   env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [json.loads(x) for x in (run_dir / "devices.jsonl").read_text().splitlines()]
+    assert line["device_count"] == 2 and line["platform"] == "cpu"
+    assert line["mesh"] == {"data": 1, "fsdp": 2} and "device_count=2" in line["xla_flags"]

@@ -143,6 +143,8 @@ def test_wsd_run_writes_the_run_folder_and_one_final_point_per_budget(run_cli, t
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert status(run_dir)["state"] == "finished"
+    (devices,) = rows(run_dir, "devices.jsonl")
+    assert devices["device_count"] == 1 and devices["mesh"] == {"data": 1, "fsdp": 1}
 
     table = rows(run_dir)
     assert all(set(r) == SCHEMA_COLUMNS for r in table)
