@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from analysis.report import measured
 from analysis.tables import read_table
 from scaling import infer
 from scaling.configuration import REPO_ROOT, GinArgs
-from scaling.sweep import collect, launch, report_support, status, store
+from scaling.sweep import collect, launch, report_support, store
+from scaling.sweep.progress import minutes as _minutes
 from scaling.sweep.executors import local_layout
 
 GRIDS = {False: REPO_ROOT / "grids" / "demo.gin", True: REPO_ROOT / "grids" / "demo_quick.gin"}
@@ -41,78 +41,6 @@ def configure_demo(parser) -> None:
     parser.add_argument("--bootstrap", type=int, default=None,
                         help="bootstrap refits per law (default 200; 50 with --quick)")
     parser.add_argument("-o", "--output", default=None, help="the report (default <sweep_dir>/report.html)")
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
-class SweepProgress:
-    """A progress bar over the whole sweep, read from the run folders every `interval` seconds:
-    each run counts its training tokens and its finished inference phases. Redrawn in place on a
-    terminal, one line every `line_every` seconds otherwise (logs, CI)."""
-
-    def __init__(self, sweep_dir: Path, interval: float = 2.0, line_every: float = 30.0, stream=sys.stderr):
-        self.sweep_dir, self.interval, self.line_every, self.stream = Path(sweep_dir), interval, line_every, stream
-        self.tty = stream.isatty()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="demo progress", daemon=True)
-        self.started = time.monotonic()
-
-    def fraction(self) -> tuple[float, int, int]:
-        """(share of the sweep's work done, runs done, runs in all)."""
-
-        names = store.existing_runs(self.sweep_dir)  # none until `scaling sweep` has planned them
-        shares, done = [], 0
-        for name in names:
-            run_dir = self.sweep_dir / name
-            job = store.read_job(run_dir)
-            if job["state"] == "done":
-                shares.append(1.0)
-                done += 1
-                continue
-            plan = store.load_plan(run_dir)
-            branches = set(plan.point["infer_branches"]) if plan.infer_config else set()
-            metrics = store.read_json(run_dir / "inference_metrics.json", default=[])
-            infer_done = len(branches & {entry["branch"] for entry in metrics})
-            shares.append((status.run_state(run_dir)["progress"] + infer_done) / (1 + len(branches)))
-        return (sum(shares) / len(shares) if shares else 0.0), done, len(names)
-
-    def line(self) -> str:
-        share, done, total = self.fraction()
-        if not total:
-            return f"planning the sweep  elapsed {_minutes(time.monotonic() - self.started)}"
-        width = 30
-        filled = int(round(share * width))
-        return (f"[{'#' * filled}{'.' * (width - filled)}] {share:6.1%}  runs done {done}/{total}  "
-                f"elapsed {_minutes(time.monotonic() - self.started)}")
-
-    def _loop(self):
-        last_line = 0.0
-        while not self._stop.wait(self.interval):
-            try:
-                text = self.line()
-            except (OSError, ValueError, KeyError):  # a run folder mid-write: draw next time
-                continue
-            if self.tty:
-                self.stream.write("\r\033[K" + text)
-                self.stream.flush()
-            elif time.monotonic() - last_line >= self.line_every:
-                self.stream.write(text + "\n")
-                self.stream.flush()
-                last_line = time.monotonic()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(self.line() + "\n")
-        self.stream.flush()
 
 
 def _step(number: int, title: str) -> None:
@@ -195,8 +123,7 @@ def run_demo(args) -> int:
     sweep_args = argparse.Namespace(grid=str(grid_file), sweep_dir=str(sweep_dir), executor="local",
                                     workers=workers, threads_per_worker=threads, dry_run=False, retry_failed=False, throughput=None,
                                     gin=GinArgs((), args.gin.bindings))
-    with SweepProgress(sweep_dir):
-        code = launch.run_sweep(sweep_args)
+    code = launch.run_sweep(sweep_args)  # with its progress bar
     if code != 0:
         print(f"scaling demo: the sweep did not finish (exit {code}); rerun `scaling demo"
               f"{' --quick' if args.quick else ''}` to resume it", file=sys.stderr)

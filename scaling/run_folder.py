@@ -35,6 +35,13 @@ class RunFolder:
         self.total_tokens = total_tokens
         self.writes = jax.process_index() == 0
         self._tensorboard = None
+        self._wandb = None
+
+    def start_wandb(self, mode: str, project: str, config: dict) -> None:
+        """Log the scalars to W&B too (scaling/wandb_log.py); 'off' does nothing."""
+        if self.writes and mode != "off" and self._wandb is None:
+            from scaling.wandb_log import WandbLog
+            self._wandb = WandbLog(self.dir, mode, project, config)
 
     def status(self, state: str, reason: str = "", step: int = 0, tokens: int = 0) -> None:
         if not self.writes:
@@ -71,12 +78,17 @@ class RunFolder:
                 f.write(json.dumps(record) + "\n")
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
-        if not self.writes:
+        """TensorBoard (and W&B) scalars. A metric that is not defined at this step is left out:
+        eval_loss_hard is NaN on text without hard spans (any real corpus), and the rows say so."""
+        values = {k: v for k, v in values.items() if math.isfinite(v)}
+        if not self.writes or not values:
             return
         if self._tensorboard is None:
             self._tensorboard = SummaryWriter(str(self.dir / "tensorboard"))
         for key, value in values.items():
             self._tensorboard.add_scalar(f"{prefix}/{key}", value, step)
+        if self._wandb is not None:
+            self._wandb.log(prefix, values, step)
 
     def keep_rows(self, keep) -> None:
         """Drop log and table rows written after the checkpoints a resume starts from, so that
@@ -93,6 +105,9 @@ class RunFolder:
     def close(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.close()
+        if self._wandb is not None:
+            self._wandb.close()
+            self._wandb = None
 
 
 # -- identity: what the folder is a run of ------------------------------------------------------

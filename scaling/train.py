@@ -54,6 +54,7 @@ def train(config: TrainConfig) -> dict:
             write_model_config(run_dir, config.model)
             if not (run_dir / IDENTITY_FILE).is_file():
                 run_folder.write_identity(run_dir, identity)
+            folder.start_wandb(config.wandb, config.wandb_project, identity)
         trainer = Trainer(config, run, run_dir, folder, mesh)
         try:
             trainer.run(run.plan)

@@ -12,14 +12,14 @@ from pathlib import Path
 import gin
 import numpy as np
 
-from scaling import schedules
+from scaling import schedules, wandb_log
 from scaling.configuration import ConfigError
 from scaling.model import ModelConfig
 from scaling.schedules import COOLDOWN_SHAPES, LearningRate, Plan, Schedule, branch_label
 
 # Settings that do not change what is trained: a rerun may give other values.
 NOT_IDENTITY = ("model_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "mesh_data",
-                "mesh_fsdp")
+                "mesh_fsdp", "wandb", "wandb_project")
 _KINDS = {"int": ("an integer", lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)),
           "float": ("a number", lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)),
           "str": ("a string", lambda v: isinstance(v, str))}
@@ -71,6 +71,8 @@ class TrainConfig:
     mesh_data: int = -1
     mesh_fsdp: int = 1
     sweep: str = ""
+    wandb: str = "off"                # 'offline' | 'online': log to Weights & Biases too (scaling/wandb_log.py)
+    wandb_project: str = "scaling"
 
     @staticmethod
     def defaults() -> dict:
@@ -127,6 +129,7 @@ class TrainConfig:
         require(self.learning_rate > 0, "learning_rate", f"must be positive, got {self.learning_rate}")
         require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2",
                f"must be in [0, 1), got {self.beta1}, {self.beta2}")
+        wandb_log.check(self.wandb)
         require(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
         require(self.warmup_tokens >= 0, "warmup_tokens", f"must be >= 0, got {self.warmup_tokens}")
         require(self.eval_batches > 0, "eval_batches", f"must be positive, got {self.eval_batches}")

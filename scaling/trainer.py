@@ -78,6 +78,7 @@ class Trainer:
         self.peak_flops, self.peak_source = device_peak_flops(model.compute_dtype)
         self.peak_flops *= jax.device_count()
         self.teacher_flops_per_thinking_token = pipeline.teacher_flops_per_thinking_token(config.task)
+        self.epoch_tokens = pipeline.source_raw_tokens(config.task)  # math.inf: a source that never repeats
         local = pipeline.eval_batches(config.eval_corpus, config.batch_size // jax.process_count(), model.seq_len,
                                       config.eval_batches)
         self.eval_data = [partitioning.global_batch({k: np.asarray(b[k]) for k in EVAL_KEYS}, mesh) for b in local]
@@ -252,8 +253,10 @@ class Trainer:
             sums += np.asarray(t, np.float64)
         metrics = eval_metrics(sums)
         c = self.counters
-        # unique_tokens/epochs: the pipeline does not track repetition yet; 0 means unknown.
-        stats = {"unique_tokens": 0, "epochs": 0.0,
+        # Repetition (Muennighoff et al.): raw tokens seen once at most, and passes over the source.
+        finite = math.isfinite(self.epoch_tokens)
+        stats = {"unique_tokens": int(min(c.tokens_raw, self.epoch_tokens)),
+                 "epochs": c.tokens_raw / self.epoch_tokens if finite else 1.0,
                  "teacher_flops": c.tokens_thinking * self.teacher_flops_per_thinking_token}
         row = {**self.row_base,
                "step": c.step, "tokens": c.tokens, "tokens_raw": c.tokens_raw, "tokens_thinking": c.tokens_thinking,

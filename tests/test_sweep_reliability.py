@@ -168,6 +168,7 @@ def test_a_killed_ray_worker_is_retried_and_the_run_resumes_from_its_checkpoint(
     out, _ = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, out
     assert "os.fork()" not in out and "Token authentication" not in out, out  # Ray starts quietly
+    assert "100.0%  runs done 1/1" in out, out  # progress in a log, not only outcome lines
     job = store.read_job(run_dir)
     assert job["state"] == "done" and job["attempts"] == 2, job
     train_log = (run_dir / "run.log").read_text()
@@ -311,6 +312,7 @@ def test_a_run_with_a_non_finite_loss_is_recorded_failed_and_left_alone_without_
             "--gin.Grid.train_overrides={'train.batch_size': 4, 'train.learning_rate': 1e12, 'train.grad_clip': 0.0}")
     out, _ = _sweep(tmp_path, *grid).communicate(timeout=300)
     assert "failed" in out and "non-finite loss" in out and "0 of 1 runs finished" in out, out
+    assert "runs done 0/1" in out, out  # the sweep's progress line, written to a pipe
     status = run_cli("status", tmp_path / "sweep", check=True)
     assert "failed" in status.stdout and "non-finite loss" in status.stdout
     again = _sweep(tmp_path, *grid)

@@ -137,8 +137,12 @@ def test_missing_model_dir_is_a_configuration_error(run_cli):
 @pytest.mark.slow
 def test_wsd_run_writes_the_run_folder_and_one_final_point_per_budget(run_cli, tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli("train", *TINY, f"--gin.MODEL_DIR={run_dir}")
+    # W&B beside TensorBoard, offline (no network): not part of the run's identity
+    proc = run_cli("train", *TINY, f"--gin.MODEL_DIR={run_dir}", "--gin.train.wandb='offline'",
+                   env={"WANDB_DIR": str(tmp_path / "wandb_home"), "WANDB_CONFIG_DIR": str(tmp_path / "wandb_home")})
     assert proc.returncode == 0, proc.stderr
+    (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    assert b"train/loss" in wandb_file.read_bytes() and b"eval/eval_loss" in wandb_file.read_bytes()
     for name in ("config.gin", "model.json", "status.json", "log.jsonl", "training_rows.jsonl"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
@@ -303,3 +307,31 @@ def test_a_run_with_the_schedule_bound_as_an_object_is_the_run_with_its_name(run
     _assert_bitwise_equal(_final_state(reference_run), _final_state(bound))
     again = run_cli("train", *TINY, f"--gin.MODEL_DIR={bound}", "--gin.train.schedule='wsd'")
     assert again.returncode == 0 and "already finished" in again.stdout, again.stderr
+
+
+@pytest.mark.slow
+def test_a_run_on_a_small_cache_records_repetition_and_leaves_undefined_metrics_out(run_cli, tmp_path):
+    """A cache is a finite source: unique_tokens and epochs follow from its one-epoch size
+    (docs/data.md). Real text has no hard spans: eval_loss_hard is NaN in the rows (not defined)
+    and left out of TensorBoard, with no NaN warning."""
+    from scaling.data import cache as cache_lib, corpus, pipeline
+    from scaling.data.augment import AugmentConfig, augment
+
+    cache_dir = tmp_path / "small"
+    augment(AugmentConfig(cache_dir=str(cache_dir), n_documents=12), progress=False)
+    assert any(corpus.is_held_out(r["doc_hash"]) for r in cache_lib.read_records(cache_dir))
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", "--gin_file=gin/models/p50k.gin", "--gin_file=gin/runs/pretrain.gin",
+                   "--gin.ModelConfig.seq_len=64", "--gin.train.batch_size=4", "--gin.train.data_budgets=[4000]",
+                   "--gin.train.eval_batches=1", "--gin.train.eval_every_tokens=2000",
+                   f"--gin.train.task='{cache_dir}:vanilla'", f"--gin.train.eval_corpus='{cache_dir}'",
+                   f"--gin.MODEL_DIR={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    assert "NaN or Inf" not in proc.stderr
+    epoch = pipeline.source_raw_tokens(f"{cache_dir}:vanilla")
+    table = rows(run_dir)
+    assert table[-1]["tokens_raw"] > epoch  # the budget repeats the cache
+    for r in table:
+        assert r["unique_tokens"] == int(min(r["tokens_raw"], epoch))
+        assert r["epochs"] == pytest.approx(r["tokens_raw"] / epoch)
+        assert math.isnan(r["eval_loss_hard"]) and math.isfinite(r["eval_loss"])

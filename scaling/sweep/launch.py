@@ -19,6 +19,7 @@ from scaling.configuration import ConfigError
 from scaling.data import batch_cache
 from scaling.model import ModelConfig
 from scaling.sweep import executors, grid as grids, law_support, runner, store, throughput
+from scaling.sweep.progress import SweepProgress
 from scaling.sweep.status import format_table
 
 
@@ -181,19 +182,23 @@ def run_sweep(args) -> int:
     jobs = [runner.job_for(directory / p.name, p) for p in plans]
     print(f"sweep folder: {directory}", flush=True)
 
+    progress = SweepProgress(directory)
+
     def report(job, outcome):
         reason = store.read_job(Path(job.run_dir)).get("reason") if outcome == runner.FAILED else ""
+        progress.clear()
         print(f"{outcome:12s} {job.name}" + (f": {reason}" if reason else ""), flush=True)
 
     # SIGTERM (a preempted VM, a job scheduler) stops the runs as Ctrl-C does: trainers checkpoint.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if args.executor == "local":
-            outcomes = executors.run_local(jobs, workers, args.retry_failed, report, threads)
-        else:
-            outcomes = executors.run_ray(jobs, args.ray_address, args.workers, args.cpus_per_run,
-                                         args.gpus_per_run, args.tpus_per_run, args.max_retries,
-                                         args.retry_failed, report)
+        with progress:  # redrawn on a terminal, a line every 30 s in a log
+            if args.executor == "local":
+                outcomes = executors.run_local(jobs, workers, args.retry_failed, report, threads)
+            else:
+                outcomes = executors.run_ray(jobs, args.ray_address, args.workers, args.cpus_per_run,
+                                             args.gpus_per_run, args.tpus_per_run, args.max_retries,
+                                             args.retry_failed, report)
     except KeyboardInterrupt:
         print("\ninterrupted; running runs were stopped and resume when you run this command again", flush=True)
         return 130
