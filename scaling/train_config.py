@@ -14,6 +14,7 @@ import numpy as np
 
 from scaling import schedules, wandb_log
 from scaling.configuration import ConfigError
+from scaling.data import cache as cache_lib, corpus
 from scaling.model import ModelConfig
 from scaling.schedules import COOLDOWN_SHAPES, LearningRate, Plan, Schedule, branch_label
 
@@ -113,6 +114,15 @@ class TrainConfig:
             if isinstance(b, bool) or not isinstance(b, (int, float, np.number)):
                 raise ConfigError(f"train.data_budgets: must be a list of token counts, got {given!r}")
 
+    def check_eval_corpus(self) -> None:
+        """A cache evaluated on must hold documents in the held-out hash bucket; otherwise tf.data's
+        generator would fail with a long traceback. A few dozen documents may hold none."""
+        if Path(self.eval_corpus).is_dir():
+            require(any(corpus.is_held_out(r["doc_hash"]) for r in cache_lib.read_records(self.eval_corpus)),
+                    "eval_corpus", f"{self.eval_corpus!r}: none of the cache's documents is held out for evaluation "
+                    f"(the hash split holds out about 1 in {corpus.HELD_OUT_BUCKETS}); augment more documents, or "
+                    "evaluate on train.eval_corpus = 'synthetic'")
+
     def check(self) -> CheckedRun:
         """Everything checked before any compute (the model_dir aside, which train() checks)."""
         self.check_types()
@@ -133,6 +143,7 @@ class TrainConfig:
         require(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
         require(self.warmup_tokens >= 0, "warmup_tokens", f"must be >= 0, got {self.warmup_tokens}")
         require(self.eval_batches > 0, "eval_batches", f"must be positive, got {self.eval_batches}")
+        self.check_eval_corpus()
         require(self.log_every_steps > 0 and self.checkpoint_every_steps > 0 and self.keep_checkpoints > 0,
                "log_every_steps/checkpoint_every_steps/keep_checkpoints", "must be positive")
         warmup = int(self.warmup_tokens * budgets[0]) if self.warmup_tokens < 1 else int(self.warmup_tokens)

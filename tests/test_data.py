@@ -330,13 +330,19 @@ def test_batch_cache_stores_the_part_of_a_block_a_stopped_reader_produced(tmp_pa
             assert stored["inputs"].dtype == np.int32, block  # stored as produced
 
 
-def test_a_cache_without_held_out_documents_is_refused_before_tf_data(tmp_path):
+def test_a_cache_without_held_out_documents_is_refused_before_any_compute(tmp_path):
     """Evaluating on a cache whose documents all fall in the training split names the binding
-    and the count in one line, instead of a tf.data generator's traceback."""
+    in one line (the run's checks), instead of a tf.data generator's traceback."""
     from scaling.configuration import ConfigError
+    from scaling.model import ModelConfig
+    from scaling.train_config import TrainConfig
 
     cache_dir = tmp_path / "tiny"
     augment(AugmentConfig(cache_dir=str(cache_dir), n_documents=1), progress=False)
     assert not any(corpus.is_held_out(r["doc_hash"]) for r in cache_lib.read_records(cache_dir))
-    with pytest.raises(ConfigError, match=r"train.eval_corpus = .*tiny': none of the cache's 1 documents is held out"):
-        pipeline.eval_batches(str(cache_dir), 2, 64, 1)
+    config = TrainConfig(model_dir=str(tmp_path / "run"), model=ModelConfig(), task=f"{cache_dir}:vanilla",
+                         eval_corpus=str(cache_dir))
+    with pytest.raises(ConfigError, match=r"train.eval_corpus: .*tiny': none of the cache's documents is held out"):
+        config.check()
+    augment(AugmentConfig(cache_dir=str(cache_dir), n_documents=12), progress=False)  # some are held out now
+    config.check()

@@ -48,7 +48,6 @@ EVAL_KEYS = BATCH_KEYS + ("hard_mask", "target_bytes")
 _FEATURE_CONVERTER = seqio.DecoderFeatureConverter(pack=True)
 _TEACHER_FLOPS: dict[str, Callable[[], float]] = {}
 _SOURCE_TOKENS: dict[str, Callable[[], float]] = {}  # task -> raw tokens of one epoch
-_HELD_OUT: dict[str, Callable[[], tuple[int, int]]] = {}  # a cache's eval task -> (held-out, all) documents
 _CACHE_TASKS: dict[str, list[str]] = {}  # resolved cache folder -> its registered task names
 _programmatic = ProgrammaticTeacher()
 
@@ -259,8 +258,6 @@ def register_cache_tasks(cache_dir: str, name: str | None = None, teacher_id: st
     _register_mixture(f"{name}_mix", [f"{name}_vanilla", f"{name}_thinking"])
     _CACHE_TASKS[str(Path(cache_dir).resolve())] = [f"{name}_vanilla", f"{name}_thinking", f"{name}_mix"]
     _SOURCE_TOKENS.update({f"{name}_{v}": source.raw_tokens for v in ("vanilla", "thinking", "mix")})
-    _HELD_OUT[f"{name}_vanilla"] = lambda: (len(source.records["validation"]),
-                                            len(source.records["validation"]) + len(source.records["train"]))
     _TEACHER_FLOPS.update({f"{name}_vanilla": lambda: 0.0,
                            f"{name}_thinking": source.teacher_flops_per_thinking_token,
                            f"{name}_mix": source.teacher_flops_per_thinking_token})
@@ -436,11 +433,6 @@ def eval_batches(corpus_name: str, batch_size: int, seq_len: int, n_batches: int
     masks and the bytes per target token. `corpus_name`: "synthetic", a registered cache corpus
     name, or a cache directory."""
     task = resolve_task(f"{corpus_name}:vanilla" if Path(corpus_name).is_dir() else f"{corpus_name}_vanilla")
-    held_out, total = _HELD_OUT[task]() if task in _HELD_OUT else (1, 1)
-    if not held_out:  # before tf.data, whose generator would raise it inside a long traceback
-        raise ConfigError(f"train.eval_corpus = {corpus_name!r}: none of the cache's {total} documents is held out "
-                          f"for evaluation (the hash split holds out about 1 in {corpus.HELD_OUT_BUCKETS}); augment "
-                          f"more documents, or evaluate on eval_corpus = 'synthetic'")
 
     def produce():
         vocab = _vocabulary_of(task)
