@@ -26,6 +26,19 @@ def budgets(frame: pd.DataFrame, decimals: int) -> pd.Series:
     return np.round(np.log10(frame["C"]), decimals)
 
 
+def budget_groups(frame: pd.DataFrame, width: float = 0.1) -> pd.Series:
+    """A group number per row for drawing IsoFLOP curves: in order of C, a row more than `width`
+    decades above its group's smallest C starts the next group. A grid's budgets lie further
+    apart than that; runs meant for one budget differ by less (rounding in the grid's D)."""
+    log_c = np.log10(frame["C"].to_numpy(float))
+    group, start, out = -1, -np.inf, np.empty(len(log_c), int)
+    for i in np.argsort(log_c, kind="stable"):
+        if log_c[i] - start > width:
+            group, start = group + 1, log_c[i]
+        out[i] = group
+    return pd.Series(out, index=frame.index)
+
+
 def envelope_points(frame: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
     """Approach 1: the lowest-loss run in each compute bin."""
     best = frame.loc[frame.groupby(budgets(frame, decimals))["loss"].idxmin()]

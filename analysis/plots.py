@@ -30,18 +30,20 @@ def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.4):
     return fig, axes
 
 
-def isoflop_curves(table: pd.DataFrame, decimals: int = 1, min_points: int = 3) -> list[tuple[float, pd.DataFrame]]:
-    """(median C, points) per compute budget, budgets as approach 2 forms them (analysis.isoflop)."""
+def isoflop_curves(table: pd.DataFrame, width: float = 0.1, min_points: int = 3) -> list[tuple[float, pd.DataFrame]]:
+    """(median C, points) per compute budget: runs whose log10 C lie within `width` decades of the
+    budget's smallest (isoflop.budget_groups; rounding log10 C to a decimal instead splits a
+    budget that straddles a rounding boundary into small groups)."""
     return [(float(curve["C"].median()), curve.sort_values("N"))
-            for _, curve in table.groupby(isoflop.budgets(table, decimals)) if curve["N"].nunique() >= min_points]
+            for _, curve in table.groupby(isoflop.budget_groups(table, width)) if curve["N"].nunique() >= min_points]
 
 
-def isoflop_figure(table: pd.DataFrame, law=None, decimals: int = 1, min_points: int = 3) -> Figure:
+def isoflop_figure(table: pd.DataFrame, law=None, width: float = 0.1, min_points: int = 3) -> Figure:
     """Loss against N at each compute budget, the parabola in log N per budget, and the law's curve."""
     fig, (ax,) = _figure()
-    curves = isoflop_curves(table, decimals, min_points)
+    curves = isoflop_curves(table, width, min_points)
     if not curves:
-        raise ValueError(f"no compute budget (log10 C to {decimals} decimal) has {min_points} or more model sizes")
+        raise ValueError(f"no compute budget (runs within {width} decades of C) has {min_points} or more model sizes")
     for (c, curve), colour in zip(curves, _colours(len(curves))):
         log_n = np.log(curve["N"].to_numpy(float))
         ax.scatter(curve["N"], curve["loss"], s=14, color=colour, label=f"C = {c:.1e} FLOPs")
@@ -57,8 +59,13 @@ def isoflop_figure(table: pd.DataFrame, law=None, decimals: int = 1, min_points:
     ax.set_ylabel("loss (nats/token)")
     title = "IsoFLOP curves: points, parabola in log N (dashed)"
     ax.set_title(title + (", law (solid)" if law is not None else ""))
-    ax.legend(fontsize=7, ncol=2)
+    _legend_outside(ax, fontsize=7)
     return fig
+
+
+def _legend_outside(ax, **kwargs) -> None:
+    """The legend right of the axes, where it covers no data (constrained layout makes room)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
 def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[float] | None = None) -> Figure:
@@ -210,26 +217,52 @@ def adaptive_thinking_figure(law, difficulty_mix=None, N: float | None = None, D
     return fig
 
 
+# The aggregator a test-time panel shows, in order of preference: one answer per query where
+# there is one sample, a vote over k samples where there are several (pass@k measures another thing).
+THINKING_AGGREGATORS = ("greedy", "majority", "pass@k")
+SAMPLES_AGGREGATORS = ("majority", "pass@k", "greedy")
+
+
+def test_time_aggregators(inference: pd.DataFrame) -> tuple[str | None, str | None]:
+    """(the aggregator of the thinking panel at the fewest samples, that of the samples panel)."""
+    if "aggregator" not in inference:
+        return None, None
+    fewest = set(inference.loc[inference["samples"] == inference["samples"].min(), "aggregator"])
+    several = set(inference.loc[inference["samples"] > inference["samples"].min(), "aggregator"])
+    return (next((a for a in THINKING_AGGREGATORS if a in fewest), None),
+            next((a for a in SAMPLES_AGGREGATORS if a in several), None))
+
+
 def test_time_figure(inference: pd.DataFrame) -> Figure:
-    """Accuracy against thinking tokens (k = 1) and against samples (each size's largest T), per size and arm."""
+    """Accuracy against thinking tokens (fewest samples) and against samples (each size's largest
+    T), per size and arm, one aggregator per panel (test_time_aggregators): rows of different
+    aggregators at one k measure different things and are never averaged together."""
     fig, (ax_t, ax_k) = _figure(2, width=5.4)
+    thinking_agg, samples_agg = test_time_aggregators(inference)
+
+    def rows(part, aggregator):
+        return part if aggregator is None else part[part["aggregator"] == aggregator]
+
     keys = sorted(inference.groupby(["params", "arm"]).groups)
     for i, (size, arm) in enumerate(keys):
         part = inference[(inference["params"] == size) & (inference["arm"] == arm)]
         label = f"N = {size:.3g}, {arm}"
-        single = part[part["samples"] == part["samples"].min()].groupby("thinking_budget")["accuracy"].mean()
+        few = rows(part[part["samples"] == part["samples"].min()], thinking_agg)
+        single = few.groupby("thinking_budget")["accuracy"].mean()  # the mean over tasks
         ax_t.plot(single.index.to_numpy() + 1, single.to_numpy(), marker="o", ms=3, color=f"C{i % 10}", label=label)
-        widest = part[part["thinking_budget"] == part["thinking_budget"].max()].groupby("samples")["accuracy"].mean()
-        ax_k.plot(widest.index, widest.to_numpy(), marker="o", ms=3, color=f"C{i % 10}", label=label)
+        widest = rows(part[part["thinking_budget"] == part["thinking_budget"].max()], samples_agg)
+        by_k = widest.groupby("samples")["accuracy"].mean()
+        ax_k.plot(by_k.index, by_k.to_numpy(), marker="o", ms=3, color=f"C{i % 10}", label=label)
     ax_t.set_xscale("log")
     ax_t.set_xlabel("thinking budget T + 1 (tokens)")
     ax_k.set_xscale("log", base=2)
     ax_k.set_xlabel("samples k (per query)")
     for ax in (ax_t, ax_k):
         ax.set_ylabel("accuracy (fraction correct)")
-        ax.legend(fontsize=7)
-    ax_t.set_title("Test-time scaling: thinking (fewest samples)")
-    ax_k.set_title("Test-time scaling: samples (largest T)")
+    _legend_outside(ax_k, fontsize=7)
+    k = int(inference["samples"].min())
+    ax_t.set_title(f"Thinking: {thinking_agg or 'accuracy'} at k = {k}", fontsize=10)
+    ax_k.set_title(f"Samples: {samples_agg or 'accuracy'} at the largest T", fontsize=10)
     return fig
 
 

@@ -88,7 +88,8 @@ def test_each_figure_has_units_logs_and_legends(tmp_path):
         assert isinstance(fig, Figure)
         for ax in fig.axes:
             assert "(" in ax.get_xlabel() and "(" in ax.get_ylabel(), (name, ax.get_xlabel(), ax.get_ylabel())
-            assert ax.get_xscale() == "log" and ax.get_legend() is not None, name
+            assert ax.get_xscale() == "log", name
+        assert fig.axes[-1].get_legend() is not None, name  # panels of one figure share the last one's legend
         written = plots.save_figure(fig, tmp_path / name)
         assert [p.suffix for p in written] == [".png", ".svg"]
         assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -111,3 +112,43 @@ def test_test_time_curves_rise_with_samples():
     fig = plots.test_time_figure(inference_table())
     for line in fig.axes[1].get_lines():
         assert np.all(np.diff(line.get_ydata()) > 0)
+
+
+def test_the_test_time_figure_shows_one_aggregator_per_panel():
+    """At k = 1 an inference table holds greedy, majority@1 and pass@1 rows: the thinking panel
+    draws greedy alone (not their mean), the samples panel majority alone, and says so."""
+    rows = []
+    for t, greedy in ((0, 0.0), (8, 0.25)):
+        rows += [{"arm": "vanilla", "params": 1e6, "thinking_budget": t, "samples": 1, "aggregator": "greedy",
+                  "accuracy": greedy},
+                 {"arm": "vanilla", "params": 1e6, "thinking_budget": t, "samples": 1, "aggregator": "majority",
+                  "accuracy": greedy + 0.1},
+                 {"arm": "vanilla", "params": 1e6, "thinking_budget": t, "samples": 1, "aggregator": "pass@k",
+                  "accuracy": greedy + 0.15},
+                 {"arm": "vanilla", "params": 1e6, "thinking_budget": t, "samples": 2, "aggregator": "majority",
+                  "accuracy": greedy + 0.2},
+                 {"arm": "vanilla", "params": 1e6, "thinking_budget": t, "samples": 2, "aggregator": "pass@k",
+                  "accuracy": greedy + 0.4}]
+    table = pd.DataFrame(rows)
+    assert plots.test_time_aggregators(table) == ("greedy", "majority")
+    fig = plots.test_time_figure(table)
+    (thinking,) = fig.axes[0].get_lines()
+    assert list(thinking.get_ydata()) == [0.0, 0.25]
+    (samples,) = fig.axes[1].get_lines()
+    assert list(samples.get_xdata()) == [1, 2] and list(samples.get_ydata()) == pytest.approx([0.35, 0.45])
+    assert "greedy at k = 1" in fig.axes[0].get_title() and "majority" in fig.axes[1].get_title()
+
+
+def test_isoflop_budgets_straddling_a_rounding_boundary_stay_one_curve():
+    """Runs of one budget whose C differ by a few percent across log10 C = x.x5 are one curve
+    (one-decimal rounding split them into small groups, one drawing a spurious dip)."""
+    n = np.geomspace(1e7, 1e9, 8)
+    c = 10 ** (18.05 + np.array([-0.01, 0.01] * 4))  # 1.10e18 and 1.15e18: rounding gives 18.0 and 18.1
+    table = pd.DataFrame({"N": n, "C": c, "D": c / (6 * n), "loss": 2 + (np.log(n) - np.log(1e8)) ** 2 / 50})
+    curves = plots.isoflop_curves(table)
+    assert len(curves) == 1 and len(curves[0][1]) == 8
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = plots.isoflop_figure(table)
+    FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the data, not on it
