@@ -19,11 +19,12 @@ from pathlib import Path
 from analysis.answers import below_floor
 from analysis.atomic import write_text_atomic
 from analysis.diagnostics import lines_from_dict
-from analysis.fitting import fit
+from analysis.fitting import BOOTSTRAP, fit
 from analysis.forms.base import FORMS, form_of_approach, forms_with_option, get_form
 from analysis.law import LawError, load_law
 from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
 from analysis.report import build_report
+from analysis.report.laws import APPROACH_2
 from analysis.tables import TableError, parse_columns
 
 # ---------------------------------------------------------------------------------------------
@@ -43,7 +44,7 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
                         help="law form; 'hyperparameters' is Step Law (columns N, D, lr, batch_size, loss); "
                              "'two_step' the OLMo ladder (N, D, task_loss, accuracy[, final])")
     parser.add_argument("--target", default="eval_loss", help="the column to fit (default eval_loss)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help=f"bootstrap resamples (0: none; default {BOOTSTRAP})")
     parser.add_argument("--columns", default="", help="column map, e.g. N=params,D=tokens,loss=eval_loss")
     parser.add_argument("--huber-delta", type=float, default=1e-3)
     parser.add_argument("--heldout-fraction", type=float, default=0.2,
@@ -350,7 +351,16 @@ def configure_report(parser) -> None:
     parser.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
     parser.add_argument("--columns", help="column map for a foreign table, e.g. N='Model Size',C='Training FLOP'")
     parser.add_argument("--target", default="eval_loss", help="the loss column laws are fitted to (default eval_loss)")
-    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits per law (default 200)")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP,
+                        help=f"bootstrap refits per law (default {BOOTSTRAP}, as `scaling fit`)")
+    parser.add_argument("--law", action="append", default=[], metavar="LAW_FILE",
+                        help="a law file (`scaling fit -o`) used in place of fitting the law of its kind "
+                             "(chinchilla, approach 2, augmentation, joint_inference); repeatable")
+    parser.add_argument("--where", default=None,
+                        help="keep the training rows for which this pandas query holds, as `scaling fit --where`")
+    parser.add_argument("--approach", type=int, choices=(2, 3), default=3,
+                        help="the law that draws the compute-optimal frontier and answers the compute-optimal "
+                             "split: 3 (the Chinchilla law; default) or 2 (the IsoFLOP law)")
     parser.add_argument("--budgets", help="training FLOPs to recommend for, comma-separated (default: the "
                                           "decades around the largest budget in the data)")
     parser.add_argument("--inference_tokens", type=float, default=1e12,
@@ -384,8 +394,10 @@ def run_report(args, sweep=None) -> int:
     try:
         budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
         text = build_report(args.path, parse_columns(args.columns), args.bootstrap, budgets,
-                            args.inference_tokens, args.target, floor=parse_floor(args.floor), sweep=sweep)
-    except ValueError as e:
+                            args.inference_tokens, args.target, floor=parse_floor(args.floor), sweep=sweep,
+                            laws=[load_law(path) for path in args.law], where=args.where,
+                            frontier="chinchilla" if args.approach == 3 else APPROACH_2)
+    except (ValueError, LawError) as e:
         print(f"scaling report: {e}", file=sys.stderr)
         return 2
     write_text_atomic(Path(args.output), text)

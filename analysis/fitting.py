@@ -29,6 +29,7 @@ from analysis.solver import minimize_batch
 from analysis.tables import TableError, TooFewPoints, canonical_table, data_hash, ranges, select_rows
 
 MIN_POINTS_PER_PARAMETER = 2
+BOOTSTRAP = 1000  # refits per law, for `scaling fit` and `scaling report` alike
 ROWS = 64  # starts per call of the compiled minimizer (refinement keeps 64: one call)
 ROW_BUCKET = 16  # data rows are padded to a multiple of this, so tables of similar size share a program
 
@@ -342,7 +343,7 @@ def _is_path(value) -> bool:
     return isinstance(value, (str, bytes)) or hasattr(value, "__fspath__")
 
 
-def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_loss", bootstrap: int = 1000,
+def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_loss", bootstrap: int = BOOTSTRAP,
         columns: Mapping[str, str] | None = None, huber_delta: float = 1e-3, heldout_fraction: float = 0.2,
         seed: int = 0, where: str | None = None, **form_options) -> Law:
     """Fit a law to a table (path, results folder or DataFrame). Approach 3 fits `form` with its

@@ -69,7 +69,7 @@ def test_report_is_self_contained_and_complete(run_cli, tmp_path):
     digest = hashlib.sha256((results / "training.parquet").read_bytes()).hexdigest()
     assert digest in page and "<td>25</td>" in page  # 24 final points + 1 trunk row in the table
     assert "<td>points fitted on (final)</td><td>24</td>" in page
-    assert 'alt="Predicted accuracy against the share' in page and 'alt="Accuracy against thinking' in page
+    assert 'alt="Predicted accuracy against the share' in page and 'alt="Measured accuracy (no law)' in page
     # What the data cannot support says why.
     assert "law augmentation: not drawn: the data has a single arm" in page
 
@@ -79,7 +79,7 @@ def test_report_without_inference_table_states_the_skip(run_cli, tmp_path):
     results = write_results(tmp_path / "results", with_inference=False)
     proc = run_cli("report", results, "-o", tmp_path / "r.html", "--bootstrap=10", check=True)
     page = (tmp_path / "r.html").read_text()
-    assert "Test-time scaling: not drawn: no inference table" in page
+    assert "<li>Test-time scaling: no inference table</li>" in page
 
 
 @pytest.mark.slow
@@ -161,3 +161,59 @@ def test_with_several_arms_the_single_arm_laws_fit_the_reference_arm_alone(tmp_p
     chinchilla_law = analysis.load_law(tmp_path / "laws" / "chinchilla.json")
     assert chinchilla_law.parameters["E"].estimate == pytest.approx(LAW["E"], rel=0.05)
     assert chinchilla_law.n_points == len(final)
+
+
+@pytest.mark.slow
+def test_report_takes_law_files_and_the_fits_selection_and_names_each_figures_law(tmp_path, capsys):
+    """`scaling report --law FILE --where ... --approach 2`: the law file is used as it is, the rows
+    are the selected ones, the IsoFLOP law draws the frontier and answers the split, and every
+    figure's caption names its law."""
+    from scaling.cli import main
+
+    results = write_results(tmp_path / "results")
+    law_file = tmp_path / "chinchilla.json"
+    analysis.fit(results, bootstrap=20).save(law_file)
+    out = tmp_path / "r.html"
+    assert main(["report", str(results), "-o", str(out), "--bootstrap=20", "--law", str(law_file),
+                 "--where", "run_id != 'n0_c1e+17'", "--approach", "2", "--floor=none"]) == 0
+    page = out.read_text()
+    assert "law chinchilla: read from a law file, not fitted here" in page
+    assert "<td>points fitted on (final)</td><td>23</td>" in page
+    assert "from the approach 2 (IsoFLOP) law (form compute_optimal, approach 2" in page
+    assert "Compute-optimal allocation</h3><p class='note'>From the approach 2 (IsoFLOP) law" in page
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert captions and all(" law (" in c or "(no law" in c for c in captions), [
+        c for c in captions if " law (" not in c and "(no law" not in c]
+    assert any("solid: the chinchilla law (form chinchilla, approach 3, 24 points)" in c for c in captions)
+    assert main(["report", str(results), "-o", str(out), "--law", str(tmp_path / "absent.json")]) == 2
+    assert "no such law file" in capsys.readouterr().err
+
+
+def test_report_on_a_tiny_grid_gives_the_real_reasons_and_no_empty_sections(tmp_path):
+    """Two sizes x two budgets x two arms: the augmentation law fails on its point count (said so,
+    not 'it needs two arms'), the test-time figure shows greedy at k = 1 (not a mean with
+    majority@1 and pass@1), no empty ground-truth table, the figures not drawn folded in one list."""
+    rows, inference = [], []
+    for arm in ("vanilla", "thinking"):
+        for n in (1e6, 4e6):
+            for d in (1e7, 4e7):
+                loss = chinchilla.chinchilla_loss(LAW, n, d) + (0.05 if arm == "thinking" else 0)
+                rows.append({"run_id": f"{arm}{n:g}{d:g}", "arm": arm, "params": n, "tokens": d, "tokens_raw": d,
+                             "flops": 6 * n * d, "is_final": True, "eval_loss": loss, "eval_loss_hard": np.nan})
+            for t, greedy in ((0, 0.0), (8, 0.2)):
+                for aggregator, k, accuracy in (("greedy", 1, greedy), ("majority", 1, greedy + 0.1),
+                                                ("pass@k", 1, greedy + 0.15), ("majority", 2, greedy + 0.2)):
+                    inference.append({"run_id": f"{arm}{n:g}", "arm": arm, "params": n, "tokens": 4e7,
+                                      "thinking_budget": t, "samples": k, "aggregator": aggregator, "task": "qa",
+                                      "accuracy": accuracy})
+    results = tmp_path / "results"
+    results.mkdir()
+    pd.DataFrame(rows).to_parquet(results / "training.parquet")
+    pd.DataFrame(inference).to_parquet(results / "inference.parquet")
+    page = report.build_report(results, bootstrap=0, floor=1.5)
+    assert "no augmentation law was fitted (planned" not in page
+    assert re.search(r"no augmentation law was fitted \([^)]*8 points are too few to fit", page), page
+    assert "it needs two arms" not in page
+    assert "Ground truth" not in page  # no law with an E: nothing to set beside the floor
+    assert 'class="skipped">IsoFLOP curves' not in page and "<summary>Not drawn (" in page
+    assert "against thinking tokens at k = 1 (greedy)" in page and "against samples k at each size&#x27;s largest T (majority)" in page

@@ -23,8 +23,9 @@ from analysis.atomic import write_bytes_atomic, write_text_atomic as write_atomi
 from analysis.report.figures import draw_figures
 from analysis.report.findings import findings, joint_scenario, recommendations
 from analysis.report.html import (Section, esc, figure_html, ground_truth_html, law_html, page_html,
-                                  provenance_html, recommendations_html, skipped_html, summary_html)
-from analysis.report.laws import fit_laws
+                                  provenance_html, recommendations_html, skipped_html, skipped_list_html, summary_html)
+from analysis.fitting import BOOTSTRAP
+from analysis.report.laws import fit_laws, report_name
 from analysis.report import measured
 from analysis.report.sources import Source, SweepSupport, file_stem, find_tables, sha256
 
@@ -33,11 +34,12 @@ read_table = tables.read_table
 __all__ = ["build_report", "findings", "joint_scenario", "read_table", "write_atomic"]
 
 
-def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 200,
+def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = BOOTSTRAP,
                  budgets: list[float] | None = None, inference_tokens: float = 1e12,
                  target: str = "eval_loss", laws_dir: Path | None = None, figures_dir: Path | None = None,
                  floor="auto", sweep: SweepSupport | None = None, findings_path: Path | None = None,
-                 measure: Callable[[dict], dict] | None = None) -> str:
+                 measure: Callable[[dict], dict] | None = None, laws: list | None = None,
+                 where: str | None = None, frontier: str = "chinchilla") -> str:
     """The report's HTML for the tables under `path`. With laws_dir, every fitted law is also
     written there as a law file (<name>.json, for `scaling recommend`); with figures_dir, every
     figure as PNG and SVG. `floor`: the true irreducible loss to set beside the fitted E ("auto":
@@ -46,7 +48,11 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
     findings_path, the measured findings are written there (analysis.report.measured, the
     findings.json contract) and the page shows them read back from that file; `measure(laws)`,
     called with the fitted laws, returns further findings measured with them (the demo's
-    adaptive-thinking evaluation), added to the file before the page is written."""
+    adaptive-thinking evaluation), added to the file before the page is written. `laws`: Law
+    objects (law files loaded) used in place of fitting the law of their name
+    (report.laws.report_name); `where`: a pandas query keeping the training rows it holds for
+    (as `scaling fit --where`); `frontier`: the law ('chinchilla', or 'approach 2 (IsoFLOP)')
+    that draws the compute-optimal frontier and answers the compute-optimal split."""
     path, columns = Path(path), dict(columns or {})
     with tempfile.TemporaryDirectory() as scratch:
         found = find_tables(path, Path(scratch), sweep)
@@ -59,6 +65,8 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
             for frame in frames.values():
                 frame.attrs["source"] = f"{path} (collected)"
         training_source = frames["training"] if collected else found["training"]
+        if where:
+            training_source = frames["training"] = tables.select_rows(training_source, where)
         inference = frames.get("inference")
         if inference is not None and inference.empty:
             inference = None
@@ -76,24 +84,26 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = 2
             with np.errstate(all="ignore"):
                 return render(path.name, training_source, frames["training"], inference, sources, columns,
                               bootstrap, budgets, inference_tokens, target, sweep.run_states(path) if sweep else {},
-                              laws_dir, figures_dir, floor, findings_path, measure)
+                              laws_dir, figures_dir, floor, findings_path, measure,
+                              {report_name(law): law for law in laws or []}, frontier)
 
 
 def render(name, training_source, training, inference, sources, columns, bootstrap, budgets, inference_tokens,
-           target, states, laws_dir=None, figures_dir=None, floor=None, findings_path=None, measure=None) -> str:
+           target, states, laws_dir=None, figures_dir=None, floor=None, findings_path=None, measure=None,
+           given=None, frontier="chinchilla") -> str:
     canonical, _ = tables.canonical_table(training_source, ("N", "D"), target=target, columns=columns,
                                           optional=("C", "arm", "D_raw"))
     if "C" not in canonical:
         canonical["C"] = 6 * canonical["N"] * canonical["D"]
     sections = [Section("Data", summary_html(training, canonical, inference, states))]
-    laws, fit_notes, fit_caveats = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
+    laws, fit_notes, fit_caveats = fit_laws(training_source, canonical, inference, columns, bootstrap, target, given)
     if isinstance(floor, concurrent.futures.Future):  # computed beside the fits (build_report)
         floor = floor.result()
     if laws_dir is not None:
         for law_name, law in laws.items():
             law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
     sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>"
-                                                         for line in findings(laws, inference, floor))
+                                                         for line in findings(laws, inference, floor, fit_notes))
                             + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
                               "written in advance.</p>"))
     if findings_path is not None:
@@ -103,12 +113,12 @@ def render(name, training_source, training, inference, sources, columns, bootstr
     sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items())
                             + "".join(f'<p class="note">law {esc(n)}: {esc(c)}</p>' for n, c in fit_caveats)
                             + "".join(skipped_html(f"law {n}", reason) for n, reason in fit_notes)))
-    if floor:
+    if floor and ground_truth_html(laws, floor):
         sections.append(Section("Ground truth", ground_truth_html(laws, floor)))
-    parts = []
-    for drawn in draw_figures(canonical, training, inference, laws):
+    parts, not_drawn = [], []
+    for drawn in draw_figures(canonical, training, inference, laws, frontier):
         if drawn.figure is None:
-            parts.append(skipped_html(drawn.name, drawn.reason))
+            not_drawn.append((drawn.name, drawn.reason))
             continue
         png = plots.figure_bytes(drawn.figure, "png")  # drawn once for the page and the file
         if figures_dir is not None:
@@ -116,8 +126,8 @@ def render(name, training_source, training, inference, sources, columns, bootstr
             write_bytes_atomic(stem.with_suffix(".png"), png)
             plots.save_figure(drawn.figure, stem, formats=[f for f in plots.FORMATS if f != "png"])
         parts.append(figure_html(png, drawn.caption))
-    sections.append(Section("Figures", "".join(parts)))
+    sections.append(Section("Figures", "".join(parts) + skipped_list_html(not_drawn)))
     sections.append(Section("Recommendations", recommendations_html(
-        recommendations(laws, canonical, training, budgets, inference_tokens), floor)))
+        recommendations(laws, canonical, training, budgets, inference_tokens, frontier), floor)))
     sections.append(Section("Provenance", provenance_html(sources, columns)))
     return page_html(f"Scaling report: {name}", sections)

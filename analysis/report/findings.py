@@ -10,6 +10,7 @@ import pandas as pd
 
 from analysis import recommend
 from analysis.answers import Recommendation, fmt
+from analysis.report.laws import law_label
 
 
 def floor_value(floor) -> float | None:
@@ -54,7 +55,7 @@ def heldout_text(heldout) -> str:
             f"(max {heldout['max_relative_error']:.2%})")
 
 
-def findings(laws, inference, floor=None) -> list[str]:
+def findings(laws, inference, floor=None, notes=None) -> list[str]:
     """What the data shows on the three questions the framework asks, in plain sentences:
     the worth of augmented data, what test-time thinking buys each arm, and the joint law's
     best split of a fixed compute budget; first, with a known floor, the fitted E against it."""
@@ -67,7 +68,9 @@ def findings(laws, inference, floor=None) -> list[str]:
                    + f" against the corpus's true {floor_text(floor)}: {e_verdict(e, floor)}.")
     aug = laws.get("augmentation")
     if aug is None:
-        out.append("Data efficiency: no augmentation law was fitted (it needs two arms), so there is no multiplier.")
+        why = dict(notes or {}).get("augmentation")
+        out.append("Data efficiency: no augmentation law was fitted" + (f" ({why})" if why else "")
+                   + ", so there is no multiplier.")
     for arm in recommend.augmentation_arms(aug) if aug is not None else []:
         reference = aug.settings.reference_arm or "vanilla"
         parts = []
@@ -188,6 +191,7 @@ class BudgetAnswers:
     compute_optimal: list[Recommendation] = dataclasses.field(default_factory=list)
     questions: list[Answered] = dataclasses.field(default_factory=list)
     reason: str = ""    # why there are none
+    law: str = ""       # which law gave the compute-optimal split (report.laws.law_label)
 
 
 def _ask(title: str, short_title: str, question) -> Answered:
@@ -198,18 +202,22 @@ def _ask(title: str, short_title: str, question) -> Answered:
         return Answered(short_title, reason=str(e))
 
 
-def recommendations(laws, canonical, training, budgets, inference_tokens) -> BudgetAnswers:
+def recommendations(laws, canonical, training, budgets, inference_tokens, frontier: str = "chinchilla") -> BudgetAnswers:
     """The questions the report answers from its laws: the compute-optimal split at a few budgets
-    (the decades around the largest in the data unless given), inference-aware sizing, whether
-    augmentation pays at the smallest budget, and the joint law's allocation."""
+    (the decades around the largest in the data unless given) from the `frontier` law,
+    inference-aware sizing (the Chinchilla law's closed form), whether augmentation pays at the
+    smallest budget, and the joint law's allocation."""
     law = laws.get("chinchilla")
-    if law is None:
+    split_name = frontier if frontier in laws else "chinchilla"
+    split_law = laws.get(split_name)
+    if law is None and split_law is None:
         return BudgetAnswers(reason="no Chinchilla law was fitted")
     if budgets is None:
         decade = 10 ** np.round(np.log10(canonical["C"].max()))
         budgets = [decade / 10, decade, decade * 10]
-    questions = [_ask(f"Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens",
-                      "Inference-aware sizing", lambda: recommend.inference_aware(law, inference_tokens, train_flops=budgets[0]))]
+    questions = [] if law is None else [
+        _ask(f"Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens",
+             "Inference-aware sizing", lambda: recommend.inference_aware(law, inference_tokens, train_flops=budgets[0]))]
     aug = laws.get("augmentation")
     if aug is not None:
         def augmentation():
@@ -222,4 +230,5 @@ def recommendations(laws, canonical, training, budgets, inference_tokens) -> Bud
         total, queries, tokens = joint_scenario(joint)
         questions.append(_ask(f"Joint allocation of {fmt(total)} FLOPs with {fmt(queries)} queries of {tokens} tokens",
                               "Joint allocation", lambda: recommend.joint_allocation(joint, total, queries, tokens)))
-    return BudgetAnswers(list(budgets), [recommend.compute_optimal(law, c) for c in budgets], questions)
+    return BudgetAnswers(list(budgets), [recommend.compute_optimal(split_law, c) for c in budgets], questions,
+                         law=law_label(split_name, split_law))

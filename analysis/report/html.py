@@ -52,8 +52,17 @@ def skipped_html(name: str, reason: str) -> str:
     return f'<p class="skipped">{esc(name)}: not drawn: {esc(reason)}</p>'
 
 
+def skipped_list_html(skipped: list[tuple[str, str]]) -> str:
+    """What was not drawn and why, as one folded list (not a line each down the page)."""
+    if not skipped:
+        return ""
+    items = "".join(f"<li>{esc(name)}: {esc(reason)}</li>" for name, reason in skipped)
+    return f'<details class="note"><summary>Not drawn ({len(skipped)})</summary><ul>{items}</ul></details>'
+
+
 def ground_truth_html(laws, floor) -> str:
-    """The fitted E of every law that has one beside the true floor."""
+    """The fitted E of every law that has one beside the true floor ('' when no law has an E:
+    no section then)."""
     rows = []
     for name, law in laws.items():
         e = law.parameters.get("E")
@@ -61,6 +70,8 @@ def ground_truth_html(laws, floor) -> str:
             continue
         verdict = e_verdict(e, floor)
         rows.append([name, fmt(e.estimate), f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "", verdict])
+    if not rows:
+        return ""
     bound = (" It is a lower bound: some documents are longer than seq_len and the trainer cuts them."
              if floor.get("is_lower_bound") else "")
     return (f"<p>True irreducible loss: <b>{esc(floor_text(floor))}</b> ({esc(floor.get('source', ''))}; "
@@ -117,8 +128,14 @@ def diagnostics_html(data) -> str:
 
 
 def quantity_cells(answer, names) -> list[str]:
-    return [f"{fmt(answer[k].estimate)} [{fmt(answer[k].ci[0])}, {fmt(answer[k].ci[1])}]" if answer[k].ci
-            else fmt(answer[k].estimate) for k in names]
+    """Estimate [interval] of each quantity; '' for one the law does not predict (an approach-2
+    law gives no loss)."""
+    cells = []
+    for k in names:
+        q = answer.quantities.get(k)
+        cells.append("" if q is None else f"{fmt(q.estimate)} [{fmt(q.ci[0])}, {fmt(q.ci[1])}]" if q.ci
+                     else fmt(q.estimate))
+    return cells
 
 
 def answer_html(title: str, answer, floor=None) -> str:
@@ -137,7 +154,7 @@ def recommendations_html(answers: BudgetAnswers, floor=None) -> str:
         below = below_floor_warnings(answer, floor)
         rows.append([fmt(c)] + quantity_cells(answer, ("N", "D", "predicted_loss"))
                     + ["; ".join([extrapolation_text(answer.warnings)] + [f"warning: {w}" for w in below])])
-    parts = ["<h3>Compute-optimal allocation (Chinchilla law)</h3>",
+    parts = [f"<h3>Compute-optimal allocation</h3><p class='note'>From {esc(answers.law)}.</p>",
              html_table(["training FLOPs", "N (parameters)", "D (tokens)", "predicted loss", "range check"], rows)]
     for item in answers.questions:
         parts.append(answer_html(item.title, item.answer, floor) if item.answer is not None

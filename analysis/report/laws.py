@@ -12,22 +12,38 @@ from analysis.forms.base import get_form
 from analysis.tables import TooFewPoints
 
 
-def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
+APPROACH_2 = "approach 2 (IsoFLOP)"
+
+
+def report_name(law) -> str:
+    """The name the report gives a law (a law file the user passes takes the place of the fit of
+    that name)."""
+    return APPROACH_2 if law.approach in (1, 2) else law.form
+
+
+def law_label(name: str, law) -> str:
+    """Which law a figure or an answer comes from, in words."""
+    return f"the {name} law (form {law.form}, approach {law.approach}, {law.n_points} points)"
+
+
+def fit_laws(training_source, canonical, inference, columns, bootstrap, target, given=None):
     """Every law the data supports, fitted with analysis.fitting.fit, by name; (name, reason) for
     each law that could not be fitted; and (name, caveat) for a law fitted on other rows than
-    planned."""
-    laws, notes, caveats = {}, [], []
+    planned. `given`: laws by report name (law files) used as they are, not fitted again."""
+    laws, notes = dict(given or {}), []
+    caveats = [(name, "read from a law file, not fitted here") for name in laws]
     several_arms = "arm" in canonical and canonical["arm"].nunique() > 1
     # The single-arm laws describe plain pretraining: with several arms, the reference arm's rows
     # (an arm's raw-text loss also measures its format; pooled, the arms make one law of several).
     arm_column = (columns or {}).get("arm", "arm")  # the table's own name for it (a --columns map)
     single = {"where": f"`{arm_column}` == {ordered_arms(canonical, None)[1]!r}"} if several_arms else {}
     plan = [("chinchilla", dict(form="chinchilla", approach=3, **single)),
-            ("approach 2 (IsoFLOP)", dict(approach=2, **single))]
+            (APPROACH_2, dict(approach=2, **single))]
     if several_arms:
         plan.append(("augmentation", dict(form="augmentation", approach=3)))
-    else:
+    elif "augmentation" not in laws:
         notes.append(("augmentation", "the data has a single arm"))
+    plan = [(name, options) for name, options in plan if name not in laws]
     def attempt(name, options):
         """(law or None, note or None, caveat or None) of one planned fit."""
         with np.errstate(all="ignore"):  # bootstrap draws far from the data overflow; intervals show it
@@ -57,6 +73,8 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
         if note:
             notes.append((name, note))
     loss_law = laws.get("augmentation") or laws.get("chinchilla")
+    if "joint_inference" in laws:
+        return laws, notes, caveats
     if inference is None:
         notes.append(("joint_inference", "no inference table (inference.parquet) beside the training table"))
     elif loss_law is None:
