@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from analysis import law_view
 from analysis.atomic import write_json_atomic
 from analysis.forms.base import FORMS, FormOptions, get_form
 from analysis.recommend import recommend
@@ -93,6 +94,12 @@ class Law:
 
     def replace(self, **changes) -> "Law":
         return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:  # one line: the estimates and intervals, never the bootstrap draws
+        return law_view.short_repr(self)
+
+    def _repr_html_(self) -> str:  # the notebook view
+        return law_view.html_table(self)
 
     # -- storage -------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -8,6 +8,7 @@ import pytest
 import analysis
 from analysis.forms.data_constrained import DataConstrainedOptions
 from analysis.law import LawError
+from helpers import make_law
 
 OLD = Path(__file__).parent / "data" / "laws_v1"   # written by the schema_version 1 code, with its predictions
 EXPECTED = json.loads((OLD / "expected_predictions.json").read_text())
@@ -51,3 +52,17 @@ def test_unreadable_versions_and_unknown_settings_are_refused_naming_them(tmp_pa
     (tmp_path / "law.json").write_text(json.dumps({**data, "schema_version": 2, "settings": {"gqa": True}}))
     with pytest.raises(LawError, match=r"settings of form 'chinchilla': form 'chinchilla' has no option\(s\) \['gqa'\]"):
         analysis.load_law(tmp_path / "law.json")
+
+
+def test_a_law_prints_in_one_line_and_shows_as_a_table_in_a_notebook():
+    """print(law) and a notebook show the estimates with intervals and the draws' count, never
+    the draws themselves."""
+    law = make_law()
+    text = repr(law)
+    assert text.startswith("Law(chinchilla, approach 3, eval_loss, 240 points: E=1.817 [")
+    assert "200 bootstrap draws" in text and "\n" not in text and len(text) < 400
+    assert str(law) == text
+    page = law._repr_html_()
+    assert page.count("<tr><td>") == 5 and "<b>chinchilla</b> law" in page and "200 bootstrap draws" in page
+    draw = f"{law.bootstrap_samples['alpha'][0]:.6g}"
+    assert draw not in text and draw not in page
