@@ -20,7 +20,7 @@ from analysis.answers import below_floor
 from analysis.atomic import write_text_atomic
 from analysis.diagnostics import lines_from_dict
 from analysis.fitting import fit
-from analysis.forms.base import FORMS, form_of_approach, forms_with_option, get_form
+from analysis.forms import FORMS, form_of_approach, forms_with_option, get_form
 from analysis.law import LawError, load_law
 from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
 from analysis.report import build_report
@@ -170,7 +170,7 @@ def read_floor(value: str) -> float:
 
 def summary(law) -> str:
     """A plain-text table of the estimates, intervals and fit diagnostics."""
-    form = get_form(law.form)
+    form = law.form
     lines = [f"form {law.form} (approach {law.approach}), target {law.target}, {law.n_points} points, "
              f"{law.n_starts} starts, objective {law.objective:.6g}" + form.objective_text(law),
              f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}"]
@@ -304,7 +304,7 @@ def check_query(args) -> str | None:
 def check_law_bounds(law, source: str) -> str | None:
     """A law whose estimates lie outside its form's bounds (a negative exponent, say) answers
     nothing meaningful: say which parameter and the bounds."""
-    bounds = get_form(law.form).bounds_for(law.settings)
+    bounds = law.form.bounds_for(law.settings)
     for name, value in law.estimates().items():
         low, high = bounds.get(name, (-math.inf, math.inf))
         if not low <= float(value) <= high:

@@ -29,7 +29,7 @@ import numpy as np
 from analysis.answers import Quantity, Recommendation, fmt, quantity, range_warnings
 from analysis.chinchilla import (NAMES as CHINCHILLA_PARAMETERS, best_loss_at_budget, chinchilla_loss,
                                  chinchilla_optimum, inference_aware_optimum)
-from analysis.forms.base import FORMS, get_form
+from analysis.forms import FORMS
 
 
 def point_parameters(law) -> dict[str, float]:
@@ -42,27 +42,27 @@ def draw_parameters(law) -> dict[str, np.ndarray]:
     draws = {name: np.asarray(v, float) for name, v in (law.bootstrap_samples or {}).items()}
     if not draws:
         return {}
-    fixed = get_form(law.form).fixed_parameters(law.settings)
+    fixed = law.form.fixed_parameters(law.settings)
     return {**{k: float(v) for k, v in fixed.items()}, **draws}
 
 
 def form_answers(law, question: str) -> bool:
     """Whether the law's form answers `question` (one of the forms' `questions`)."""
-    return question in get_form(law.form).questions
+    return question in law.form.questions
 
 
 def _require_chinchilla(law, question: str) -> None:
     """The closed forms need a law whose (reference-arm) loss is E + A/N^alpha + B/D^beta."""
-    form = get_form(law.form)
+    form = law.form
     if not form.chinchilla_closed_forms(law.settings) or any(k not in law.estimates() for k in CHINCHILLA_PARAMETERS):
         closed = sorted(name for name, f in FORMS.items() if f.chinchilla_closed_forms(f.options_from()))
         raise ValueError(f"{question} needs a Chinchilla-form law ({' or '.join(closed)}, with E, A, B, "
-                         f"alpha, beta); this law's form is {law.form!r}")
+                         f"alpha, beta); this law's form is {law.form.name!r}")
 
 
 def compute_optimal(law, train_flops: float, max_params: float | None = None, tolerance: float = 3.0) -> Recommendation:
     """N and D minimising the predicted loss for a training budget C = 6ND."""
-    if not get_form(law.form).chinchilla_closed_forms(law.settings) and form_answers(law, "compute_optimal"):
+    if not law.form.chinchilla_closed_forms(law.settings) and form_answers(law, "compute_optimal"):
         return compute_optimal_power_law(law, train_flops, max_params, tolerance)
     _require_chinchilla(law, "the compute-optimal split")
     point, draws = point_parameters(law), draw_parameters(law)
@@ -77,7 +77,7 @@ def compute_optimal(law, train_flops: float, max_params: float | None = None, to
     n, d, loss = answer(point)
     dn, dd, dl = answer(draws) if all(k in draws for k in CHINCHILLA_PARAMETERS) else ([], [], [])
     notes = [f"training budget C = 6ND = {fmt(train_flops)} FLOPs; tokens per parameter {fmt(d / n)}"]
-    if get_form(law.form).arms(law.settings):
+    if law.form.arms(law.settings):
         notes.append(f"for the reference arm {law.settings.reference_arm!r}; give --teacher_flops_per_token "
                      f"and --thinking_fraction to ask whether the other arms pay for themselves")
     if max_params is not None and n >= max_params:
@@ -178,7 +178,7 @@ def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | 
     _require_chinchilla(law, "the augmentation question")
     arms = augmentation_arms(law)
     if not arms:
-        raise ValueError(f"law of form {law.form!r} has no data multipliers m_<arm>: fit the augmentation form")
+        raise ValueError(f"law of form {law.form.name!r} has no data multipliers m_<arm>: fit the augmentation form")
     settings = law.settings
     teacher = teacher_flops_per_token if teacher_flops_per_token is not None else settings.teacher_flops_per_token
     if teacher is None:
@@ -400,7 +400,7 @@ MIX_TOLERANCE = 1e-6
 
 def law_difficulties(law) -> list[float]:
     """The difficulty levels a joint law was fitted on (empty: a pooled law)."""
-    form = get_form(law.form)
+    form = law.form
     return form.difficulties(law.settings) if hasattr(form, "difficulties") else []
 
 
@@ -451,9 +451,9 @@ def check_difficulty_mix(law, mix: Mapping[float, float], flag: str = "--difficu
     if not law_difficulties(law):
         raise ValueError(f"{flag} needs a joint_inference law fitted on a table with a difficulty column "
                          f"(two or more difficulties, not --pool-difficulties); this law "
-                         f"({law.form!r}) has no difficulty term")
+                         f"({law.form.name!r}) has no difficulty term")
     mix = check_mix_shares(mix, flag)
-    get_form(law.form).check_difficulties(list(mix), law.settings, flag=f"{flag}: difficulty")
+    law.form.check_difficulties(list(mix), law.settings, flag=f"{flag}: difficulty")
     return mix
 
 
@@ -523,7 +523,7 @@ def thinking_budgets(law, mean_thinking_tokens: float | None = None, count: int 
 
 
 def _model_covariates(law, arm, N, D, L) -> dict:
-    needed = get_form(law.form).required_covariates(law.settings)
+    needed = law.form.required_covariates(law.settings)
     model = {}
     for name, value in (("N", N), ("D", D), ("L", L)):
         if name in needed:
@@ -531,7 +531,7 @@ def _model_covariates(law, arm, N, D, L) -> dict:
                 raise ValueError(f"this law predicts from {name}: give it (--params/--tokens for N and D)")
             model[name] = float(value)
     if "arm" in needed:
-        arms = get_form(law.form).arms(law.settings)
+        arms = law.form.arms(law.settings)
         if arm is None:
             raise ValueError(f"this law has arms {arms}: give the arm (--arm)")
         model["arm"] = arm
@@ -612,7 +612,7 @@ def adaptive_thinking(law, difficulty_mix: Mapping[float, float], mean_thinking_
             raise ValueError(f"{flag}={value:g}: must be a finite number above zero")
     ranges = law.ranges or {}
     notes = []
-    needed = get_form(law.form).required_covariates(law.settings)
+    needed = law.form.required_covariates(law.settings)
     if "N" in needed and (N is None or D is None):
         N = float(ranges["N"][1]) if N is None else N
         D = float(ranges["D"][1]) if D is None else D
@@ -620,7 +620,7 @@ def adaptive_thinking(law, difficulty_mix: Mapping[float, float], mean_thinking_
     if "L" in needed:
         raise ValueError("this joint law takes the measured loss L as its covariate; adaptive thinking needs one "
                          "fitted with a loss law (--loss-law), which predicts from N and D")
-    arms = [arm] if arm is not None else (get_form(law.form).arms(law.settings) or [None])
+    arms = [arm] if arm is not None else (law.form.arms(law.settings) or [None])
     budgets = thinking_budgets(law, mean_thinking_tokens)
     point = {a: adaptive_thinking_policy(law, mix, mean_thinking_tokens, arm=a, N=N, D=D, k=k, budgets=budgets)
              for a in arms}
@@ -662,7 +662,7 @@ def adaptive_thinking(law, difficulty_mix: Mapping[float, float], mean_thinking_
 
 def joint_arms(law) -> list[str | None]:
     """The arms a joint law can predict: its loss law's arms if that is an augmentation law, else [None]."""
-    return get_form(law.form).arms(law.settings) or [None]
+    return law.form.arms(law.settings) or [None]
 
 
 def recommend(law, *, train_flops: float | None = None, inference_queries: float | None = None,
@@ -684,7 +684,7 @@ def recommend(law, *, train_flops: float | None = None, inference_queries: float
     if difficulty_mix is not None:
         if not form_answers(law, "joint_allocation"):
             raise ValueError(f"--difficulty_mix needs a joint law (scaling fit --form joint_inference on a table with "
-                             f"a difficulty column); this law's form is {law.form!r}")
+                             f"a difficulty column); this law's form is {law.form.name!r}")
         if total_flops is not None:
             if mean_thinking_tokens is not None:
                 raise ValueError("--mean_thinking_tokens and --total_flops: the joint allocation chooses the mean "
@@ -702,7 +702,7 @@ def recommend(law, *, train_flops: float | None = None, inference_queries: float
         raise ValueError("--arm applies to --difficulty_mix questions")
     if params is not None or tokens is not None:
         raise ValueError("--params and --tokens ask a hyperparameter law (scaling fit --form=hyperparameters); "
-                         f"this law's form is {law.form!r}")
+                         f"this law's form is {law.form.name!r}")
     if (inference_queries is None) != (tokens_per_query is None):
         raise ValueError("give --inference_queries and --tokens_per_query together")
     if form_answers(law, "joint_allocation"):
@@ -714,7 +714,7 @@ def recommend(law, *, train_flops: float | None = None, inference_queries: float
     if total_flops is not None:
         raise ValueError(f"--total_flops asks for a joint allocation (training + inference + thinking), which "
                          f"needs a joint law (scaling fit --form joint_inference); this law's form is "
-                         f"{law.form!r}: give --train_flops for a training budget")
+                         f"{law.form.name!r}: give --train_flops for a training budget")
     if inference_queries is not None or target_loss is not None:
         tokens = (inference_queries or 0.0) * (tokens_per_query or 0.0)
         return inference_aware(law, tokens, target_loss, train_flops, max_params, tolerance)
