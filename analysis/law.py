@@ -22,7 +22,7 @@ import numpy as np
 from analysis.atomic import write_json_atomic
 from analysis.estimates import Estimates, LawError, ParameterEstimate
 from analysis.forms import FORMS, FormOptions, LawForm, get_form
-from analysis.recommend import recommend
+from analysis.questions import recommend
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)

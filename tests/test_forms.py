@@ -223,8 +223,8 @@ def test_a_constant_target_is_refused_and_accuracy_predictions_stay_in_0_1():
 
 
 def test_threads_that_look_up_forms_in_a_fresh_process_all_see_every_form():
-    # The report fits laws in threads; the built-in forms load on first use. A thread that
-    # arrives while another is loading them must wait, not see half the registry.
+    # The report fits laws in threads; a thread that looks a form up while another is importing
+    # the forms package must wait for the import (Python's import lock), not see half the registry.
     script = (
         "import threading\n"
         "from analysis.forms import get_form\n"

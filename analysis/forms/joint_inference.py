@@ -76,7 +76,7 @@ class JointInference(CurveForm):
     covariates = ("N", "D", "arm", "T", "k")
     Options = JointInferenceOptions
     log_target = False
-    questions = ("joint_allocation",)
+    questions = ("joint_allocation", "adaptive_thinking")
 
     def loss_law(self, options):
         """Step 1's law: a Law, which analysis.law reads from the law file's JSON (this module sits
