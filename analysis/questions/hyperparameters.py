@@ -14,7 +14,11 @@ class Hyperparameters(Question):
     flags = (PARAMS, TOKENS)
 
     def asks(self, law, query):
-        return form_answers(law, self.name)
+        if not form_answers(law, self.name):
+            return False
+        if query.params is None or query.tokens is None:
+            raise ValueError("a hyperparameter law answers for one grid point: give --params and --tokens")
+        return True
 
     def answer(self, law, query):
         return hyperparameters_for(law, query.params, query.tokens, query.tolerance)
