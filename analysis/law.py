@@ -59,8 +59,8 @@ class Law:
     def from_estimates(cls, form: LawForm, settings: FormOptions, estimates: Estimates) -> "Law":
         """Wrap an estimator's result: `estimates.settings` (what the estimator completed) over `settings`."""
         fields = {f.name: getattr(estimates, f.name) for f in dataclasses.fields(Estimates)}
-        completed = settings.replace(**fields.pop("settings")) if estimates.settings else settings
-        return cls(form=form, settings=completed, **fields)
+        completed = fields.pop("settings")
+        return cls(form=form, settings=settings.replace(**completed) if completed else settings, **fields)
 
     # -- prediction ----------------------------------------------------------------------------
     def estimates(self) -> dict[str, float]:
@@ -184,9 +184,7 @@ def _validated(data: Mapping, source: str) -> Law:
     try:
         settings = typed_settings(form, settings)
         expected = form.parameter_names_for(settings)
-    except LawError:
-        raise
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError) as e:   # a law setting's LawError too, named with this file
         fail(f"settings of form {name!r}: {e}")
     params = data["parameters"]
     missing = [p for p in expected if p not in params]
