@@ -22,7 +22,8 @@ from analysis.diagnostics import lines_from_dict
 from analysis.fitting import fit
 from analysis.forms import FORMS, form_of_approach, forms_with_option, get_form
 from analysis.law import LawError, load_law
-from analysis.questions import FLAGS, query_of, question_for
+from analysis.questions import FLAGS, QUESTIONS, query_of, question_for
+from analysis.questions.base import TOLERANCE
 from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
 from analysis.report import build_report
 from analysis.tables import TableError, parse_columns
@@ -250,10 +251,17 @@ def run_predict(args) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def configure_recommend(parser) -> None:
-    """The question flags come from the questions (analysis.questions.FLAGS): help, type and default."""
+    """The question flags come from the questions (analysis.questions): help, type and default,
+    grouped under the first question that reads each."""
     parser.add_argument("law", help="law file written by `scaling fit`")
-    for flag in FLAGS:
-        parser.add_argument(f"--{flag.name}", type=flag.type, default=flag.default, help=flag.help)
+    added = set()
+    for question in QUESTIONS:
+        group = parser.add_argument_group(question.title.lower())
+        for flag in question.flags:
+            if flag.name not in added:
+                added.add(flag.name)
+                group.add_argument(f"--{flag.name}", type=flag.type, default=flag.default, help=flag.help)
+    parser.add_argument(f"--{TOLERANCE.name}", type=TOLERANCE.type, default=TOLERANCE.default, help=TOLERANCE.help)
     parser.add_argument("--floor", help="the true irreducible loss (a number, or the JSON of `scaling describe "
                                         "--corpus=synthetic`): warn when a predicted loss falls below it "
                                         "(default: the floor the law was fitted with, if any)")
