@@ -37,7 +37,7 @@ def html_table(law) -> str:
     ranges = ", ".join(f"{k} {fmt(lo)} to {fmt(hi)}" for k, (lo, hi) in law.ranges.items())
     rows = "".join(f"<tr><td>{esc(name)}</td><td>{esc(fmt(p.estimate))}</td><td>{esc(fmt(p.se))}</td>"
                    f"<td>{esc(_interval(p))}</td></tr>" for name, p in law.parameters.items())
-    return (f"<div><p><b>{esc(law.form)}</b> law (approach {law.approach}) of {esc(law.target)}: "
+    return (f"<div><p><b>{esc(str(law.form))}</b> law (approach {law.approach}) of {esc(law.target)}: "
             f"{law.n_points} points, {esc(_heldout(law))}, {_draws(law)} bootstrap draws"
             + ("" if law.converged else ", <b>not converged</b>") + f"<br><small>ranges: {esc(ranges)}</small></p>"
             "<table><thead><tr><th>parameter</th><th>estimate</th><th>se</th><th>95% interval</th></tr></thead>"
