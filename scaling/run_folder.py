@@ -15,7 +15,7 @@ import jax
 from tensorboardX import SummaryWriter
 
 from analysis.atomic import write_json_atomic, write_text_atomic
-from scaling.configuration import PlacedConfigError
+from scaling.configuration import MOVED, PlacedConfigError
 from scaling.model import ModelConfig
 
 IDENTITY_FILE = "identity.json"
@@ -86,10 +86,6 @@ class RunFolder:
 # -- identity: what the folder is a run of ------------------------------------------------------
 
 
-# Bindings that moved since older run folders were written: old name -> the name now.
-RENAMED = {"train.cooldown_fraction": "WSD.cooldown_fraction", "train.cooldown_shape": "WSD.cooldown_shape"}
-
-
 def identity(settings: dict, not_identity: tuple[str, ...]) -> dict:
     """The run's train settings as JSON, less `not_identity`. An object's settings are recorded as
     its gin bindings: the model's as `ModelConfig.<field>`, the schedule's as `train.schedule`
@@ -130,7 +126,7 @@ def check_same_run(run_dir: Path, identity: dict) -> None:
                                 f"Give a new --gin.MODEL_DIR")
     else:
         return
-    recorded = {RENAMED.get(name, name): value for name, value in recorded.items()}
+    recorded = {MOVED.get(name, name): value for name, value in recorded.items()}
     differ = [name for name in sorted(set(recorded) & set(identity)) if recorded[name] != identity[name]]
     if differ:
         lines = "\n".join(f"  {name}: {recorded[name]!r} in the run folder, {identity[name]!r} now" for name in differ)
