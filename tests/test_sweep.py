@@ -126,6 +126,32 @@ def test_identity_hash_follows_the_resolved_config_and_a_changed_point_is_refuse
         plan(SMOKE, ("Grid.models = ['p50k']", "Grid.infer_overrides = {'infer.samples': [1]}"), str(directory))
 
 
+def test_a_grid_schedule_object_carries_its_settings_into_each_run_and_its_identity(tmp_path):
+    _, default, _ = plan(SMOKE, ("Grid.models = ['p50k']",), str(tmp_path / "a"))
+    _, longer, _ = plan(SMOKE, ("Grid.models = ['p50k']", "WSD.cooldown_fraction = 0.5"), str(tmp_path / "b"))
+    assert "train.schedule = @WSD()" in longer[0].train_config
+    assert "WSD.cooldown_fraction = 0.5" in longer[0].train_config
+    assert longer[0].readable == default[0].readable and longer[0].config_hash != default[0].config_hash
+    assert longer[0].point["schedule_settings"] == {"WSD.cooldown_fraction": 0.5, "WSD.cooldown_shape": "1-sqrt"}
+    # the trunk to the last fork and both cooldowns: 8000 * 0.5 + 0.5 * (4000 + 8000)
+    assert longer[0].point["train_tokens"] == 10000 and default[0].point["train_tokens"] == 8000 * 0.8 + 0.2 * 12000
+    _, cosine, _ = plan(SMOKE, ("Grid.models = ['p50k']", "Grid.schedule = @Cosine()"), str(tmp_path / "c"))
+    assert "train.schedule = @Cosine()" in cosine[0].train_config and cosine[0].readable.endswith("_cosine_D4e03")
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("WSD.cooldown_fraction = 1.5", r"grid point p50k_vanilla_s0_wsd: train.schedule: WSD.cooldown_fraction: must be"),
+    ("Grid.infer_overrides = {'infer.top_p': 2.0}", r"grid point p50k_vanilla_s0_wsd: infer.top_p must be in \(0, 1\]"),
+    ("Grid.infer_overrides = {'infer.thinking_policy': {1: -2}}", "infer.thinking_policy must map"),
+    ("Grid.train_overrides = {'train.schedule': 'cosine'}", "set it on Grid.schedule"),
+    ("Grid.arm_overrides = {'vanilla': {'WSD.cooldown_shape': 'linear'}}", "set it on Grid.schedule"),
+])
+def test_a_bad_schedule_or_inference_setting_is_refused_when_the_grid_is_planned(tmp_path, binding, message):
+    with pytest.raises(ConfigError, match=message):
+        plan(SMOKE, ("Grid.models = ['p50k']", binding), str(tmp_path / "s"))
+    assert not (tmp_path / "s").exists()
+
+
 def test_nothing_in_the_run_folder_is_pickled(tmp_path):
     grid, plans, directory = plan(SMOKE, ("Grid.models = ['p50k']",), str(tmp_path / "s"))
     store.write_plan(directory, grid, SMOKE, plans)
