@@ -29,7 +29,7 @@ import pandas as pd
 from scaling import accounting, checkpoints, configuration, decode, timings
 from scaling.configuration import ConfigError
 from scaling.data import corpus, formats, protocols, vocabulary
-from scaling.infer_config import InferConfig
+from scaling.infer_config import CheckedInference, InferConfig
 from scaling.infer_rows import (METRICS_FILE, POLICY_ROWS_FILE, ROWS_FILE, InferenceError, append_rows, policy_accuracy,
                                 read_rows, row_key, setting_rows, write_metrics)
 from scaling.model import ModelConfig
@@ -140,50 +140,23 @@ def _identity(run_dir: Path) -> dict:
             "arm": first.get("arm", "")}
 
 
-def infer(config: InferConfig, branch: str | None = None, step: int | None = None) -> pd.DataFrame:
-    """Evaluate one finished checkpoint of `config.model_dir` (the branch named, the one that ended
-    at `step`, or the last finished) over the config's settings; see gin/runs/infer.gin.
-
-    A budget policy (`config.thinking_policy`) decodes only its settings, greedily, into
-    POLICY_ROWS_FILE (settings already in either file are not decoded again) and prints its
-    accuracy over the difficulty mix (`policy_accuracy`). Returns this checkpoint's rows (all
-    settings, including those found already computed)."""
-    run_dir = config.run_dir()
-    checked = config.check()
-    settings_wanted, ks, policy, mix = checked.settings, checked.samples, checked.policy, checked.mix
-    levels, largest, n_samples = checked.difficulties, checked.largest_budget, checked.n_samples
-    problems_per_difficulty, seed, top_p = config.problems_per_difficulty, config.seed, config.top_p
-    temperature, max_extensions = config.temperature, config.max_extensions
-    chosen = _select_checkpoint(run_dir, branch, step)
-    model, params = checkpoints.restore_params(run_dir, chosen["branch"])
-    vocab = vocabulary.get_vocabulary(model.vocabulary)
-    proto = protocol(config.max_answer_tokens, vocab)
-    qa = protocols.for_run(run_dir)  # in distribution for the run's training format
-    base = {**_identity(run_dir), "params": accounting.param_count(model).total, "step": chosen["step"],
-            "tokens": chosen["tokens"], "branch": chosen["branch"]}
-    # A policy reuses the grid's rows (and earlier policies'); its new rows go to their own file.
-    rows_file = ROWS_FILE if policy is None else POLICY_ROWS_FILE
-    existing = lambda: read_rows(run_dir) + (read_rows(run_dir, POLICY_ROWS_FILE) if policy else [])
-    done = {row_key(r) for r in existing()}
-    requested: set[tuple] = set()
-    longest = max(len(qa.prompt_ids(protocols.Question.of(p), largest, vocab.encode)) for d in levels
-                  for p in corpus.qa_problems(problems_per_difficulty, d, seed)) + proto.max_new_tokens(largest)
-    if longest > model.seq_len:
-        print(f"note: sequences reach {longest} tokens, beyond the {model.seq_len} the model was trained on")
-
-    max_new = proto.max_new_tokens(largest)
-    settings, requests = [], []  # every (difficulty, T) with rows missing, and the rows to decode for them
-    for difficulty in levels:
-        problems = corpus.qa_problems(problems_per_difficulty, difficulty, seed)
-        for budget in [t for d, t in settings_wanted if d == difficulty]:
+def _plan(config: InferConfig, checked: CheckedInference, base: dict, qa: protocols.QAProtocol, encode,
+          done: set) -> tuple[list[dict], list[_Request], set]:
+    """Every (difficulty, T) setting with rows missing from `done`, the requests that decode them
+    (greedy and sampled rows as needed), and the keys of every row this checkpoint wants."""
+    settings, requests, requested = [], [], set()
+    for difficulty in checked.difficulties:
+        problems = corpus.qa_problems(config.problems_per_difficulty, difficulty, config.seed)
+        for budget in [t for d, t in checked.settings if d == difficulty]:
             setting = {**base, "task": task_name(difficulty), "difficulty": difficulty, "thinking_budget": budget,
-                       "n_problems": len(problems), "top_p": top_p, "max_extensions": max_extensions,
-                       "max_answer_tokens": config.max_answer_tokens, "seed": seed, "protocol": qa.name(budget)}
+                       "n_problems": len(problems), "top_p": config.top_p, "max_extensions": config.max_extensions,
+                       "max_answer_tokens": config.max_answer_tokens, "seed": config.seed,
+                       "protocol": qa.name(budget)}
             greedy_base = {**setting, "n_samples": 1, "temperature": 0.0}
-            sampled_base = {**setting, "n_samples": n_samples, "temperature": float(temperature)}
-            wanted = [(greedy_base, "greedy", 1)] + [(sampled_base, agg, k) for k in ks
+            sampled_base = {**setting, "n_samples": checked.n_samples, "temperature": float(config.temperature)}
+            wanted = [(greedy_base, "greedy", 1)] + [(sampled_base, agg, k) for k in checked.samples
                                                      for agg in ("majority", "pass@k")
-                                                     if policy is None]
+                                                     if checked.policy is None]
             keys = [row_key({**b, "aggregator": agg, "samples": k}) for b, agg, k in wanted]
             requested |= set(keys)
             missing = [w for w, key in zip(wanted, keys) if key not in done]
@@ -194,14 +167,46 @@ def infer(config: InferConfig, branch: str | None = None, step: int | None = Non
             settings.append({"difficulty": difficulty, "budget": budget, "questions": questions,
                              "truths": [p.answer for p in problems], "greedy_base": greedy_base,
                              "sampled_base": sampled_base, "missing": missing, "greedy": {}, "sampled": {}})
-            prompts = [tuple(qa.prompt_ids(q, budget, vocab.encode)) for q in questions]
+            prompts = [tuple(qa.prompt_ids(q, budget, encode)) for q in questions]
             opened = budget if qa.thinks(budget) else 0  # a raw-trained model answers directly at every T
             if any(agg == "greedy" for _, agg, _ in missing):
                 requests += [_Request(index, i, 0, prompt, opened, 0.0, 0) for i, prompt in enumerate(prompts)]
             if any(agg != "greedy" for _, agg, _ in missing):
-                requests += [_Request(index, i, j, prompt, opened, float(temperature),
-                                      _sample_seed(seed, difficulty, budget, i, j))
-                             for i, prompt in enumerate(prompts) for j in range(n_samples)]
+                requests += [_Request(index, i, j, prompt, opened, float(config.temperature),
+                                      _sample_seed(config.seed, difficulty, budget, i, j))
+                             for i, prompt in enumerate(prompts) for j in range(checked.n_samples)]
+    return settings, requests, requested
+
+
+def infer(config: InferConfig, branch: str | None = None, step: int | None = None) -> pd.DataFrame:
+    """Evaluate one finished checkpoint of `config.model_dir` (the branch named, the one that ended
+    at `step`, or the last finished) over the config's settings; see gin/runs/infer.gin.
+
+    A budget policy (`config.thinking_policy`) decodes only its settings, greedily, into
+    POLICY_ROWS_FILE (settings already in either file are not decoded again) and prints its
+    accuracy over the difficulty mix (`policy_accuracy`). Returns this checkpoint's rows (all
+    settings, including those found already computed)."""
+    run_dir = config.run_dir()
+    checked = config.check()
+    chosen = _select_checkpoint(run_dir, branch, step)
+    model, params = checkpoints.restore_params(run_dir, chosen["branch"])
+    vocab = vocabulary.get_vocabulary(model.vocabulary)
+    proto = protocol(config.max_answer_tokens, vocab)
+    qa = protocols.for_run(run_dir)  # in distribution for the run's training format
+    base = {**_identity(run_dir), "params": accounting.param_count(model).total, "step": chosen["step"],
+            "tokens": chosen["tokens"], "branch": chosen["branch"]}
+    # A policy reuses the grid's rows (and earlier policies'); its new rows go to their own file.
+    rows_file = ROWS_FILE if checked.policy is None else POLICY_ROWS_FILE
+    existing = lambda: read_rows(run_dir) + (read_rows(run_dir, POLICY_ROWS_FILE) if checked.policy else [])
+    done = {row_key(r) for r in existing()}
+    largest = checked.largest_budget
+    longest = max(len(qa.prompt_ids(protocols.Question.of(p), largest, vocab.encode)) for d in checked.difficulties
+                  for p in corpus.qa_problems(config.problems_per_difficulty, d, config.seed)) \
+        + proto.max_new_tokens(largest)
+    if longest > model.seq_len:
+        print(f"note: sequences reach {longest} tokens, beyond the {model.seq_len} the model was trained on")
+
+    settings, requests, requested = _plan(config, checked, base, qa, vocab.encode, done)
     pending = collections.Counter(r.setting for r in requests)
 
     def finish_settings(rows: list[_Request], outcomes: list[dict]) -> None:
@@ -215,30 +220,35 @@ def infer(config: InferConfig, branch: str | None = None, step: int | None = Non
             if pending[request.setting] == 0:
                 finished.append(setting)
         for setting in finished:
-            new_rows = setting_rows(setting, n_samples, qa)
+            new_rows = setting_rows(setting, checked.n_samples, qa)
             append_rows(run_dir, new_rows, rows_file)
             done.update(row_key(r) for r in new_rows)
             summary = ", ".join(f"{r['aggregator'].replace('@k', '')}@{r['samples']}={r['accuracy']:.3f}"
                                 for r in new_rows)
             print(f"{task_name(setting['difficulty'])} T={setting['budget']}: {summary}", flush=True)
 
-    _decode_requests(model, params, requests, proto, max_extensions, top_p, config.batch_size, max_new,
-                     finish_settings, vocab.decode)
+    _decode_requests(model, params, requests, proto, config.max_extensions, config.top_p, config.batch_size,
+                     proto.max_new_tokens(largest), finish_settings, vocab.decode)
 
     mine = list({row_key(r): r for r in existing() if row_key(r) in requested}.values())
-    metrics = write_metrics(run_dir, chosen, mine)
-    table = pd.DataFrame(mine)
-    print(table[TABLE_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    _report(run_dir, chosen, mine, checked)
+    return pd.DataFrame(mine)
+
+
+def _report(run_dir: Path, chosen: dict, rows: list[dict], checked: CheckedInference) -> None:
+    """Store and print this checkpoint's s1 metrics and its table; a policy's accuracy too."""
+    metrics = write_metrics(run_dir, chosen, rows)
+    print(pd.DataFrame(rows)[TABLE_COLUMNS].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     scaling = "n/a" if metrics["scaling"] is None else f"{metrics['scaling']:.3g} accuracy per thinking token"
     control = "n/a" if metrics["control"] is None else f"{metrics['control']:.3f}"
     print(f"s1 metrics ({run_dir / METRICS_FILE}): Control {control}, Scaling {scaling}")
     print(json.dumps(metrics))
-    if policy is not None:
-        result = policy_accuracy(mine, policy, mix)
+    if checked.policy is not None:
+        policy, mix = checked.policy, checked.mix
+        result = policy_accuracy(rows, policy, mix)
         print(f"policy {policy} over difficulty mix {mix}: accuracy {result['accuracy']:.3f} "
               f"+- {result['stderr']:.3f}, {result['mean_thinking_tokens']:.1f} thinking tokens per query")
         print(json.dumps({"policy": {str(d): t for d, t in policy.items()}, **result}))
-    return table
 
 
 # ----------------------------------------------------------------------------------------------
