@@ -88,7 +88,8 @@ def append_rows(run_dir: str | Path, rows: list[dict], name: str = ROWS_FILE) ->
 # Rows of a decoded setting
 
 
-def _aggregate_row(base: dict, aggregator: str, samples: int, scores: list[float], outcomes: list[dict], budget: int) -> dict:
+def _aggregate_row(base: dict, aggregator: str, samples: int, scores: list[float], outcomes: list[dict],
+                   budget: int) -> dict:
     scores = np.asarray(scores, np.float64)
     return {**base, "samples": samples, "aggregator": aggregator,
             "accuracy": float(scores.mean()),

@@ -10,8 +10,9 @@ import optax
 import pytest
 
 from scaling import accounting, checkpoints, decode, infer, infer_rows
-from scaling.infer_config import InferConfig
+from scaling.configuration import ConfigError
 from scaling.data import corpus, protocols, vocabulary
+from scaling.infer_config import InferConfig
 from scaling.model import ModelConfig, init_params
 from scaling.sweep import collect
 
@@ -152,7 +153,8 @@ def test_a_thinking_policy_decodes_its_settings_greedily_and_weighs_them_by_the_
     assert line["policy"] == {"1": 4} and line["accuracy"] == expected["accuracy"]
     assert line["mean_thinking_tokens"] == expected["mean_thinking_tokens"]
 
-    two = infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_policy": {1: 0, 2: 4}, "difficulty_mix": {1: 0.25, 2: 0.75}}))
+    two = infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_policy": {1: 0, 2: 4},
+                                                   "difficulty_mix": {1: 0.25, 2: 0.75}}))
     assert path.read_text() == before  # the grid's table (what laws are fitted on) is left alone
     added = [json.loads(l) for l in (run_dir / infer_rows.POLICY_ROWS_FILE).read_text().splitlines()]
     assert [(r["difficulty"], r["thinking_budget"], r["aggregator"]) for r in added] == [(2, 4, "greedy")]
@@ -174,6 +176,22 @@ def test_a_bad_policy_or_mix_is_refused_naming_the_binding(swept, policy, mix, m
     run_dir, _, _ = swept
     with pytest.raises(infer.ConfigError, match=match):
         infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_policy": policy, "difficulty_mix": mix}))
+
+
+@pytest.mark.parametrize("setting, match", [
+    ({"samples": [0]}, r"infer.samples must be a non-empty list of integers >= 1, got \[0\]"),
+    ({"thinking_budgets": []}, "infer.thinking_budgets must be a non-empty list"),
+    ({"temperature": 0.0}, r"infer.temperature must be > 0"),
+    ({"top_p": True}, r"infer.top_p must be in \(0, 1\]"),
+    ({"batch_size": 2.5}, "infer.batch_size must be an integer >= 1"),
+])
+def test_the_inference_config_names_a_bad_setting_before_any_checkpoint_is_read(setting, match):
+    with pytest.raises(ConfigError, match=match):
+        InferConfig("/nonexistent/run", **setting).check()
+    checked = InferConfig("/nonexistent/run", thinking_budgets=[64, 0, 0], samples=[4, 1], difficulties=[2]).check()
+    assert checked.settings == [(2, 0), (2, 64)] and checked.samples == (1, 4) and checked.n_samples == 4
+    with pytest.raises(ConfigError, match="infer.model_dir: missing required value"):
+        InferConfig("").run_dir()
 
 
 def test_a_step_or_branch_that_did_not_finish_is_named(swept):
@@ -223,7 +241,8 @@ def test_the_run_s_training_format_picks_the_protocol(tmp_path, task, name):
     run is asked the problem statement followed by <think>, and its answer is read from the
     thinking's stated result. T = 0 is the same direct protocol for every run."""
     params = _make_run(tmp_path, task)
-    rows = [r for r in infer.infer(InferConfig(str(tmp_path), **SMALL)).to_dict("records") if r["aggregator"] == "greedy"]
+    rows = [r for r in infer.infer(InferConfig(str(tmp_path), **SMALL)).to_dict("records")
+            if r["aggregator"] == "greedy"]
     by_budget = {r["thinking_budget"]: r for r in rows}
     assert by_budget[0]["protocol"] == "direct" and by_budget[4]["protocol"] == name
     proto, qa = infer.protocol(4), protocols.QAProtocol(protocols.TASK_FORMATS[task])

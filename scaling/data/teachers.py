@@ -101,7 +101,8 @@ class ProgrammaticTeacher:
     def check(self) -> None:
         if isinstance(self.emulated_params, bool) or not isinstance(self.emulated_params, (int, float)) \
                 or self.emulated_params < 0:
-            raise ConfigError(f"ProgrammaticTeacher.emulated_params: must be a number >= 0, got {self.emulated_params!r}")
+            raise ConfigError(f"ProgrammaticTeacher.emulated_params: must be a number >= 0, "
+                              f"got {self.emulated_params!r}")
 
     @property
     def teacher_id(self) -> str:
