@@ -37,6 +37,7 @@ from scaling import schedules
 from scaling.schedules import branch_label
 from scaling.sweep.files import read_json
 from scaling.sweep.grid import FITTED_PREFIX, Grid, Point, sanitise
+from scaling.infer_config import InferConfig
 from scaling.train_config import TrainConfig
 
 HASH_LENGTH = 8
@@ -110,8 +111,6 @@ def check_trainable(point: Point) -> TrainConfig:
 def check_inferable(point: Point) -> None:
     """The inference settings of a grid point through `InferConfig.check()`, as `scaling infer`
     checks them, so a bad setting is refused when the grid is planned."""
-    from scaling.infer_config import InferConfig
-
     try:
         InferConfig(model_dir="").check()
     except ConfigError as e:
