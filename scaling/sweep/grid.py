@@ -49,8 +49,9 @@ class Grid:
     seeds: training seeds.
     schedule: a schedule object with its settings, @WSD() (one run per size, arm and seed, a
       cooldown branch per data budget; WSD.cooldown_fraction, WSD.cooldown_shape) or @Cosine()
-      (one run per data budget); or its name, 'wsd' or 'cosine', for the default settings. Every
-      run trains with it: the run files and overrides do not bind train.schedule.
+      (one run per data budget); or its name, 'wsd' or 'cosine' (the class, with the settings
+      bound on it). Every run trains with it: the run files and overrides do not bind
+      train.schedule or its settings.
     train_files, train_overrides: the run's gin files and extra bindings {'NAME': value}.
     infer_files, infer_overrides: the inference sweep every finished run gets; no files: none.
     infer_branches: 'all' (every finished data budget) or 'last' (the largest budget only).
