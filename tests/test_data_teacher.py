@@ -301,10 +301,13 @@ def test_augment_fails_in_seconds_naming_the_url_when_no_server_answers(tmp_path
     corpus_dir, cache_dir = tmp_path / "corpus", tmp_path / "cache"
     _write_corpus(corpus_dir, 3)
     url = f"http://127.0.0.1:{port}"
-    code = main(["augment", "--gin_file=gin/data/openai_teacher.gin", f"--gin.AugmentConfig.cache_dir='{cache_dir}'",
-                 f"--gin.AugmentConfig.path='{corpus_dir}'", "--gin.OpenAICompatibleTeacher.model='m'",
-                 "--gin.OpenAICompatibleTeacher.params=1e9", f"--gin.OpenAICompatibleTeacher.base_url='{url}'",
-                 "--gin.OpenAICompatibleTeacher.api_key_env=''", "--no_progress"])
+    try:
+        code = main(["augment", "--gin_file=gin/data/openai_teacher.gin", f"--gin.AugmentConfig.cache_dir='{cache_dir}'",
+                     f"--gin.AugmentConfig.path='{corpus_dir}'", "--gin.OpenAICompatibleTeacher.model='m'",
+                     "--gin.OpenAICompatibleTeacher.params=1e9", f"--gin.OpenAICompatibleTeacher.base_url='{url}'",
+                     "--gin.OpenAICompatibleTeacher.api_key_env=''", "--no_progress"])
+    finally:
+        gin.clear_config()  # the command's bindings stay in this process otherwise
     err = capsys.readouterr().err
     assert code == 1 and f"teacher server at {url} does not answer" in err, err
     assert not list(cache_dir.glob("*.jsonl"))

@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import gin
 import pyarrow.parquet as pq
 import pytest
 
@@ -59,7 +60,10 @@ def test_the_dry_run_says_which_laws_the_grid_can_fit_and_counts_start_up(tmp_pa
     from scaling.cli import main
 
     def dry_run(*extra):  # a rate at which the smoke runs train in well under a second
-        assert main(["sweep", SMOKE, f"--sweep_dir={tmp_path / 's'}", "--dry_run", "--throughput=1e15", *extra]) == 0
+        try:
+            assert main(["sweep", SMOKE, f"--sweep_dir={tmp_path / 's'}", "--dry_run", "--throughput=1e15", *extra]) == 0
+        finally:
+            gin.clear_config()  # the command's bindings stay in this process otherwise
         return capsys.readouterr().out
 
     out = dry_run()
