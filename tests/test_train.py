@@ -270,9 +270,9 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(run_cl
 
 @pytest.mark.slow
 def test_tiny_preset_learns_well_below_the_unigram_entropy(run_cli, tmp_path):
-    from scaling.data import pipeline
+    from scaling.data.source import DataSource
     counts = np.zeros(264)
-    stream = pipeline.train_batches("synthetic_vanilla", 8, 128, seed=0)
+    stream = DataSource("synthetic_vanilla", 8, 128, seed=0).train_batches()
     for _ in range(20):
         batch = next(stream)
         np.add.at(counts, batch["targets"].ravel(), batch["loss_weights"].ravel())
