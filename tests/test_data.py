@@ -30,8 +30,10 @@ def test_vocabulary_round_trip_and_special_ids():
     assert ids.count(vocabulary.THINK_OPEN_ID) == 1 and max(ids) < 264
     assert vocabulary.decode(ids + [vocabulary.EOS_ID, vocabulary.PAD_ID]) == text
     vocab = vocabulary.ThinkByteVocabulary()
-    assert isinstance(vocab, seqio.Vocabulary) and vocab.eos_id == vocabulary.EOS_ID
-    assert list(vocab.encode_tf(text).numpy()) == ids
+    assert vocab.eos_id == vocabulary.EOS_ID and vocab.decode(ids + [vocabulary.EOS_ID] + ids) == text
+    in_seqio = pipeline.SeqioVocabulary(vocab)  # what the tasks' features hold
+    assert isinstance(in_seqio, seqio.Vocabulary) and in_seqio.decode(ids + [vocabulary.EOS_ID] + ids) == text
+    assert list(in_seqio.encode_tf(text).numpy()) == ids
 
 
 def test_documents_are_deterministic_and_mark_their_hard_spans():
@@ -306,7 +308,11 @@ def test_sentencepiece_vocabulary_for_a_cache(tmp_path):
     augment(AugmentConfig(cache_dir=str(cache_dir), n_documents=200), progress=False)
     names = pipeline.register_cache_tasks(str(cache_dir), sentencepiece_model=str(tmp_path / "sp.model"))
     vocab = seqio.get_mixture_or_task(names[1]).output_features["targets"].vocabulary
-    assert isinstance(vocab, seqio.SentencePieceVocabulary)
+    assert isinstance(vocab, seqio.Vocabulary) and isinstance(vocab.base, vocabulary.SentencePieceVocabulary)
+    reference = seqio.SentencePieceVocabulary(str(tmp_path / "sp.model"))  # the ids seqio's own would give
+    assert vocab.encode(texts[0]) == reference.encode(texts[0]) and vocab.vocab_size == reference.vocab_size
+    ids = reference.encode(texts[1]) + [reference.eos_id, 5, 999]
+    assert vocab.decode(ids) == reference.decode(ids) and vocab.base.decode(ids) == reference.decode(ids)
     batch = eval_batches(str(cache_dir), 2, 128, 1)[0]
     seg = batch["segment_ids"][0]
     first = batch["targets"][0][seg == 1]

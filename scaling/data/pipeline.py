@@ -110,12 +110,55 @@ def _generator_dataset(examples: Callable[[int], Iterator[np.ndarray]], split: s
         output_signature={"targets": tf.TensorSpec([None], tf.int32)})
 
 
-def _register_task(name: str, dataset_fn, vocab: seqio.Vocabulary) -> None:
+class SeqioVocabulary(seqio.Vocabulary):
+    """A vocabulary of scaling/data/vocabulary.py (`base`) where seqio expects one: the feature
+    of the tasks below. The ids arrive tokenized, so the TensorFlow sides are never on the hot path."""
+
+    def __init__(self, base):
+        self.base = base
+        super().__init__(extra_ids=0)
+
+    @property
+    def eos_id(self) -> int:
+        return self.base.eos_id
+
+    @property
+    def unk_id(self) -> int:
+        return self.base.unk_id
+
+    @property
+    def _base_vocab_size(self) -> int:
+        return self.base.vocab_size
+
+    def _encode(self, s: str):
+        return self.base.encode(s)
+
+    def _decode(self, ids) -> str:
+        return self.base.decode(ids)
+
+    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        return tf.py_function(lambda t: tf.constant(self.base.encode(t.numpy().decode("utf-8")), tf.int32),
+                              [s], tf.int32)
+
+    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+        return tf.py_function(lambda t: tf.constant(self.base.decode(t.numpy().ravel().tolist())), [ids], tf.string)
+
+    def byte_lengths(self, ids: np.ndarray) -> np.ndarray:
+        return self.base.byte_lengths(ids)
+
+    def __eq__(self, other):
+        return isinstance(other, SeqioVocabulary) and other.base == self.base
+
+    def __hash__(self):
+        return hash(self.base)
+
+
+def _register_task(name: str, dataset_fn, vocab) -> None:
     if name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name, source=seqio.FunctionDataSource(dataset_fn, splits=("train", "validation")),
-        output_features={"targets": seqio.Feature(vocab, add_eos=True)},
+        output_features={"targets": seqio.Feature(SeqioVocabulary(vocab), add_eos=True)},
         preprocessors=[split_to_length, order_for_packing, seqio.preprocessors.append_eos_after_trim],
         shuffle_buffer_size=None)
 
@@ -151,7 +194,7 @@ _SYNTHETIC_VOCABULARY = [vocabulary.BYTES]  # the vocabulary the synthetic tasks
 
 
 
-def register_synthetic_tasks(vocab: seqio.Vocabulary | None = None) -> None:
+def register_synthetic_tasks(vocab=None) -> None:
     vocab = vocab or vocabulary.ThinkByteVocabulary()
     _register_task("synthetic_vanilla", _synthetic_dataset_fn(None, vocab.encode), vocab)
     _register_task("synthetic_thinking", _synthetic_dataset_fn("append", vocab.encode), vocab)
@@ -161,7 +204,7 @@ def register_synthetic_tasks(vocab: seqio.Vocabulary | None = None) -> None:
                            for task in SYNTHETIC_TASKS})
 
 
-def use_vocabulary(name: str, vocab_size: int | None = None) -> seqio.Vocabulary:
+def use_vocabulary(name: str, vocab_size: int | None = None):
     """Register the synthetic tasks with the vocabulary `name` (a model's ModelConfig.vocabulary),
     after checking that its ids fit the model's `vocab_size`."""
     try:
@@ -281,11 +324,11 @@ def teacher_flops_per_thinking_token(task: str) -> float:
 
 # ---- batches -------------------------------------------------------------------------------
 
-def _vocabulary_of(task: str) -> seqio.Vocabulary:
+def _vocabulary_of(task: str) -> SeqioVocabulary:
     return seqio.get_mixture_or_task(task).output_features["targets"].vocabulary
 
 
-def _to_batch(packed: dict, vocab: seqio.Vocabulary, with_eval_keys: bool) -> dict[str, np.ndarray]:
+def _to_batch(packed: dict, vocab: SeqioVocabulary, with_eval_keys: bool) -> dict[str, np.ndarray]:
     targets, thinking, hard = formats.split_flags(packed["decoder_target_tokens"])
     weights = packed["decoder_loss_weights"].astype(np.float32)
     batch = {"inputs": (packed["decoder_input_tokens"] & formats.ID_MASK).astype(np.int32),
