@@ -24,6 +24,7 @@ from scaling import configuration, partitioning, run_folder, timings
 from scaling.checkpoints import finished_branches, write_model_config
 from scaling.configuration import ConfigError, PlacedConfigError
 from scaling.data.source import DataSource
+from scaling.infer_config import InferConfig
 from scaling.run_folder import IDENTITY_FILE, RunFolder
 from scaling.train_config import NOT_IDENTITY, TrainConfig, require
 from scaling.trainer import Preempted, Trainer, TrainingFailed
@@ -94,7 +95,7 @@ def configure_train(parser):
 def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
     """`scaling infer` on each branch, in this process: compiled decoders are shared across
     branches, and rows already in the run's table are skipped as always."""
-    from scaling import infer  # imported only here: a run that only trains needs neither it nor TensorFlow
+    from scaling import infer  # imported only here: a run that only trains needs none of the decoding stack
 
     finished = [r["branch"] for r in finished_branches(run_dir)]
     wanted = finished if branches == "all" else [b for b in branches.split(",") if b]
@@ -105,7 +106,7 @@ def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
     for branch in wanted:
         configuration.parse(gin_args)
         with configuration.explained(gin_args):
-            infer.infer(branch=branch)
+            infer.infer(InferConfig(), branch=branch)
 
 
 def run_train(args) -> int:

@@ -21,8 +21,7 @@ SYNTHETIC_TASKS = ("synthetic_vanilla", "synthetic_thinking", "synthetic_thinkin
 
 def synthetic_teacher_flops_per_thinking_token(task: str) -> float:
     """Generation FLOPs per thinking token of the programmatic teacher that writes a synthetic
-    task's thinking (its emulated size, gin-bound: 2 FLOPs per parameter per token); 0 for the
-    raw task."""
-    from scaling.data.teachers import ProgrammaticTeacherConfig
+    task's thinking (its emulated size, gin-bound); 0 for the raw task."""
+    from scaling.data.teachers import ProgrammaticTeacher
 
-    return 0.0 if task == "synthetic_vanilla" else 2.0 * ProgrammaticTeacherConfig().emulated_params
+    return 0.0 if task == "synthetic_vanilla" else ProgrammaticTeacher().flops_per_token
