@@ -92,14 +92,14 @@ def render(name, training_source, training, inference, sources, columns, bootstr
     if laws_dir is not None:
         for law_name, law in laws.items():
             law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
+    if findings_path is not None:  # measured first: the claims and TPT's matched-accuracy multipliers lead
+        measured.write(findings_path, measured.with_claims({**measured.build(laws, training, inference, floor, bootstrap),
+                                                            **(measure(laws) if measure is not None else {})}))
+        sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>"
                                                          for line in findings(laws, inference, floor))
                             + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
                               "written in advance.</p>"))
-    if findings_path is not None:
-        measured.write(findings_path, {**measured.build(laws, training, inference, floor, bootstrap),
-                                       **(measure(laws) if measure is not None else {})})
-        sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items())
                             + "".join(f'<p class="note">law {esc(n)}: {esc(c)}</p>' for n, c in fit_caveats)
                             + "".join(skipped_html(f"law {n}", reason) for n, reason in fit_notes)))
