@@ -213,10 +213,11 @@ def _setting_rows(setting: dict, n_samples: int, qa: protocols.QAProtocol) -> li
 # The entry point
 
 
-def _int_list(name: str, value, minimum: int) -> tuple[int, ...]:
+def _int_list(name: str, value, minimum: int, empty: bool = False) -> tuple[int, ...]:
     values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < minimum for v in values):
-        raise ConfigError(f"infer.{name} must be a non-empty list of integers >= {minimum}, got {value!r}")
+    if (not values and not empty) or any(not isinstance(v, int) or isinstance(v, bool) or v < minimum for v in values):
+        raise ConfigError(f"infer.{name} must be a {'' if empty else 'non-empty '}list of integers >= {minimum}, "
+                          f"got {value!r}")
     return tuple(sorted(set(values)))
 
 
@@ -277,7 +278,7 @@ def infer(model_dir: str = gin.REQUIRED,
     if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
         raise ConfigError("infer.model_dir: missing required value; give the run folder with --run_dir=<path> "
                           "(or --gin.MODEL_DIR=<path>)")
-    ks = _int_list("samples", samples, 1)
+    ks = _int_list("samples", samples, 1, empty=True)  # []: greedy rows only, nothing sampled
     if thinking_policy is None:
         budgets = _int_list("thinking_budgets", thinking_budgets, 0)
         settings_wanted = [(d, t) for d in _int_list("difficulties", difficulties, 1) for t in budgets]
@@ -303,7 +304,7 @@ def infer(model_dir: str = gin.REQUIRED,
     vocab = vocabulary.get_vocabulary(config.vocabulary)
     proto = protocol(max_answer_tokens, vocab)
     qa = protocols.for_run(run_dir)  # in distribution for the run's training format
-    n_samples = max(ks)
+    n_samples = max(ks, default=0)
     base = {**_identity(run_dir), "params": accounting.param_count(config).total, "step": chosen["step"],
             "tokens": chosen["tokens"], "branch": chosen["branch"]}
     # A policy reuses the grid's rows (and earlier policies'); its new rows go to their own file.

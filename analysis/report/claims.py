@@ -192,3 +192,73 @@ def compare(a: list[dict], b: list[dict]) -> dict:
     share = lambda key: (sum(r[key] for r in rows) / len(rows)) if rows else None
     return {"rows": rows, "only_a": [i for i in by_a if i not in by_b], "only_b": [i for i in by_b if i not in by_a],
             "contradictions": contradictions, "a_inside_b": share("a_in_b"), "b_inside_a": share("b_in_a")}
+
+
+# ----------------------------------------------------------------------------------------------
+# `scaling compare A/findings.json B/findings.json`
+
+AGREEMENT = 0.8  # issue 28's bar: the share of each run's estimates inside the other run's interval
+
+
+def configure_compare(parser) -> None:
+    parser.add_argument("a", help="a findings.json (e.g. sweeps/demo_seeds0-1-2/results/findings.json)")
+    parser.add_argument("b", help="another findings.json (another machine or seed set)")
+    parser.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+
+
+def _read_claims(path) -> list[dict]:
+    from analysis.report import measured  # the findings contract's reader
+
+    found = measured.read(path)
+    if "claims" not in found:
+        raise ValueError(f"{path}: the findings have no claims (written before findings version 2); "
+                         "run `scaling demo` again to add them")
+    return found["claims"]
+
+
+def _cell(c: dict) -> str:
+    return f"{c['verdict']}: {_num(c['estimate'])} [{_num(c['low'])}, {_num(c['high'])}]"
+
+
+def comparison_lines(result: dict, a: str, b: str) -> list[str]:
+    rows = [["claim", f"A ({a})", f"B ({b})", "A in B", "B in A"]]
+    rows += [[r["id"], _cell(r["a"]), _cell(r["b"]), "yes" if r["a_in_b"] else "no", "yes" if r["b_in_a"] else "no"]
+             for r in result["rows"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    out.append("")
+    out.append("contradictions (holds in one, does not hold in the other): "
+               + (", ".join(result["contradictions"]) or "none"))
+    share = lambda x: "n/a" if x is None else f"{x:.0%}"
+    out.append(f"A's estimates inside B's intervals: {share(result['a_inside_b'])}; "
+               f"B's inside A's: {share(result['b_inside_a'])} (bar: {AGREEMENT:.0%} each)")
+    for side, ids in (("A", result["only_a"]), ("B", result["only_b"])):
+        if ids:
+            out.append(f"only in {side}: {', '.join(ids)}")
+    out.append("the runs agree" if agrees(result) else "the runs do not agree")
+    return out
+
+
+def agrees(result: dict) -> bool:
+    """Issue 28's acceptance: no contradiction, and each run's estimates inside the other's
+    intervals at least AGREEMENT of the time."""
+    return (not result["contradictions"] and result["a_inside_b"] is not None
+            and min(result["a_inside_b"], result["b_inside_a"]) >= AGREEMENT)
+
+
+def run_compare(args) -> int:
+    """Exit 0 when the two runs agree, 1 when they do not (as diff does), 2 on unreadable input."""
+    import json
+    import sys
+
+    try:
+        a, b = _read_claims(args.a), _read_claims(args.b)
+    except ValueError as e:
+        print(f"scaling compare: {e}", file=sys.stderr)
+        return 2
+    result = compare(a, b)
+    if args.json:
+        print(json.dumps({**result, "agree": agrees(result)}, default=float))
+    else:
+        print("\n".join(comparison_lines(result, args.a, args.b)))
+    return 0 if agrees(result) else 1

@@ -5,8 +5,9 @@ A study's greedy accuracy cells (one per run, checkpoint, difficulty and thinkin
 averaged over the runs that differ only in their seed. A bootstrap draw resamples, for every arm
 and model size, its runs with replacement, then each drawn run's problems (resampling a cell's n
 problems with replacement gives Binomial(n, its accuracy) correct answers); every statistic is
-recomputed on the draw. With one seed per cell the intervals hold evaluation noise only, and the
-findings say so.
+recomputed on the draw. A few seeds understate the spread of their mean, so the run-level part of
+each draw is widened to Student's t interval (`few_runs_factor`). With one seed per cell the
+intervals hold evaluation noise only, and the findings say so.
 
 The matched-accuracy multiplier (TPT, arXiv 2509.20186, measures data efficiency this way): for a
 model size and a reference budget D_ref, the accuracy the reference arm (vanilla) reaches there is
@@ -26,6 +27,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 ACCOUNTINGS = {"all": "tokens", "raw": "tokens_raw"}   # matched multipliers, per token accounting
 REACHED, AT_SMALLEST, NOT_REACHED = "reached", "reached at the smallest budget", "not reached"
@@ -93,7 +95,9 @@ class Replicates:
         return out
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
-        """One bootstrap draw: runs resampled per arm and size, then each run's problems."""
+        """One bootstrap draw: runs resampled per arm and size, then each run's problems. The
+        run-level part of the draw is widened by `few_runs_factor` (a handful of seeds must not
+        give the interval of many)."""
         out = np.empty(len(self.settings))
         for where, correct, n in self.groups:
             runs = rng.integers(len(correct), size=len(correct))
@@ -102,12 +106,25 @@ class Replicates:
             drawn = np.full(n_drawn.shape, np.nan)
             drawn[ok] = rng.binomial(n_drawn[ok].astype(int), correct[runs][ok] / n_drawn[ok]) / n_drawn[ok]
             with np.errstate(invalid="ignore"):
-                out[where] = np.nanmean(drawn, axis=0)
+                measured = correct / n
+                center, picked = np.nanmean(measured, axis=0), np.nanmean(measured[runs], axis=0)
+                out[where] = (center + few_runs_factor(len(correct)) * (picked - center)
+                              + np.nanmean(drawn, axis=0) - picked)
         return out
 
     def replicates(self) -> int:
         """The fewest seeds any arm and size has (1: intervals hold evaluation noise only)."""
         return min(len(s) for s in self.seeds.values()) if self.seeds else 0
+
+
+def few_runs_factor(runs: int) -> float:
+    """The widening of the run-level bootstrap spread for `runs` replicates: sqrt(R / (R - 1)) makes
+    the spread of a resampled mean the standard error's (the plain bootstrap's is smaller by that
+    factor), and t(0.975, R - 1) / z(0.975) turns a normal 95% interval into Student's (for 3 runs,
+    2.7 in all; for 10, 1.2). 1 for a single run (which has no run-level spread)."""
+    if runs < 2:
+        return 1.0
+    return float(np.sqrt(runs / (runs - 1)) * stats.t.ppf(0.975, runs - 1) / stats.norm.ppf(0.975))
 
 
 def tokens_to_reach(tokens, accuracy, target: float) -> tuple[float, float, str]:
