@@ -74,8 +74,8 @@ def data_efficiency_claims(findings: dict) -> list[dict]:
                 f"data_efficiency.{arm}.{accounting}",
                 f"Does a token of {arm} data teach more than a token of {reference} data ({label}), at matched "
                 f"accuracy?",
-                f"At N = {e['params']:.3g}, {arm} reaches the accuracy {reference} has at {e['reference_tokens']:.3g} "
-                f"tokens with {shown}x fewer tokens ({label})",
+                f"At N = {e['params']:.3g} and matched accuracy ({reference}'s at {e['reference_tokens']:.3g} tokens), "
+                f"a token of {arm} data is worth {shown} tokens of {reference} data ({label})",
                 e["estimate"] if e["estimate"] is not None else e["bound"], e["low"], e["high"], 1.0,
                 "multiplier (reference tokens / arm tokens)",
                 f"matched accuracy, greedy, difficulties pooled, at each arm's largest thinking budget; {_seeds(e)} "

@@ -175,6 +175,11 @@ def replicate_findings(laws, training, inference, bootstrap: int, notes: list[st
     if inference is None or not len(inference) or "arm" not in training or training["arm"].nunique() < 2:
         notes.append("matched-accuracy multipliers: they need an inference table and two or more arms")
         return empty
+    missing = (sorted(replicates.INFERENCE_COLUMNS - set(inference.columns))
+               + sorted(replicates.TRAINING_COLUMNS - set(training.columns)))
+    if missing:
+        notes.append(f"matched-accuracy multipliers: the tables lack {', '.join(missing)}")
+        return empty
     cells = replicates.checkpoint_cells(training, inference)
     if cells.empty:
         notes.append("matched-accuracy multipliers: no greedy inference row matches a finished training row")

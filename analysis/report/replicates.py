@@ -32,6 +32,9 @@ from scipy import stats
 ACCOUNTINGS = {"all": "tokens", "raw": "tokens_raw"}   # matched multipliers, per token accounting
 REACHED, AT_SMALLEST, NOT_REACHED = "reached", "reached at the smallest budget", "not reached"
 SETTING = ["arm", "params", "branch", "difficulty", "thinking_budget"]
+INFERENCE_COLUMNS = {"run_id", "branch", "arm", "params", "tokens", "thinking_budget", "aggregator", "accuracy",
+                     "n_problems", "mean_thinking_tokens"}   # (difficulty optional: one level)
+TRAINING_COLUMNS = {"run_id", "branch", "tokens_raw"}        # (seed optional: one replicate)
 
 
 def checkpoint_cells(training: pd.DataFrame, inference: pd.DataFrame) -> pd.DataFrame:
