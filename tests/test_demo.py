@@ -145,3 +145,13 @@ def _check_claims(findings, training, inference):
             assert c["verdict"] == claims.verdict(c["low"], c["high"], c["null"], c["direction"], c["id"] == "best_split.thinks")
         else:
             assert c["reason"]
+
+
+def test_demo_seeds_flag_names_bad_seed_lists(capsys):
+    from scaling.cli import main
+
+    for bad in ("7,x", "1,1", "-1", ""):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["demo", "--quick", f"--seeds={bad}"])
+        assert exit_info.value.code == 2
+        assert "--seeds must be" in capsys.readouterr().err
