@@ -110,7 +110,11 @@ def render(name, training_source, training, inference, sources, columns, bootstr
         if drawn.figure is None:
             parts.append(skipped_html(drawn.name, drawn.reason))
             continue
-        png = plots.figure_bytes(drawn.figure, "png")  # drawn once for the page and the file
+        try:
+            png = plots.figure_bytes(drawn.figure, "png")  # drawn once for the page and the file
+        except ValueError as e:  # built, but matplotlib cannot render it (a log axis with nothing above 0)
+            parts.append(skipped_html(drawn.name, f"cannot be drawn: {e}"))
+            continue
         if figures_dir is not None:
             stem = Path(figures_dir) / file_stem(drawn.name)
             write_bytes_atomic(stem.with_suffix(".png"), png)
