@@ -188,7 +188,7 @@ def test_joint_inference_gives_an_arm_that_never_thinks_no_test_time_slope():
     for it do not move with T, and the thinking arm's slope is still recovered."""
     base = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 4), np.geomspace(1e8, 1e11, 4)))
-    loss_law = two_arm_loss_law(base, n, d, 1.5).to_dict()
+    loss_law = two_arm_loss_law(base, n, d, 1.5)
     truth = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T_vanilla": 0.0, "gamma_T_thinking": 0.4,
              "gamma_k": 0.5}
     rng = np.random.default_rng(4)
