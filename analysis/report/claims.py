@@ -167,7 +167,9 @@ def lines(claims: list[dict]) -> list[str]:
     """One plain sentence per claim: the verdict first."""
     out = []
     for c in claims:
-        interval = f"[{_num(c['low'])}, {_num(c['high'])}]"
+        # an open end: unbounded (a ratio's lower end is 0)
+        low = _num(c["low"]) if c["low"] is not None else ("0" if c.get("null") == 1.0 else "-inf")
+        interval = f"[{low}, {_num(c['high']) if c['high'] is not None else 'inf'}]"
         text = f"{c['id']}: {c['verdict'].upper()}: {c['statement']}; 95% interval {interval} ({c['basis']})"
         out.append(text + (f"; {c['reason']}" if c["verdict"] == NOT_DETERMINED and c.get("reason") else "") + ".")
     return out
