@@ -12,15 +12,16 @@ import analysis
 @pytest.mark.slow
 def test_quick_demo_runs_the_whole_path_and_says_what_the_data_shows(run_cli, tmp_path):
     sweep_dir = tmp_path / "demo"
-    # Two seeds that are not the grid's: the replicate axis from the command line to the claims.
-    proc = run_cli("demo", "--quick", "--seeds=0,1", f"--sweep_dir={sweep_dir}", timeout=1200)
+    # The seed set from the command line to the claims. One seed keeps the CI test within its time;
+    # the replicate bootstrap itself is tested on small tables (tests/test_claims.py).
+    proc = run_cli("demo", "--quick", "--seeds=0", f"--sweep_dir={sweep_dir}", timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = proc.stdout
     for step in ("== 1/4 sweep", "== 2/4 collect", "== 3/4 fit the laws", "== 4/4 what the data shows"):
         assert step in out
-    assert "12 of 12 runs finished" in out
-    assert "100.0%  runs done 12/12" in proc.stderr  # the progress bar's last line
-    assert {p.name.split("_wsd")[0].rsplit("_", 1)[1] for p in sweep_dir.iterdir() if "_wsd" in p.name} == {"s0", "s1"}
+    assert "6 of 6 runs finished" in out
+    assert "100.0%  runs done 6/6" in proc.stderr  # the progress bar's last line
+    assert {p.name.split("_wsd")[0].rsplit("_", 1)[1] for p in sweep_dir.iterdir() if "_wsd" in p.name} == {"s0"}
     # The measured findings (claims, matched multipliers) lead; the laws' findings follow.
     assert out.index("Measured findings") < out.index("What the fitted laws say")
     # The tables, the law files (loadable by `scaling recommend`), every figure, the report.
@@ -129,7 +130,7 @@ def _check_findings_contract(results, joint, out):
     assert {a["arm"] for a in findings["adaptive"]} == {"thinking", "thinking_inline"}
     assert (inference["problem_seed"] != findings["adaptive"][0]["held_out_seed"]).all()
     for a in findings["adaptive"]:
-        assert sorted(r["seed"] for r in a["replicates"]) == [0, 1]
+        assert [r["seed"] for r in a["replicates"]] == [0]
         assert set(a) >= {"arm", "policy", "accuracy", "stderr", "uniform_thinking_budget", "uniform_accuracy",
                           "uniform_stderr", "mean_thinking_tokens"}
         weights = {int(d): w for d, w in a["difficulty_mix"].items()}
@@ -148,13 +149,14 @@ def _check_claims(findings, training, inference):
     them; every verdict follows from its interval."""
     from analysis.report import claims
 
-    assert set(training["seed"]) == set(inference["seed"]) == {0, 1}
-    assert findings["replicates"] == 2 and findings["version"] == 2
+    assert set(training["seed"]) == set(inference["seed"]) == {0}
+    assert findings["replicates"] == 1 and findings["version"] == 2
+    assert any("evaluation noise only" in n for n in findings["notes"])  # one seed, said so
     matched = findings["matched_multipliers"]
     assert {(m["arm"], m["accounting"]) for m in matched} == {
         (arm, accounting) for arm in ("thinking", "thinking_inline") for accounting in ("all", "raw")}
     for m in matched:
-        assert m["seeds"] == m["reference_seeds"] == [0, 1]
+        assert m["seeds"] == m["reference_seeds"] == [0]
         assert m["status"] in ("reached", "not reached", "reached at the smallest budget")
         assert (m["estimate"] is None) == (m["status"] != "reached")
     ids = {c["id"] for c in findings["claims"]}
