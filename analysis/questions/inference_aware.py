@@ -57,7 +57,8 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
     n, d, total = inference_aware_optimum(point, target_loss, inference_tokens, max_params)
     if not np.isfinite(n):
         reason = (f"the law's E = {point['E']:.4f} is at or above the target" if point["E"] >= target_loss
-                  else f"--max_params {fmt(max_params)} is below the smallest size that can reach it")
+                  else f"--max_params {fmt(max_params)} is below the smallest size that can reach it"
+                  if max_params is not None else "the law gives no finite model size that reaches it")
         raise ValueError(f"target loss {target_loss} is out of reach: {reason}")
     if all(k in draws for k in CHINCHILLA_PARAMETERS):
         dn, dd, dt = inference_aware_optimum(draws, target_loss, inference_tokens, max_params)
