@@ -31,14 +31,36 @@ class LawError(ValueError):
     """A law file that cannot be used, with the reason and the file."""
 
 
+PARAMETER_STATUSES = ("identified", "at_bound", "not_identified", "fixed")
+
+
 @dataclass(frozen=True)
 class ParameterEstimate:
+    """An estimate, its standard error and 95% interval, and whether the data determine it
+    (`status`, with the `reason`): the interval is the bootstrap's percentiles for an identified
+    parameter and the profile likelihood's (`profile_ci`, valid at a bound) otherwise (`method`).
+    Files written before statuses existed load with status None."""
+
     estimate: float
     se: float
     ci: tuple[float, float]
+    status: str | None = None
+    reason: str = ""
+    profile_ci: tuple[float, float] | None = None
+    method: str = "bootstrap percentile"
+
+    @property
+    def determined(self) -> bool:
+        """False when the data do not determine the parameter (status not_identified)."""
+        return self.status != "not_identified"
 
     def to_dict(self) -> dict:
-        return {"estimate": self.estimate, "se": self.se, "ci": [self.ci[0], self.ci[1]]}
+        out = {"estimate": self.estimate, "se": self.se, "ci": [self.ci[0], self.ci[1]]}
+        if self.status is not None:
+            out.update(status=self.status, reason=self.reason, method=self.method)
+            if self.profile_ci is not None:
+                out["profile_ci"] = [self.profile_ci[0], self.profile_ci[1]]
+        return out
 
 
 @dataclass(frozen=True)
@@ -90,6 +112,11 @@ class Law:
     def recommend(self, **query):
         """Answer a budget question (analysis.recommend.recommend)."""
         return recommend(self, **query)
+
+    def undetermined(self) -> dict[str, str]:
+        """Parameters the data do not determine (status not_identified), with the reason: an
+        answer that depends on one is not given as a number."""
+        return {k: p.reason for k, p in self.parameters.items() if not p.determined}
 
     def replace(self, **changes) -> "Law":
         return dataclasses.replace(self, **changes)
@@ -188,7 +215,15 @@ def _validated(data: Mapping, source: str) -> Law:
             fail(f"parameter {pname!r} must be {{'estimate', 'se', 'ci': [low, high]}}, got {p!r}")
         if not math.isfinite(est):
             fail(f"parameter {pname!r} has a non-finite estimate {est}")
-        estimates[pname] = ParameterEstimate(est, se, (lo, hi))
+        status = p.get("status")
+        if status is not None and status not in PARAMETER_STATUSES:
+            fail(f"parameter {pname!r} has status {status!r}; known: {', '.join(PARAMETER_STATUSES)}")
+        profile = p.get("profile_ci")
+        if profile is not None:  # JSON null: unbounded on that side
+            profile = (-math.inf if profile[0] is None else float(profile[0]),
+                       math.inf if profile[1] is None else float(profile[1]))
+        estimates[pname] = ParameterEstimate(est, se, (lo, hi), status, str(p.get("reason", "")), profile,
+                                             str(p.get("method", "bootstrap percentile")))
     draws = {k: np.asarray(v, dtype=np.float64) for k, v in (data.get("bootstrap_samples") or {}).items()}
     lengths = {len(v) for v in draws.values()}
     if len(lengths) > 1:
