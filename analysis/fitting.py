@@ -242,9 +242,10 @@ def _residual_diagnostics(problem: Problem, theta: np.ndarray, frame: pd.DataFra
 
 
 def _estimate(value: float, draws: np.ndarray | None, status: Identification | None) -> ParameterEstimate:
-    """The estimate with its interval: the bootstrap's percentiles where the parameter is
-    identified, the profile likelihood's where it is at a bound or not identified (the bootstrap
-    collapses there); the bootstrap's where it has no profile of its own."""
+    """The estimate with its interval: the profile likelihood's for a parameter that is one fitting
+    coordinate (valid at a bound, and closer to nominal coverage than the bootstrap's percentiles
+    on small grids: benchmarks/coverage.py), else the bootstrap's percentiles. se is the
+    bootstrap's standard deviation."""
     se, ci = math.nan, (math.nan, math.nan)
     finite = np.asarray(draws if draws is not None else [], dtype=np.float64)
     finite = finite[np.isfinite(finite)]
@@ -253,14 +254,12 @@ def _estimate(value: float, draws: np.ndarray | None, status: Identification | N
         se, ci = float(np.std(finite, ddof=1)), (float(low), float(high))
     if status is None:
         return ParameterEstimate(value, se, ci)
-    profile = status.profile_ci if np.all(np.isfinite(status.profile_ci)) or status.status != "identified" else None
-    profile = None if profile is not None and np.any(np.isnan(profile)) else profile
-    method = "bootstrap percentile"
+    profile = None if np.any(np.isnan(status.profile_ci)) else tuple(map(float, status.profile_ci))
     if status.status == "fixed":
-        method = "fixed"
-    elif profile is not None and (status.status != "identified" or len(finite) < 2):
-        ci, method = profile, "profile likelihood"
-    return ParameterEstimate(value, se, ci, status.status, status.reason, profile, method)
+        return ParameterEstimate(value, 0.0, profile, status.status, status.reason, profile, "fixed")
+    if profile is not None:
+        return ParameterEstimate(value, se, profile, status.status, status.reason, profile, "profile likelihood")
+    return ParameterEstimate(value, se, ci, status.status, status.reason, None, "bootstrap percentile")
 
 
 def _with_raw_accounting(law: Law, frame: pd.DataFrame, form: CurveForm, bootstrap: int, seed: int, again) -> Law:

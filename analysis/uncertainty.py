@@ -28,7 +28,7 @@ STATUSES = ("identified", "at_bound", "not_identified")
 # offsets (fitting coordinates: log E, log A, alpha, ...) of the profile's first pass, each side
 LADDER = np.geomspace(1e-4, 300.0, 28)
 REFINE = 8                 # second pass: points between the last value under and the first over
-WILD_BELOW = 50            # fewer points than this: the wild bootstrap
+WILD_BELOW = 20            # fewer points than this: the wild bootstrap (benchmarks/coverage.py)
 # Webb's six-point multipliers: mean 0, variance 1, and more distinct resamples than +-1 with few runs
 WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
 
@@ -177,19 +177,28 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
     _, d0, _, _ = problem.minimize(best[None], iters, deviance=True)
     ladders = {j: profile_ladder(float(best[j]), *map(float, limits[j])) for j in range(n_coords)}
     runs = _profile_runs(problem, warm, ladders, iters)
+    # Second round, started also from the first round's far ends (a profile of E reaches optima
+    # with E large that a profile of beta started at E ~ 0 would not find); the lower deviance wins.
+    ends = np.concatenate([r[2][[int(np.argmin(r[0])), int(np.argmax(r[0]))]] for r in runs.values()])
+    again = _profile_runs(problem, np.concatenate([warm, ends]), ladders, iters)
+    for j, (values, dev, thetas) in again.items():
+        lower = dev < runs[j][1]
+        runs[j] = (values, np.where(lower, dev, runs[j][1]), np.where(lower[:, None], thetas, runs[j][2]))
     d_min = min(float(d0[0]), *(float(np.min(r[1])) for r in runs.values()))
     scale, cut = _deviance_scale(problem, best, d_min)
     # second pass: refine each side that crossed, between its last rung inside and first outside
-    refine = {}
-    for j, (values, dev, _) in runs.items():
+    refine, first = {}, {}
+    for j, (values, dev, thetas) in runs.items():
         extra = []
         for side in (-1, 1):
             inside, outside = crossing(values, scale(dev), float(best[j]), cut, side)
             if outside is not None:
                 extra.append(np.linspace(inside, outside, REFINE + 2)[1:-1])
+                if inside != float(best[j]):
+                    first[(j, side)] = thetas[np.flatnonzero(values == inside)[0]]
         if extra:
             refine[j] = np.concatenate(extra)
-    for j, (values, dev, thetas) in _profile_runs(problem, warm, refine, iters).items():
+    for j, (values, dev, thetas) in _profile_runs(problem, warm, refine, iters, first).items():
         old = runs[j]
         runs[j] = (np.concatenate([old[0], values]), np.concatenate([old[1], dev]), np.concatenate([old[2], thetas]))
     per_coordinate, ends_thetas = {}, {}
@@ -213,31 +222,47 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
     return result, {j: ends_thetas[j] for j, ident in per_coordinate.items() if ident.status != "identified"}
 
 
-def _profile_runs(problem, warm, ladders, iters):
-    """Minimise the deviance with coordinate j held at each value of ladders[j], from every warm
-    start; per coordinate (values, deviance, fitted thetas), the best warm start per value."""
+def _profile_runs(problem, warm, ladders, iters, first=None):
+    """Minimise the deviance with coordinate j held at each value of ladders[j], outwards from the
+    estimate on each side, every rung started from the rung before it (continuation: far from the
+    estimate the nuisance parameters have moved, and a start at the estimate can stall in a local
+    minimum) and from every warm start; `first[(j, side)]`: where a chain's first rung starts
+    (default: the estimate). Per coordinate: (values, deviance, fitted thetas)."""
     if not ladders:
         return {}
-    n_coords, n_warm = warm.shape[1], len(warm)
-    x0, mask, fixed, where = [], [], [], []
+    n_coords = warm.shape[1]
+    chains, previous = [], []   # (coordinate, rungs ordered outwards); each chain's last solution
     for j, values in ladders.items():
-        for v in values:
-            for w in warm:
-                start = w.copy()
-                start[j] = v
+        center = float(warm[0][j])
+        for side in (-1, 1):
+            rungs = np.asarray(values)[(np.asarray(values) - center) * side > 0]
+            if len(rungs):
+                chains.append((j, rungs[np.argsort(side * rungs)]))
+                previous.append(np.array((first or {}).get((j, side), warm[0]), dtype=np.float64))
+    found = {j: ([], [], []) for j in ladders}
+    for step in range(max(len(rungs) for _, rungs in chains)):
+        x0, mask, fixed, owner = [], [], [], []
+        for c, (j, rungs) in enumerate(chains):
+            if step >= len(rungs):
+                continue
+            for start in [previous[c], *warm]:
+                start = start.copy()
+                start[j] = rungs[step]
                 x0.append(start)
                 mask.append(np.eye(n_coords)[j])
                 fixed.append(start * np.eye(n_coords)[j])
-            where.append((j, v))
-    x, f, _, _ = problem.minimize(np.array(x0), iters, mask=np.array(mask), fixed=np.array(fixed), deviance=True)
-    f, x = f.reshape(-1, n_warm), x.reshape(-1, n_warm, n_coords)
-    pick = np.argmin(f, axis=1)
-    best_f, best_x = f[np.arange(len(f)), pick], x[np.arange(len(f)), pick]
-    out = {}
-    for j in ladders:
-        rows = [i for i, (k, _) in enumerate(where) if k == j]
-        out[j] = (np.array([where[i][1] for i in rows]), best_f[rows], best_x[rows])
-    return out
+                owner.append(c)
+        x, f, _, _ = problem.minimize(np.array(x0), iters, mask=np.array(mask), fixed=np.array(fixed), deviance=True)
+        owner = np.array(owner)
+        for c in np.unique(owner):
+            rows = np.flatnonzero(owner == c)
+            pick = rows[np.argmin(f[rows])]
+            j, rungs = chains[c]
+            previous[c] = x[pick]
+            found[j][0].append(rungs[step])
+            found[j][1].append(f[pick])
+            found[j][2].append(x[pick])
+    return {j: (np.array(v), np.array(d), np.array(t)) for j, (v, d, t) in found.items() if v}
 
 
 def _deviance_scale(problem, best, d_min):

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import expit
 
 from analysis.forms.base import CurveForm, CurveOptions, encode_arms, get_form, register, stack_theta
 from analysis.law import Law
@@ -191,9 +192,10 @@ class JointInference(CurveForm):
 
     def to_parameters(self, theta, options):
         theta = np.moveaxis(np.asarray(theta), -1, 0)
-        b = 1.0 / (1.0 + np.exp(-theta[1]))
-        a = (1.0 - b) / (1.0 + np.exp(-theta[0]))
-        out = {"a": a, "b": b, "kappa": np.exp(theta[2])}
+        b = expit(theta[1])            # logistic without overflow at a profile's far rungs
+        a = (1.0 - b) * expit(theta[0])
+        with np.errstate(over="ignore"):
+            out = {"a": a, "b": b, "kappa": np.exp(theta[2])}
         out.update({name: theta[i] for i, name in enumerate(self.parameter_names_for(options)) if i >= 3})
         return out
 
@@ -213,6 +215,25 @@ class JointInference(CurveForm):
         theta = loss_form.from_parameters(law.estimates(), settings)
         sub = {k: cov[k] for k in loss_form.required_covariates(settings)}
         return jnp.exp(loss_form.raw_predict(theta, sub, settings))
+
+    def predict_draws(self, draws, options=None, **covariates):
+        """Draw b of step 2 with draw b of step 1 (mod their count): the loss law's uncertainty is
+        carried into accuracy, as the fit's bootstrap carried it (analysis.fitting._step1)."""
+        options = self.options_from(options)
+        if options.loss_law is None or "L" in covariates or not draws:
+            return super().predict_draws(draws, options, **covariates)
+        law = self.loss_law(options)
+        if not law.bootstrap_samples:
+            return super().predict_draws(draws, options, **covariates)
+        names = get_form(law.form).required_covariates(law.settings)
+        with np.errstate(over="ignore", invalid="ignore"):
+            losses = np.asarray(law.predict_draws(**{k: covariates[k] for k in names}), dtype=np.float64)
+        losses = losses[np.arange(len(draws)) % len(losses)]
+        return self._evaluate({name: np.array([float(d[name]) for d in draws]) for name in draws[0]}, options,
+                              {**covariates, "L": losses}, self._raw_predict_paired)
+
+    def _raw_predict_paired(self, thetas, cov, options):
+        return jax.vmap(lambda t, loss: self.raw_predict(t, {**cov, "L": loss}, options))(thetas, cov["L"])
 
     def raw_predict(self, theta, cov, options):
         logit_share, logit_b, log_kappa = (theta[..., i] for i in range(3))
