@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 
 from analysis import isoflop, recommend
 from analysis.atomic import write_bytes_atomic
+from analysis.determination import EXTRAPOLATION_LIMIT, NOT_DETERMINED
 from analysis.forms.base import get_form
 
 FORMATS = ("png", "svg")
@@ -69,11 +71,21 @@ def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[floa
         flops = np.geomspace(float(low) / 10, float(high) * 100, 60)
     flops = np.asarray(flops, float)
     point, draws = frontier(law, flops)
+    undetermined = law.undetermined()
+    c_low, c_high = (law.ranges or {}).get("C", [flops.min(), flops.max()])
+    # not determined: the whole law where a parameter is not identified, else past 10x the fitted C
+    within = (np.zeros_like(flops, bool) if undetermined else
+              (flops >= float(c_low) / EXTRAPOLATION_LIMIT) & (flops <= float(c_high) * EXTRAPOLATION_LIMIT))
     for ax, idx, name, unit in ((ax_n, 0, "N_opt", "parameters"), (ax_d, 1, "D_opt", "tokens")):
-        ax.plot(flops, point[idx], color="C0", label=f"{law.form} law (approach {law.approach})")
-        if draws is not None:
-            low, high = np.nanpercentile(draws[idx], BAND, axis=0)
-            ax.fill_between(flops, low, high, color="C0", alpha=0.25, label="95% bootstrap band")
+        ax.plot(flops, np.where(within, point[idx], np.nan), color="C0", label=f"{law.form} law (approach {law.approach})")
+        ax.plot(flops, point[idx], color="0.6", linestyle=":", zorder=1,
+                label=f"{NOT_DETERMINED}" + ("" if undetermined else f" (> {EXTRAPOLATION_LIMIT:g}x the fitted C)"))
+        if draws is not None and within.any():
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns: draws with no optimum
+                low, high = np.nanpercentile(draws[idx], BAND, axis=0)
+            ax.fill_between(flops, np.where(within, low, np.nan), np.where(within, high, np.nan), color="C0",
+                            alpha=0.25, label="95% bootstrap band")
         if table is not None:
             minima = isoflop.isoflop_minima(table)
             if len(minima):
@@ -83,7 +95,8 @@ def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[floa
         ax.set_xlabel("training compute C (FLOPs)")
         ax.set_ylabel(f"{name} ({unit})")
         ax.legend(fontsize=8)
-    fig.suptitle("Compute-optimal frontier")
+    fig.suptitle("Compute-optimal frontier" + (
+        f" ({NOT_DETERMINED}: {', '.join(undetermined)} not identified)" if undetermined else ""))
     return fig
 
 

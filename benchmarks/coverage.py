@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 
@@ -87,7 +88,9 @@ def run_design(name, form, truth, simulate, point, args):
              for k in list(truth) + ["prediction_10x"]}
     datasets = refused = 0
     started = time.perf_counter()
-    for _ in range(args.datasets):
+    for i in range(args.datasets):
+        print(f"{name}: dataset {i + 1}/{args.datasets} ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
+              flush=True)
         table = simulate(rng)
         try:
             if form == "joint_inference":
