@@ -81,3 +81,16 @@ def determination(law, limit: float = EXTRAPOLATION_LIMIT, depends_on=None, **va
     if not reasons:
         return Determination("determined")
     return Determination("not_determined", tuple(reasons), tuple(dict.fromkeys(needs)))
+
+
+def answer_status(law, answer, **query) -> Determination:
+    """The status of a budget question's answer (analysis.answers.Recommendation): the law's
+    parameters, the budget asked about (C: train_flops or total_flops) and the answer's own N and D
+    against the fitted ranges."""
+    values = {"C": query.get("train_flops") or query.get("total_flops"), "N": query.get("params"),
+              "D": query.get("tokens")}
+    for name in ("N", "D"):
+        q = answer.quantities.get(name)
+        if values[name] is None and q is not None and isinstance(q.estimate, (int, float, np.number)):
+            values[name] = float(q.estimate)
+    return determination(law, **{k: v for k, v in values.items() if v is not None})
