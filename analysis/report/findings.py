@@ -10,6 +10,7 @@ import pandas as pd
 
 from analysis import recommend
 from analysis.answers import Recommendation, fmt
+from analysis.report.laws import E_FREE
 
 
 def floor_value(floor) -> float | None:
@@ -59,12 +60,16 @@ def findings(laws, inference, floor=None) -> list[str]:
     the worth of augmented data, what test-time thinking buys each arm, and the joint law's
     best split of a fixed compute budget; first, with a known floor, the fitted E against it."""
     out = []
-    law = laws.get("chinchilla")
-    if floor and law is not None and "E" in law.parameters:
+    law = laws.get(E_FREE) or laws.get("chinchilla")
+    if floor and law is not None and "E" in law.parameters and law.parameters["E"].status != "fixed":
         e = law.parameters["E"]
-        out.append(f"Irreducible loss: the Chinchilla law's E = {fmt(e.estimate)}"
-                   + (f" [{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "")
+        status = f" ({e.status}: {e.reason})" if e.status not in (None, "identified") else ""
+        out.append(f"Irreducible loss: the Chinchilla law's E, fitted free, = {fmt(e.estimate)}"
+                   + (f" [{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "") + status
                    + f" against the corpus's true {floor_text(floor)}: {e_verdict(e, floor)}.")
+    if floor and E_FREE in laws:
+        out.append(f"The laws used for the answers below (chinchilla, augmentation) hold E at the corpus's true "
+                   f"floor {floor_text(floor)}; the fit with E free is kept as the check against the truth.")
     aug = laws.get("augmentation")
     if aug is None:
         out.append("Data efficiency: no augmentation law was fitted (it needs two arms), so there is no multiplier.")

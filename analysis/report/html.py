@@ -59,7 +59,9 @@ def ground_truth_html(laws, floor) -> str:
         e = law.parameters.get("E")
         if e is None:
             continue
-        verdict = e_verdict(e, floor)
+        verdict = "held at the floor (not fitted)" if e.status == "fixed" else e_verdict(e, floor)
+        if e.status in ("at_bound", "not_identified"):
+            verdict += f" ({e.status}: {e.reason})"
         rows.append([name, fmt(e.estimate), f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "", verdict])
     bound = (" It is a lower bound: some documents are longer than seq_len and the trainer cuts them."
              if floor.get("is_lower_bound") else "")
