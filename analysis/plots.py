@@ -118,7 +118,8 @@ def data_efficiency_figure(training: pd.DataFrame,
     """Loss and hard-span loss against tokens per arm, in both accountings (all trained; raw document).
 
     `multipliers` maps accounting column ("tokens" or "tokens_raw") -> arm -> (m, interval): the
-    fitted worth of the arm's data in vanilla tokens. Each panel names it, and redraws that arm's
+    fitted worth of the arm's data in vanilla tokens (m NaN: not determined by the data, said in
+    the panel's title). Each panel names it, and redraws that arm's
     points at m x D (hollow, dotted): where the law holds they fall on the vanilla curve of the
     same size. Final points only; one marker per model size.
     """
@@ -143,14 +144,15 @@ def data_efficiency_figure(training: pd.DataFrame,
                     marker = markers[j % len(markers)]
                     ax.plot(part[column], part[target], marker=marker, ms=4, color=f"C{i}", lw=1,
                             label=arm if j == 0 else None)
-                    if arm in worth:
+                    if arm in worth and np.isfinite(worth[arm][0]):
                         ax.plot(part[column] * worth[arm][0], part[target], marker=marker, ms=5, mfc="none",
                                 color=f"C{i}", ls=":", lw=1, label=f"{arm} at m x D" if j == 0 else None)
             ax.set_xscale("log")
             ax.set_xlabel(f"D ({label})")
             ax.set_ylabel(f"{target} (nats/token)")
             ax.set_title(f"{target} vs {label}" + "".join(
-                f"\n{arm} worth {m:.2f}x vanilla" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+                f"\n{arm}: worth {NOT_DETERMINED}" if not np.isfinite(m) else
+                f"\n{arm} worth {m:.3g}x vanilla" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
                 for arm, (m, ci) in worth.items()), fontsize=10)
             ax.legend(fontsize=8, title="arm (marker = size)", title_fontsize=7)
     fig.suptitle("Data efficiency per arm")
