@@ -10,6 +10,7 @@ import pandas as pd
 
 from analysis import recommend
 from analysis.answers import Recommendation, fmt
+from analysis.determination import answer_status
 from analysis.report.laws import E_FREE
 
 
@@ -79,10 +80,15 @@ def findings(laws, inference, floor=None) -> list[str]:
         for suffix, accounting in (("", f"a token of {reference} data (every trained token counted, thinking "
                                         "included)"), ("_raw", "(raw document tokens counted only)")):
             p = aug.parameters.get(f"m_{arm}{suffix}")
-            if p is not None:
-                parts.append(f"{p.estimate:.3g}x [{fmt(p.ci[0])}, {fmt(p.ci[1])}] {accounting}")
+            if p is not None and not p.determined:
+                parts.append(f"not determined by these data ({p.reason}) {accounting}")
+            elif p is not None:
+                parts.append(f"{p.estimate:.3g}x [{fmt(p.ci[0])}, {fmt(p.ci[1])}] {accounting}"
+                             + (f" ({p.status}: {p.reason})" if p.status == "at_bound" else ""))
         m = aug.parameters[f"m_{arm}"]
-        if m.ci is None or not np.isfinite(m.ci[0]):
+        if not m.determined:
+            verdict = "more arms' runs, at budgets where their losses differ, would determine it"
+        elif m.ci is None or not np.isfinite(m.ci[0]):
             verdict = "no bootstrap interval was computed"
         elif m.ci[0] > 1:
             verdict = f"the first interval lies above 1: a token of {arm} data taught more than a token of {reference} data"
@@ -100,6 +106,11 @@ def findings(laws, inference, floor=None) -> list[str]:
             answer = recommend.joint_allocation(joint, total, queries, tokens)
         except ValueError as e:
             out.append(f"Iso-compute: no allocation: {e}")
+            return out
+        status = answer_status(joint, answer, total_flops=total)
+        if not status.determined:
+            out.append(f"Iso-compute: with {fmt(total)} FLOPs in all and {fmt(queries)} queries of {tokens} tokens, "
+                       f"the joint law's best split is {status.text()}.")
         else:
             q = answer.quantities
             arm = f"the {q['arm'].estimate} arm ({q['arm'].unit}), " if "arm" in q else ""
