@@ -92,7 +92,9 @@ def summary_html(training, canonical, inference, states: dict[str, int]) -> str:
 
 def law_html(name: str, law) -> str:
     rows = [[p, fmt(e.estimate), fmt(e.se) if e.se is not None else "",
-             f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci is not None else ""] for p, e in law.parameters.items()]
+             f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci is not None else "",
+             (e.status or "") + (f": {e.reason}" if e.status not in (None, "identified") else "")]
+            for p, e in law.parameters.items()]
     facts = [f"form <code>{esc(law.form)}</code>, approach {esc(law.approach)}, target <code>{esc(law.target)}</code>",
              f"{law.n_points} points, objective {fmt(law.objective)} (Huber delta {fmt(law.huber_delta)}), "
              f"{law.n_starts} starts, " + ("converged" if law.converged else "<b>did not converge</b>"),
@@ -100,7 +102,7 @@ def law_html(name: str, law) -> str:
     heldout = heldout_text(law.heldout)
     facts.append(f"held-out error: {esc(heldout)}")
     return (f"<h3>{esc(name)}</h3><p class='note'>" + "<br>".join(facts) + "</p>"
-            + html_table(["parameter", "estimate", "standard error", "95% interval"], rows)
+            + html_table(["parameter", "estimate", "standard error", "95% interval", "status"], rows)
             + diagnostics_html(law.diagnostics.get("diagnostics")))
 
 
