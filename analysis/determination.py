@@ -9,6 +9,7 @@ printed as "not determined by these data" instead of an estimate (docs/fitting.m
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,3 +95,8 @@ def answer_status(law, answer, **query) -> Determination:
         if values[name] is None and q is not None and isinstance(q.estimate, (int, float, np.number)):
             values[name] = float(q.estimate)
     return determination(law, **{k: v for k, v in values.items() if v is not None})
+
+
+def with_status(law, answer, **query):
+    """The answer (a Recommendation) carrying its status (answer_status)."""
+    return dataclasses.replace(answer, status=answer_status(law, answer, **query))

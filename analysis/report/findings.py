@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis import recommend
 from analysis.answers import Recommendation, fmt
-from analysis.determination import answer_status
+from analysis.determination import answer_status, with_status
 from analysis.report.laws import E_FREE
 
 
@@ -225,17 +225,20 @@ def recommendations(laws, canonical, training, budgets, inference_tokens) -> Bud
         decade = 10 ** np.round(np.log10(canonical["C"].max()))
         budgets = [decade / 10, decade, decade * 10]
     questions = [_ask(f"Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens",
-                      "Inference-aware sizing", lambda: recommend.inference_aware(law, inference_tokens, train_flops=budgets[0]))]
+                      "Inference-aware sizing", lambda: with_status(law, recommend.inference_aware(
+                          law, inference_tokens, train_flops=budgets[0]), train_flops=budgets[0]))]
     aug = laws.get("augmentation")
     if aug is not None:
         def augmentation():
             teacher, shares = teacher_costs(training)
-            return recommend.augmentation_pays(aug, budgets[0], teacher, shares)
+            return with_status(aug, recommend.augmentation_pays(aug, budgets[0], teacher, shares), train_flops=budgets[0])
         questions.append(_ask(f"Does thinking augmentation pay for itself at {fmt(budgets[0])} FLOPs?",
                               "Augmentation question", augmentation))
     joint = laws.get("joint_inference")
     if joint is not None:
         total, queries, tokens = joint_scenario(joint)
         questions.append(_ask(f"Joint allocation of {fmt(total)} FLOPs with {fmt(queries)} queries of {tokens} tokens",
-                              "Joint allocation", lambda: recommend.joint_allocation(joint, total, queries, tokens)))
-    return BudgetAnswers(list(budgets), [recommend.compute_optimal(law, c) for c in budgets], questions)
+                              "Joint allocation", lambda: with_status(
+                                  joint, recommend.joint_allocation(joint, total, queries, tokens), total_flops=total)))
+    return BudgetAnswers(list(budgets), [with_status(law, recommend.compute_optimal(law, c), train_flops=c)
+                                         for c in budgets], questions)

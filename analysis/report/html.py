@@ -142,6 +142,9 @@ def recommendations_html(answers: BudgetAnswers, floor=None) -> str:
     rows = []
     for c, answer in zip(answers.budgets, answers.compute_optimal):
         below = below_floor_warnings(answer, floor)
+        if not answer.status.determined:
+            rows.append([fmt(c), NOT_DETERMINED, "", "", answer.status.text()])
+            continue
         rows.append([fmt(c)] + quantity_cells(answer, ("N", "D", "predicted_loss"))
                     + ["; ".join([extrapolation_text(answer.warnings)] + [f"warning: {w}" for w in below])])
     parts = ["<h3>Compute-optimal allocation (Chinchilla law)</h3>",
