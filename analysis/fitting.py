@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.forms.base import CurveForm, FormOptions, compiled_prediction, form_of_approach, get_form
-from analysis.law import Law, ParameterEstimate, load_law
+from analysis.law import Law, ParameterEstimate, load_law, typed_settings
 from analysis.diagnostics import residual_diagnostics
 from analysis.problem import Problem
 from analysis.uncertainty import Identification, identify, runs_of, scheme_for
@@ -137,7 +137,7 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     Its settings: `options` (typed or a mapping), or keyword arguments. `resampling`: the
     bootstrap's scheme ('auto', 'pairs', 'wild'; analysis.uncertainty); `profile`: read each
     parameter's status from its profile likelihood (the held-out refit skips it)."""
-    form = get_form(form) if isinstance(form, str) else form
+    form = get_form(form)
     given = form.options_from(options if options is not None else form_options)
     options = form.prepare(given, frame)
     fitted = _floored(form, options)
@@ -185,7 +185,7 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
         diagnostics["bootstrap_converged_fraction"] = float(np.mean(boot_converged))
     if options.floor is not None:
         diagnostics["points_below_floor"] = int(np.sum(frame["loss"].to_numpy() < options.floor))
-    law = Law(form=form.name, target=target, approach=3, parameters=parameters,
+    law = Law(form=form, target=target, approach=3, parameters=parameters,
               bootstrap_samples={k: np.asarray(v, dtype=np.float64) for k, v in draws.items()},
               ranges=ranges(frame), objective=float(f[0]),
               huber_delta=huber_delta if options.objective == "huber_log" else 0.0, n_points=len(frame),
@@ -220,7 +220,7 @@ def _step1(form, options: FormOptions, frame: pd.DataFrame, bootstrap: int):
     if loss_law is None or "L" in form.required_covariates(options):
         return None, None
     law = form.loss_law(options)
-    names = get_form(law.form).required_covariates(law.settings)
+    names = law.form.required_covariates(law.settings)
     covariates = {name: frame[name].to_numpy() for name in names}
     point = np.asarray(law.predict(**covariates), dtype=np.float64)
     if bootstrap <= 0 or not law.bootstrap_samples:
@@ -323,10 +323,11 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
         form_options["base"] = load_law(form_options["base"]).estimates()
     if _is_path(form_options.get("loss_law")):
         form_options["loss_law"] = load_law(form_options["loss_law"])
-    options = form.options_from(form_options)
+    options = typed_settings(form, form_options)
     if not isinstance(form, CurveForm):
-        return form.fit(table, options, approach=approach, target=target, columns=columns, bootstrap=bootstrap,
-                        huber_delta=huber_delta, heldout_fraction=heldout_fraction, seed=seed)
+        estimates = form.fit(table, options, approach=approach, target=target, columns=columns, bootstrap=bootstrap,
+                             huber_delta=huber_delta, heldout_fraction=heldout_fraction, seed=seed, fit_curve=fit_form)
+        return Law.from_estimates(form, options, estimates)
     required = form.required_covariates(options)
     frame, source = canonical_table(table, required, target=target, columns=columns,
                                     optional=tuple(dict.fromkeys(form.optional_columns(options) + ("seed",))))
