@@ -227,8 +227,9 @@ def test_cli_joint_json_has_the_allocation_keys(run_cli, tmp_path):
     proc = run_cli("recommend", path, "--total_flops=1e21", "--inference_queries=1e5", "--tokens_per_query=256",
                    "--json", check=True)
     out = json.loads(proc.stdout)
-    assert list(out) == ["N", "D", "thinking_budget", "samples", "predicted_accuracy"]
-    assert all(set(v) == {"estimate", "ci"} for v in out.values())
+    assert list(out) == ["N", "D", "thinking_budget", "samples", "predicted_accuracy", "status"]
+    assert all(set(v) == {"estimate", "ci"} for k, v in out.items() if k != "status")
+    assert out["status"]["status"] in ("determined", "not_determined")
     proc = run_cli("recommend", path, "--train_flops=1e21")
     assert proc.returncode == 2 and "--total_flops" in proc.stderr
 
