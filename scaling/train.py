@@ -21,6 +21,7 @@ from pathlib import Path
 from scaling import configuration, infer, partitioning, run_folder, timings
 from scaling.checkpoints import finished_branches, write_model_config
 from scaling.configuration import ConfigError, PlacedConfigError
+from scaling.infer_config import InferConfig
 from scaling.run_folder import IDENTITY_FILE, RunFolder
 from scaling.train_config import NOT_IDENTITY, TrainConfig, require
 from scaling.trainer import Preempted, Trainer, TrainingFailed
@@ -99,7 +100,7 @@ def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
     for branch in wanted:
         configuration.parse(gin_args)
         with configuration.explained(gin_args):
-            infer.infer(branch=branch)
+            infer.infer(InferConfig(), branch=branch)
 
 
 def run_train(args) -> int:

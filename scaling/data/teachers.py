@@ -3,9 +3,10 @@
 One interface, the `Teacher` protocol: `teacher.think(text, document)` returns the thinking and
 the tokens generated; `teacher.teacher_id` and `teacher.config_hash` (prompt and sampling) key
 the cache; `teacher.flops_per_token` = 2 x teacher parameters, so augmentation can be charged its
-cost. A teacher is bound in gin as `AugmentConfig.teacher = @OpenAICompatibleTeacher()` or
-`@ProgrammaticTeacher()` (its settings from OpenAITeacherConfig.* / ProgrammaticTeacherConfig.*);
-the strings 'openai' and 'programmatic' name the same classes (`teacher_named`).
+cost. A teacher is a frozen dataclass whose fields are its settings, bound in gin as
+`AugmentConfig.teacher = @OpenAICompatibleTeacher()` or `@ProgrammaticTeacher()` with its settings
+on it (`OpenAICompatibleTeacher.model = ...`); the strings 'openai' and 'programmatic' name the same
+classes (`teacher_named`). Its `check()` names a bad setting before any request.
 
 - ProgrammaticTeacher: for synthetic documents, writes the step-by-step derivation of each hard
   value from the document's solution; length grows with difficulty, none without a hard span.
@@ -85,25 +86,35 @@ class Teacher(Protocol):
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class ProgrammaticTeacherConfig:
-    """emulated_params: parameters charged per generated token (2 x params FLOPs). The rule-based
-    teacher spends no model FLOPs, so 0 by default; set it to price a hypothetical LLM teacher."""
-    emulated_params: float = 0.0
-
-
-@gin.configurable(denylist=["config"])  # its settings are ProgrammaticTeacherConfig's
 class ProgrammaticTeacher:
-    """Writes each hard span's derivation: its setup, one line per step, the stated result."""
+    """Writes each hard span's derivation: its setup, one line per step, the stated result.
+
+    emulated_params: parameters charged per generated token (2 x params FLOPs). The rule-based
+    teacher spends no model FLOPs, so 0 by default; set it to price a hypothetical LLM teacher."""
 
     VERSION = 1
     needs_synthetic_documents = True
+    concurrency = 1
 
-    def __init__(self, config: ProgrammaticTeacherConfig | None = None):
-        self.config = config or ProgrammaticTeacherConfig()
-        self.teacher_id = f"programmatic-v{self.VERSION}"
-        self.config_hash = _short_hash({"teacher": self.teacher_id})
-        self.flops_per_token = 2.0 * self.config.emulated_params
-        self.concurrency = 1
+    emulated_params: float = 0.0
+
+    def check(self) -> None:
+        if isinstance(self.emulated_params, bool) or not isinstance(self.emulated_params, (int, float)) \
+                or self.emulated_params < 0:
+            raise ConfigError(f"ProgrammaticTeacher.emulated_params: must be a number >= 0, "
+                              f"got {self.emulated_params!r}")
+
+    @property
+    def teacher_id(self) -> str:
+        return f"programmatic-v{self.VERSION}"
+
+    @property
+    def config_hash(self) -> str:
+        return _short_hash({"teacher": self.teacher_id})
+
+    @property
+    def flops_per_token(self) -> float:
+        return 2.0 * self.emulated_params
 
     @staticmethod
     def span_thinking(document: Document) -> list[str]:
@@ -118,48 +129,6 @@ class ProgrammaticTeacher:
         from scaling.data import vocabulary  # here: the vocabulary brings in seqio/TensorFlow
         tokens = len(vocabulary.encode(thinking_block(thinking))) if thinking else 0
         return Thinking(thinking, tokens)
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class OpenAITeacherConfig:
-    """An OpenAI-compatible server as teacher. `params` is the teacher's size (for its FLOPs).
-    `api_key_env` names the environment variable holding the key (unset: no auth header)."""
-    base_url: str = "http://localhost:8000"
-    model: str = ""
-    params: float = 0.0
-    endpoint: str = "chat"              # "chat" (/v1/chat/completions) or "completions"
-    api_key_env: str = "OPENAI_API_KEY"
-    prompt: str = TPT_PROMPT
-    temperature: float = 0.6
-    top_p: float = 0.9
-    max_thinking_tokens: int = 8192
-    max_document_tokens: int = 2048     # approximated as 0.75 words per token
-    concurrency: int = 16
-    timeout_s: float = 300.0
-    max_retries: int = 8
-    backoff_s: float = 1.0
-    backoff_max_s: float = 60.0
-
-    def check(self) -> None:
-        require_values(self)
-        if not self.model:
-            raise ConfigError("OpenAITeacherConfig.model: give the served model name")
-        if self.params <= 0:
-            raise ConfigError("OpenAITeacherConfig.params: give the teacher's parameter count (for its FLOPs)")
-        if self.endpoint not in ("chat", "completions"):
-            raise ConfigError(f"OpenAITeacherConfig.endpoint: 'chat' or 'completions', got {self.endpoint!r}")
-        if "{document}" not in self.prompt:
-            raise ConfigError("OpenAITeacherConfig.prompt: must contain {document}")
-
-    def key_warning(self) -> str | None:
-        """A warning when `api_key_env` names a variable that is not set (requests then go without a
-        key, which a server that wants one refuses only at the first request); None otherwise."""
-        if self.api_key_env and not os.environ.get(self.api_key_env):
-            return (f"OpenAITeacherConfig.api_key_env = {self.api_key_env!r} names an environment variable that "
-                    f"is not set: requests go without an API key (export {self.api_key_env}=... if the server "
-                    f"wants one, or bind api_key_env = '' for a server without keys)")
-        return None
 
 
 class _Retryable(Exception):
@@ -181,26 +150,67 @@ def _between_think_tags(text: str) -> str:
     return text.split("</think>", 1)[0].strip()
 
 
-@gin.configurable(denylist=["config"])  # its settings are OpenAITeacherConfig's
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
 class OpenAICompatibleTeacher:
-    """Any OpenAI-compatible server; its settings are OpenAITeacherConfig's (bound as
-    OpenAITeacherConfig.*, and recorded with them in the cache's gin file)."""
+    """Any OpenAI-compatible server. `params` is the teacher's size (for its FLOPs); `api_key_env`
+    names the environment variable holding the key (unset: no auth header). The settings are
+    recorded in the cache's gin file; the sampling ones (`config_hash`) key the cache."""
 
     needs_synthetic_documents = False
 
-    def __init__(self, config: OpenAITeacherConfig | None = None):
-        config = config or OpenAITeacherConfig()
-        config.check()
-        self.config = config
-        self.teacher_id = f"openai:{config.model}"
-        sampling = {k: getattr(config, k) for k in
-                    ("endpoint", "prompt", "temperature", "top_p", "max_thinking_tokens", "max_document_tokens")}
-        self.config_hash = _short_hash(sampling)
-        self.flops_per_token = 2.0 * config.params
-        self.concurrency = config.concurrency
+    base_url: str = "http://localhost:8000"
+    model: str = ""
+    params: float = 0.0
+    endpoint: str = "chat"              # "chat" (/v1/chat/completions) or "completions"
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt: str = TPT_PROMPT
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_thinking_tokens: int = 8192
+    max_document_tokens: int = 2048     # approximated as 0.75 words per token
+    concurrency: int = 16
+    timeout_s: float = 300.0
+    max_retries: int = 8
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+    def check(self) -> None:
+        require_values(self)
+        if not self.model:
+            raise ConfigError("OpenAICompatibleTeacher.model: give the served model name")
+        if self.params <= 0:
+            raise ConfigError("OpenAICompatibleTeacher.params: give the teacher's parameter count (for its FLOPs)")
+        if self.endpoint not in ("chat", "completions"):
+            raise ConfigError(f"OpenAICompatibleTeacher.endpoint: 'chat' or 'completions', got {self.endpoint!r}")
+        if "{document}" not in self.prompt:
+            raise ConfigError("OpenAICompatibleTeacher.prompt: must contain {document}")
+
+    @property
+    def teacher_id(self) -> str:
+        return f"openai:{self.model}"
+
+    @property
+    def config_hash(self) -> str:
+        return _short_hash({k: getattr(self, k) for k in ("endpoint", "prompt", "temperature", "top_p",
+                                                           "max_thinking_tokens", "max_document_tokens")})
+
+    @property
+    def flops_per_token(self) -> float:
+        return 2.0 * self.params
+
+    def key_warning(self) -> str | None:
+        """A warning when `api_key_env` names a variable that is not set (requests then go without a
+        key, which a server that wants one refuses only at the first request); None otherwise."""
+        if self.api_key_env and not os.environ.get(self.api_key_env):
+            return (f"OpenAICompatibleTeacher.api_key_env = {self.api_key_env!r} names an environment variable that "
+                    f"is not set: requests go without an API key (export {self.api_key_env}=... if the server "
+                    f"wants one, or bind api_key_env = '' for a server without keys)")
+        return None
+
 
     def _request_body(self, text: str) -> tuple[str, dict]:
-        c = self.config
+        c = self
         prompt = c.prompt.format(document=truncate_words(text, c.max_document_tokens))
         common = {"model": c.model, "temperature": c.temperature, "top_p": c.top_p,
                   "max_tokens": c.max_thinking_tokens, "stop": ["</think>"]}
@@ -210,13 +220,13 @@ class OpenAICompatibleTeacher:
 
     def _post(self, path: str, body: dict) -> dict:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.config.api_key_env, "")
+        key = os.environ.get(self.api_key_env, "")
         if key:
             headers["Authorization"] = "Bearer " + key
-        request = urllib.request.Request(self.config.base_url.rstrip("/") + path,
+        request = urllib.request.Request(self.base_url.rstrip("/") + path,
                                          data=json.dumps(body).encode(), headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 raw = response.read()
         except urllib.error.HTTPError as e:
             if e.code == 429 or e.code >= 500:
@@ -235,7 +245,7 @@ class OpenAICompatibleTeacher:
     def _parse(self, reply: dict) -> Thinking:
         try:
             choice = reply["choices"][0]
-            if self.config.endpoint == "chat":
+            if self.endpoint == "chat":
                 message = choice["message"]
                 text = message.get("content") or message.get("reasoning_content") or ""
             else:
@@ -253,7 +263,7 @@ class OpenAICompatibleTeacher:
 
     def think(self, text: str, document: Document | None = None) -> Thinking:
         path, body = self._request_body(text)
-        c = self.config
+        c = self
         for attempt in range(c.max_retries + 1):
             try:
                 return self._parse(self._post(path, body))
@@ -271,10 +281,10 @@ TEACHERS = {"programmatic": ProgrammaticTeacher, "openai": OpenAICompatibleTeach
 
 
 def teacher_named(teacher: Teacher | str) -> Teacher:
-    """The teacher object for `AugmentConfig.teacher`: an object as it is, a string by its name
-    (constructed here, with its settings from the parsed gin config)."""
-    if isinstance(teacher, str):
-        return TEACHERS[teacher]()
+    """The teacher object for `AugmentConfig.teacher`, checked: an object as it is, a string by its
+    name (constructed here, with its settings from the parsed gin config)."""
+    teacher = TEACHERS[teacher]() if isinstance(teacher, str) else teacher
+    teacher.check()
     return teacher
 
 
