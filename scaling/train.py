@@ -18,9 +18,12 @@ import sys
 import traceback
 from pathlib import Path
 
-from scaling import configuration, infer, partitioning, run_folder, timings
+import jax
+
+from scaling import configuration, partitioning, run_folder, timings
 from scaling.checkpoints import finished_branches, write_model_config
 from scaling.configuration import ConfigError, PlacedConfigError
+from scaling.data.source import DataSource
 from scaling.infer_config import InferConfig
 from scaling.run_folder import IDENTITY_FILE, RunFolder
 from scaling.train_config import NOT_IDENTITY, TrainConfig, require
@@ -55,7 +58,8 @@ def train(config: TrainConfig) -> dict:
             write_model_config(run_dir, config.model)
             if not (run_dir / IDENTITY_FILE).is_file():
                 run_folder.write_identity(run_dir, identity)
-        trainer = Trainer(config, run, run_dir, folder, mesh)
+        data = DataSource.from_config(config, jax.process_index(), jax.process_count())
+        trainer = Trainer(config, run, run_dir, folder, mesh, data, timings.PROCESS)
         try:
             trainer.run(run.plan)
         finally:
@@ -91,6 +95,8 @@ def configure_train(parser):
 def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
     """`scaling infer` on each branch, in this process: compiled decoders are shared across
     branches, and rows already in the run's table are skipped as always."""
+    from scaling import infer  # imported only here: a run that only trains needs none of the decoding stack
+
     finished = [r["branch"] for r in finished_branches(run_dir)]
     wanted = finished if branches == "all" else [b for b in branches.split(",") if b]
     missing = [b for b in wanted if b not in finished]
