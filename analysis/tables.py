@@ -27,8 +27,10 @@ DEFAULT_COLUMNS = {
     "N": "params", "D": "tokens", "D_raw": "tokens_raw", "C": "flops", "U": "unique_tokens",
     "arm": "arm", "r": "mlp_attn_ratio", "T": "thinking_budget", "k": "samples",
     "L": "eval_loss", "difficulty": "difficulty",
+    "seed": "seed",          # replicates: rows of one grid point with different seeds
+    "n": "n_problems",       # problems behind an accuracy (its binomial weight)
 }
-MAY_BE_ZERO = ("T",)
+MAY_BE_ZERO = ("T", "seed")
 ANY_SIGN = ("difficulty",)        # a benchmark's difficulty scale may start at 0 or below
 # the synthetic QA tasks name their difficulty (chain steps): synthetic_qa_d3 (scaling.infer.task_name)
 DIFFICULTY_TASK = re.compile(r"^synthetic_qa_d(\d+)$")
