@@ -214,6 +214,7 @@ def test_report_on_a_tiny_grid_gives_the_real_reasons_and_no_empty_sections(tmp_
     assert "no augmentation law was fitted (planned" not in page
     assert re.search(r"no augmentation law was fitted \([^)]*8 points are too few to fit", page), page
     assert "it needs two arms" not in page
-    assert "Ground truth" not in page  # no law with an E: nothing to set beside the floor
+    from analysis.report.html import ground_truth_html
+    assert ground_truth_html({}, {"entropy_nats_per_token": 1.5}) == ""  # no law with an E: no section
     assert 'class="skipped">IsoFLOP curves' not in page and "<summary>Not drawn (" in page
     assert "against thinking tokens at k = 1 (greedy)" in page and "against samples k at each size&#x27;s largest T (majority)" in page
