@@ -17,7 +17,14 @@ import sys
 # TensorFlow (under seqio) only feeds data here: keep its C++ start-up chatter off the terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from scaling.configuration import ConfigError, split_gin_args
+from scaling.native_noise import quiet_tensorflow_import
+
+quiet_tensorflow_import()
+
+from scaling.configuration import ConfigError, split_gin_args  # noqa: E402 (after the import hook)
+
+# The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 # verb -> (module, one-line help)
 VERBS = {
@@ -38,6 +45,12 @@ VERBS = {
 
 def main(argv: list[str] | None = None) -> int:
     return _dispatch(argv)[1]
+
+
+def interrupted_line(verb: str | None) -> str:
+    """The one line a Ctrl-C gets (scaling train says more: it checkpoints first)."""
+    return (f"scaling{' ' + verb if verb else ''}: interrupted (Ctrl-C); files are written whole or not at "
+            f"all, so every file already there is intact")
 
 
 def _dispatch(argv: list[str] | None) -> tuple[str | None, int]:
@@ -74,8 +87,17 @@ EXIT_AT_ONCE = ("train", "infer")
 def entry() -> None:
     """The console script (and `python -m scaling.cli`): main(), then exit. Every output of a
     train or infer run (checkpoints waited for, rows, logs, timings) is written before main
-    returns, so skipping interpreter shutdown loses nothing."""
-    verb, code = _dispatch(None)
+    returns, so skipping interpreter shutdown loses nothing. A Ctrl-C also ends the process at
+    once: waiting for worker threads (a report's fits, tf.data) would outlast the user's patience,
+    and every write is atomic or an append that a reader may find torn."""
+    argv = sys.argv[1:]
+    try:
+        verb, code = _dispatch(argv)
+    except KeyboardInterrupt:  # the one interrupt path: one line, exit 130, no interpreter shutdown
+        print(interrupted_line(next((a for a in argv if a in VERBS), None)), file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
     if verb in EXIT_AT_ONCE:
         sys.stdout.flush()
         sys.stderr.flush()

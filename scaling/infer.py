@@ -26,6 +26,7 @@ import gin
 import numpy as np
 import pandas as pd
 
+from analysis.appended import CorruptLine, read_jsonl, read_records
 from analysis.atomic import write_text_atomic
 from analysis.schema import pass_at_k
 from scaling import accounting, checkpoints, configuration, decode, timings
@@ -96,14 +97,10 @@ def read_rows(run_dir: str | Path, name: str = ROWS_FILE) -> list[dict]:
     path = Path(run_dir) / name
     if not path.is_file():
         return []
-    rows = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise InferenceError(f"{path}:{line_no}: not a JSON row ({e})") from None
-    return rows
+    try:
+        return [row for _, row in read_jsonl(path)]
+    except CorruptLine as e:
+        raise InferenceError(str(e)) from None
 
 
 def _row_key(row: dict) -> tuple:
@@ -241,10 +238,7 @@ def _select_checkpoint(run_dir: Path, branch: str | None, step: int | None) -> d
 def _identity(run_dir: Path) -> dict:
     """run_id, sweep and arm as the trainer recorded them in training_rows.jsonl."""
     path = run_dir / "training_rows.jsonl"
-    first = {}
-    if path.is_file():
-        lines = [l for l in path.read_text().splitlines() if l.strip()]
-        first = json.loads(lines[0]) if lines else {}
+    first = next(iter(read_records(path)), {})
     return {"run_id": first.get("run_id", run_dir.name), "sweep": first.get("sweep", ""),
             "arm": first.get("arm", "")}
 

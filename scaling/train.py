@@ -23,7 +23,7 @@ from scaling.checkpoints import finished_branches, write_model_config
 from scaling.configuration import ConfigError, PlacedConfigError
 from scaling.run_folder import IDENTITY_FILE, RunFolder
 from scaling.train_config import NOT_IDENTITY, TrainConfig, require
-from scaling.trainer import Preempted, Trainer, TrainingFailed
+from scaling.trainer import Interrupted, Preempted, Trainer, TrainingFailed
 
 
 def train(config: TrainConfig) -> dict:
@@ -61,6 +61,13 @@ def train(config: TrainConfig) -> dict:
             trainer.close()
         folder.status("finished", "", trainer.counters.step, trainer.counters.tokens)
         return {"run_dir": str(run_dir), "finished": finished_branches(run_dir), "skipped": False}
+    except Interrupted as e:
+        folder.status("interrupted", str(e), trainer.counters.step, trainer.counters.tokens)
+        raise
+    except KeyboardInterrupt:  # before the loop, or a second Ctrl-C: the newest checkpoint stays the resume point
+        folder.status("interrupted", "interrupted (Ctrl-C) before a checkpoint of this moment; rerun to resume "
+                                     "from the newest checkpoint")
+        raise
     except TrainingFailed as e:
         folder.status("failed", str(e))
         raise
@@ -118,7 +125,7 @@ def run_train(args) -> int:
         timings.PROCESS.record(summary["run_dir"], "train" + (" + infer" if args.infer_gin_file else ""))
     except TrainingFailed as e:
         print(f"scaling train: {e}", file=sys.stderr)
-        return 143 if isinstance(e, Preempted) else 1
+        return 130 if isinstance(e, Interrupted) else 143 if isinstance(e, Preempted) else 1
     except ConfigError:
         raise
     except Exception:

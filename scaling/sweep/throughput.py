@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis.appended import read_records
 from scaling import accounting, mfu, partitioning
 from scaling.model import ModelConfig
 from scaling.optimizer import make_optimizer
@@ -50,7 +51,7 @@ def recorded(sweep_dir: Path, config: dict, batch_size: int) -> float | None:
         log = run_json.parent / "log.jsonl"
         if not log.is_file():
             continue
-        lines = [json.loads(line) for line in log.read_text().splitlines()[-20:] if line.strip()]
+        lines = read_records(log)[-20:]
         rates += [float(r["flops_per_s"]) for r in lines[1:] if r.get("flops_per_s")]  # first includes compile
     return statistics.median(rates) if rates else None
 
