@@ -176,6 +176,8 @@ def _validated(data: Mapping, source: str) -> Law:
     except (ValueError, TypeError) as e:
         fail(f"settings of form {name!r}: {e}")
     params = data["parameters"]
+    if not isinstance(params, Mapping):
+        fail(f"field 'parameters' must be a JSON object of name -> estimate, got {params!r}")
     missing = [p for p in expected if p not in params]
     if missing:
         fail(f"parameters {missing} missing for form {name!r}")
@@ -189,14 +191,28 @@ def _validated(data: Mapping, source: str) -> Law:
         if not math.isfinite(est):
             fail(f"parameter {pname!r} has a non-finite estimate {est}")
         estimates[pname] = ParameterEstimate(est, se, (lo, hi))
-    draws = {k: np.asarray(v, dtype=np.float64) for k, v in (data.get("bootstrap_samples") or {}).items()}
+    typed = {}
+    for key, kind, default in (("approach", int, None), ("objective", float, None), ("huber_delta", float, 0.0),
+                               ("n_points", int, None), ("n_starts", int, 0)):
+        value = data.get(key) or default if default is not None else data[key]
+        try:
+            typed[key] = kind(value)
+        except (TypeError, ValueError):
+            fail(f"field {key!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    for key in ("ranges", "heldout", "bootstrap_samples"):
+        if not isinstance(data.get(key) or {}, Mapping):
+            fail(f"field {key!r} must be a JSON object, got {data[key]!r}")
+    try:
+        draws = {k: np.asarray(v, dtype=np.float64) for k, v in (data.get("bootstrap_samples") or {}).items()}
+    except (TypeError, ValueError) as e:
+        fail(f"field 'bootstrap_samples' must hold lists of numbers ({e})")
     lengths = {len(v) for v in draws.values()}
     if len(lengths) > 1:
         fail(f"bootstrap_samples have unequal lengths {sorted(lengths)}")
-    return Law(form=name, target=data["target"], approach=int(data["approach"]), parameters=estimates,
-               bootstrap_samples=draws, ranges=dict(data["ranges"]), objective=float(data["objective"]),
-               huber_delta=float(data.get("huber_delta") or 0.0), n_points=int(data["n_points"]),
-               n_starts=int(data.get("n_starts") or 0), converged=bool(data.get("converged", False)),
+    return Law(form=name, target=data["target"], approach=typed["approach"], parameters=estimates,
+               bootstrap_samples=draws, ranges=dict(data["ranges"]), objective=typed["objective"],
+               huber_delta=typed["huber_delta"], n_points=typed["n_points"],
+               n_starts=typed["n_starts"], converged=bool(data.get("converged", False)),
                heldout=dict(data.get("heldout") or {}), data_hash=str(data.get("data_hash", "")),
                settings=settings, diagnostics=diagnostics)
 
@@ -208,6 +224,12 @@ def load_law(path: str | os.PathLike) -> Law:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise LawError(f"{path}: no such law file") from None
+    except IsADirectoryError:
+        raise LawError(f"{path}: a folder, not a law file") from None
+    except UnicodeDecodeError as e:
+        raise LawError(f"{path}: not a law file (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise LawError(f"{path}: cannot be read ({e.strerror})") from None
     except json.JSONDecodeError as e:
         raise LawError(f"{path}: not valid JSON ({e})") from None
     return _validated(data, str(path))

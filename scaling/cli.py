@@ -42,6 +42,17 @@ VERBS = {
     "collect": ("scaling.sweep.collect", "write a sweep's training.parquet and inference.parquet, validated"),
 }
 
+# Verbs configured by their flags alone: a gin flag given to them would be silently ignored.
+NO_GIN = ("fit", "predict", "recommend", "report", "status", "collect")
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """A usage mistake in one line naming the flag and the problem (verbs inherit it), not the
+    whole usage block: the options are one --help away."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (options: `{self.prog} --help`)\n")
+
 
 def main(argv: list[str] | None = None) -> int:
     return _dispatch(argv)[1]
@@ -61,7 +72,7 @@ def _dispatch(argv: list[str] | None) -> tuple[str | None, int]:
     except ConfigError as e:
         print(f"scaling: error: {e}", file=sys.stderr)
         return None, 2
-    parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
+    parser = OneLineErrors(prog="scaling", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True, metavar="verb")
     modules = {}
     for verb, (module_name, help_text) in VERBS.items():
@@ -70,6 +81,11 @@ def _dispatch(argv: list[str] | None) -> tuple[str | None, int]:
             modules[verb] = importlib.import_module(module_name)
             getattr(modules[verb], f"configure_{verb}")(verb_parser)
     args = parser.parse_args(rest)
+    if args.verb in NO_GIN and (gin_args.files or gin_args.bindings):
+        given = [f"--gin_file={f}" for f in gin_args.files] + [f"(gin binding {b})" for b in gin_args.bindings]
+        print(f"scaling {args.verb}: error: {args.verb} takes no gin flags, and would ignore {' '.join(given)}; "
+              f"see `scaling {args.verb} --help` for its options", file=sys.stderr)
+        return args.verb, 2
     args.gin = gin_args
     try:
         return args.verb, int(getattr(modules[args.verb], f"run_{args.verb}")(args) or 0)
