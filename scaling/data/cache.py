@@ -35,9 +35,14 @@ def read_records(cache_dir: str | Path) -> Iterator[dict]:
     """Every complete record of every shard, in shard then line order."""
     for shard in sorted(Path(cache_dir).glob("shard-*.jsonl")):
         try:
-            yield from (record for _, record in read_jsonl(shard))
+            lines = list(read_jsonl(shard))
         except CorruptLine as e:
             raise ConfigError(f"corrupt cache record: {e}") from None
+        for number, record in lines:
+            if not isinstance(record.get("key"), str):
+                raise ConfigError(f"{shard}:{number}: a cache record without its 'key'; this file was not written "
+                                  f"by `scaling augment` (move it out of the cache folder)")
+            yield record
 
 
 class CacheWriter:
