@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from analysis.answers import below_floor
-from analysis.atomic import write_text_atomic
+from analysis.atomic import unwritable, write_text_atomic
 from analysis import flags
 from analysis.diagnostics import lines_from_dict
 from analysis.fitting import fit
@@ -137,6 +137,10 @@ def _settings_from_flags(args, form) -> dict:
 
 
 def run_fit(args) -> int:
+    problem = unwritable(args.output, "-o")
+    if problem:
+        print(f"scaling fit: error: {problem}", file=sys.stderr)
+        return 2
     try:
         columns = parse_columns(args.columns)
         form = get_form(args.form) if args.approach == 3 else form_of_approach(args.approach)
@@ -416,6 +420,10 @@ def parse_floor(value: str):
 
 def run_report(args, sweep=None) -> int:
     """`sweep`: a SweepSupport (analysis.report.sources) for sweep folders and their true floor."""
+    problem = unwritable(args.output, "-o")
+    if problem:
+        print(f"scaling report: error: {problem}", file=sys.stderr)
+        return 2
     try:
         text = build_report(args.path, parse_columns(args.columns), args.bootstrap, args.budgets,
                             args.inference_tokens, args.target, floor=parse_floor(args.floor), sweep=sweep)

@@ -92,6 +92,11 @@ def _dispatch(argv: list[str] | None) -> tuple[str | None, int]:
     except ConfigError as e:
         print(f"scaling {args.verb}: configuration error: {e}", file=sys.stderr)
         return args.verb, 2
+    except OSError as e:  # a full disk, a read-only folder: what failed, in one line (writes are atomic)
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"scaling {args.verb}: error: {e.strerror or e}{where}; files already written are intact",
+              file=sys.stderr)
+        return args.verb, 1
 
 
 # Verbs whose process ends with os._exit once everything is written: they hold tf.data
