@@ -16,9 +16,11 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from analysis import flags
 from analysis.answers import below_floor
 from analysis.atomic import unwritable, write_text_atomic
-from analysis import flags
 from analysis.diagnostics import lines_from_dict
 from analysis.fitting import fit
 from analysis.forms.base import FORMS, form_of_approach, forms_with_option, get_form
@@ -252,7 +254,8 @@ def run_predict(args) -> int:
             source = "command line"
         else:
             raise TableError(f"no points: give {', '.join('--' + n for n in required_inputs(law))} or --points=FILE")
-        result = predict(law, points, tolerance=args.tolerance, source=source, columns=parse_columns(args.columns))
+        with np.errstate(over="ignore"):  # an overflow far outside the fitted ranges is reported below, once
+            result = predict(law, points, tolerance=args.tolerance, source=source, columns=parse_columns(args.columns))
     except (TableError, LawError, ValueError) as e:
         print(f"scaling predict: error: {e}", file=sys.stderr)
         return 2
