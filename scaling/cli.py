@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 
 # TensorFlow (under seqio) only feeds data here: keep its C++ start-up chatter off the terminal.
@@ -104,6 +105,20 @@ def _dispatch(argv: list[str] | None) -> tuple[str | None, int]:
 # tf.data iterator destroyed at exit waits on its threads, measured at 12 to 90 s.
 EXIT_AT_ONCE = ("train", "infer")
 
+# Verbs that hold nothing to save on Ctrl-C (their every write is atomic, or an append a reader
+# may find torn): the process ends in the signal handler itself, so no library that catches
+# KeyboardInterrupt (some do, around optional imports) and no worker thread can keep it running.
+# train checkpoints first, sweep and demo stop their runs, infer finishes its write: they take
+# KeyboardInterrupt.
+END_ON_INTERRUPT = ("augment", "collect", "describe", "fit", "predict", "recommend", "report", "status")
+
+
+def _end_on_interrupt(verb: str):
+    def handler(signum, frame):
+        print(interrupted_line(verb), file=sys.stderr, flush=True)
+        os._exit(INTERRUPTED)
+    return handler
+
 
 def entry() -> None:
     """The console script (and `python -m scaling.cli`): main(), then exit. Every output of a
@@ -112,10 +127,13 @@ def entry() -> None:
     once: waiting for worker threads (a report's fits, tf.data) would outlast the user's patience,
     and every write is atomic or an append that a reader may find torn."""
     argv = sys.argv[1:]
+    verb = next((a for a in argv if a in VERBS), None)
+    if verb in END_ON_INTERRUPT and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _end_on_interrupt(verb))
     try:
         verb, code = _dispatch(argv)
     except KeyboardInterrupt:  # the one interrupt path: one line, exit 130, no interpreter shutdown
-        print(interrupted_line(next((a for a in argv if a in VERBS), None)), file=sys.stderr)
+        print(interrupted_line(verb), file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(INTERRUPTED)

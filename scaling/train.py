@@ -18,17 +18,21 @@ import sys
 import traceback
 from pathlib import Path
 
-from scaling import configuration, infer, partitioning, run_folder, timings
-from scaling.checkpoints import finished_branches, write_model_config
+from scaling import configuration, timings
 from scaling.configuration import ConfigError, PlacedConfigError
-from scaling.run_folder import IDENTITY_FILE, RunFolder
-from scaling.train_config import NOT_IDENTITY, TrainConfig, require
-from scaling.trainer import Interrupted, Preempted, Trainer, TrainingFailed
+
+# JAX, Flax, Orbax and TensorFlow (under the data pipeline) are imported where a run starts, not
+# here: `scaling train --help` then answers at once (scaling.cli imports this module to build it).
 
 
 def train(config: TrainConfig) -> dict:
     """Train `config.model` on `config.task` to each of its data budgets. Returns a summary;
     raises TrainingFailed (status.json says why)."""
+    from scaling import partitioning, run_folder
+    from scaling.checkpoints import finished_branches, write_model_config
+    from scaling.run_folder import IDENTITY_FILE, RunFolder
+    from scaling.train_config import NOT_IDENTITY, require
+    from scaling.trainer import Interrupted, Trainer, TrainingFailed
     run_dir = config.run_dir()
     config.check_types()
     if run_dir.exists() and not run_dir.is_dir():
@@ -97,6 +101,9 @@ def configure_train(parser):
 def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
     """`scaling infer` on each branch, in this process: compiled decoders are shared across
     branches, and rows already in the run's table are skipped as always."""
+    from scaling import infer
+    from scaling.checkpoints import finished_branches
+    from scaling.trainer import TrainingFailed
     finished = [r["branch"] for r in finished_branches(run_dir)]
     wanted = finished if branches == "all" else [b for b in branches.split(",") if b]
     missing = [b for b in wanted if b not in finished]
@@ -110,6 +117,11 @@ def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
 
 
 def run_train(args) -> int:
+    # every module the run uses, imported before the gin files are parsed: their configurables
+    # (train, infer, the data pipeline's tasks and teachers) must be known to gin by then
+    from scaling import infer, partitioning  # noqa: F401 (infer: its gin names)
+    from scaling.train_config import TrainConfig
+    from scaling.trainer import Interrupted, Preempted, TrainingFailed
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     partitioning.initialize_distributed()

@@ -420,13 +420,57 @@ def _scaling(*args):
     return [sys.executable, "-m", "scaling.cli", *map(str, args)]
 
 
+# A user's environment: TensorFlow, imported by this test process, sets TF_CPP_MIN_LOG_LEVEL=1 in it.
+USER_ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def _ctrl_c_reaches_it():
+    """A terminal's foreground process gets Ctrl-C; one started in the background (as a test
+    runner may be) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_checkpoints_and_a_torn_log_line_does_not_stop_the_resume(tmp_path):
+    from tests.test_bad_input import TINY
+    run_dir = tmp_path / "run"
+    flags = [*TINY, "--gin.train.data_budgets=[20000]", "--gin.train.checkpoint_every_steps=1000",
+             f"--gin.MODEL_DIR={run_dir}"]
+    proc = subprocess.Popen(_scaling("train", *flags), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=USER_ENV, preexec_fn=_ctrl_c_reaches_it)
+    log = run_dir / "log.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    line = one_line(err)
+    assert line.startswith("scaling train: interrupted (Ctrl-C) at step ") and "checkpoint saved" in line
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["step"] > 0
+    assert any((run_dir / "checkpoints" / "trunk").iterdir())
+    for name in ("log.jsonl", "training_rows.jsonl"):  # a kill during an append
+        with open(run_dir / name, "a") as f:
+            f.write('{"step": 99999, "lo')
+    again = subprocess.run(_scaling("train", *flags), cwd=REPO, capture_output=True, text=True, timeout=600,
+                           env=USER_ENV)
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr and "absl::InitializeLog" not in again.stderr
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    steps = [r["step"] for _, r in read_jsonl(log)]
+    assert steps == sorted(set(steps)) and 99999 not in steps and steps[0] == 1  # each step once, none lost
+    assert any(r.get("is_final") for _, r in read_jsonl(run_dir / "training_rows.jsonl"))
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_a_fit_is_one_line_exit_130_and_the_old_output_intact(files, tmp_path):
     output = tmp_path / "law.json"
     output.write_text('{"kept": true}\n')
     before = snapshot(tmp_path)
     proc = subprocess.Popen(_scaling("fit", files / "table.csv", "-o", output, "--bootstrap=1000000"), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=USER_ENV,
+                            preexec_fn=_ctrl_c_reaches_it)
     time.sleep(8)  # imports done or not, the one interrupt path takes it
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -436,18 +480,18 @@ def test_ctrl_c_during_a_fit_is_one_line_exit_130_and_the_old_output_intact(file
 
 
 def test_help_imports_neither_jax_nor_tensorflow_and_start_up_prints_no_native_noise():
-    light = ("augment", "train", "sweep", "status", "collect", "describe")
+    light = ("augment", "train")
     script = ("import sys\nfrom scaling import cli\n"
               "try:\n    cli.main([sys.argv[1], '--help'])\nexcept SystemExit:\n    pass\n"
               "print(sorted(m for m in ('jax', 'tensorflow') if m in sys.modules))\n")
     for verb in light:
         proc = subprocess.run([sys.executable, "-c", script, verb], cwd=REPO, capture_output=True, text=True,
-                              timeout=120)
+                              timeout=120, env=USER_ENV)
         assert proc.returncode == 0 and proc.stdout.strip().endswith("[]"), (verb, proc.stdout[-300:], proc.stderr)
         assert "usage: scaling " + verb in proc.stdout
     # a verb that does import TensorFlow (its data pipeline): none of its native start-up lines reach the user
     proc = subprocess.run([sys.executable, "-c", "from scaling import cli\nimport tensorflow\nprint('imported')"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=USER_ENV)
     assert proc.returncode == 0 and proc.stdout.strip() == "imported"
     for noise in ("absl::InitializeLog", "oneDNN", "cudart", "cuda drivers"):
         assert noise not in proc.stderr, proc.stderr
