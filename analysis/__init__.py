@@ -9,12 +9,12 @@ import importlib
 
 _PUBLIC = {
     "fit": "analysis.fitting",
-    "FORMS": "analysis.forms.base",
-    "get_form": "analysis.forms.base",
+    "FORMS": "analysis.forms",
+    "get_form": "analysis.forms",
     "pass_at_k": "analysis.schema",
     "Law": "analysis.law",
     "LawError": "analysis.law",
-    "ParameterEstimate": "analysis.law",
+    "ParameterEstimate": "analysis.estimates",
     "load_law": "analysis.law",
     "TableError": "analysis.tables",
     "predict": "analysis.prediction",

@@ -23,8 +23,10 @@ from analysis.answers import below_floor
 from analysis.atomic import unwritable, write_text_atomic
 from analysis.diagnostics import lines_from_dict
 from analysis.fitting import fit
-from analysis.forms.base import FORMS, form_of_approach, forms_with_option, get_form
+from analysis.forms import FORMS, form_of_approach, forms_with_option, get_form
 from analysis.law import LawError, load_law
+from analysis.questions import FLAGS, QUESTIONS, query_of, question_for
+from analysis.questions.base import TOLERANCE
 from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
 from analysis.report import build_report
 from analysis.tables import TableError, parse_columns
@@ -186,7 +188,7 @@ def floor_number(value: float) -> float:
 
 def summary(law) -> str:
     """A plain-text table of the estimates, intervals and fit diagnostics."""
-    form = get_form(law.form)
+    form = law.form
     lines = [f"form {law.form} (approach {law.approach}), target {law.target}, {law.n_points} points, "
              f"{law.n_starts} starts, objective {law.objective:.6g}" + form.objective_text(law),
              f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}"]
@@ -290,62 +292,27 @@ def finite_json(value) -> tuple[object, int]:
 # ---------------------------------------------------------------------------------------------
 
 def configure_recommend(parser) -> None:
+    """The question flags come from the questions (analysis.questions): help, type and default,
+    grouped under the first question that reads each."""
     parser.add_argument("law", help="law file written by `scaling fit`")
-    parser.add_argument("--train_flops", type=float, help="training budget C in FLOPs")
-    parser.add_argument("--inference_queries", type=float, help="expected lifetime queries")
-    parser.add_argument("--tokens_per_query", type=float, help="tokens processed per query (prompt + answer)")
-    parser.add_argument("--total_flops", type=float, help="training plus inference compute (joint law)")
-    parser.add_argument("--max_params", type=float, help="largest model you can serve")
-    parser.add_argument("--target_loss", type=float, help="quality bar for inference-aware sizing")
-    parser.add_argument("--teacher_flops_per_token", type=float,
-                        help="teacher FLOPs per generated thinking token (default: the law's settings)")
-    parser.add_argument("--thinking_fraction", type=float,
-                        help="share of an augmented arm's trained tokens that are thinking (default: the law's settings)")
-    parser.add_argument("--params", type=float, help="hyperparameter law: model size N of the grid point; "
-                                                     "--difficulty_mix: the model's N (default the largest fitted)")
-    parser.add_argument("--tokens", type=float, help="hyperparameter law: training tokens D of the grid point; "
-                                                     "--difficulty_mix: the model's D (default the largest fitted)")
-    parser.add_argument("--difficulty_mix", help="joint law fitted with a difficulty column: the share of queries "
-                                                 "at each difficulty, e.g. 1:0.5,2:0.3,3:0.2 (shares sum to 1); "
-                                                 "a thinking budget per difficulty")
-    parser.add_argument("--mean_thinking_tokens", type=float,
-                        help="with --difficulty_mix: the mean thinking budget per query over the mix (>= 0)")
-    parser.add_argument("--arm", help="with --difficulty_mix: the pretraining arm (default: each fitted arm, "
-                                      "the best reported)")
-    parser.add_argument("--tolerance", type=float, default=3.0,
-                        help="warn when the answer leaves the fitted ranges by more than this factor (default 3)")
+    added = set()
+    for question in QUESTIONS:
+        group = parser.add_argument_group(question.title.lower())
+        for flag in question.flags:
+            if flag.name not in added:
+                added.add(flag.name)
+                group.add_argument(f"--{flag.name}", type=flag.type, default=flag.default, help=flag.help)
+    parser.add_argument(f"--{TOLERANCE.name}", type=TOLERANCE.type, default=TOLERANCE.default, help=TOLERANCE.help)
     parser.add_argument("--floor", help="the true irreducible loss (a number, or the JSON of `scaling describe "
                                         "--corpus=synthetic`): warn when a predicted loss falls below it "
                                         "(default: the floor the law was fitted with, if any)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-# The budget flags: each must be a finite number above zero when given.
-POSITIVE_FLAGS = ("train_flops", "inference_queries", "tokens_per_query", "total_flops", "max_params",
-                  "target_loss", "teacher_flops_per_token")
-
-
-def check_query(args) -> str | None:
-    """What is wrong with the query's numbers (non-finite, non-positive), or None."""
-    for flag in POSITIVE_FLAGS:
-        value = getattr(args, flag, None)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            return f"--{flag}={value:g}: must be a finite number above zero"
-    if args.thinking_fraction is not None and not (math.isfinite(args.thinking_fraction)
-                                                   and 0 <= args.thinking_fraction <= 1):
-        return f"--thinking_fraction={args.thinking_fraction:g}: must be a share in [0, 1]"
-    mean = getattr(args, "mean_thinking_tokens", None)
-    if mean is not None and not (math.isfinite(mean) and mean >= 0):
-        return f"--mean_thinking_tokens={mean:g}: must be a finite number >= 0 (0: answer every query directly)"
-    if not (math.isfinite(args.tolerance) and args.tolerance >= 1):
-        return f"--tolerance={args.tolerance:g}: must be a finite factor >= 1"
-    return None
-
-
 def check_law_bounds(law, source: str) -> str | None:
     """A law whose estimates lie outside its form's bounds (a negative exponent, say) answers
     nothing meaningful: say which parameter and the bounds."""
-    bounds = get_form(law.form).bounds_for(law.settings)
+    bounds = law.form.bounds_for(law.settings)
     for name, value in law.estimates().items():
         low, high = bounds.get(name, (-math.inf, math.inf))
         if not low <= float(value) <= high:
@@ -360,18 +327,13 @@ def run_recommend(args) -> int:
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"scaling recommend: cannot use law file {args.law}: {e}", file=sys.stderr)
         return 2
-    problem = check_query(args) or check_law_bounds(law, args.law)
-    if problem:
-        print(f"scaling recommend: {problem}", file=sys.stderr)
-        return 2
     try:
-        answer = law.recommend(train_flops=args.train_flops, inference_queries=args.inference_queries,
-                               tokens_per_query=args.tokens_per_query, total_flops=args.total_flops,
-                               max_params=args.max_params, target_loss=args.target_loss, tolerance=args.tolerance,
-                               teacher_flops_per_token=args.teacher_flops_per_token,
-                               thinking_fraction=args.thinking_fraction, params=args.params, tokens=args.tokens,
-                               difficulty_mix=args.difficulty_mix, mean_thinking_tokens=args.mean_thinking_tokens,
-                               arm=args.arm)
+        query = query_of({flag.name: getattr(args, flag.name) for flag in FLAGS})
+        problem = check_law_bounds(law, args.law)
+        if problem:
+            print(f"scaling recommend: {problem}", file=sys.stderr)
+            return 2
+        answer = question_for(law, query).answer(law, query)
         floor = read_floor(args.floor) if args.floor is not None else getattr(law.settings, "floor", None)
     except ValueError as e:
         print(f"scaling recommend: {e}", file=sys.stderr)

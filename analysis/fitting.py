@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.forms.base import CurveForm, FormOptions, compiled_prediction, form_of_approach, get_form
-from analysis.law import Law, ParameterEstimate, load_law
+from analysis.law import Law, ParameterEstimate, load_law, typed_settings
 from analysis.diagnostics import residual_diagnostics
 from analysis.solver import minimize_batch
 from analysis.tables import TableError, TooFewPoints, canonical_table, data_hash, ranges, select_rows
@@ -227,7 +227,7 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
              options: FormOptions | Mapping | None = None, **form_options) -> Law:
     """Fit one form (approach 3) to a canonical frame (see analysis.tables.canonical_table).
     Its settings: `options` (typed or a mapping), or keyword arguments."""
-    form = get_form(form) if isinstance(form, str) else form
+    form = get_form(form)
     given = form.options_from(options if options is not None else form_options)
     options = form.prepare(given, frame)
     fitted = _floored(form, options)
@@ -256,7 +256,7 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
         diagnostics["bootstrap_converged_fraction"] = float(np.mean(boot_converged))
     if options.floor is not None:
         diagnostics["points_below_floor"] = int(np.sum(frame["loss"].to_numpy() < options.floor))
-    law = Law(form=form.name, target=target, approach=3, parameters=parameters,
+    law = Law(form=form, target=target, approach=3, parameters=parameters,
               bootstrap_samples={k: np.asarray(v, dtype=np.float64) for k, v in draws.items()},
               ranges=ranges(frame), objective=float(f[0]),
               huber_delta=0.0 if options.objective == "squared_loss" else huber_delta, n_points=len(frame),
@@ -350,10 +350,11 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
         form_options["base"] = load_law(form_options["base"]).estimates()
     if _is_path(form_options.get("loss_law")):
         form_options["loss_law"] = load_law(form_options["loss_law"])
-    options = form.options_from(form_options)
+    options = typed_settings(form, form_options)
     if not isinstance(form, CurveForm):
-        return form.fit(table, options, approach=approach, target=target, columns=columns, bootstrap=bootstrap,
-                        huber_delta=huber_delta, heldout_fraction=heldout_fraction, seed=seed)
+        estimates = form.fit(table, options, approach=approach, target=target, columns=columns, bootstrap=bootstrap,
+                             huber_delta=huber_delta, heldout_fraction=heldout_fraction, seed=seed, fit_curve=fit_form)
+        return Law.from_estimates(form, options, estimates)
     required = form.required_covariates(options)
     frame, source = canonical_table(table, required, target=target, columns=columns,
                                     optional=form.optional_columns(options))

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.diagnostics import residual_diagnostics
-from analysis.law import Law, ParameterEstimate
+from analysis.estimates import Estimates, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, ranges
 
 HYPERPARAMETERS = "hyperparameters"   # the form name (analysis.forms.hyperparameters)
@@ -61,7 +61,7 @@ def _estimate(draws: np.ndarray) -> ParameterEstimate:
 
 def fit_hyperparameters(table, target: str = "loss", columns: Mapping[str, str] | None = None,
                         bootstrap: int = 1000, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
-                        seq_len: float = 1.0) -> Law:
+                        seq_len: float = 1.0) -> Estimates:
     """Step Law on a table with N, D, lr, batch_size and the loss (see the module doc). `seq_len`
     multiplies batch_size (sequences -> tokens; 1 if the column is already in tokens)."""
     if not threshold > 0:
@@ -100,7 +100,7 @@ def fit_hyperparameters(table, target: str = "loss", columns: Mapping[str, str] 
     per_group = (runs.groupby(["N", "D"]).size()).to_numpy()
     diagnostics = residual_diagnostics(residual_lr.to_numpy(), {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()},
                                        scale="ln lr - ln lr*(N, D)")
-    return Law(form=HYPERPARAMETERS, target=target, approach=3, parameters=parameters, bootstrap_samples=samples,
+    return Estimates(target=target, approach=3, parameters=parameters, bootstrap_samples=samples,
                ranges=ranges(frame), objective=float(np.sum(residual_lr ** 2) + np.sum(residual_bs ** 2)),
                huber_delta=0.0, n_points=len(frame), n_starts=0, converged=True, heldout={},
                data_hash=data_hash(frame),

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from analysis.law import Law, ParameterEstimate
+from analysis.estimates import Estimates, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, ranges
 
 
@@ -73,7 +73,7 @@ COMPUTE_OPTIMAL = "compute_optimal"  # the form name of approach-1/2 laws (analy
 
 
 def fit_compute_optimal(table, approach: int = 2, target: str = "eval_loss", columns: Mapping[str, str] | None = None,
-                        bootstrap: int = 1000, budget_decimals: int = 1, seed: int = 0) -> Law:
+                        bootstrap: int = 1000, budget_decimals: int = 1, seed: int = 0) -> Estimates:
     """Approach 1 or 2 (a parabola per IsoFLOP curve) on a table with N, D, C and the target.
     analysis.porian is the other approach-2 estimator."""
     frame, source = canonical_table(table, ("N", "D", "C"), target=target, columns=columns)
@@ -88,7 +88,7 @@ def fit_compute_optimal(table, approach: int = 2, target: str = "eval_loss", col
     residual = np.concatenate([
         np.log(points["N"]) - np.log(n_params["k_N"].estimate * points["C"] ** n_params["a"].estimate),
         np.log(points["D"]) - np.log(d_params["k_D"].estimate * points["C"] ** d_params["b"].estimate)])
-    return Law(form=COMPUTE_OPTIMAL, target=target, approach=approach, parameters={**n_params, **d_params},
+    return Estimates(target=target, approach=approach, parameters={**n_params, **d_params},
                bootstrap_samples={**n_draws, **d_draws}, ranges=ranges(frame),
                objective=float(np.sum(residual ** 2)), huber_delta=0.0, n_points=len(frame),
                n_starts=0, converged=True, heldout={}, data_hash=data_hash(frame),

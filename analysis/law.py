@@ -20,30 +20,20 @@ from typing import Any, Mapping
 import numpy as np
 
 from analysis.atomic import write_json_atomic
-from analysis.forms.base import FORMS, FormOptions, get_form
-from analysis.recommend import recommend
+from analysis.estimates import Estimates, LawError, ParameterEstimate
+from analysis.forms import FORMS, FormOptions, LawForm, get_form
+from analysis.questions import recommend
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 
-class LawError(ValueError):
-    """A law file that cannot be used, with the reason and the file."""
-
-
-@dataclass(frozen=True)
-class ParameterEstimate:
-    estimate: float
-    se: float
-    ci: tuple[float, float]
-
-    def to_dict(self) -> dict:
-        return {"estimate": self.estimate, "se": self.se, "ci": [self.ci[0], self.ci[1]]}
-
-
 @dataclass(frozen=True)
 class Law:
-    form: str
+    """A fitted law: its form object (given by name or as the object; resolved once, here), the
+    form's typed settings, and what the estimator measured (the fields of analysis.estimates.Estimates)."""
+
+    form: LawForm
     target: str
     approach: int
     parameters: dict[str, ParameterEstimate]
@@ -61,29 +51,38 @@ class Law:
     diagnostics: dict[str, Any] = field(default_factory=dict)  # what the fit measured about itself
 
     def __post_init__(self):
-        object.__setattr__(self, "settings", get_form(self.form).options_from(self.settings))
+        form = get_form(self.form)
+        object.__setattr__(self, "form", form)
+        object.__setattr__(self, "settings", typed_settings(form, self.settings))
+
+    @classmethod
+    def from_estimates(cls, form: LawForm, settings: FormOptions, estimates: Estimates) -> "Law":
+        """Wrap an estimator's result: `estimates.settings` (what the estimator completed) over `settings`."""
+        fields = {f.name: getattr(estimates, f.name) for f in dataclasses.fields(Estimates)}
+        completed = fields.pop("settings")
+        return cls(form=form, settings=settings.replace(**completed) if completed else settings, **fields)
 
     # -- prediction ----------------------------------------------------------------------------
     def estimates(self) -> dict[str, float]:
         """Point estimates, parameters the settings fix (e.g. a given base law) included."""
-        fixed = get_form(self.form).fixed_parameters(self.settings)
+        fixed = self.form.fixed_parameters(self.settings)
         return {**fixed, **{k: p.estimate for k, p in self.parameters.items()}}
 
     def predict(self, **covariates) -> np.ndarray:
         """The target at the covariates, e.g. law.predict(N=1e9, D=2e10); for approach 1/2 laws
         law.predict(C=1e21) gives N_opt and law.predict(C=1e21, quantity="D") gives D_opt."""
-        return get_form(self.form).predict(self.estimates(), self.settings, **covariates)
+        return self.form.predict(self.estimates(), self.settings, **covariates)
 
     def predict_draws(self, **covariates) -> np.ndarray:
         """The prediction under every bootstrap draw: shape [n_bootstrap, *covariate shape]."""
-        return get_form(self.form).predict_draws(self.draws(), self.settings, **covariates)
+        return self.form.predict_draws(self.draws(), self.settings, **covariates)
 
     def draws(self) -> list[dict[str, float]]:
         """The parameters of every bootstrap draw, fixed parameters included."""
         names = list(self.bootstrap_samples)
         if not names:
             raise LawError("this law has no bootstrap draws (fitted with bootstrap=0)")
-        fixed = get_form(self.form).fixed_parameters(self.settings)
+        fixed = self.form.fixed_parameters(self.settings)
         return [{**fixed, **{k: self.bootstrap_samples[k][i] for k in names}}
                 for i in range(len(self.bootstrap_samples[names[0]]))]
 
@@ -98,7 +97,7 @@ class Law:
     def to_dict(self) -> dict:
         return {
             "schema_version": self.schema_version,
-            "form": self.form,
+            "form": self.form.name,
             "target": self.target,
             "approach": self.approach,
             "parameters": {k: p.to_dict() for k, p in self.parameters.items()},
@@ -140,6 +139,18 @@ def _jsonable(value):
     return value
 
 
+def typed_settings(form: LawForm, settings: FormOptions | Mapping[str, Any] | None) -> FormOptions:
+    """The form's typed settings from a mapping (a law file's) or as given; a setting that holds a
+    law (metadata `law`, e.g. joint_inference's loss_law) is read from its JSON into a Law."""
+    if isinstance(settings, FormOptions):
+        return form.options_from(settings)
+    settings = dict(settings or {})
+    for f in dataclasses.fields(form.Options):
+        if f.metadata.get("law") and isinstance(settings.get(f.name), Mapping):
+            settings[f.name] = Law.from_dict(settings[f.name], f"setting {f.name}")
+    return form.options_from(settings)
+
+
 def _split_version_1_options(form, options: Mapping) -> tuple[dict, dict]:
     """A schema_version 1 `options` object as (settings, diagnostics): the keys the form's options
     dataclass has are settings; `fixed` (a copy of `base`) is dropped; the rest are diagnostics."""
@@ -171,9 +182,9 @@ def _validated(data: Mapping, source: str) -> Law:
     else:
         settings, diagnostics = dict(data.get("settings") or {}), dict(data.get("diagnostics") or {})
     try:
-        settings = form.options_from(settings)
+        settings = typed_settings(form, settings)
         expected = form.parameter_names_for(settings)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError) as e:   # a law setting's LawError too, named with this file
         fail(f"settings of form {name!r}: {e}")
     params = data["parameters"]
     if not isinstance(params, Mapping):
@@ -209,7 +220,7 @@ def _validated(data: Mapping, source: str) -> Law:
     lengths = {len(v) for v in draws.values()}
     if len(lengths) > 1:
         fail(f"bootstrap_samples have unequal lengths {sorted(lengths)}")
-    return Law(form=name, target=data["target"], approach=typed["approach"], parameters=estimates,
+    return Law(form=form, target=data["target"], approach=typed["approach"], parameters=estimates,
                bootstrap_samples=draws, ranges=dict(data["ranges"]), objective=typed["objective"],
                huber_delta=typed["huber_delta"], n_points=typed["n_points"],
                n_starts=typed["n_starts"], converged=bool(data.get("converged", False)),

@@ -18,7 +18,6 @@ from matplotlib.figure import Figure
 
 from analysis import isoflop, recommend
 from analysis.atomic import write_bytes_atomic
-from analysis.forms.base import get_form
 
 FORMATS = ("png", "svg")
 BAND = (2.5, 97.5)
@@ -90,7 +89,7 @@ def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[floa
 def frontier(law, flops: np.ndarray):
     """((N, D) of the point law, (N, D) per bootstrap draw or None) along `flops`: the law's form
     says how (the Chinchilla closed form, or the approach-1/2 power laws)."""
-    form = get_form(law.form)
+    form = law.form
     params = recommend.point_parameters(law)
     draws = recommend.draw_parameters(law)
     point = form.optimal_allocation(params, flops)
@@ -253,10 +252,10 @@ def residuals_figure(table: pd.DataFrame, laws: dict[str, object]) -> Figure:
 
 def _covariates(table: pd.DataFrame, law) -> dict:
     """The columns the law's form predicts from."""
-    names = get_form(law.form).required_covariates(law.settings)
+    names = law.form.required_covariates(law.settings)
     missing = [c for c in names if c not in table]
     if missing:
-        raise ValueError(f"law {law.form!r} needs columns {missing} to compute residuals")
+        raise ValueError(f"law {law.form.name!r} needs columns {missing} to compute residuals")
     return {c: table[c].to_numpy() for c in names}
 
 

@@ -34,7 +34,7 @@ from scipy.interpolate import Akima1DInterpolator
 
 from analysis.diagnostics import residual_diagnostics
 from analysis.isoflop import COMPUTE_OPTIMAL, budgets
-from analysis.law import Law, ParameterEstimate
+from analysis.estimates import Estimates, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, ranges
 
 GRID_MULTIPLIER = 25          # interpolation points per interval between sizes tried
@@ -141,7 +141,7 @@ def _from_draws(value: float, draws: np.ndarray) -> ParameterEstimate:
 
 def fit_porian(table, target: str = "eval_loss", columns: Mapping[str, str] | None = None,
                budget_decimals: int = 1, seed_noise: float = DEFAULT_SEED_NOISE,
-               noise_draws: int = DEFAULT_NOISE_DRAWS, seed: int = 0, bootstrap: int | None = None) -> Law:
+               noise_draws: int = DEFAULT_NOISE_DRAWS, seed: int = 0, bootstrap: int | None = None) -> Estimates:
     """Porian et al.'s approach 2 on a table with N, D, C and the target (see the module doc).
     `bootstrap` caps the number of power-law refits (default: every kept noise draw)."""
     if not seed_noise > 0:
@@ -165,7 +165,7 @@ def fit_porian(table, target: str = "eval_loss", columns: Mapping[str, str] | No
               "D": [o.estimate for o in d_optima], "N_std_log": [o.std_log for o in n_optima],
               "D_std_log": [o.std_log for o in d_optima], "N_unperturbed": [o.unperturbed for o in n_optima],
               "kept_draws": [len(o.draws) for o in n_optima], "n_sizes": [o.n_sizes for o in n_optima]}
-    return Law(form=COMPUTE_OPTIMAL, target=target, approach=2, parameters={**n_params, **d_params},
+    return Estimates(target=target, approach=2, parameters={**n_params, **d_params},
                bootstrap_samples={**n_draw_values, **d_draw_values}, ranges=ranges(frame),
                objective=float(np.sum(np.concatenate([n_fit.wresid, d_fit.wresid]) ** 2)), huber_delta=0.0,
                n_points=len(frame), n_starts=0, converged=True, heldout={}, data_hash=data_hash(frame),

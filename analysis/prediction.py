@@ -7,7 +7,7 @@ range warnings `scaling recommend` gives (an input outside the fitted range by m
 `tolerance` times).
 
 What a law predicts: the target (e.g. eval_loss) for a form's covariates (N, D, ... as
-`analysis.get_form(form).required_covariates`); for an approach-1/2 law, N_opt and D_opt at C.
+`law.form.required_covariates`); for an approach-1/2 law, N_opt and D_opt at C.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from analysis.answers import INTERVAL, interval, range_warnings
-from analysis.forms.base import get_form
 from analysis.law import Law
 from analysis.tables import TableError, select_rows
 
@@ -131,13 +130,13 @@ def _fmt(value) -> str:
 
 def required_inputs(law: Law) -> tuple[str, ...]:
     """The inputs a law needs to predict."""
-    return tuple(get_form(law.form).required_covariates(law.settings))
+    return tuple(law.form.required_covariates(law.settings))
 
 
 def quantities(law: Law) -> dict[str, dict]:
     """Predicted quantity name -> extra keyword arguments for Law.predict."""
     return {law.target if name is None else name: extra
-            for name, extra in get_form(law.form).quantities(law.settings).items()}
+            for name, extra in law.form.quantities(law.settings).items()}
 
 
 def _as_frame(points, source: str) -> pd.DataFrame:
@@ -207,7 +206,7 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
             numeric["C"] = 6.0 * numeric["N"] * numeric["D"]
         measured = {name: float(values[i]) for name, values in observed.items() if np.isfinite(values[i])}
         out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric)), measured))
-    return Predictions(law.form, tuple(out), n_draws)
+    return Predictions(law.form.name, tuple(out), n_draws)
 
 
 def select_points(frame: pd.DataFrame, where: str, source: str) -> pd.DataFrame:

@@ -19,15 +19,14 @@ step2_i(step1_i(N, D)).
 from __future__ import annotations
 
 import warnings
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from analysis.chinchilla import chinchilla_loss
-from analysis.fitting import fit_form
-from analysis.law import Law, ParameterEstimate
+from analysis.estimates import Estimates, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, final_rows, ranges, read_table
 
 TWO_STEP = "two_step"   # the form name (analysis.forms.two_step)
@@ -76,8 +75,11 @@ def _estimate(point: float, draws: np.ndarray) -> ParameterEstimate:
 
 
 def fit_two_step(table, target: str = "accuracy", columns: Mapping[str, str] | None = None, bootstrap: int = 1000,
-                 seed: int = 0, task_min: float = 0.25, task_max: float = 1.0, huber_delta: float = 1e-3) -> Law:
-    """The two-step law on a table with N, D, task_loss, accuracy and optionally final (see the module doc)."""
+                 seed: int = 0, task_min: float = 0.25, task_max: float = 1.0, huber_delta: float = 1e-3, *,
+                 fit_curve: Callable) -> Estimates:
+    """The two-step law on a table with N, D, task_loss, accuracy and optionally final (see the module doc).
+    `fit_curve` is analysis.fitting.fit_form, given by the caller: step 1 is a Chinchilla fit, and
+    this module sits below the fitter (it is called through the two_step form)."""
     if not 0 <= task_min < task_max <= 1:
         raise TableError(f"--task-min and --task-max must satisfy 0 <= min < max <= 1, got {task_min}, {task_max}")
     columns = dict(columns or {})
@@ -104,7 +106,7 @@ def fit_two_step(table, target: str = "accuracy", columns: Mapping[str, str] | N
     if len(step2_rows) < 4:
         raise TableError(f"{source}: {len(step2_rows)} step-2 rows (final = 0); the sigmoid needs at least 4")
     step1_frame = step1_rows[["N", "D"]].assign(loss=step1_rows["task_loss"].to_numpy()).reset_index(drop=True)
-    step1 = fit_form(step1_frame, "chinchilla", target="task_loss", bootstrap=bootstrap, huber_delta=huber_delta,
+    step1 = fit_curve(step1_frame, "chinchilla", target="task_loss", bootstrap=bootstrap, huber_delta=huber_delta,
                      heldout_fraction=0, seed=seed, source=source)
     loss2, acc2 = step2_rows["task_loss"].to_numpy(float), step2_rows["accuracy"].to_numpy(float)
     point2, start = fit_sigmoid(loss2, acc2, task_min, task_max)
@@ -123,7 +125,7 @@ def fit_two_step(table, target: str = "accuracy", columns: Mapping[str, str] | N
                **({name: draws2[:, i] for i, name in enumerate(STEP2)} if bootstrap else {})}
     fitted_acc = sigmoid(loss2, *point2)
     step1_pred = step1.predict(N=step1_frame["N"].to_numpy(), D=step1_frame["D"].to_numpy())
-    return Law(form=TWO_STEP, target="accuracy", approach=3, parameters=parameters, bootstrap_samples=samples,
+    return Estimates(target="accuracy", approach=3, parameters=parameters, bootstrap_samples=samples,
                ranges=ranges(frame), objective=float(np.sum((fitted_acc - acc2) ** 2)), huber_delta=huber_delta,
                n_points=len(frame), n_starts=step1.n_starts, converged=step1.converged, heldout={},
                data_hash=data_hash(frame),

@@ -32,7 +32,7 @@ def loss_law():
 
 
 def true_options(loss_law):
-    return {"loss_law": loss_law.to_dict(), "difficulties": LEVELS}
+    return {"loss_law": loss_law, "difficulties": LEVELS}
 
 
 def inference_table(loss_law, seed=0, problems=200):

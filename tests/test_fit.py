@@ -140,7 +140,7 @@ def test_cli_fit_writes_law_file_and_prints_summary(run_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "alpha" in proc.stdout and "95% low" in proc.stdout
     law = analysis.load_law(out)
-    assert law.target == "val" and law.form == "chinchilla"
+    assert law.target == "val" and law.form.name == "chinchilla"
     bad = run_cli("fit", table, "--columns", "N=n", "-o", tmp_path / "x.json")
     assert bad.returncode == 2 and "missing column 'eval_loss'" in bad.stderr
     assert not (tmp_path / "x.json").exists()

@@ -142,7 +142,7 @@ def test_joint_inference_two_step_through_a_loss_law_file(run_cli, tmp_path):
     rng = np.random.default_rng(0)
     cov = {"N": rng.choice(n, 200), "D": rng.choice(d, 200), "arm": rng.choice(["vanilla", "thinking"], 200),
            "T": rng.choice([0, 64, 512], 200), "k": rng.choice([1, 4, 16], 200)}
-    acc = get_form("joint_inference").predict(truth, {"loss_law": loss_law.to_dict()}, **cov)
+    acc = get_form("joint_inference").predict(truth, {"loss_law": loss_law}, **cov)
     pd.DataFrame({"params": cov["N"], "tokens": cov["D"], "arm": cov["arm"], "thinking_budget": cov["T"],
                   "samples": cov["k"], "aggregator": "majority",
                   "accuracy": acc + rng.normal(0, 0.005, 200)}).to_parquet(tmp_path / "inference.parquet")
@@ -159,7 +159,7 @@ def test_joint_inference_per_arm_thinking_gains_recovered():
     """Thinking-trained models gain from T, vanilla ones do not: per_arm_thinking recovers both slopes."""
     base = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 4), np.geomspace(1e8, 1e11, 4)))
-    loss_law = two_arm_loss_law(base, n, d, 1.5).to_dict()
+    loss_law = two_arm_loss_law(base, n, d, 1.5)
     options = {"loss_law": loss_law, "per_arm_thinking": True}
     assert get_form("joint_inference").parameter_names_for(options) == (
         "a", "b", "kappa", "L0", "gamma_T_vanilla", "gamma_T_thinking", "gamma_k")
@@ -189,7 +189,7 @@ def test_joint_inference_per_arm_midpoints_recovered_on_a_low_loss_scale():
     base = {"E": 0.38, "A": 4.0, "B": 6.0, "alpha": 0.33, "beta": 0.36}
     n, d = (g.ravel() for g in np.meshgrid(np.geomspace(4e4, 3e5, 4), np.geomspace(2e5, 1e6, 4)))
     fitted_loss = two_arm_loss_law(base, n, d, 0.5)
-    loss_law = fitted_loss.to_dict()
+    loss_law = fitted_loss
     options = {"loss_law": loss_law, "per_arm_thinking": True, "per_arm_midpoint": True}
     assert get_form("joint_inference").parameter_names_for(options) == (
         "a", "b", "kappa", "L0_vanilla", "L0_thinking", "gamma_T_vanilla", "gamma_T_thinking", "gamma_k")
@@ -223,8 +223,8 @@ def test_a_constant_target_is_refused_and_accuracy_predictions_stay_in_0_1():
 
 
 def test_threads_that_look_up_forms_in_a_fresh_process_all_see_every_form():
-    # The report fits laws in threads; the built-in forms load on first use. A thread that
-    # arrives while another is loading them must wait, not see half the registry.
+    # The report fits laws in threads; a thread that looks a form up while another is importing
+    # the forms package must wait for the import (Python's import lock), not see half the registry.
     script = (
         "import threading\n"
         "from analysis.forms import get_form\n"

@@ -15,7 +15,7 @@ PORIAN_COLUMNS = {"N": "n_params", "D": "tokens", "C": "flops", "loss": "loss"}
 
 def test_approach_2_on_porian_isoflops_gives_balanced_exponents_with_intervals(tmp_path):
     law = analysis.fit(REF / "porian2024_isoflop_rw_tuned.csv", approach=2, columns=PORIAN_COLUMNS, bootstrap=50)
-    assert law.form == "compute_optimal" and law.approach == 2 and law.diagnostics["n_optima"] == 12
+    assert law.form.name == "compute_optimal" and law.approach == 2 and law.diagnostics["n_optima"] == 12
     a, b = law.parameters["a"], law.parameters["b"]
     # Porian et al. find N_opt ~ C^0.5 once warmup, decay and tuning are fixed
     assert 0.45 < a.estimate < 0.56 and a.ci[0] < a.estimate < a.ci[1]

@@ -51,3 +51,22 @@ def test_unreadable_versions_and_unknown_settings_are_refused_naming_them(tmp_pa
     (tmp_path / "law.json").write_text(json.dumps({**data, "schema_version": 2, "settings": {"gqa": True}}))
     with pytest.raises(LawError, match=r"settings of form 'chinchilla': form 'chinchilla' has no option\(s\) \['gqa'\]"):
         analysis.load_law(tmp_path / "law.json")
+
+
+def test_a_law_holds_its_form_and_a_law_setting_holds_a_law(tmp_path):
+    from helpers import make_law
+    loss_law = make_law(n_draws=5)
+    assert loss_law.form is analysis.get_form("chinchilla") and loss_law.to_dict()["form"] == "chinchilla"
+    joint_params = {"a": 0.5, "b": 0.1, "kappa": 2.0, "L0": 2.5, "gamma_T": 0.3, "gamma_k": 0.2}
+    joint = make_law(joint_params, form="joint_inference", target="accuracy", n_draws=5,
+                     settings={"loss_law": loss_law.to_dict()})
+    assert isinstance(joint.settings.loss_law, analysis.Law)      # the JSON is read into a Law, once
+    again = analysis.load_law(joint.save(tmp_path / "joint.json"))
+    assert again.settings.loss_law.to_dict() == loss_law.to_dict()
+    assert again.predict(N=1e9, D=2e10, T=0, k=1) == pytest.approx(joint.predict(N=1e9, D=2e10, T=0, k=1), rel=1e-12)
+    data = json.loads((tmp_path / "joint.json").read_text())
+    del data["settings"]["loss_law"]["parameters"]["E"]
+    (tmp_path / "broken.json").write_text(json.dumps(data))
+    with pytest.raises(LawError, match=r"broken.json: settings of form 'joint_inference': setting loss_law: "
+                                       r"parameters \['E'\] missing"):
+        analysis.load_law(tmp_path / "broken.json")

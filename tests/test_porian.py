@@ -56,7 +56,7 @@ def test_a_curve_that_does_not_bracket_its_optimum_is_dropped():
 
 
 def test_porian_estimator_on_the_tuned_refinedweb_setting():
-    law = fit_porian(tuned_rw(), columns=COLUMNS, seed=0)
+    law = analysis.fit(tuned_rw(), approach=2, isoflop_method="porian", bootstrap=0, columns=COLUMNS, seed=0)
     a, b = law.parameters["a"], law.parameters["b"]
     assert law.diagnostics["n_optima"] == 12 and law.diagnostics["dropped_curves"] == []
     # the paper's conclusion for this setting: N* ~ C^0.5 once warmup, decay and tuning are fixed

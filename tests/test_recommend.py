@@ -244,3 +244,27 @@ def test_cli_warns_when_a_prediction_falls_below_the_floor(run_cli, law_file, tm
     assert "below the true irreducible loss" in proc.stderr
     bad = run_cli("recommend", law_file, "--train_flops=1e21", "--floor=nofile")
     assert bad.returncode == 2 and "neither a number nor a file" in bad.stderr
+
+
+def test_every_question_module_is_asked_and_every_form_names_real_questions():
+    from pathlib import Path
+
+    from analysis.forms import FORMS
+    from analysis.questions import QUESTIONS
+    folder = Path(analysis.__file__).parent / "questions"
+    listed = {type(q).__module__.rpartition(".")[2] for q in QUESTIONS}
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "base", "thinking"}
+    assert modules == listed, f"question modules missing from QUESTIONS: {sorted(modules - listed)}"
+    names = {q.name for q in QUESTIONS}
+    declared = {form.name: set(form.questions) - names for form in FORMS.values()}
+    assert {form: unknown for form, unknown in declared.items() if unknown} == {}
+
+
+def test_a_flag_the_chosen_question_does_not_read_is_refused_naming_it():
+    law = make_law()
+    with pytest.raises(ValueError, match="--arm does not apply"):
+        law.recommend(train_flops=1e21, arm="vanilla")
+    with pytest.raises(ValueError, match=r"--thinking_fraction=1.5: must be a share in \[0, 1\]"):
+        law.recommend(train_flops=1e21, thinking_fraction=1.5)
+    with pytest.raises(ValueError, match="no question reads"):
+        law.recommend(train_flop=1e21)

@@ -1,9 +1,18 @@
 """Law forms, one module each, registered by name (analysis.forms.base explains what a form is).
 
-Adding a form is adding a module here whose class is decorated with `@register`; the registry
-imports every module of this package the first time a form is looked up.
+Importing anything of this package runs this file, which imports every built-in form: the registry
+(analysis.forms.registry) is complete before any lookup, with no lock and no lazy load, and the
+imports are plain statements that tests/test_imports.py follows. Adding a form is adding its module
+(a class decorated with `@register`) and its name to the import below; tests/test_forms.py fails,
+naming the module, for a module of this folder that the import misses.
 """
 
-from analysis.forms.base import FORMS, CurveForm, CurveOptions, FormOptions, LawForm, get_form, register
+from analysis.forms.base import CurveForm, CurveOptions, FormOptions, LawForm
+from analysis.forms.registry import FORMS, form_of_approach, forms_with_option, get_form, register
 
-__all__ = ["FORMS", "CurveForm", "CurveOptions", "FormOptions", "LawForm", "get_form", "register"]
+# The built-in forms: importing a module registers its form.
+from analysis.forms import (architecture, augmentation, chinchilla, compute_optimal, data_constrained,  # noqa: E402,F401
+                            hyperparameters, joint_inference, two_step)
+
+__all__ = ["FORMS", "CurveForm", "CurveOptions", "FormOptions", "LawForm", "form_of_approach", "forms_with_option",
+           "get_form", "register"]

@@ -6,19 +6,17 @@ that fitting, prediction, recommendation, the report and the CLI ask the form in
 names. Forms fitted by the multistart Huber estimator (analysis.fitting) are `CurveForm`s: they
 add the unconstrained parameter vector `theta` the optimiser moves, with its starts and bounds.
 
-Each module of the analysis.forms package defines one form; the registry imports them all the
-first time a form is looked up, so adding a form is adding a file (docs/fitting.md shows one).
+Each module of the analysis.forms package defines one form, registered when the package imports
+it (analysis/forms/__init__.py); docs/fitting.md shows one. The registry's names are re-exported
+here for the code that imported them from this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import json
-import threading
-import pkgutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -26,11 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis import chinchilla
+from analysis.forms.registry import FORMS, form_of_approach, forms_with_option, get_form, register  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
 class FormOptions:
-    """A form's settings. Subclasses add fields (with defaults); a law file stores `to_dict()`."""
+    """A form's settings. Subclasses add fields (with defaults); a law file stores `to_dict()`. A
+    field whose metadata has `law: True` holds a Law (analysis.law reads it from its JSON)."""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], form_name: str) -> "FormOptions":
@@ -55,6 +55,9 @@ def _frozen(value):
 
 
 def _plain(value):
+    """A setting as JSON: tuples as lists, a law (a setting such as joint_inference's loss_law) as its dict."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -83,8 +86,14 @@ class LawForm:
     log_target: ClassVar[bool] = True       # fitted on log(target) (a loss), else on the target
     # the approaches of Hoffmann et al. whose law this form is (compute_optimal: 1 and 2)
     approaches: ClassVar[tuple[int, ...]] = (3,)
-    # the budget questions of analysis.recommend it answers
+    # the names of the budget questions (analysis.questions) it answers
     questions: ClassVar[tuple[str, ...]] = ()
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<law form {self.name!r}>"
 
     # -- settings ------------------------------------------------------------------------------
     def options_from(self, options: Mapping | FormOptions | None = None) -> FormOptions:
@@ -143,8 +152,10 @@ class LawForm:
 
     # -- fitting and prediction ----------------------------------------------------------------
     def fit(self, table, options: FormOptions, *, approach: int, target: str, columns, bootstrap: int,
-            huber_delta: float, heldout_fraction: float, seed: int):
-        """The form's own estimator, returning a Law. CurveForms have none: analysis.fitting fits them."""
+            huber_delta: float, heldout_fraction: float, seed: int, fit_curve):
+        """The form's own estimator, returning analysis.estimates.Estimates (analysis.fitting.fit
+        wraps them in a Law). `fit_curve` is analysis.fitting.fit_form, for an estimator that fits a
+        curve form as one step. CurveForms have none: analysis.fitting fits them."""
         raise NotImplementedError
 
     def predict(self, params: Mapping[str, float], options: Mapping | FormOptions | None = None, **covariates):
@@ -310,68 +321,3 @@ def encode_arms(form_name: str, labels, arms: list[str]) -> jnp.ndarray:
 
 def stack_theta(parts) -> jnp.ndarray:
     return jnp.stack([jnp.asarray(v, dtype=jnp.float64) for v in parts], -1)
-
-
-class Registry(Mapping):
-    """Forms by name. The built-in forms (the modules of analysis.forms) are imported on first use,
-    once, under a lock: fits run in threads (analysis.report.laws), and a thread that came second
-    must not see half the forms."""
-
-    def __init__(self):
-        self._forms: dict[str, LawForm] = {}
-        self._loaded = False
-        self._lock = threading.RLock()  # reentrant: a form module being imported may look up forms
-
-    def add(self, form: LawForm) -> None:
-        if form.name in self._forms and type(self._forms[form.name]) is not type(form):
-            raise ValueError(f"two forms are named {form.name!r}: {type(self._forms[form.name]).__name__} "
-                             f"and {type(form).__name__}")
-        self._forms[form.name] = form
-
-    def _load(self) -> dict[str, LawForm]:
-        with self._lock:
-            if not self._loaded:
-                self._loaded = True
-                package = importlib.import_module("analysis.forms")
-                for module in pkgutil.iter_modules(package.__path__):
-                    if module.name != "base":
-                        importlib.import_module(f"analysis.forms.{module.name}")
-        return self._forms
-
-    def __getitem__(self, name: str) -> LawForm:
-        return self._load()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._load())
-
-    def __len__(self) -> int:
-        return len(self._load())
-
-
-FORMS = Registry()
-
-
-def register(cls: type[LawForm]) -> type[LawForm]:
-    """Class decorator: one instance of the form, registered under its name."""
-    FORMS.add(cls())
-    return cls
-
-
-def form_of_approach(approach: int) -> LawForm:
-    """The form whose laws approach 1 or 2 fits (approach 3 fits the form asked for)."""
-    found = [form for form in FORMS.values() if approach in form.approaches and approach != 3]
-    if len(found) != 1:
-        raise ValueError(f"approach must be 1, 2 or 3, got {approach!r}")
-    return found[0]
-
-
-def forms_with_option(option: str) -> list[str]:
-    """The names of the forms whose settings include `option`."""
-    return sorted(name for name, form in FORMS.items() if option in {f.name for f in dataclasses.fields(form.Options)})
-
-
-def get_form(name: str) -> LawForm:
-    try:
-        return FORMS[name]
-    except KeyError:
-        raise ValueError(f"unknown form {name!r}; known forms: {', '.join(FORMS)}") from None

@@ -8,7 +8,7 @@ import numpy as np
 
 from analysis import isoflop, porian
 from analysis.forms.base import FormOptions, LawForm, register
-from analysis.law import LawError
+from analysis.estimates import LawError
 
 
 ISOFLOP_METHODS = ("parabola", "porian")

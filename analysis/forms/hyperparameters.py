@@ -6,7 +6,7 @@ import dataclasses
 
 from analysis import hyperparameters
 from analysis.forms.base import FormOptions, LawForm, register
-from analysis.law import LawError
+from analysis.estimates import LawError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,13 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis.forms.base import CurveForm, CurveOptions, encode_arms, get_form, register, stack_theta
-from analysis.law import Law
+from analysis.estimates import LawError
+from analysis.forms.base import CurveForm, CurveOptions, encode_arms, register, stack_theta
 
 
 @dataclasses.dataclass(frozen=True)
 class JointInferenceOptions(CurveOptions):
-    loss_law: Mapping[str, Any] | None = None   # step 1: a loss law file's JSON; None: the loss is a covariate L
+    # step 1: the loss law (an analysis.law.Law; its JSON in a law file); None: the loss is a covariate L
+    loss_law: Any = dataclasses.field(default=None, metadata={"law": True})
     per_arm_thinking: bool = False              # a test-time slope gamma_T_<arm> per arm of the loss law
     per_arm_midpoint: bool = False              # a loss-to-accuracy midpoint L0_<arm> per arm of the loss law
     # Starting midpoints L0: quantiles of the table's own step-1 loss (completed by prepare)
@@ -75,24 +76,23 @@ class JointInference(CurveForm):
     covariates = ("N", "D", "arm", "T", "k")
     Options = JointInferenceOptions
     log_target = False
-    questions = ("joint_allocation",)
+    questions = ("joint_allocation", "adaptive_thinking")
 
-    def options_from(self, options=None):
-        options = super().options_from(options)
-        loss_law = options.loss_law
-        if isinstance(loss_law, Law):
-            return options.replace(loss_law=loss_law.to_dict())
-        if isinstance(loss_law, Mapping) and "schema_version" in loss_law and "settings" not in loss_law:
-            return options.replace(loss_law=Law.from_dict(loss_law, "loss_law").to_dict())  # an older layout
-        return options
-
-    def loss_law(self, options) -> Law:
-        return Law.from_dict(options.loss_law, "loss_law")
+    def loss_law(self, options):
+        """Step 1's law: a Law, which analysis.law reads from the law file's JSON (this module sits
+        below analysis.law, so it does not read law files itself)."""
+        law = options.loss_law
+        if isinstance(law, Mapping):
+            raise LawError("joint_inference: the loss_law setting must be a Law (analysis.load_law(path), or "
+                           "Law.from_dict(json)), not its JSON")
+        return law
 
     def arms(self, options):
         """The loss law's arms (the arms this law predicts for)."""
-        loss_law = options.loss_law or {}
-        return list((loss_law.get("settings") or {}).get("arms", []))
+        loss_law = options.loss_law
+        if loss_law is None or isinstance(loss_law, Mapping):
+            return list(((loss_law or {}).get("settings") or {}).get("arms", []))
+        return loss_law.form.arms(loss_law.settings)
 
     def difficulties(self, options) -> list[float]:
         """The fitted difficulty levels (empty: the pooled law)."""
@@ -124,7 +124,7 @@ class JointInference(CurveForm):
             losses = frame["L"].to_numpy(dtype=np.float64)
         else:
             law = self.loss_law(options)
-            names = get_form(law.form).required_covariates(law.settings)
+            names = law.form.required_covariates(law.settings)
             if any(name not in frame for name in names):
                 return None
             losses = np.asarray(law.predict(**{name: frame[name].to_numpy() for name in names}), dtype=np.float64)
@@ -201,7 +201,7 @@ class JointInference(CurveForm):
         if "L" in cov:
             return cov["L"]
         law = self.loss_law(options)
-        loss_form, settings = get_form(law.form), law.settings
+        loss_form, settings = law.form, law.settings
         theta = loss_form.from_parameters(law.estimates(), settings)
         sub = {k: cov[k] for k in loss_form.required_covariates(settings)}
         return jnp.exp(loss_form.raw_predict(theta, sub, settings))
@@ -252,7 +252,7 @@ class JointInference(CurveForm):
         if options.loss_law is None:
             return ("L", "T", "k") + extra
         law = self.loss_law(options)
-        return tuple(get_form(law.form).required_covariates(law.settings)) + ("T", "k") + extra
+        return tuple(law.form.required_covariates(law.settings)) + ("T", "k") + extra
 
     def encode_covariates(self, covariates, options):
         out = super().encode_covariates({k: v for k, v in covariates.items() if k not in ("arm", "difficulty")},

@@ -6,7 +6,7 @@ import dataclasses
 
 from analysis import two_step
 from analysis.forms.base import FormOptions, LawForm, register
-from analysis.law import LawError
+from analysis.estimates import LawError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,9 +23,9 @@ class TwoStep(LawForm):
     covariates = ("N", "D")
     Options = TwoStepOptions
 
-    def fit(self, table, options, *, columns, bootstrap, huber_delta, seed, **_):
+    def fit(self, table, options, *, columns, bootstrap, huber_delta, seed, fit_curve, **_):
         return two_step.fit_two_step(table, columns=columns, bootstrap=bootstrap, huber_delta=huber_delta, seed=seed,
-                                     task_min=options.task_min, task_max=options.task_max)
+                                     task_min=options.task_min, task_max=options.task_max, fit_curve=fit_curve)
 
     def parameter_names_for(self, options=None):
         return two_step.STEP1 + two_step.STEP2

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from analysis import plots, recommend
 from analysis.answers import fmt
-from analysis.forms.base import CurveForm, get_form
+from analysis.forms.base import CurveForm
 from analysis.report.findings import joint_scenario
 
 
@@ -26,7 +26,7 @@ class Drawn:
 
 def is_loss_law(law) -> bool:
     """A law fitted to the loss of each point (its residuals are drawn)."""
-    form = get_form(law.form)
+    form = law.form
     return isinstance(form, CurveForm) and form.log_target
 
 

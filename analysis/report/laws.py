@@ -8,7 +8,6 @@ import numpy as np
 
 from analysis.fitting import fit
 from analysis.forms.augmentation import ordered_arms
-from analysis.forms.base import get_form
 from analysis.tables import TooFewPoints
 
 
@@ -68,7 +67,7 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
         # whether thinking-trained models turn thinking tokens into accuracy when others do not)
         # and its own loss-to-accuracy midpoint (each arm's loss is on raw text, a format the
         # thinking arms' training changes).
-        per_arm = bool(get_form(loss_law.form).arms(loss_law.settings)) and "arm" in rows and rows["arm"].nunique() > 1
+        per_arm = bool(loss_law.form.arms(loss_law.settings)) and "arm" in rows and rows["arm"].nunique() > 1
         try:
             laws["joint_inference"] = fit(rows, form="joint_inference", target="accuracy", bootstrap=bootstrap,
                                           loss_law=loss_law,

@@ -66,8 +66,8 @@ def fitted_hyperparameters(law_file: str, params: int, tokens: int, seq_len: int
         law = load_law(law_file)
     except (OSError, ValueError, LawError, TableError) as e:
         raise ConfigError(f"{where}: {e}") from None
-    if law.form != "hyperparameters":
-        raise ConfigError(f"{where}: the law is of form {law.form!r}; fit one with "
+    if law.form.name != "hyperparameters":
+        raise ConfigError(f"{where}: the law is of form {law.form.name!r}; fit one with "
                           "`scaling fit TABLE --form=hyperparameters`")
     point = predict(law, {"N": [float(params)], "D": [float(tokens)]}).points[0]
     lr = point.quantities["lr"].estimate
