@@ -180,6 +180,25 @@ def check_duplicate_keys(text: str, where) -> None:
         return
 
 
+# Bindings and configurables that moved onto the objects they configure: old name -> new name.
+# A config that still binds an old name gets the new one in its error (run_folder reads old
+# run folders' identities through the same table).
+MOVED = {"train.cooldown_fraction": "WSD.cooldown_fraction", "train.cooldown_shape": "WSD.cooldown_shape",
+         "OpenAITeacherConfig": "OpenAICompatibleTeacher", "ProgrammaticTeacherConfig": "ProgrammaticTeacher"}
+
+
+def _moved(error: Exception) -> str:
+    """The error's text, with the new name of any moved binding it mentions."""
+    text = str(error)
+    for old, new in MOVED.items():
+        configurable, _, parameter = old.rpartition(".")
+        named = f"'{configurable}' doesn't have a parameter named '{parameter}'" in text if configurable else \
+            re.search(rf"\b{old}\b", text)
+        if named:
+            return f"{text}\n  ({old} has moved: bind {new}{'' if configurable else '.<setting>'} instead)"
+    return text
+
+
 def parse(args: GinArgs) -> None:
     """Parse the files, then the bindings; any error names the file or the flag."""
     for f in args.files:
@@ -202,14 +221,14 @@ def parse(args: GinArgs) -> None:
             try:
                 gin.parse_config_file(resolved)
             except Exception as e:  # gin raises several types; all are configuration errors here
-                raise ConfigError(f"{resolved}: {e}") from None
+                raise ConfigError(f"{resolved}: {_moved(e)}") from None
     finally:
         logging.getLogger().removeFilter(quiet)
     for binding in args.bindings:
         try:
             gin.parse_config(binding)
         except Exception as e:
-            raise ConfigError(f"command line --gin.{binding.replace(' = ', '=')}: {e}") from None
+            raise ConfigError(f"command line --gin.{binding.replace(' = ', '=')}: {_moved(e)}") from None
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from analysis.report import measured
 from analysis.tables import read_table
 from scaling import infer
 from scaling.configuration import REPO_ROOT, GinArgs
+from scaling.infer_config import InferConfig
 from scaling.sweep import collect, launch, report_support, status, store
 from scaling.sweep.executors import local_layout
 
@@ -161,10 +162,10 @@ class AdaptiveThinking:
             uniform = {d: int(round(chosen.uniform_budget)) for d in adaptive}
             measured = {}
             for name, policy in (("adaptive", adaptive), ("uniform", uniform)):
-                rows = infer.infer(str(self.sweep_dir / best["run_id"]), thinking_policy=policy, difficulty_mix=mix,
-                                   problems_per_difficulty=int(settings["n_problems"]),
-                                   max_answer_tokens=int(settings["max_answer_tokens"]),
-                                   max_extensions=int(settings["max_extensions"]), seed=held_out,
+                rows = infer.infer(InferConfig(str(self.sweep_dir / best["run_id"]), thinking_policy=policy,
+                                               difficulty_mix=mix, problems_per_difficulty=int(settings["n_problems"]),
+                                               max_answer_tokens=int(settings["max_answer_tokens"]),
+                                               max_extensions=int(settings["max_extensions"]), seed=held_out),
                                    branch=best["branch"])
                 measured[name] = infer.policy_accuracy(rows.to_dict("records"), policy, mix)
             entries.append({

@@ -16,7 +16,7 @@ from tensorboardX import SummaryWriter
 
 from analysis.appended import CorruptLine, append_jsonl, read_records
 from analysis.atomic import write_json_atomic, write_text_atomic
-from scaling.configuration import ConfigError, PlacedConfigError
+from scaling.configuration import MOVED, ConfigError, PlacedConfigError
 from scaling.model import ModelConfig
 
 IDENTITY_FILE = "identity.json"
@@ -91,13 +91,17 @@ class RunFolder:
 
 
 def identity(settings: dict, not_identity: tuple[str, ...]) -> dict:
-    """The run's train settings (the model's fields included) as JSON, less `not_identity`."""
+    """The run's train settings as JSON, less `not_identity`. An object's settings are recorded as
+    its gin bindings: the model's as `ModelConfig.<field>`, the schedule's as `train.schedule`
+    (its name) and `<Class>.<field>` (its settings), so changing any of them is a different run."""
     out = {}
     for name, value in settings.items():
         if name in not_identity:
             continue
-        if name == "model" and isinstance(value, ModelConfig):
-            out.update({f"ModelConfig.{k}": v for k, v in dataclasses.asdict(value).items()})
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out.update({f"{type(value).__name__}.{f.name}": getattr(value, f.name) for f in dataclasses.fields(value)})
+            if not isinstance(value, ModelConfig):
+                out[f"train.{name}"] = getattr(value, "name", type(value).__name__)
         else:
             out[f"train.{name}"] = value
     return json.loads(json.dumps(out, default=str))
@@ -126,6 +130,7 @@ def check_same_run(run_dir: Path, identity: dict) -> None:
                                 f"Give a new --gin.MODEL_DIR")
     else:
         return
+    recorded = {MOVED.get(name, name): value for name, value in recorded.items()}
     differ = [name for name in sorted(set(recorded) & set(identity)) if recorded[name] != identity[name]]
     if differ:
         lines = "\n".join(f"  {name}: {recorded[name]!r} in the run folder, {identity[name]!r} now" for name in differ)

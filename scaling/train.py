@@ -20,6 +20,7 @@ from pathlib import Path
 
 from scaling import configuration, timings
 from scaling.configuration import ConfigError, PlacedConfigError
+from scaling.infer_config import InferConfig  # light: gin and the config's checks
 
 # JAX, Flax, Orbax and TensorFlow (under the data pipeline) are imported where a run starts, not
 # here: `scaling train --help` then answers at once (scaling.cli imports this module to build it).
@@ -113,7 +114,7 @@ def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
     for branch in wanted:
         configuration.parse(gin_args)
         with configuration.explained(gin_args):
-            infer.infer(branch=branch)
+            infer.infer(InferConfig(), branch=branch)
 
 
 def run_train(args) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 from scaling import schedules
 from scaling.configuration import ConfigError
 from scaling.model import ModelConfig
-from scaling.schedules import COOLDOWN_SHAPES, LearningRate, Plan, Schedule, branch_label
+from scaling.schedules import WSD, LearningRate, Plan, Schedule, branch_label
 
 # Settings that do not change what is trained: a rerun may give other values.
 NOT_IDENTITY = ("model_dir", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "mesh_data",
@@ -53,11 +53,9 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 16
     data_budgets: tuple | list = (1_000_000,)
-    schedule: Schedule | str = "wsd"  # 'wsd', 'cosine', or a schedule object (@WSD(), @Cosine())
+    schedule: Schedule | str = WSD()  # a schedule object (@WSD(), @Cosine()) or its name ('wsd', 'cosine')
     learning_rate: float = 3e-3
     warmup_tokens: float = 0.05
-    cooldown_fraction: float = 0.2
-    cooldown_shape: str = "1-sqrt"
     beta1: float = 0.9
     beta2: float = 0.95
     weight_decay: float = 0.1
@@ -79,10 +77,11 @@ class TrainConfig:
                 if f.default is not dataclasses.MISSING}
 
     def settings(self) -> dict:
-        """The fields by name (shallow: the model stays a ModelConfig; a schedule object by name)."""
+        """The fields by name (shallow: the model stays a ModelConfig; the schedule is its object,
+        a name resolved to the object it names, so either spelling is the same run)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if not isinstance(self.schedule, str) and hasattr(self.schedule, "name"):
-            out["schedule"] = self.schedule.name
+        if not isinstance(self.schedule, str) or self.schedule in schedules.SCHEDULES:
+            out["schedule"] = schedules.schedule_named(self.schedule)
         return out
 
     def run_dir(self) -> Path:
@@ -121,9 +120,6 @@ class TrainConfig:
         require(len({branch_label(b) for b in budgets}) == len(budgets), "data_budgets",
                f"budgets {budgets} do not have distinct labels at two significant digits")
         schedule = schedules.schedule_named(self.schedule)
-        require(self.cooldown_shape in COOLDOWN_SHAPES, "cooldown_shape",
-               f"must be one of {COOLDOWN_SHAPES}, got {self.cooldown_shape!r}")
-        require(0.0 < self.cooldown_fraction < 1.0, "cooldown_fraction", f"must be in (0, 1), got {self.cooldown_fraction}")
         require(self.learning_rate > 0, "learning_rate", f"must be positive, got {self.learning_rate}")
         require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2",
                f"must be in [0, 1), got {self.beta1}, {self.beta2}")
@@ -133,6 +129,11 @@ class TrainConfig:
         require(self.log_every_steps > 0 and self.checkpoint_every_steps > 0 and self.keep_checkpoints > 0,
                "log_every_steps/checkpoint_every_steps/keep_checkpoints", "must be positive")
         warmup = int(self.warmup_tokens * budgets[0]) if self.warmup_tokens < 1 else int(self.warmup_tokens)
-        learning_rate = LearningRate(self.learning_rate, warmup, self.cooldown_shape, self.cooldown_fraction)
-        schedule.check(budgets, learning_rate)
+        learning_rate = LearningRate(self.learning_rate, warmup)
+        try:
+            schedule.check(budgets, learning_rate)
+        except ConfigError as e:
+            if str(e).startswith("train."):
+                raise
+            raise ConfigError(f"train.schedule: {e}") from None
         return CheckedRun(budgets, schedule, learning_rate, schedule.plan(budgets, learning_rate))

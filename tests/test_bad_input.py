@@ -307,16 +307,16 @@ def test_augment_warns_of_an_unset_key_variable_and_writes_the_teachers_settings
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     no_traceback(proc)
-    assert "scaling augment: warning: OpenAITeacherConfig.api_key_env = 'TEACHER_API_KEY' names an environment " \
+    assert "scaling augment: warning: OpenAICompatibleTeacher.api_key_env = 'TEACHER_API_KEY' names an environment " \
            "variable that is not set" in proc.stderr
     assert openai_server.auth == {""}
     # docs/data.md: the resolved gin file in the cache holds the teacher's settings (the key's name, never a key)
     written = list(cache_dir.glob("augment-*.gin"))
     assert len(written) == 1
     text = written[0].read_text()
-    for line in ("OpenAITeacherConfig.model = 'tiny-teacher'", "OpenAITeacherConfig.params = 1000000000.0",
-                 "OpenAITeacherConfig.api_key_env = 'TEACHER_API_KEY'", "OpenAITeacherConfig.concurrency = 4",
-                 f"OpenAITeacherConfig.base_url = 'http://127.0.0.1:{openai_server.server_address[1]}'"):
+    for line in ("OpenAICompatibleTeacher.model = 'tiny-teacher'", "OpenAICompatibleTeacher.params = 1000000000.0",
+                 "OpenAICompatibleTeacher.api_key_env = 'TEACHER_API_KEY'", "OpenAICompatibleTeacher.concurrency = 4",
+                 f"OpenAICompatibleTeacher.base_url = 'http://127.0.0.1:{openai_server.server_address[1]}'"):
         assert line in text, text
     # with the variable set there is nothing to warn of (and the key is written nowhere)
     proc = run_cli("augment", f"--gin_file={gin_file}", "--no_progress", env={"TEACHER_API_KEY": SECRET})

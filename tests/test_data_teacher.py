@@ -16,9 +16,10 @@ import gin
 import pytest
 
 from scaling import configuration
+from scaling.configuration import ConfigError
 from scaling.data import cache as cache_lib
 from scaling.data.augment import AugmentConfig
-from scaling.data.teachers import OpenAICompatibleTeacher, OpenAITeacherConfig, TeacherError
+from scaling.data.teachers import OpenAICompatibleTeacher, ProgrammaticTeacher, TeacherError, teacher_named
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "sk-test-6f1d0c9e-never-write-me"
@@ -97,13 +98,13 @@ def openai_server():
 def _config(server, **kw):
     base = dict(base_url=f"http://127.0.0.1:{server.server_address[1]}", model="tiny-teacher", params=1e9,
                 api_key_env="TEST_TEACHER_KEY", timeout_s=0.5, backoff_s=0.01, backoff_max_s=0.05, max_retries=10)
-    return OpenAITeacherConfig(**{**base, **kw})
+    return OpenAICompatibleTeacher(**{**base, **kw})
 
 
 @pytest.mark.parametrize("endpoint", ["chat", "completions"])
 def test_teacher_survives_every_fault(openai_server, endpoint, monkeypatch):
     monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
-    teacher = OpenAICompatibleTeacher(_config(openai_server, endpoint=endpoint))
+    teacher = _config(openai_server, endpoint=endpoint)
     docs = [f"Document number {i} says something{'!' * i}" for i in range(6)]
     results = [teacher.think(d) for d in docs]
     for doc, r in zip(docs, results):
@@ -119,9 +120,22 @@ def test_teacher_survives_every_fault(openai_server, endpoint, monkeypatch):
 
 def test_teacher_gives_up_with_a_clear_error(openai_server):
     openai_server.faults, openai_server.faults_per_document = ("500",), 100
-    teacher = OpenAICompatibleTeacher(_config(openai_server, max_retries=2))
+    teacher = _config(openai_server, max_retries=2)
     with pytest.raises(TeacherError, match="gave up after 3 attempts; last: HTTP 500"):
         teacher.think("a document")
+
+
+def test_a_teachers_sampling_settings_key_the_cache_and_a_bad_setting_is_named(openai_server):
+    """The settings live on the teacher object; those that change what is written (prompt,
+    sampling) change its cache key, so a changed one is never served another setting's thinking."""
+    teacher = _config(openai_server)
+    assert _config(openai_server, temperature=0.7).config_hash != teacher.config_hash
+    assert _config(openai_server, max_thinking_tokens=16).config_hash != teacher.config_hash
+    assert _config(openai_server, concurrency=2, timeout_s=9.0).config_hash == teacher.config_hash
+    with pytest.raises(ConfigError, match="OpenAICompatibleTeacher.endpoint: 'chat' or 'completions'"):
+        teacher_named(_config(openai_server, endpoint="responses"))
+    with pytest.raises(ConfigError, match="ProgrammaticTeacher.emulated_params: must be a number >= 0"):
+        teacher_named(ProgrammaticTeacher(emulated_params=-1.0))
 
 
 def _write_corpus(folder: Path, n: int):
@@ -136,11 +150,11 @@ def _gin(tmp_path, server, cache_dir, corpus_dir):
     gin_file.write_text(
         "include 'data/openai_teacher.gin'\n"
         f"AugmentConfig.cache_dir = '{cache_dir}'\nAugmentConfig.path = '{corpus_dir}'\n"
-        "OpenAITeacherConfig.model = 'tiny-teacher'\nOpenAITeacherConfig.params = 1e9\n"
-        f"OpenAITeacherConfig.base_url = 'http://127.0.0.1:{server.server_address[1]}'\n"
-        "OpenAITeacherConfig.timeout_s = 0.5\nOpenAITeacherConfig.backoff_s = 0.01\n"
-        "OpenAITeacherConfig.backoff_max_s = 0.05\nOpenAITeacherConfig.max_retries = 20\n"
-        "OpenAITeacherConfig.concurrency = 4\n")
+        "OpenAICompatibleTeacher.model = 'tiny-teacher'\nOpenAICompatibleTeacher.params = 1e9\n"
+        f"OpenAICompatibleTeacher.base_url = 'http://127.0.0.1:{server.server_address[1]}'\n"
+        "OpenAICompatibleTeacher.timeout_s = 0.5\nOpenAICompatibleTeacher.backoff_s = 0.01\n"
+        "OpenAICompatibleTeacher.backoff_max_s = 0.05\nOpenAICompatibleTeacher.max_retries = 20\n"
+        "OpenAICompatibleTeacher.concurrency = 4\n")
     return gin_file
 
 
@@ -233,8 +247,8 @@ def test_augment_reads_a_tfds_dataset(openai_server, run_cli, tmp_path):
 
 def test_augment_reports_bad_configuration(run_cli, tmp_path):
     proc = run_cli("augment", "--gin_file=gin/data/openai_teacher.gin", f"--gin.AugmentConfig.cache_dir={tmp_path}/c",
-                   f"--gin.AugmentConfig.path={tmp_path}/missing", "--gin.OpenAITeacherConfig.model=m",
-                   "--gin.OpenAITeacherConfig.params=1e9")
+                   f"--gin.AugmentConfig.path={tmp_path}/missing", "--gin.OpenAICompatibleTeacher.model=m",
+                   "--gin.OpenAICompatibleTeacher.params=1e9")
     assert proc.returncode == 2 and "AugmentConfig.path" in proc.stderr and "not a folder" in proc.stderr
     proc = run_cli("augment", "--gin_file=gin/data/synthetic_programmatic.gin")
     assert proc.returncode == 2 and "cache_dir" in proc.stderr
@@ -243,7 +257,7 @@ def test_augment_reports_bad_configuration(run_cli, tmp_path):
 def test_a_teacher_bound_as_an_object_is_constructed_from_its_settings_and_recorded(openai_server, run_cli,
                                                                                      tmp_path):
     """`AugmentConfig.teacher = @OpenAICompatibleTeacher()` is the same teacher as 'openai': built from
-    OpenAITeacherConfig.*, it augments through the server, and the cache's gin file records it."""
+    its settings (OpenAICompatibleTeacher.*), it augments through the server, and the cache's gin file records it."""
     corpus_dir, cache_dir = tmp_path / "corpus", tmp_path / "cache"
     _write_corpus(corpus_dir, 3)
     openai_server.faults_per_document = 0
@@ -259,7 +273,7 @@ def test_a_teacher_bound_as_an_object_is_constructed_from_its_settings_and_recor
         gin.clear_config()
     assert isinstance(teacher, OpenAICompatibleTeacher)
     assert (teacher.teacher_id, teacher.flops_per_token, teacher.concurrency) == ("openai:tiny-teacher", 2e9, 4)
-    assert teacher.config_hash == OpenAICompatibleTeacher(_config(openai_server)).config_hash  # same sampling
+    assert teacher.config_hash == _config(openai_server).config_hash  # same sampling
 
     proc = run_cli("augment", f"--gin_file={gin_file}", "--no_progress", env={"TEACHER_API_KEY": SECRET})
     assert proc.returncode == 0, proc.stderr
@@ -267,8 +281,8 @@ def test_a_teacher_bound_as_an_object_is_constructed_from_its_settings_and_recor
     assert summary["written"] == 3 and summary["teacher_id"] == "openai:tiny-teacher"
     assert summary["config_hash"] == teacher.config_hash
     text = next(cache_dir.glob("augment-*.gin")).read_text()
-    for line in ("AugmentConfig.teacher = @OpenAICompatibleTeacher()", "OpenAITeacherConfig.model = 'tiny-teacher'",
-                 "OpenAITeacherConfig.concurrency = 4"):
+    for line in ("AugmentConfig.teacher = @OpenAICompatibleTeacher()", "OpenAICompatibleTeacher.model = 'tiny-teacher'",
+                 "OpenAICompatibleTeacher.concurrency = 4"):
         assert line in text, text
     # the programmatic teacher, bound as an object, still refuses a source without synthetic documents
     proc = run_cli("augment", f"--gin_file={gin_file}", "--gin.AugmentConfig.teacher=@ProgrammaticTeacher()")

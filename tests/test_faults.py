@@ -315,10 +315,12 @@ def reply_server():
 
 
 def _teacher(server, **settings):
-    from scaling.data.teachers import OpenAICompatibleTeacher, OpenAITeacherConfig
-    return OpenAICompatibleTeacher(OpenAITeacherConfig(**{
+    from scaling.data.teachers import OpenAICompatibleTeacher
+    teacher = OpenAICompatibleTeacher(**{
         "base_url": f"http://127.0.0.1:{server.server_address[1]}", "model": "m", "params": 1e9, "api_key_env": "",
-        "timeout_s": 5.0, "backoff_s": 0.01, "backoff_max_s": 0.05, "max_retries": 1, **settings}))
+        "timeout_s": 5.0, "backoff_s": 0.01, "backoff_max_s": 0.05, "max_retries": 1, **settings})
+    teacher.check()
+    return teacher
 
 
 def test_bad_replies_fail_their_document_only_and_are_never_cached(reply_server, tmp_path):
@@ -360,10 +362,10 @@ def test_a_dripping_server_is_cut_off_at_the_whole_request_deadline(reply_server
 
 
 @pytest.mark.parametrize("binding, message", [
-    ("OpenAITeacherConfig.base_url = 'localhost:8000'", "OpenAITeacherConfig.base_url: give the server as "
+    ("OpenAICompatibleTeacher.base_url = 'localhost:8000'", "OpenAICompatibleTeacher.base_url: give the server as "
                                                         "http://HOST:PORT or https://HOST, got 'localhost:8000'"),
-    ("OpenAITeacherConfig.max_retries = -1", "OpenAITeacherConfig.max_retries: must be an integer >= 0, got -1"),
-    ("OpenAITeacherConfig.timeout_s = 0", "OpenAITeacherConfig.timeout_s: must be a number of seconds above zero"),
+    ("OpenAICompatibleTeacher.max_retries = -1", "OpenAICompatibleTeacher.max_retries: must be an integer >= 0, got -1"),
+    ("OpenAICompatibleTeacher.timeout_s = 0", "OpenAICompatibleTeacher.timeout_s: must be a number of seconds above zero"),
 ])
 def test_teacher_settings_are_checked_before_any_request(tmp_path, binding, message):
     corpus = tmp_path / "corpus"
@@ -371,8 +373,8 @@ def test_teacher_settings_are_checked_before_any_request(tmp_path, binding, mess
     (corpus / "a.txt").write_text("text")
     gin_file = tmp_path / "t.gin"
     gin_file.write_text(f"include '{REPO / 'gin' / 'data' / 'openai_teacher.gin'}'\nAugmentConfig.cache_dir = '{tmp_path / 'cache'}'\n"
-                        f"AugmentConfig.path = '{corpus}'\nOpenAITeacherConfig.model = 'm'\n"
-                        f"OpenAITeacherConfig.params = 1e9\n{binding}\n")
+                        f"AugmentConfig.path = '{corpus}'\nOpenAICompatibleTeacher.model = 'm'\n"
+                        f"OpenAICompatibleTeacher.params = 1e9\n{binding}\n")
     code, out, err = cli("augment", f"--gin_file={gin_file}", "--no_progress")
     assert code == 2 and message in one_line(err)
     assert not (tmp_path / "cache").exists()

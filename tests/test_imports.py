@@ -110,8 +110,8 @@ SCALING_LAYERS = (
     ("foundations", ("scaling", "scaling.configuration", "scaling.model", "scaling.accounting",
                      "scaling.partitioning", "scaling.timings", "scaling.checkpoints", "scaling.presets",
                      "scaling.data", "scaling.mfu", "scaling.schedules", "scaling.optimizer", "scaling.step",
-                     "scaling.prefetch", "scaling.run_folder", "scaling.train_config")),
-    ("runs", ("scaling.trainer", "scaling.train", "scaling.decode", "scaling.infer")),
+                     "scaling.prefetch", "scaling.run_folder", "scaling.train_config", "scaling.infer_config")),
+    ("runs", ("scaling.trainer", "scaling.train", "scaling.decode", "scaling.infer_rows", "scaling.infer")),
     ("sweep", ("scaling.sweep",)),
     ("commands", ("scaling.cli", "scaling.describe", "scaling.demo")),
 )

@@ -9,8 +9,10 @@ import jax
 import optax
 import pytest
 
-from scaling import accounting, checkpoints, decode, infer
+from scaling import accounting, checkpoints, decode, infer, infer_rows
+from scaling.configuration import ConfigError
 from scaling.data import corpus, protocols, vocabulary
+from scaling.infer_config import InferConfig
 from scaling.model import ModelConfig, init_params
 from scaling.sweep import collect
 
@@ -38,7 +40,7 @@ def _make_run(run_dir, task="synthetic_thinking_before_hard"):
 def swept(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     params = _make_run(run_dir)
-    table = infer.infer(str(run_dir), **SMALL)
+    table = infer.infer(InferConfig(str(run_dir), **SMALL))
     return run_dir, params, table
 
 
@@ -46,29 +48,29 @@ def test_pass_at_k_matches_enumerating_every_subset():
     for n, correct, k in [(5, 2, 1), (5, 2, 3), (6, 0, 2), (6, 6, 4), (7, 3, 7), (8, 1, 5)]:
         outcomes = [True] * correct + [False] * (n - correct)
         subsets = list(itertools.combinations(outcomes, k))
-        assert math.isclose(infer.pass_at_k(n, correct, k), sum(any(s) for s in subsets) / len(subsets))
+        assert math.isclose(infer_rows.pass_at_k(n, correct, k), sum(any(s) for s in subsets) / len(subsets))
     with pytest.raises(ValueError, match="k <= n"):
-        infer.pass_at_k(2, 1, 3)
+        infer_rows.pass_at_k(2, 1, 3)
 
 
 def test_majority_vote_ignores_unreadable_answers_and_averages_disjoint_groups():
-    assert infer.majority_vote([None, "3", "4", "3", None]) == "3"
-    assert infer.majority_vote(["4", "3"]) == "4"  # a tie goes to the first seen
-    assert infer.majority_vote([None, None]) is None
+    assert infer_rows.majority_vote([None, "3", "4", "3", None]) == "3"
+    assert infer_rows.majority_vote(["4", "3"]) == "4"  # a tie goes to the first seen
+    assert infer_rows.majority_vote([None, None]) is None
     answers = ["7", "7", "1", "2", "2", "7", None, None]
-    assert infer.majority_accuracy(answers, "7", 2) == 0.25  # groups: (7,7) (1,2) (2,7) (None,None)
-    assert infer.majority_accuracy(answers, "7", 4) == 0.5  # (7,7,1,2) right, (2,7,None,None) wrong
-    assert infer.majority_accuracy(answers, "7", 1) == 3 / 8
+    assert infer_rows.majority_accuracy(answers, "7", 2) == 0.25  # groups: (7,7) (1,2) (2,7) (None,None)
+    assert infer_rows.majority_accuracy(answers, "7", 4) == 0.5  # (7,7,1,2) right, (2,7,None,None) wrong
+    assert infer_rows.majority_accuracy(answers, "7", 1) == 3 / 8
 
 
 def test_s1_scaling_is_the_average_pairwise_slope():
-    assert math.isclose(infer.s1_scaling([0, 10, 20], [0.1, 0.3, 0.3]), (0.02 + 0.01 + 0.0) / 3)
-    assert infer.s1_scaling([5, 5], [0.1, 0.9]) is None  # no pair with different thinking
+    assert math.isclose(infer_rows.s1_scaling([0, 10, 20], [0.1, 0.3, 0.3]), (0.02 + 0.01 + 0.0) / 3)
+    assert infer_rows.s1_scaling([5, 5], [0.1, 0.9]) is None  # no pair with different thinking
 
 
 def test_rows_follow_the_inference_schema(swept):
     run_dir, _, table = swept
-    path = run_dir / infer.ROWS_FILE
+    path = run_dir / infer_rows.ROWS_FILE
     rows = collect.read_rows(path, collect.INFERENCE)  # the collector's own schema check
     # 2 budgets x (greedy + majority and pass@k for k in 1, 2)
     assert len(rows) == len(table) == 2 * 5
@@ -92,7 +94,7 @@ def test_rows_follow_the_inference_schema(swept):
 
 def test_greedy_flops_are_exact_for_the_actual_lengths(swept):
     run_dir, params, _ = swept
-    rows = {r["thinking_budget"]: r for r in infer.read_rows(run_dir) if r["aggregator"] == "greedy"}
+    rows = {r["thinking_budget"]: r for r in infer_rows.read_rows(run_dir) if r["aggregator"] == "greedy"}
     problems = corpus.qa_problems(2, 1, 0)
     proto = infer.protocol(4)
     before_hard = protocols.QAProtocol(protocols.BEFORE_HARD)
@@ -109,15 +111,15 @@ def test_greedy_flops_are_exact_for_the_actual_lengths(swept):
 
 def test_rerun_skips_what_is_there_and_adds_only_new_settings(swept):
     run_dir, _, _ = swept
-    path = run_dir / infer.ROWS_FILE
+    path = run_dir / infer_rows.ROWS_FILE
     before = path.read_text()
-    infer.infer(str(run_dir), **SMALL)
+    infer.infer(InferConfig(str(run_dir), **SMALL))
     assert path.read_text() == before
-    infer.infer(str(run_dir), **{**SMALL, "thinking_budgets": (0, 4, 6)})
+    infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_budgets": (0, 4, 6)}))
     after = path.read_text()
     assert after.startswith(before)
     assert [json.loads(l)["thinking_budget"] for l in after[len(before):].splitlines()] == [6] * 5
-    metrics = json.loads((run_dir / infer.METRICS_FILE).read_text())
+    metrics = json.loads((run_dir / infer_rows.METRICS_FILE).read_text())
     assert [(m["branch"], m["step"]) for m in metrics] == [(BRANCH, 7)]
     assert metrics[0]["control"] == 1.0 and metrics[0]["tasks"]["synthetic_qa_d1"]["scaling"] is not None
 
@@ -128,7 +130,7 @@ def test_a_row_does_not_depend_on_the_batch_it_was_decoded_in(swept, tmp_path):
     run_dir, _, table = swept
     other = tmp_path / "run"
     _make_run(other)
-    rebatched = infer.infer(str(other), **{**SMALL, "batch_size": 3})
+    rebatched = infer.infer(InferConfig(str(other), **{**SMALL, "batch_size": 3}))
     columns = ["task", "thinking_budget", "samples", "aggregator", "accuracy", "mean_thinking_tokens",
                "mean_generated_tokens", "flops_per_query"]
     ordered = lambda t: t[columns].sort_values(columns[:4]).reset_index(drop=True)
@@ -140,10 +142,10 @@ def test_a_thinking_policy_decodes_its_settings_greedily_and_weighs_them_by_the_
     kept out of the grid's table, and its accuracy is the mix-weighted mean of its difficulties'
     rows at their budgets."""
     run_dir, _, table = swept
-    path = run_dir / infer.ROWS_FILE
+    path = run_dir / infer_rows.ROWS_FILE
     before = path.read_text()
     policy = {1: 4}
-    rows = infer.infer(str(run_dir), **{**SMALL, "thinking_policy": policy})
+    rows = infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_policy": policy}))
     assert path.read_text() == before  # d1 at T=4 greedy was already there: nothing decoded
     assert list(rows["aggregator"]) == ["greedy"] and list(rows["thinking_budget"]) == [4]
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -151,13 +153,14 @@ def test_a_thinking_policy_decodes_its_settings_greedily_and_weighs_them_by_the_
     assert line["policy"] == {"1": 4} and line["accuracy"] == expected["accuracy"]
     assert line["mean_thinking_tokens"] == expected["mean_thinking_tokens"]
 
-    two = infer.infer(str(run_dir), **{**SMALL, "thinking_policy": {1: 0, 2: 4}, "difficulty_mix": {1: 0.25, 2: 0.75}})
+    two = infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_policy": {1: 0, 2: 4},
+                                                   "difficulty_mix": {1: 0.25, 2: 0.75}}))
     assert path.read_text() == before  # the grid's table (what laws are fitted on) is left alone
-    added = [json.loads(l) for l in (run_dir / infer.POLICY_ROWS_FILE).read_text().splitlines()]
+    added = [json.loads(l) for l in (run_dir / infer_rows.POLICY_ROWS_FILE).read_text().splitlines()]
     assert [(r["difficulty"], r["thinking_budget"], r["aggregator"]) for r in added] == [(2, 4, "greedy")]
-    infer.infer(str(run_dir), **{**SMALL, "thinking_policy": {2: 4}})
-    assert len((run_dir / infer.POLICY_ROWS_FILE).read_text().splitlines()) == 1  # decoded once
-    result = infer.policy_accuracy(two.to_dict("records"), {1: 0, 2: 4}, {1: 0.25, 2: 0.75})
+    infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_policy": {2: 4}}))
+    assert len((run_dir / infer_rows.POLICY_ROWS_FILE).read_text().splitlines()) == 1  # decoded once
+    result = infer_rows.policy_accuracy(two.to_dict("records"), {1: 0, 2: 4}, {1: 0.25, 2: 0.75})
     by = {r["difficulty"]: r for r in two.to_dict("records")}
     assert math.isclose(result["accuracy"], 0.25 * by[1]["accuracy"] + 0.75 * by[2]["accuracy"])
     assert math.isclose(result["stderr"], math.hypot(0.25 * by[1]["accuracy_stderr"], 0.75 * by[2]["accuracy_stderr"]))
@@ -172,15 +175,31 @@ def test_a_thinking_policy_decodes_its_settings_greedily_and_weighs_them_by_the_
 def test_a_bad_policy_or_mix_is_refused_naming_the_binding(swept, policy, mix, match):
     run_dir, _, _ = swept
     with pytest.raises(infer.ConfigError, match=match):
-        infer.infer(str(run_dir), **{**SMALL, "thinking_policy": policy, "difficulty_mix": mix})
+        infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_policy": policy, "difficulty_mix": mix}))
+
+
+@pytest.mark.parametrize("setting, match", [
+    ({"samples": [0]}, r"infer.samples must be a non-empty list of integers >= 1, got \[0\]"),
+    ({"thinking_budgets": []}, "infer.thinking_budgets must be a non-empty list"),
+    ({"temperature": 0.0}, r"infer.temperature must be > 0"),
+    ({"top_p": True}, r"infer.top_p must be in \(0, 1\]"),
+    ({"batch_size": 2.5}, "infer.batch_size must be an integer >= 1"),
+])
+def test_the_inference_config_names_a_bad_setting_before_any_checkpoint_is_read(setting, match):
+    with pytest.raises(ConfigError, match=match):
+        InferConfig("/nonexistent/run", **setting).check()
+    checked = InferConfig("/nonexistent/run", thinking_budgets=[64, 0, 0], samples=[4, 1], difficulties=[2]).check()
+    assert checked.settings == [(2, 0), (2, 64)] and checked.samples == (1, 4) and checked.n_samples == 4
+    with pytest.raises(ConfigError, match="infer.model_dir: missing required value"):
+        InferConfig("").run_dir()
 
 
 def test_a_step_or_branch_that_did_not_finish_is_named(swept):
     run_dir, _, _ = swept
     with pytest.raises(infer.InferenceError, match=r"no finished step 99; finished: D=1.0e4 \(step 7\)"):
-        infer.infer(str(run_dir), step=99, **SMALL)
+        infer.infer(InferConfig(str(run_dir), **SMALL), step=99)
     with pytest.raises(infer.InferenceError, match="no finished branch 'D=2.0e4'"):
-        infer.infer(str(run_dir), branch="D=2.0e4", **SMALL)
+        infer.infer(InferConfig(str(run_dir), **SMALL), branch="D=2.0e4")
 
 
 def test_cli_validates_settings_before_any_compute(run_cli, tmp_path):
@@ -189,7 +208,7 @@ def test_cli_validates_settings_before_any_compute(run_cli, tmp_path):
     proc = run_cli("infer", "--gin_file=gin/runs/infer.gin")
     assert proc.returncode == 2 and "MODEL_DIR" in proc.stderr, proc.stderr
     with pytest.raises(infer.InferenceError, match="no finished branch"):
-        infer.infer(str(tmp_path), **SMALL)
+        infer.infer(InferConfig(str(tmp_path), **SMALL))
 
 
 def test_cli_names_an_unknown_branch(run_cli, tmp_path):
@@ -207,12 +226,12 @@ def test_train_then_infer_from_the_cli(run_cli, tmp_path):
     proc = run_cli("infer", f"--run_dir={run_dir}", "--gin_file=gin/runs/infer.gin",
                    "--gin.infer.thinking_budgets=[0,8]", "--gin.infer.samples=[2]", "--gin.infer.difficulties=[2]",
                    "--gin.infer.problems_per_difficulty=2", "--gin.infer.batch_size=4", check=True)
-    rows = collect.read_rows(run_dir / infer.ROWS_FILE, collect.INFERENCE)
+    rows = collect.read_rows(run_dir / infer_rows.ROWS_FILE, collect.INFERENCE)
     finished = checkpoints.finished_branches(run_dir)[-1]
     assert len(rows) == 2 * 3 and {r["branch"] for r in rows} == {finished["branch"]}
     assert {r["task"] for r in rows} == {"synthetic_qa_d2"} and {r["step"] for r in rows} == {finished["step"]}
     assert "flops_per_query" in proc.stdout and '"control": 1.0' in proc.stdout
-    metrics = json.loads((run_dir / infer.METRICS_FILE).read_text())
+    metrics = json.loads((run_dir / infer_rows.METRICS_FILE).read_text())
     assert metrics[0]["branch"] == finished["branch"]
 
 
@@ -222,7 +241,8 @@ def test_the_run_s_training_format_picks_the_protocol(tmp_path, task, name):
     run is asked the problem statement followed by <think>, and its answer is read from the
     thinking's stated result. T = 0 is the same direct protocol for every run."""
     params = _make_run(tmp_path, task)
-    rows = [r for r in infer.infer(str(tmp_path), **SMALL).to_dict("records") if r["aggregator"] == "greedy"]
+    rows = [r for r in infer.infer(InferConfig(str(tmp_path), **SMALL)).to_dict("records")
+            if r["aggregator"] == "greedy"]
     by_budget = {r["thinking_budget"]: r for r in rows}
     assert by_budget[0]["protocol"] == "direct" and by_budget[4]["protocol"] == name
     proto, qa = infer.protocol(4), protocols.QAProtocol(protocols.TASK_FORMATS[task])
@@ -245,4 +265,4 @@ def test_a_run_without_a_recorded_task_is_refused(tmp_path):
     _make_run(tmp_path)
     (tmp_path / "identity.json").unlink()
     with pytest.raises(protocols.ProtocolError, match="train.task"):
-        infer.infer(str(tmp_path), **SMALL)
+        infer.infer(InferConfig(str(tmp_path), **SMALL))

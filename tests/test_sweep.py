@@ -126,6 +126,32 @@ def test_identity_hash_follows_the_resolved_config_and_a_changed_point_is_refuse
         plan(SMOKE, ("Grid.models = ['p50k']", "Grid.infer_overrides = {'infer.samples': [1]}"), str(directory))
 
 
+def test_a_grid_schedule_object_carries_its_settings_into_each_run_and_its_identity(tmp_path):
+    _, default, _ = plan(SMOKE, ("Grid.models = ['p50k']",), str(tmp_path / "a"))
+    _, longer, _ = plan(SMOKE, ("Grid.models = ['p50k']", "WSD.cooldown_fraction = 0.5"), str(tmp_path / "b"))
+    assert "train.schedule = @WSD()" in longer[0].train_config
+    assert "WSD.cooldown_fraction = 0.5" in longer[0].train_config
+    assert longer[0].readable == default[0].readable and longer[0].config_hash != default[0].config_hash
+    assert longer[0].point["schedule_settings"] == {"WSD.cooldown_fraction": 0.5, "WSD.cooldown_shape": "1-sqrt"}
+    # the trunk to the last fork and both cooldowns: 8000 * 0.5 + 0.5 * (4000 + 8000)
+    assert longer[0].point["train_tokens"] == 10000 and default[0].point["train_tokens"] == 8000 * 0.8 + 0.2 * 12000
+    _, cosine, _ = plan(SMOKE, ("Grid.models = ['p50k']", "Grid.schedule = @Cosine()"), str(tmp_path / "c"))
+    assert "train.schedule = @Cosine()" in cosine[0].train_config and cosine[0].readable.endswith("_cosine_D4e03")
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("WSD.cooldown_fraction = 1.5", r"grid point p50k_vanilla_s0_wsd: train.schedule: WSD.cooldown_fraction: must be"),
+    ("Grid.infer_overrides = {'infer.top_p': 2.0}", r"grid point p50k_vanilla_s0_wsd: infer.top_p must be in \(0, 1\]"),
+    ("Grid.infer_overrides = {'infer.thinking_policy': {1: -2}}", "infer.thinking_policy must map"),
+    ("Grid.train_overrides = {'train.schedule': 'cosine'}", "set it on Grid.schedule"),
+    ("Grid.arm_overrides = {'vanilla': {'WSD.cooldown_shape': 'linear'}}", "set it on Grid.schedule"),
+])
+def test_a_bad_schedule_or_inference_setting_is_refused_when_the_grid_is_planned(tmp_path, binding, message):
+    with pytest.raises(ConfigError, match=message):
+        plan(SMOKE, ("Grid.models = ['p50k']", binding), str(tmp_path / "s"))
+    assert not (tmp_path / "s").exists()
+
+
 def test_nothing_in_the_run_folder_is_pickled(tmp_path):
     grid, plans, directory = plan(SMOKE, ("Grid.models = ['p50k']",), str(tmp_path / "s"))
     store.write_plan(directory, grid, SMOKE, plans)
@@ -162,19 +188,50 @@ def test_a_claim_of_a_dead_process_is_stale_at_once_and_an_old_heartbeat_after_s
     assert usurper is not None and not taken.beat()
 
 
-def test_exactly_one_of_many_concurrent_claimants_wins(tmp_path):
+def _claim_round(run_dir: Path, contenders: int) -> list[tuple[str, int, int]]:
+    """`contenders` processes claim `run_dir` together: each signals it is ready, spins until the
+    start file appears, claims, and reports (won/lost, attempt start, attempt end) on the system-wide
+    monotonic clock; all stay alive until every report is in (a dead owner's claim is stale)."""
+    go, done = run_dir / "go", run_dir / "done"
+    run_dir.mkdir(parents=True)
     code = textwrap.dedent(f"""
-        import sys, time
+        import json, os, sys, time
         from scaling.sweep import claims
-        while time.time() < {time.time() + 1.5}:
+        open(os.path.join({str(run_dir)!r}, "ready" + sys.argv[1]), "w").close()
+        while not os.path.exists({str(go)!r}):
             pass
-        c = claims.Claim.acquire({str(tmp_path)!r})
-        print("won" if c else "lost")
-        time.sleep(1.0)
+        start = time.monotonic_ns()
+        c = claims.Claim.acquire({str(run_dir)!r})
+        end = time.monotonic_ns()
+        print(json.dumps(["won" if c else "lost", start, end]), flush=True)
+        while not os.path.exists({str(done)!r}):
+            time.sleep(0.01)
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(6)]
-    results = [p.communicate(timeout=60)[0].strip() for p in procs]
-    assert results.count("won") == 1, results
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], stdout=subprocess.PIPE, text=True)
+             for i in range(contenders)]
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(run_dir.glob("ready*"))) < contenders and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+        return [tuple(json.loads(p.stdout.readline())) for p in procs]
+    finally:
+        done.touch()
+        for p in procs:
+            p.communicate(timeout=60)
+
+
+def test_exactly_one_of_many_concurrent_claimants_wins(tmp_path):
+    """Exactly one of six simultaneous claimants wins, in a round where the claims really raced: a
+    loser whose attempt began before the winner's ended contended with it for the same generation
+    (a later one only found a held claim, which proves nothing about the race)."""
+    for attempt in range(5):
+        results = _claim_round(tmp_path / f"round{attempt}", 6)
+        assert [outcome for outcome, _, _ in results].count("won") == 1, results
+        (_, won_start, won_end), = [r for r in results if r[0] == "won"]
+        if any(start < won_end and won_start < end for outcome, start, end in results if outcome == "lost"):
+            return
+    pytest.fail(f"in 5 rounds no losing claim overlapped the winner's in time: the race never happened ({results})")
 
 
 # -- executors on real commands -------------------------------------------------------------------

@@ -14,9 +14,10 @@ import gin
 import numpy as np
 import pytest
 
-from scaling import configuration, schedules
+from scaling import configuration, run_folder, schedules
+from scaling.configuration import ConfigError, PlacedConfigError
 from scaling.checkpoints import finished_branches, restore_params
-from scaling.train_config import TrainConfig
+from scaling.train_config import NOT_IDENTITY, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_COLUMNS = {
@@ -51,26 +52,28 @@ def test_branch_labels_have_two_significant_digits():
 
 
 def test_wsd_cooldown_decays_from_the_trunk_rate_to_zero():
-    lr = schedules.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="1-sqrt")
+    lr = schedules.LearningRate(peak=1e-3, warmup_tokens=100)
+    wsd = schedules.WSD(cooldown_shape="1-sqrt")
     assert lr.constant(50) == pytest.approx(5e-4)  # warmup
     assert lr.constant(5000) == pytest.approx(1e-3)  # stable
-    assert lr.cooldown(800, start=800, end=1000) == pytest.approx(1e-3)  # continuous at the fork
-    assert lr.cooldown(900, start=800, end=1000) == pytest.approx(1e-3 * (1 - math.sqrt(0.5)))
-    assert lr.cooldown(1000, start=800, end=1000) == 0.0
-    linear = schedules.LearningRate(peak=1e-3, warmup_tokens=100, cooldown_shape="linear")
-    assert linear.cooldown(900, start=800, end=1000) == pytest.approx(5e-4)
+    assert wsd.cooldown(lr, 800, start=800, end=1000) == pytest.approx(1e-3)  # continuous at the fork
+    assert wsd.cooldown(lr, 900, start=800, end=1000) == pytest.approx(1e-3 * (1 - math.sqrt(0.5)))
+    assert wsd.cooldown(lr, 1000, start=800, end=1000) == 0.0
+    linear = schedules.WSD(cooldown_shape="linear")
+    assert linear.cooldown(lr, 900, start=800, end=1000) == pytest.approx(5e-4)
 
 
 def test_cosine_warms_up_then_decays_to_zero_at_the_horizon():
     lr = schedules.LearningRate(peak=2e-3, warmup_tokens=100)
-    assert lr.cosine(50, end=1100) == pytest.approx(1e-3)
-    assert lr.cosine(100, end=1100) == pytest.approx(2e-3)
-    assert lr.cosine(600, end=1100) == pytest.approx(1e-3)
-    assert lr.cosine(1100, end=1100) == pytest.approx(0.0, abs=1e-12)
+    cosine = schedules.Cosine()
+    assert cosine.decay(lr, 50, end=1100) == pytest.approx(1e-3)
+    assert cosine.decay(lr, 100, end=1100) == pytest.approx(2e-3)
+    assert cosine.decay(lr, 600, end=1100) == pytest.approx(1e-3)
+    assert cosine.decay(lr, 1100, end=1100) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_wsd_plan_forks_each_budget_at_its_cooldown_start():
-    plan = schedules.WSD().plan([2_000_000, 1_000_000], schedules.LearningRate(1e-3, 0, cooldown_fraction=0.2))
+    plan = schedules.WSD(cooldown_fraction=0.2).plan([2_000_000, 1_000_000], schedules.LearningRate(1e-3, 0))
     assert [(t.end_tokens, b.name, b.end_tokens) for t, b in plan] == [
         (800_000, "D=1.0e6", 1_000_000), (1_600_000, "D=2.0e6", 2_000_000)]
 
@@ -105,14 +108,39 @@ def test_a_schedule_bound_as_an_object_plans_and_decays_like_its_name(name, boun
     assert by_object.plan == by_name.plan and by_object.learning_rate == by_name.learning_rate
     assert _learning_rates(by_object) == _learning_rates(by_name)
     assert max(_learning_rates(by_object)) == pytest.approx(3e-3) and min(_learning_rates(by_object)) == 0.0
-    # the run folder's identity records the schedule by name: either spelling resumes the other's run
+    # the run folder's identity records the object's settings: either spelling resumes the other's run
     assert by_object_config.settings() == by_name_config.settings()
 
 
 def test_a_schedule_object_answers_what_the_sweep_asks():
-    assert schedules.WSD().train_tokens([1000, 2000], cooldown_fraction=0.2) == 2000 * 0.8 + 0.2 * 3000
-    assert schedules.Cosine().train_tokens([1000], cooldown_fraction=0.2) == 1000
+    assert schedules.WSD(cooldown_fraction=0.2).train_tokens([1000, 2000]) == 2000 * 0.8 + 0.2 * 3000
+    assert schedules.Cosine().train_tokens([1000]) == 1000
     assert not schedules.WSD().one_run_per_budget and schedules.Cosine().one_run_per_budget
+
+
+def test_a_changed_schedule_setting_is_another_run_and_an_old_folder_still_resumes(tmp_path):
+    """The identity records the schedule object's settings: a run folder made with one cooldown
+    refuses another, naming the binding; a folder written when the cooldown was train.* resumes."""
+    config, _ = _checked_run()
+    run_folder.write_identity(tmp_path, run_folder.identity(config.settings(), NOT_IDENTITY))
+    assert json.loads((tmp_path / "identity.json").read_text())["WSD.cooldown_fraction"] == 0.2
+    run_folder.check_same_run(tmp_path, run_folder.identity(config.settings(), NOT_IDENTITY))
+    shorter, _ = _checked_run("WSD.cooldown_fraction = 0.1")
+    with pytest.raises(PlacedConfigError, match="WSD.cooldown_fraction: 0.2 in the run folder, 0.1 now"):
+        run_folder.check_same_run(tmp_path, run_folder.identity(shorter.settings(), NOT_IDENTITY))
+    old = {k: v for k, v in json.loads((tmp_path / "identity.json").read_text()).items() if not k.startswith("WSD.")}
+    (tmp_path / "identity.json").write_text(json.dumps({**old, "train.cooldown_fraction": 0.2,
+                                                        "train.cooldown_shape": "1-sqrt"}))
+    run_folder.check_same_run(tmp_path, run_folder.identity(config.settings(), NOT_IDENTITY))
+    with pytest.raises(PlacedConfigError, match="WSD.cooldown_fraction: 0.2 in the run folder, 0.1 now"):
+        run_folder.check_same_run(tmp_path, run_folder.identity(shorter.settings(), NOT_IDENTITY))
+
+
+def test_a_bad_schedule_setting_is_named_before_any_compute():
+    with pytest.raises(ConfigError, match=r"WSD.cooldown_fraction: must be a number in \(0, 1\), got 1.5"):
+        _checked_run("WSD.cooldown_fraction = 1.5")
+    with pytest.raises(ConfigError, match="WSD.cooldown_shape: must be one of"):
+        _checked_run("WSD.cooldown_shape = 'cubic'")
 
 
 # -- configuration errors name the binding --------------------------------------------------------

@@ -38,8 +38,8 @@ class AugmentConfig:
     text_field: str = "text"         # .jsonl / TFDS feature holding the text
     n_documents: int = 1000          # synthetic: how many; folder/tfds: at most (0 = all)
     seed: int = 0                    # synthetic stream seed
-    # @ProgrammaticTeacher() or @OpenAICompatibleTeacher() (OpenAITeacherConfig.*), or by name:
-    # "programmatic" or "openai"
+    # @ProgrammaticTeacher() or @OpenAICompatibleTeacher(), settings bound on the class
+    # (OpenAICompatibleTeacher.model = ...), or by name: "programmatic" or "openai"
     teacher: Teacher | str = "programmatic"
 
     def check(self) -> None:
@@ -182,7 +182,7 @@ def run_augment(args) -> int:
         config = AugmentConfig()
         config.check()
         teacher = teacher_named(config.teacher)  # before the config is written: it holds the teacher's settings
-    warning = getattr(getattr(teacher, "config", None), "key_warning", lambda: None)()
+    warning = getattr(teacher, "key_warning", lambda: None)()
     if warning:
         print(f"scaling augment: warning: {warning}", file=sys.stderr)
     configuration.write_config(config.cache_dir, f"augment-{time.strftime('%Y%m%dT%H%M%S')}.gin")

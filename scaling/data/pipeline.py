@@ -38,7 +38,7 @@ from scaling.configuration import ConfigError
 from scaling.data import batch_cache
 from scaling.data import cache as cache_lib
 from scaling.data import corpus, formats, vocabulary
-from scaling.data.teachers import ProgrammaticTeacher, ProgrammaticTeacherConfig
+from scaling.data.teachers import ProgrammaticTeacher
 
 CHUNK_TOKENS = 1 << 20
 EVAL_SEED = 0
@@ -170,7 +170,7 @@ def register_synthetic_tasks(vocab: seqio.Vocabulary | None = None) -> None:
     _register_task("synthetic_thinking", _synthetic_dataset_fn("append", vocab.encode), vocab)
     _register_task("synthetic_thinking_before_hard", _synthetic_dataset_fn("before_hard", vocab.encode), vocab)
     _register_mixture("synthetic_mix", ["synthetic_vanilla", "synthetic_thinking"])
-    programmatic = lambda: 2.0 * ProgrammaticTeacherConfig().emulated_params  # noqa: E731 (gin-bound now)
+    programmatic = lambda: ProgrammaticTeacher().flops_per_token  # noqa: E731 (gin-bound now)
     _TEACHER_FLOPS.update({"synthetic_vanilla": lambda: 0.0, "synthetic_thinking": programmatic,
                            "synthetic_thinking_before_hard": programmatic,
                            "synthetic_mix": programmatic})

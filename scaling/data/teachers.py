@@ -3,9 +3,10 @@
 One interface, the `Teacher` protocol: `teacher.think(text, document)` returns the thinking and
 the tokens generated; `teacher.teacher_id` and `teacher.config_hash` (prompt and sampling) key
 the cache; `teacher.flops_per_token` = 2 x teacher parameters, so augmentation can be charged its
-cost. A teacher is bound in gin as `AugmentConfig.teacher = @OpenAICompatibleTeacher()` or
-`@ProgrammaticTeacher()` (its settings from OpenAITeacherConfig.* / ProgrammaticTeacherConfig.*);
-the strings 'openai' and 'programmatic' name the same classes (`teacher_named`).
+cost. A teacher is a frozen dataclass whose fields are its settings, bound in gin as
+`AugmentConfig.teacher = @OpenAICompatibleTeacher()` or `@ProgrammaticTeacher()` with its settings
+on it (`OpenAICompatibleTeacher.model = ...`); the strings 'openai' and 'programmatic' name the same
+classes (`teacher_named`). Its `check()` names a bad setting before any request.
 
 - ProgrammaticTeacher: for synthetic documents, writes the step-by-step derivation of each hard
   value from the document's solution; length grows with difficulty, none without a hard span.
@@ -84,25 +85,35 @@ class Teacher(Protocol):
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class ProgrammaticTeacherConfig:
-    """emulated_params: parameters charged per generated token (2 x params FLOPs). The rule-based
-    teacher spends no model FLOPs, so 0 by default; set it to price a hypothetical LLM teacher."""
-    emulated_params: float = 0.0
-
-
-@gin.configurable(denylist=["config"])  # its settings are ProgrammaticTeacherConfig's
 class ProgrammaticTeacher:
-    """Writes each hard span's derivation: its setup, one line per step, the stated result."""
+    """Writes each hard span's derivation: its setup, one line per step, the stated result.
+
+    emulated_params: parameters charged per generated token (2 x params FLOPs). The rule-based
+    teacher spends no model FLOPs, so 0 by default; set it to price a hypothetical LLM teacher."""
 
     VERSION = 1
     needs_synthetic_documents = True
+    concurrency = 1
 
-    def __init__(self, config: ProgrammaticTeacherConfig | None = None):
-        self.config = config or ProgrammaticTeacherConfig()
-        self.teacher_id = f"programmatic-v{self.VERSION}"
-        self.config_hash = _short_hash({"teacher": self.teacher_id})
-        self.flops_per_token = 2.0 * self.config.emulated_params
-        self.concurrency = 1
+    emulated_params: float = 0.0
+
+    def check(self) -> None:
+        if isinstance(self.emulated_params, bool) or not isinstance(self.emulated_params, (int, float)) \
+                or self.emulated_params < 0:
+            raise ConfigError(f"ProgrammaticTeacher.emulated_params: must be a number >= 0, "
+                              f"got {self.emulated_params!r}")
+
+    @property
+    def teacher_id(self) -> str:
+        return f"programmatic-v{self.VERSION}"
+
+    @property
+    def config_hash(self) -> str:
+        return _short_hash({"teacher": self.teacher_id})
+
+    @property
+    def flops_per_token(self) -> float:
+        return 2.0 * self.emulated_params
 
     @staticmethod
     def span_thinking(document: Document) -> list[str]:
@@ -117,60 +128,6 @@ class ProgrammaticTeacher:
         from scaling.data import vocabulary  # here: the vocabulary brings in seqio/TensorFlow
         tokens = len(vocabulary.encode(thinking_block(thinking))) if thinking else 0
         return Thinking(thinking, tokens)
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class OpenAITeacherConfig:
-    """An OpenAI-compatible server as teacher. `params` is the teacher's size (for its FLOPs).
-    `api_key_env` names the environment variable holding the key (unset: no auth header)."""
-    base_url: str = "http://localhost:8000"
-    model: str = ""
-    params: float = 0.0
-    endpoint: str = "chat"              # "chat" (/v1/chat/completions) or "completions"
-    api_key_env: str = "OPENAI_API_KEY"
-    prompt: str = TPT_PROMPT
-    temperature: float = 0.6
-    top_p: float = 0.9
-    max_thinking_tokens: int = 8192
-    max_document_tokens: int = 2048     # approximated as 0.75 words per token
-    concurrency: int = 16
-    timeout_s: float = 300.0           # a whole request (connect, send, every byte of the reply)
-    max_retries: int = 8
-    backoff_s: float = 1.0
-    backoff_max_s: float = 60.0         # also the longest wait a server's Retry-After gets
-
-    def check(self) -> None:
-        require_values(self)
-        if not self.model:
-            raise ConfigError("OpenAITeacherConfig.model: give the served model name")
-        if self.params <= 0:
-            raise ConfigError("OpenAITeacherConfig.params: give the teacher's parameter count (for its FLOPs)")
-        if self.endpoint not in ("chat", "completions"):
-            raise ConfigError(f"OpenAITeacherConfig.endpoint: 'chat' or 'completions', got {self.endpoint!r}")
-        if "{document}" not in self.prompt:
-            raise ConfigError("OpenAITeacherConfig.prompt: must contain {document}")
-        url = urllib.parse.urlsplit(self.base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"OpenAITeacherConfig.base_url: give the server as http://HOST:PORT or "
-                              f"https://HOST, got {self.base_url!r}")
-        for name, low in (("max_retries", 0), ("concurrency", 1), ("max_thinking_tokens", 1),
-                          ("max_document_tokens", 1)):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
-                raise ConfigError(f"OpenAITeacherConfig.{name}: must be an integer >= {low}, got {getattr(self, name)!r}")
-        for name in ("timeout_s", "backoff_s", "backoff_max_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                raise ConfigError(f"OpenAITeacherConfig.{name}: must be a number of seconds above zero, got {value!r}")
-
-    def key_warning(self) -> str | None:
-        """A warning when `api_key_env` names a variable that is not set (requests then go without a
-        key, which a server that wants one refuses only at the first request); None otherwise."""
-        if self.api_key_env and not os.environ.get(self.api_key_env):
-            return (f"OpenAITeacherConfig.api_key_env = {self.api_key_env!r} names an environment variable that "
-                    f"is not set: requests go without an API key (export {self.api_key_env}=... if the server "
-                    f"wants one, or bind api_key_env = '' for a server without keys)")
-        return None
 
 
 class _Retryable(Exception):
@@ -192,26 +149,81 @@ def _between_think_tags(text: str) -> str:
     return text.split("</think>", 1)[0].strip()
 
 
-@gin.configurable(denylist=["config"])  # its settings are OpenAITeacherConfig's
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
 class OpenAICompatibleTeacher:
-    """Any OpenAI-compatible server; its settings are OpenAITeacherConfig's (bound as
-    OpenAITeacherConfig.*, and recorded with them in the cache's gin file)."""
+    """Any OpenAI-compatible server. `params` is the teacher's size (for its FLOPs); `api_key_env`
+    names the environment variable holding the key (unset: no auth header). The settings are
+    recorded in the cache's gin file; the sampling ones (`config_hash`) key the cache."""
 
     needs_synthetic_documents = False
 
-    def __init__(self, config: OpenAITeacherConfig | None = None):
-        config = config or OpenAITeacherConfig()
-        config.check()
-        self.config = config
-        self.teacher_id = f"openai:{config.model}"
-        sampling = {k: getattr(config, k) for k in
-                    ("endpoint", "prompt", "temperature", "top_p", "max_thinking_tokens", "max_document_tokens")}
-        self.config_hash = _short_hash(sampling)
-        self.flops_per_token = 2.0 * config.params
-        self.concurrency = config.concurrency
+    base_url: str = "http://localhost:8000"
+    model: str = ""
+    params: float = 0.0
+    endpoint: str = "chat"              # "chat" (/v1/chat/completions) or "completions"
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt: str = TPT_PROMPT
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_thinking_tokens: int = 8192
+    max_document_tokens: int = 2048     # approximated as 0.75 words per token
+    concurrency: int = 16
+    timeout_s: float = 300.0           # a whole request (connect, send, every byte of the reply)
+    max_retries: int = 8
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0         # also the longest wait a server's Retry-After gets
+
+    def check(self) -> None:
+        require_values(self)
+        if not self.model:
+            raise ConfigError("OpenAICompatibleTeacher.model: give the served model name")
+        if self.params <= 0:
+            raise ConfigError("OpenAICompatibleTeacher.params: give the teacher's parameter count (for its FLOPs)")
+        if self.endpoint not in ("chat", "completions"):
+            raise ConfigError(f"OpenAICompatibleTeacher.endpoint: 'chat' or 'completions', got {self.endpoint!r}")
+        if "{document}" not in self.prompt:
+            raise ConfigError("OpenAICompatibleTeacher.prompt: must contain {document}")
+        url = urllib.parse.urlsplit(self.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"OpenAICompatibleTeacher.base_url: give the server as http://HOST:PORT or "
+                              f"https://HOST, got {self.base_url!r}")
+        for name, low in (("max_retries", 0), ("concurrency", 1), ("max_thinking_tokens", 1),
+                          ("max_document_tokens", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"OpenAICompatibleTeacher.{name}: must be an integer >= {low}, got {value!r}")
+        for name in ("timeout_s", "backoff_s", "backoff_max_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ConfigError(f"OpenAICompatibleTeacher.{name}: must be a number of seconds above zero, "
+                                  f"got {value!r}")
+
+    @property
+    def teacher_id(self) -> str:
+        return f"openai:{self.model}"
+
+    @property
+    def config_hash(self) -> str:
+        return _short_hash({k: getattr(self, k) for k in ("endpoint", "prompt", "temperature", "top_p",
+                                                           "max_thinking_tokens", "max_document_tokens")})
+
+    @property
+    def flops_per_token(self) -> float:
+        return 2.0 * self.params
+
+    def key_warning(self) -> str | None:
+        """A warning when `api_key_env` names a variable that is not set (requests then go without a
+        key, which a server that wants one refuses only at the first request); None otherwise."""
+        if self.api_key_env and not os.environ.get(self.api_key_env):
+            return (f"OpenAICompatibleTeacher.api_key_env = {self.api_key_env!r} names an environment variable that "
+                    f"is not set: requests go without an API key (export {self.api_key_env}=... if the server "
+                    f"wants one, or bind api_key_env = '' for a server without keys)")
+        return None
+
 
     def _request_body(self, text: str) -> tuple[str, dict]:
-        c = self.config
+        c = self
         prompt = c.prompt.format(document=truncate_words(text, c.max_document_tokens))
         common = {"model": c.model, "temperature": c.temperature, "top_p": c.top_p,
                   "max_tokens": c.max_thinking_tokens, "stop": ["</think>"]}
@@ -222,15 +234,14 @@ class OpenAICompatibleTeacher:
     def _post(self, path: str, body: dict) -> dict:
         """One request, bounded as a whole by timeout_s (a server dripping a byte a second gives
         every socket read something, so a per-read timeout would never end it)."""
-        c = self.config
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(c.api_key_env, "")
+        key = os.environ.get(self.api_key_env, "")
         if key:
             headers["Authorization"] = "Bearer " + key
-        url = urllib.parse.urlsplit(c.base_url.rstrip("/") + path)
+        url = urllib.parse.urlsplit(self.base_url.rstrip("/") + path)
         connection_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        deadline = time.monotonic() + c.timeout_s
-        connection = connection_type(url.hostname, url.port, timeout=c.timeout_s)
+        deadline = time.monotonic() + self.timeout_s
+        connection = connection_type(url.hostname, url.port, timeout=self.timeout_s)
         try:
             connection.request("POST", url.path, body=json.dumps(body).encode(), headers=headers)
             response = connection.getresponse()
@@ -239,7 +250,7 @@ class OpenAICompatibleTeacher:
                 chunks.append(chunk)
             raw = b"".join(chunks)
         except (socket.timeout, TimeoutError) as e:
-            raise _Retryable(f"timeout: no complete reply within timeout_s = {c.timeout_s:g} s ({e})") from None
+            raise _Retryable(f"timeout: no complete reply within timeout_s = {self.timeout_s:g} s ({e})") from None
         except (http.client.HTTPException, ConnectionError, OSError) as e:
             raise _Retryable(f"connection: {type(e).__name__}: {e}") from None
         finally:
@@ -269,7 +280,7 @@ class OpenAICompatibleTeacher:
         of another shape, an empty completion or a negative count is retried, never stored."""
         try:
             choice = reply["choices"][0]
-            if self.config.endpoint == "chat":
+            if self.endpoint == "chat":
                 message = choice["message"]
                 if not isinstance(message, dict):
                     raise TypeError(f"choices[0].message is a {type(message).__name__}, not an object")
@@ -295,7 +306,7 @@ class OpenAICompatibleTeacher:
 
     def think(self, text: str, document: Document | None = None) -> Thinking:
         path, body = self._request_body(text)
-        c = self.config
+        c = self
         for attempt in range(c.max_retries + 1):
             try:
                 return self._parse(self._post(path, body))
@@ -313,10 +324,10 @@ TEACHERS = {"programmatic": ProgrammaticTeacher, "openai": OpenAICompatibleTeach
 
 
 def teacher_named(teacher: Teacher | str) -> Teacher:
-    """The teacher object for `AugmentConfig.teacher`: an object as it is, a string by its name
-    (constructed here, with its settings from the parsed gin config)."""
-    if isinstance(teacher, str):
-        return TEACHERS[teacher]()
+    """The teacher object for `AugmentConfig.teacher`, checked: an object as it is, a string by its
+    name (constructed here, with its settings from the parsed gin config)."""
+    teacher = TEACHERS[teacher]() if isinstance(teacher, str) else teacher
+    teacher.check()
     return teacher
 
 

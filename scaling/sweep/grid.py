@@ -20,7 +20,7 @@ from scaling import accounting, configuration
 from scaling.configuration import ConfigError
 from scaling.model import ModelConfig
 from scaling.presets import PRESET_DIR, load_model_config
-from scaling.schedules import SCHEDULES, schedule_named
+from scaling.schedules import SCHEDULES, Schedule, schedule_named
 
 # Architecture axes a grid may vary. Besides ModelConfig's own fields, `mlp_ratio` sets
 # d_ff = mlp_ratio * d_model (rounded to a multiple of 8).
@@ -47,8 +47,11 @@ class Grid:
     arms: arm name -> the task it trains on (e.g. {'vanilla': 'synthetic_vanilla'}).
     arm_overrides: arm name -> extra train bindings for that arm (a teacher, a format).
     seeds: training seeds.
-    schedule: 'wsd' (one run per size, arm and seed, a cooldown branch per data budget) or
-      'cosine' (one run per data budget).
+    schedule: a schedule object with its settings, @WSD() (one run per size, arm and seed, a
+      cooldown branch per data budget; WSD.cooldown_fraction, WSD.cooldown_shape) or @Cosine()
+      (one run per data budget); or its name, 'wsd' or 'cosine' (the class, with the settings
+      bound on it). Every run trains with it: the run files and overrides do not bind
+      train.schedule or its settings.
     train_files, train_overrides: the run's gin files and extra bindings {'NAME': value}.
     infer_files, infer_overrides: the inference sweep every finished run gets; no files: none.
     infer_branches: 'all' (every finished data budget) or 'last' (the largest budget only).
@@ -67,7 +70,7 @@ class Grid:
     arms: dict = dataclasses.field(default_factory=lambda: {"vanilla": "synthetic_vanilla"})
     arm_overrides: dict = dataclasses.field(default_factory=dict)
     seeds: tuple = (0,)
-    schedule: str = "wsd"
+    schedule: Schedule | str = "wsd"
     train_files: tuple = ("runs/pretrain.gin",)
     train_overrides: dict = dataclasses.field(default_factory=dict)
     infer_files: tuple = ("runs/infer.gin",)
@@ -136,8 +139,16 @@ class Grid:
             if fixed:
                 raise ConfigError(f"Grid.train_overrides sets {', '.join(fixed)} while Grid.hyperparameters = "
                                   f"{self.hyperparameters!r} sets it from the law: keep one")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"Grid.schedule must be one of {tuple(SCHEDULES)}, got {self.schedule!r}")
+        if isinstance(self.schedule, str) and self.schedule not in SCHEDULES:
+            raise ConfigError(f"Grid.schedule must be one of {tuple(SCHEDULES)} (or @WSD(), @Cosine()), "
+                              f"got {self.schedule!r}")
+        object.__setattr__(self, "schedule", schedule_named(self.schedule, "Grid.schedule"))
+        for source, name in [("Grid.train_overrides", n) for n in self.train_overrides] + \
+                [("Grid.arm_overrides", n) for o in self.arm_overrides.values() for n in o]:
+            configurable = str(name).split("/")[-1].rsplit(".", 1)[0]
+            if str(name).split("/")[-1] == "train.schedule" or configurable == type(self.schedule).__name__:
+                raise ConfigError(f"{source}: {name} would be overridden by the grid's schedule; set it on "
+                                  f"Grid.schedule (e.g. Grid.schedule = @WSD() and WSD.cooldown_fraction = 0.1)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,14 +195,14 @@ class Point:
     arm: str
     task: str
     seed: int
-    schedule: str
+    schedule: Schedule
     data_budgets: tuple[int, ...]  # sorted; one cooldown branch each (wsd) or exactly one (cosine)
     compute_budgets: tuple[float | None, ...]  # the isoFLOP budget each data budget came from, or None
 
     @property
     def readable_name(self) -> str:
-        name = f"{self.model.label}_{self.arm}_s{self.seed}_{self.schedule}"
-        if schedule_named(self.schedule).one_run_per_budget:
+        name = f"{self.model.label}_{self.arm}_s{self.seed}_{self.schedule.name}"
+        if self.schedule.one_run_per_budget:
             name += f"_D{self.data_budgets[0]:.3g}".replace("+", "")
         return sanitise(name)
 
@@ -265,7 +276,7 @@ def expand(grid: Grid) -> list[Point]:
             continue
         ordered = tuple(sorted(budgets))
         for (arm, task), seed in itertools.product(grid.arms.items(), grid.seeds):
-            groups = [(d,) for d in ordered] if schedule_named(grid.schedule).one_run_per_budget else [ordered]
+            groups = [(d,) for d in ordered] if grid.schedule.one_run_per_budget else [ordered]
             for group in groups:
                 points.append(Point(model, arm, task, seed, grid.schedule, group,
                                     tuple(budgets[d] for d in group)))

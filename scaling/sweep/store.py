@@ -33,9 +33,11 @@ import gin
 from analysis.atomic import write_json_atomic, write_text_atomic
 from scaling import configuration
 from scaling.configuration import ConfigError
-from scaling.schedules import branch_label, schedule_named
+from scaling import schedules
+from scaling.schedules import branch_label
 from scaling.sweep.files import read_json
 from scaling.sweep.grid import FITTED_PREFIX, Grid, Point, sanitise
+from scaling.infer_config import InferConfig
 from scaling.train_config import TrainConfig
 
 HASH_LENGTH = 8
@@ -49,9 +51,8 @@ def point_bindings(grid: Grid, point: Point) -> tuple[str, ...]:
         f"train.arm = {point.arm!r}",
         f"train.task = {point.task!r}",
         f"train.seed = {point.seed}",
-        f"train.schedule = {point.schedule!r}",
         f"train.data_budgets = {list(point.data_budgets)!r}",
-    )
+    ) + schedules.bindings(point.schedule)
 
 
 def fitted_hyperparameters(law_file: str, params: int, tokens: int, seq_len: int) -> dict[str, float | int]:
@@ -94,28 +95,26 @@ def resolve(entry_module: str, files: tuple[str, ...], bindings: tuple[str, ...]
     return gin.config_str()
 
 
-def _bound(name: str):
-    """The value the parsed config gives `train.<field>`: its binding, or TrainConfig's default."""
+def check_trainable(point: Point) -> TrainConfig:
+    """The parsed config of a grid point, built as the trainer builds it (gin makes the schedule
+    object) and put through the trainer's own checks, so that a run the trainer would refuse at its
+    start (budgets without distinct labels, a warmup past the first fork, a wrong-typed override, a
+    bad schedule setting) is refused when the grid is planned, naming the grid point."""
     try:
-        return gin.query_parameter(name)
-    except ValueError:
-        return TrainConfig.defaults()[name.split(".")[-1]]
-
-
-def check_trainable(point: Point) -> None:
-    """Run the trainer's own argument checks on the parsed config of a grid point, so that a run
-    the trainer would refuse at its start (budgets without distinct labels, a warmup past the first
-    fork, a wrong-typed override) is refused when the grid is planned, naming the grid point."""
-    settings = {name: _bound(f"train.{name}") for name in TrainConfig.defaults()}
-    try:
-        TrainConfig(model_dir="", model=point.model.config, **settings).check()
+        config = TrainConfig(model_dir="", model=point.model.config)
+        config.check()
     except ConfigError as e:
         raise ConfigError(f"grid point {point.readable_name}: {e}") from None
+    return config
 
 
-def train_tokens(point: Point, cooldown_fraction: float) -> int:
-    """Tokens the run trains in all, as its schedule counts them."""
-    return schedule_named(point.schedule).train_tokens(list(point.data_budgets), cooldown_fraction)
+def check_inferable(point: Point) -> None:
+    """The inference settings of a grid point through `InferConfig.check()`, as `scaling infer`
+    checks them, so a bad setting is refused when the grid is planned."""
+    try:
+        InferConfig(model_dir="").check()
+    except ConfigError as e:
+        raise ConfigError(f"grid point {point.readable_name}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +145,7 @@ def plan_run(grid: Grid, point: Point) -> RunPlan:
         train_bindings += _override_bindings(fitted, "Grid.hyperparameters")
     # The preset first, then the run files (which may refine it), then the grid's bindings.
     train_config = resolve("scaling.train_config", (f"models/{point.model.preset}.gin",) + tuple(grid.train_files), train_bindings)
-    batch_size, cooldown_fraction = _bound("train.batch_size"), _bound("train.cooldown_fraction")
-    check_trainable(point)
+    batch_size = check_trainable(point).batch_size
     branches = [branch_label(d) for d in point.data_budgets]
     infer_branches = branches[-1:] if grid.infer_branches == "last" else branches
     infer_config = ""
@@ -155,15 +153,17 @@ def plan_run(grid: Grid, point: Point) -> RunPlan:
         infer_config = (f"# Evaluated on the finished branches {', '.join(infer_branches)}\n"
                         + resolve("scaling.infer", tuple(grid.infer_files),
                                   _override_bindings(grid.infer_overrides, "Grid.infer_overrides")))
+        check_inferable(point)
     digest = hashlib.sha256(f"{train_config}\n# inference\n{infer_config}".encode()).hexdigest()[:HASH_LENGTH]
     readable = point.readable_name
     point_record = {
         "preset": point.model.preset, "architecture": dict(point.model.changes), "arm": point.arm,
-        "task": point.task, "seed": point.seed, "schedule": point.schedule,
+        "task": point.task, "seed": point.seed, "schedule": point.schedule.name,
+        "schedule_settings": schedules.settings(point.schedule),
         "data_budgets": list(point.data_budgets), "compute_budgets": list(point.compute_budgets),
         "params": point.model.params, "flops_per_token": point.model.flops_per_token,
         "config": dataclasses.asdict(point.model.config), "batch_size": batch_size,
-        "train_tokens": train_tokens(point, cooldown_fraction),
+        "train_tokens": point.schedule.train_tokens(list(point.data_budgets)),
         "branches": branches, "infer_branches": infer_branches if infer_config else [],
     }
     return RunPlan(sanitise(f"{readable}-{digest}"), readable, digest, point_record, train_config, infer_config)
@@ -218,7 +218,9 @@ def write_plan(sweep_dir: Path, grid: Grid, grid_file: str, plans: list[RunPlan]
         write_json_atomic(run_dir / "run.json", plan.record, sort_keys=True)
     write_json_atomic(sweep_dir / "sweep.json", {
         "grid": grid.name, "grid_file": str(grid_file), "runs": [p.name for p in plans], "updated": time.time(),
-        "grid_config": dataclasses.asdict(grid)}, sort_keys=True)
+        "grid_config": {**dataclasses.asdict(grid), "schedule": {"name": grid.schedule.name,
+                                                                 **schedules.settings(grid.schedule)}}},
+        sort_keys=True)
 
 
 def load_plan(run_dir: Path) -> RunPlan:
