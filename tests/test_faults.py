@@ -405,7 +405,7 @@ def _grid(tmp_path, text):
     return grid
 
 
-def test_the_plan_refuses_repeated_seeds_and_a_zero_throughput_and_warns_of_an_absurd_budget(tmp_path):
+def test_the_plan_refuses_what_a_run_would_fail_on_and_warns_of_an_absurd_budget(tmp_path):
     sweep_dir = tmp_path / "sweep"
     code, _, err = cli("sweep", _grid(tmp_path, "Grid.seeds = [0, 0]\n"), f"--sweep_dir={sweep_dir}")
     assert code == 2 and "Grid.seeds = [0, 0] repeats seed(s) 0" in one_line(err)
@@ -415,6 +415,12 @@ def test_the_plan_refuses_repeated_seeds_and_a_zero_throughput_and_warns_of_an_a
                          "--dry_run", "--throughput=1e9")
     assert code == 0 and "scaling sweep: warning: the plan's training steps alone are estimated at" in one_line(err)
     assert "days on" in err and "check Grid.data_budgets (tokens)" in err
+    code, _, err = cli("sweep", _grid(tmp_path, "Grid.arms = {'vanilla': 'no_such_task'}\n"),
+                       f"--sweep_dir={sweep_dir}", "--dry_run")
+    assert code == 2 and "train.task: unknown data task 'no_such_task': give a registered task" in one_line(err)
+    code, _, err = cli("sweep", _grid(tmp_path, "Grid.infer_overrides = {'infer.samples': [0]}\n"),
+                       f"--sweep_dir={sweep_dir}", "--dry_run")
+    assert code == 2 and "infer.samples" in one_line(err)
     assert not sweep_dir.exists()
 
 
