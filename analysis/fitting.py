@@ -286,6 +286,8 @@ def _estimate(value: float, draws: np.ndarray | None) -> ParameterEstimate:
         return ParameterEstimate(value, math.nan, (math.nan, math.nan))
     draws = np.asarray(draws, dtype=np.float64)
     finite = draws[np.isfinite(draws)]
+    if finite.size < 2:  # every refit ran off to infinity: no interval, not a crash
+        return ParameterEstimate(value, math.nan, (math.nan, math.nan))
     low, high = np.percentile(finite, [2.5, 97.5])
     return ParameterEstimate(value, float(np.std(finite, ddof=1)), (float(low), float(high)))
 

@@ -106,7 +106,9 @@ def data_efficiency_figure(training: pd.DataFrame,
     `multipliers` maps accounting column ("tokens" or "tokens_raw") -> arm -> (m, interval): the
     fitted worth of the arm's data in vanilla tokens. Each panel names it, and redraws that arm's
     points at m x D (hollow, dotted): where the law holds they fall on the vanilla curve of the
-    same size. Final points only; one marker per model size.
+    same size. Only points whose m x D lies within the panel's measured tokens are redrawn (a
+    multiplier far from 1 would put them where no run was; the title says so). Final points only;
+    one marker per model size.
     """
     final = training[training["is_final"]] if "is_final" in training else training
     targets = [c for c in ("eval_loss", "eval_loss_hard") if c in final and final[c].notna().any()]
@@ -121,6 +123,8 @@ def data_efficiency_figure(training: pd.DataFrame,
         for col, (column, label) in enumerate(accountings):
             ax = axes[row][col]
             worth = multipliers.get(column, {})
+            low, high = final[column].min(), final[column].max()
+            outside = set()
             for i, arm in enumerate(arms):
                 for j, size in enumerate(sizes):
                     part = final[(final["arm"] == arm) & (final["params"] == size)].sort_values(column)
@@ -130,17 +134,29 @@ def data_efficiency_figure(training: pd.DataFrame,
                     ax.plot(part[column], part[target], marker=marker, ms=4, color=f"C{i}", lw=1,
                             label=arm if j == 0 else None)
                     if arm in worth:
-                        ax.plot(part[column] * worth[arm][0], part[target], marker=marker, ms=5, mfc="none",
-                                color=f"C{i}", ls=":", lw=1, label=f"{arm} at m x D" if j == 0 else None)
+                        shifted = part[column] * worth[arm][0]
+                        inside = (shifted >= low) & (shifted <= high)
+                        if not inside.all():
+                            outside.add(arm)
+                        if inside.any():
+                            ax.plot(shifted[inside], part[target][inside], marker=marker, ms=5, mfc="none",
+                                    color=f"C{i}", ls=":", lw=1, label=f"{arm} at m x D" if j == 0 else None)
             ax.set_xscale("log")
             ax.set_xlabel(f"D ({label})")
             ax.set_ylabel(f"{target} (nats/token)")
             ax.set_title(f"{target} vs {label}" + "".join(
-                f"\n{arm} worth {m:.2f}x vanilla" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-                for arm, (m, ci) in worth.items()), fontsize=10)
+                f"\n{arm} worth {m:.3g}x vanilla (fitted)" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+                + ("; m x D outside the data, not drawn" if arm in outside else "")
+                for arm, (m, ci) in worth.items()), fontsize=9)
             ax.legend(fontsize=8, title="arm (marker = size)", title_fontsize=7)
     fig.suptitle("Data efficiency per arm")
     return fig
+
+
+def thinks(law, arm) -> bool:
+    """Whether the joint law gives `arm` a test-time slope (an arm that never thought has none)."""
+    thinking = getattr(law.settings, "thinking_arms", None)
+    return thinking is None or arm in thinking
 
 
 def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens_per_query: float,
@@ -163,11 +179,14 @@ def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens
         share = inference / total_flops
         ok = share < 1
         for j, arm in enumerate(arms):
-            d = (total_flops - inference[ok]) / (6 * size)
-            acc = recommend.mixed_prediction(law, N=np.full(ok.sum(), size), D=d, T=thinking[ok],
-                                             k=np.full(ok.sum(), samples), **({"arm": arm} if arm is not None else {}))
+            # an arm that does not think spends nothing on thinking: its one point at T = 0
+            use = ok & (thinking == 0) if not thinks(law, arm) else ok
+            d = (total_flops - inference[use]) / (6 * size)
+            acc = recommend.mixed_prediction(law, N=np.full(use.sum(), size), D=d, T=thinking[use],
+                                             k=np.full(use.sum(), samples), **({"arm": arm} if arm is not None else {}))
             label = f"N = {size:.2g}" + (f", {arm}" if arm is not None else "")
-            ax.plot(share[ok], acc, color=f"C{i}", ls=styles[j % len(styles)], label=label)
+            ax.plot(share[use], acc, color=f"C{i}", ls=styles[j % len(styles)], marker="o" if use.sum() == 1 else None,
+                    label=label + ("" if thinks(law, arm) else " (does not think)"))
     ax.set_xscale("log")
     ax.set_xlabel("share of total compute spent at inference (fraction)")
     ax.set_ylabel(f"predicted {law.target} (fraction)")
@@ -181,7 +200,7 @@ def adaptive_thinking_figure(law, difficulty_mix=None, N: float | None = None, D
                              k: float = 1) -> Figure:
     """Expected accuracy against the mean thinking tokens per query, for uniform budgets (every
     difficulty gets T, dashed) and for the adaptive policy at each mean (a budget per difficulty,
-    recommend.adaptive_thinking_policy; solid): the frontier. One curve pair per arm, for one model
+    recommend.adaptive_thinking_policy; solid): the frontier. One curve pair per arm that thinks, for one model
     (default the largest fitted N and D) and a difficulty mix (default the fitted table's)."""
     mix = recommend.check_difficulty_mix(law, difficulty_mix or recommend.law_difficulty_mix(law))
     ranges = law.ranges or {}
@@ -191,7 +210,7 @@ def adaptive_thinking_figure(law, difficulty_mix=None, N: float | None = None, D
     means = budgets if means is None else np.asarray(means, float)
     fig, (ax,) = _figure(width=7.2)
     levels, weights = list(mix), np.asarray(list(mix.values()), float)
-    for i, arm in enumerate(list(arms or recommend.joint_arms(law))):
+    for i, arm in enumerate(list(arms or [a for a in recommend.joint_arms(law) if thinks(law, a)])):
         model = {"N": n, "D": d, **({"arm": arm} if arm is not None else {})}
         table = recommend.accuracy_by_difficulty(law.predict, mix, budgets, model, k)
         cost, value, _ = recommend.policy_frontier(table, budgets, weights, float(np.max(means)))

@@ -22,12 +22,16 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from scaling.data import batch_cache, pipeline  # noqa: E402
+from scaling.data.source import DataSource  # noqa: E402
 
 
 
-def measure(task: str, batch_size: int, seq_len: int, batches: int) -> dict:
+def measure(task: str, batch_size: int, seq_len: int, batches: int, vocabulary: str) -> dict:
+    def source():
+        return DataSource(task, batch_size, seq_len, vocabulary=vocabulary, cache_root=batch_cache.cache_root())
+
     start = time.perf_counter()
-    stream = pipeline.train_batches(task, batch_size, seq_len, seed=0)
+    stream = source().train_batches()
     next(stream)
     first = time.perf_counter() - start
     tokens = thinking = 0.0
@@ -40,7 +44,7 @@ def measure(task: str, batch_size: int, seq_len: int, batches: int) -> dict:
     stream.close()  # with the batch cache on, what was produced is stored now
     cached = None
     if batch_cache.cache_root() is not None:
-        again = pipeline.train_batches(task, batch_size, seq_len, seed=0)
+        again = source().train_batches()
         next(again)
         start = time.perf_counter()
         for _ in range(batches):
@@ -49,7 +53,7 @@ def measure(task: str, batch_size: int, seq_len: int, batches: int) -> dict:
         again.close()
     worst = pipeline.chunk_batches(batch_size, seq_len) - 1
     start = time.perf_counter()
-    next(pipeline.train_batches(task, batch_size, seq_len, seed=0, start_batch=worst))
+    next(source().train_batches(start_batch=worst))
     resume = time.perf_counter() - start
     return {"task": task, "tokens_per_s": tokens / seconds, "batches_per_s": batches / seconds,
             "packing_efficiency": tokens / (batches * batch_size * seq_len),
@@ -65,14 +69,12 @@ def main():
     parser.add_argument("--tasks", default=",".join(pipeline.SYNTHETIC_TASKS))
     parser.add_argument("--batch_cache", action="store_true",
                         help="also read each stream back from the batch cache (a fresh temporary folder)")
-    parser.add_argument("--vocabulary", default=None, help="register the synthetic tasks with this vocabulary")
+    parser.add_argument("--vocabulary", default="bytes", help="the synthetic tasks' vocabulary")
     args = parser.parse_args()
-    if args.vocabulary:
-        pipeline.use_vocabulary(args.vocabulary)
     if args.batch_cache:
         os.environ[batch_cache.CACHE_ENV] = tempfile.mkdtemp(prefix="batch-cache-")
     try:
-        rows = [measure(t, args.batch_size, args.seq_len, args.batches) for t in args.tasks.split(",")]
+        rows = [measure(t, args.batch_size, args.seq_len, args.batches, args.vocabulary) for t in args.tasks.split(",")]
     finally:
         if args.batch_cache:
             shutil.rmtree(os.environ[batch_cache.CACHE_ENV], ignore_errors=True)

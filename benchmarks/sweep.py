@@ -8,6 +8,9 @@ with `scaling sweep` in a fresh sweep folder, exactly as a user would, and print
 - effective_flops_per_s: train_flops / wall_s;
 - matmul_peak_flops_per_s: the dense-matmul rate measured in this process just before the sweep;
 - effective_mfu: effective_flops_per_s over that peak;
+- train_tokens_per_s: tokens trained (WSD trunks counted once) over wall_s, and
+  train_tokens_per_peak_gflop: that over the peak in GFLOP/s (tokens per second per GFLOP/s of
+  the machine's matmul rate: the figure to compare across commits, load and machines);
 - processes: processes the sweep started (one per phase in each run's job record);
 - startup_s: summed over processes, the seconds from process start to its first compiled step
   (interpreter, imports, gin, compilation, checkpoint restore), from each run's timings.jsonl;
@@ -20,6 +23,10 @@ Where the runs predate timings.jsonl (an older checkout) the timing fields are n
     .venv/bin/python benchmarks/sweep.py                        # the demo grid
     .venv/bin/python benchmarks/sweep.py --models p50k p500k     # the subset used in docs/sweeps.md
     .venv/bin/python benchmarks/sweep.py --workers 2 --threads_per_worker 1
+    .venv/bin/python benchmarks/sweep.py --models p50k p200k --gin "Grid.data_budgets=[50000, 100000]"
+
+To compare with an older commit, run this file from a checkout of that commit (it runs the sweep
+of the checkout it sits in): `cp benchmarks/sweep.py /tmp/old/benchmarks/ && python /tmp/old/benchmarks/sweep.py`.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="*", default=None, help="a subset of the grid's sizes")
     parser.add_argument("--workers", type=int, default=None, help="local workers (default: the executor's choice)")
     parser.add_argument("--threads_per_worker", type=int, default=None)
+    parser.add_argument("--gin", action="append", default=[], help="a further grid binding (repeatable)")
     parser.add_argument("--sweep_dir", default=None, help="default: a fresh temporary folder, removed after")
     parser.add_argument("--keep", action="store_true", help="keep the sweep folder")
     args = parser.parse_args(argv)
@@ -67,6 +75,7 @@ def main(argv=None) -> int:
     command = [sys.executable, "-m", "scaling.cli", "sweep", args.grid, f"--sweep_dir={sweep_dir}"]
     if args.models:
         command.append(f"--gin.Grid.models={list(args.models)!r}")
+    command += [f"--gin.{binding}" for binding in args.gin]
     if args.workers:
         command.append(f"--workers={args.workers}")
     if args.threads_per_worker:
@@ -79,12 +88,13 @@ def main(argv=None) -> int:
         print(result.stdout[-3000:], result.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"the sweep failed (exit {result.returncode})")
 
-    train_flops, processes, startup, steps, have_timings = 0.0, 0, 0.0, 0.0, True
+    train_flops, train_tokens, processes, startup, steps, have_timings = 0.0, 0, 0, 0.0, 0.0, True
     layout = {}
     for run_json in sorted(sweep_dir.glob("*/run.json")):
         run_dir = run_json.parent
         point = json.loads(run_json.read_text())["point"]
         train_flops += point["flops_per_token"] * point["train_tokens"]
+        train_tokens += point["train_tokens"]
         job = json.loads((run_dir / "job.json").read_text())
         processes += len(job.get("seconds", {}))
         records = timings(run_dir)
@@ -99,6 +109,8 @@ def main(argv=None) -> int:
         "grid": Path(args.grid).name, "models": args.models, "runs": len(list(sweep_dir.glob("*/run.json"))),
         "wall_s": wall, "train_flops": train_flops, "effective_flops_per_s": train_flops / wall,
         "matmul_peak_flops_per_s": peak, "effective_mfu": train_flops / wall / peak,
+        "train_tokens": train_tokens, "train_tokens_per_s": train_tokens / wall,
+        "train_tokens_per_peak_gflop": train_tokens / wall / (peak / 1e9),
         "processes": processes,
         "startup_s": startup if have_timings else None,
         "step_s": steps if have_timings else None,

@@ -41,6 +41,8 @@ VERBS = {
     "sweep": ("scaling.sweep.launch", "plan and run a grid of runs (grids/*.gin) locally or on Ray"),
     "status": ("scaling.sweep.status", "show each run of a sweep: state, progress, latest loss, throughput"),
     "collect": ("scaling.sweep.collect", "write a sweep's training.parquet and inference.parquet, validated"),
+    "compare": ("analysis.report.claims", "two studies' claims side by side (findings.json): contradictions, "
+                "estimates inside the other's interval"),
 }
 
 # Verbs configured by their flags alone: a gin flag given to them would be silently ignored.

@@ -37,13 +37,28 @@ FLOOR_DOCUMENTS = {False: report_support.FLOOR_DOCUMENTS, True: 400}
 def configure_demo(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="the same path on a smaller grid (grids/demo_quick.gin; a few minutes)")
+    parser.add_argument("--seeds", type=seed_list, default=None,
+                        help="training seeds, e.g. 7,8,9: the grid's replicates (default the grid's Grid.seeds); "
+                             "each seed set gets its own sweep folder")
     parser.add_argument("--sweep_dir", default=None,
-                        help="where runs, tables, laws, figures and the report go (default sweeps/demo[_quick])")
+                        help="where runs, tables, laws, figures and the report go (default sweeps/demo[_quick], "
+                             "with --seeds sweeps/demo[_quick]_seeds<seeds>)")
     parser.add_argument("--workers", type=int, default=None,
                         help="runs at a time (default: one single-threaded run per core)")
     parser.add_argument("--bootstrap", type=int, default=None,
                         help="bootstrap refits per law (default 200; 50 with --quick)")
     parser.add_argument("-o", "--output", default=None, help="the report (default <sweep_dir>/report.html)")
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """--seeds: distinct integers >= 0, comma-separated."""
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, e.g. 7,8,9; got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds must be distinct integers >= 0, e.g. 7,8,9; got {text!r}")
+    return seeds
 
 
 def _minutes(seconds: float) -> str:
@@ -130,9 +145,10 @@ def _print_answer(answer) -> None:
 
 class AdaptiveThinking:
     """The demo's measurement of adaptive test-time thinking (`build_report(measure=...)`): for
-    each arm's largest model at its largest data budget, the joint law's thinking budget per
-    difficulty and its best uniform budget at the same mean are both decoded greedily on held-out
-    problems (another seed than the grid's) with `infer.thinking_policy`, into each run's
+    each arm whose models think, at its largest model and data budget, the joint law's thinking
+    budget per difficulty and its best uniform budget at the same mean are both decoded greedily on
+    held-out problems (another problem seed than the grid's) with `infer.thinking_policy`, on every
+    seed's run (the replicates the claim's interval resamples), into each run's
     inference_policy_rows.jsonl, so the sweep's tables and laws never see them."""
 
     def __init__(self, sweep_dir: Path, results: Path):
@@ -147,39 +163,57 @@ class AdaptiveThinking:
         mix = {int(d): w for d, w in recommend.law_difficulty_mix(joint).items()}
         budgets = sorted(inference["thinking_budget"].unique())
         mean = float(budgets[len(budgets) // 2])  # the grid's middle budget: room to move both ways
-        held_out = int(inference["seed"].max()) + 1
+        problems = inference["problem_seed"] if "problem_seed" in inference else inference["seed"]
+        held_out = int(problems.max()) + 1
+        thinking = inference.groupby("arm")["mean_thinking_tokens"].max()
         entries = []
-        for arm in sorted(training["arm"].unique()):
+        for arm in sorted(thinking[thinking > 0].index):  # an arm that never thinks has nothing to adapt
             runs = training[(training["arm"] == arm) & training["is_final"].astype(bool)]
-            best = runs.sort_values(["params", "tokens"]).iloc[-1]
-            grid_rows = inference[(inference["run_id"] == best["run_id"]) & (inference["branch"] == best["branch"])]
-            if grid_rows.empty:
+            runs = runs[runs["params"] == runs["params"].max()]
+            best = runs.sort_values("tokens").groupby("seed").tail(1).sort_values("seed")
+            best = best[best.apply(lambda r: ((inference["run_id"] == r["run_id"])
+                                              & (inference["branch"] == r["branch"])).any(), axis=1)]
+            if best.empty:
                 continue
-            settings = grid_rows.iloc[0]
-            chosen = recommend.adaptive_thinking_policy(joint, mix, mean, arm=arm, N=float(best["params"]),
-                                                        D=float(best["tokens"]))
+            first = best.iloc[0]
+            settings = inference[(inference["run_id"] == first["run_id"]) & (inference["branch"] == first["branch"])].iloc[0]
+            chosen = recommend.adaptive_thinking_policy(joint, mix, mean, arm=arm, N=float(first["params"]),
+                                                        D=float(best["tokens"].mean()))
             adaptive = {int(d): int(round(t)) for d, t in chosen.budgets.items()}
             uniform = {d: int(round(chosen.uniform_budget)) for d in adaptive}
-            measured = {}
-            for name, policy in (("adaptive", adaptive), ("uniform", uniform)):
-                rows = infer.infer(InferConfig(str(self.sweep_dir / best["run_id"]), thinking_policy=policy,
-                                               difficulty_mix=mix, problems_per_difficulty=int(settings["n_problems"]),
-                                               max_answer_tokens=int(settings["max_answer_tokens"]),
-                                               max_extensions=int(settings["max_extensions"]), seed=held_out),
-                                   branch=best["branch"])
-                measured[name] = infer.policy_accuracy(rows.to_dict("records"), policy, mix)
+            replicates = []
+            for run in best.itertuples():
+                measured = {}
+                for name, policy in (("adaptive", adaptive), ("uniform", uniform)):
+                    rows = infer.infer(InferConfig(str(self.sweep_dir / run.run_id), thinking_policy=policy,
+                                                   difficulty_mix=mix, problems_per_difficulty=int(settings["n_problems"]),
+                                                   max_answer_tokens=int(settings["max_answer_tokens"]),
+                                                   max_extensions=int(settings["max_extensions"]), seed=held_out),
+                                       branch=run.branch)
+                    measured[name] = infer.policy_accuracy(rows.to_dict("records"), policy, mix)
+                replicates.append({
+                    "seed": int(run.seed), "run_id": run.run_id, "branch": run.branch, "tokens": int(run.tokens),
+                    "accuracy": measured["adaptive"]["accuracy"], "stderr": measured["adaptive"]["stderr"],
+                    "mean_thinking_tokens": measured["adaptive"]["mean_thinking_tokens"],
+                    "uniform_accuracy": measured["uniform"]["accuracy"], "uniform_stderr": measured["uniform"]["stderr"],
+                    "uniform_mean_thinking_tokens": measured["uniform"]["mean_thinking_tokens"],
+                    "n": measured["adaptive"]["n"]})
+            mean_of = lambda key: float(sum(r[key] for r in replicates) / len(replicates))
+            stderr_of = lambda key: float(sum(r[key] ** 2 for r in replicates) ** 0.5 / len(replicates))
             entries.append({
-                "arm": arm, "run_id": best["run_id"], "branch": best["branch"], "params": int(best["params"]),
-                "tokens": int(best["tokens"]),
+                "arm": arm, "run_id": first["run_id"], "branch": first["branch"], "params": int(first["params"]),
+                "tokens": int(round(best["tokens"].mean())),
                 "difficulty_mix": {str(d): w for d, w in mix.items()}, "held_out_seed": held_out,
                 "policy": {str(d): t for d, t in adaptive.items()},
-                "accuracy": measured["adaptive"]["accuracy"], "stderr": measured["adaptive"]["stderr"],
-                "mean_thinking_tokens": measured["adaptive"]["mean_thinking_tokens"],
+                # means over the seeds' runs (their standard errors: problems only); per run in `replicates`
+                "accuracy": mean_of("accuracy"), "stderr": stderr_of("stderr"),
+                "mean_thinking_tokens": mean_of("mean_thinking_tokens"),
                 "uniform_thinking_budget": uniform[next(iter(uniform))],
-                "uniform_accuracy": measured["uniform"]["accuracy"], "uniform_stderr": measured["uniform"]["stderr"],
-                "uniform_mean_thinking_tokens": measured["uniform"]["mean_thinking_tokens"],
+                "uniform_accuracy": mean_of("uniform_accuracy"), "uniform_stderr": stderr_of("uniform_stderr"),
+                "uniform_mean_thinking_tokens": mean_of("uniform_mean_thinking_tokens"),
                 "mean_thinking_budget": mean, "predicted_accuracy": float(chosen.accuracy),
-                "predicted_uniform_accuracy": float(chosen.uniform_accuracy), "n": measured["adaptive"]["n"]})
+                "predicted_uniform_accuracy": float(chosen.uniform_accuracy), "n": replicates[0]["n"],
+                "replicates": replicates})
         return {"adaptive": entries}
 
 
@@ -189,7 +223,10 @@ def run_demo(args) -> int:
         return 2
     started = time.monotonic()
     grid_file = GRIDS[args.quick]
-    sweep_dir = Path(args.sweep_dir or Path("sweeps") / grid_file.stem)
+    seeds = getattr(args, "seeds", None)
+    default_dir = grid_file.stem + (f"_seeds{'-'.join(map(str, seeds))}" if seeds else "")
+    sweep_dir = Path(args.sweep_dir or Path("sweeps") / default_dir)
+    bindings = tuple(args.gin.bindings) + ((f"Grid.seeds = {list(seeds)}",) if seeds else ())
     bootstrap = args.bootstrap if args.bootstrap is not None else (50 if args.quick else 200)
     output = Path(args.output or sweep_dir / "report.html")
     # every output is checked before the sweep: a report that cannot be written is known now, not in an hour
@@ -202,7 +239,7 @@ def run_demo(args) -> int:
     _step(1, f"sweep {grid_file.relative_to(REPO_ROOT)} into {sweep_dir} ({workers} workers x {threads} threads)")
     sweep_args = argparse.Namespace(grid=str(grid_file), sweep_dir=str(sweep_dir), executor="local",
                                     workers=workers, threads_per_worker=threads, dry_run=False, retry_failed=False, throughput=None,
-                                    gin=GinArgs((), args.gin.bindings))
+                                    gin=GinArgs((), bindings))
     with SweepProgress(sweep_dir):
         code = launch.run_sweep(sweep_args)
     if code != 0:
@@ -231,10 +268,12 @@ def run_demo(args) -> int:
     _step(4, "what the data shows")
     laws = {path.stem: load_law(path) for path in sorted(laws_dir.glob("*.json"))}
     inference = report.read_table(results / "inference.parquet")
-    for line in report.findings(laws, inference):
-        print(f"- {line}")
-    print(f"\nMeasured findings ({findings_path}):")
+    # The claims' verdicts and TPT's matched-accuracy multipliers first, then the laws' findings.
+    print(f"Measured findings ({findings_path}):")
     for line in measured.summary_lines(measured.read(findings_path)):
+        print(f"- {line}")
+    print("\nWhat the fitted laws say:")
+    for line in report.findings(laws, inference):
         print(f"- {line}")
     out_of_bounds = "chinchilla" in laws and check_law_bounds(laws["chinchilla"], laws_dir / "chinchilla.json")
     if out_of_bounds:

@@ -35,7 +35,7 @@ class CheckedInference:
 
     @property
     def n_samples(self) -> int:
-        return max(self.samples)
+        return max(self.samples, default=0)
 
 
 @gin.configurable("infer")
@@ -70,7 +70,7 @@ class InferConfig:
 
     def check(self) -> CheckedInference:
         """Every setting checked, naming its binding; the model_dir aside (run_dir() checks it)."""
-        ks = _int_list("samples", self.samples, 1)
+        ks = _int_list("samples", self.samples, 1, empty=True)  # []: greedy rows only, nothing sampled
         policy = mix = None
         if self.thinking_policy is None:
             budgets = _int_list("thinking_budgets", self.thinking_budgets, 0)
@@ -92,10 +92,11 @@ class InferConfig:
         return CheckedInference(settings, ks, policy, mix)
 
 
-def _int_list(name: str, value, minimum: int) -> tuple[int, ...]:
+def _int_list(name: str, value, minimum: int, empty: bool = False) -> tuple[int, ...]:
     values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < minimum for v in values):
-        raise ConfigError(f"infer.{name} must be a non-empty list of integers >= {minimum}, got {value!r}")
+    if (not values and not empty) or any(not isinstance(v, int) or isinstance(v, bool) or v < minimum for v in values):
+        raise ConfigError(f"infer.{name} must be a {'' if empty else 'non-empty '}list of integers >= {minimum}, "
+                          f"got {value!r}")
     return tuple(sorted(set(values)))
 
 

@@ -14,11 +14,12 @@ import jax.numpy as jnp
 import optax
 
 from scaling import partitioning
+from scaling.data.batches import EVAL_MASKS, STEP_KEYS
 from scaling.model import ModelConfig, Transformer, init_params
 
-# Arrays the training step reads; the masks used only for counting stay on the host.
-STEP_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_weights")
-EVAL_KEYS = STEP_KEYS + ("hard_mask", "target_bytes")
+# Arrays the evaluation reads (the training step reads STEP_KEYS; the masks used only for
+# counting stay on the host).
+EVAL_KEYS = STEP_KEYS + EVAL_MASKS
 
 
 def token_loss_sums(config: ModelConfig, params, batch):
@@ -64,12 +65,15 @@ def compile_functions(config: ModelConfig, tx: optax.GradientTransformation, mes
         return params, opt_state, loss
 
     def evaluate(params, batch):
-        """Sums over the batch: loss, weight, hard loss, hard weight, easy loss, easy weight, bytes."""
+        """The batch's sums, by name: loss and weight over all tokens, hard-span and other tokens,
+        and the bytes the targets stand for."""
         losses, weights = token_loss_sums(config, params, batch)
         hard = weights * batch["hard_mask"]
         easy = weights - hard
-        return jnp.stack([(losses * weights).sum(), weights.sum(), (losses * hard).sum(), hard.sum(),
-                          (losses * easy).sum(), easy.sum(), (batch["target_bytes"] * weights).sum()])
+        return {"loss": (losses * weights).sum(), "weight": weights.sum(),
+                "hard_loss": (losses * hard).sum(), "hard_weight": hard.sum(),
+                "easy_loss": (losses * easy).sum(), "easy_weight": easy.sum(),
+                "target_bytes": (batch["target_bytes"] * weights).sum()}
 
     return Compiled(
         init=jax.jit(lambda: nn.unbox(init_boxed()), out_shardings=(param_shardings, opt_shardings)),
@@ -79,11 +83,20 @@ def compile_functions(config: ModelConfig, tx: optax.GradientTransformation, mes
         abstract_params=abstract_params, abstract_opt_state=abstract_opt, mesh=mesh)
 
 
-def eval_metrics(sums: np.ndarray) -> dict[str, float]:
+def summed(totals) -> dict[str, float]:
+    """`evaluate`'s sums added over the evaluation batches, by name, in float64."""
+    out: dict[str, float] = {}
+    for sums in totals:
+        for name, value in sums.items():
+            out[name] = out.get(name, 0.0) + float(np.float64(value))
+    return out
+
+
+def eval_metrics(sums: dict[str, float]) -> dict[str, float]:
     """The evaluation row's metrics from `evaluate`'s sums over the evaluation batches: loss (nats
     per token), bits per byte, and the loss on tokens in and outside hard spans (NaN for none)."""
-    loss_sum, weight, hard_sum, hard_weight, easy_sum, easy_weight, n_bytes = sums
-    return {"eval_loss": loss_sum / max(weight, 1.0),
-            "eval_bpb": loss_sum / math.log(2) / max(n_bytes, 1.0),
-            "eval_loss_hard": hard_sum / hard_weight if hard_weight else float("nan"),
-            "eval_loss_easy": easy_sum / easy_weight if easy_weight else float("nan")}
+    hard_weight, easy_weight = sums["hard_weight"], sums["easy_weight"]
+    return {"eval_loss": sums["loss"] / max(sums["weight"], 1.0),
+            "eval_bpb": sums["loss"] / math.log(2) / max(sums["target_bytes"], 1.0),
+            "eval_loss_hard": sums["hard_loss"] / hard_weight if hard_weight else float("nan"),
+            "eval_loss_easy": sums["easy_loss"] / easy_weight if easy_weight else float("nan")}

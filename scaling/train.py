@@ -29,8 +29,11 @@ from scaling.infer_config import InferConfig  # light: gin and the config's chec
 def train(config: TrainConfig) -> dict:
     """Train `config.model` on `config.task` to each of its data budgets. Returns a summary;
     raises TrainingFailed (status.json says why)."""
+    import jax
+
     from scaling import partitioning, run_folder
     from scaling.checkpoints import finished_branches, write_model_config
+    from scaling.data.source import DataSource
     from scaling.run_folder import IDENTITY_FILE, RunFolder
     from scaling.train_config import NOT_IDENTITY, require
     from scaling.trainer import Interrupted, Trainer, TrainingFailed
@@ -59,7 +62,8 @@ def train(config: TrainConfig) -> dict:
             write_model_config(run_dir, config.model)
             if not (run_dir / IDENTITY_FILE).is_file():
                 run_folder.write_identity(run_dir, identity)
-        trainer = Trainer(config, run, run_dir, folder, mesh)
+        data = DataSource.from_config(config, jax.process_index(), jax.process_count())
+        trainer = Trainer(config, run, run_dir, folder, mesh, data, timings.PROCESS)
         try:
             trainer.run(run.plan)
         finally:
@@ -102,9 +106,10 @@ def configure_train(parser):
 def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
     """`scaling infer` on each branch, in this process: compiled decoders are shared across
     branches, and rows already in the run's table are skipped as always."""
-    from scaling import infer
+    from scaling import infer  # imported only here: a run that only trains needs none of the decoding stack
     from scaling.checkpoints import finished_branches
     from scaling.trainer import TrainingFailed
+
     finished = [r["branch"] for r in finished_branches(run_dir)]
     wanted = finished if branches == "all" else [b for b in branches.split(",") if b]
     missing = [b for b in wanted if b not in finished]
@@ -118,9 +123,9 @@ def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
 
 
 def run_train(args) -> int:
-    # every module the run uses, imported before the gin files are parsed: their configurables
-    # (train, infer, the data pipeline's tasks and teachers) must be known to gin by then
-    from scaling import infer, partitioning  # noqa: F401 (infer: its gin names)
+    # the run's modules, imported before the gin files are parsed: their configurables (train, the
+    # data pipeline's tasks and teachers) must be known to gin by then
+    from scaling import partitioning
     from scaling.train_config import TrainConfig
     from scaling.trainer import Interrupted, Preempted, TrainingFailed
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),

@@ -19,15 +19,16 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from scaling import accounting, partitioning, timings
+from scaling import accounting, partitioning
 from scaling.checkpoints import TRUNK, RunCheckpoints, finished_branches
-from scaling.data import pipeline
+from scaling.data.source import DataSource
 from scaling.mfu import device_peak_flops
 from scaling.optimizer import make_optimizer
 from scaling.prefetch import Prefetcher
 from scaling.run_folder import RunFolder
 from scaling.schedules import Phase
-from scaling.step import EVAL_KEYS, compile_functions, eval_metrics
+from scaling.step import EVAL_KEYS, compile_functions, eval_metrics, summed
+from scaling.timings import ProcessTimings
 from scaling.train_config import CheckedRun, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,17 @@ class Counters:
 
 
 class Trainer:
-    """The loop over a run's phases; holds the device state, the counters and the outputs."""
+    """The loop over a run's phases; holds the device state, the counters and the outputs.
 
-    def __init__(self, config: TrainConfig, run: CheckedRun, run_dir: Path, folder: RunFolder, mesh):
+    What it reads and where its step seconds go are arguments: `data` (the run's batches,
+    DataSource.from_config) and `timings` (this process's ProcessTimings)."""
+
+    def __init__(self, config: TrainConfig, run: CheckedRun, run_dir: Path, folder: RunFolder, mesh,
+                 data: DataSource, timings: ProcessTimings):
         model = config.model
-        pipeline.use_vocabulary(model.vocabulary, model.vocab_size)  # the synthetic tasks speak the model's ids
-        self.run_dir, self.folder, self.model, self.task, self.seed = run_dir, folder, model, config.task, config.seed
-        self.batch_size, self.lr, self.schedule, self.mesh = config.batch_size, run.learning_rate, run.schedule, mesh
+        self.data, self.timings = data, timings
+        self.run_dir, self.folder, self.model = run_dir, folder, model
+        self.lr, self.schedule, self.mesh = run.learning_rate, run.schedule, mesh
         self.eval_every_tokens = config.eval_every_tokens
         self.log_every, self.checkpoint_every = config.log_every_steps, config.checkpoint_every_steps
         self.checkpoints = RunCheckpoints(run_dir, keep=config.keep_checkpoints)
@@ -81,10 +86,9 @@ class Trainer:
         self.params_count = accounting.param_count(model)
         self.peak_flops, self.peak_source = device_peak_flops(model.compute_dtype)
         self.peak_flops *= jax.device_count()
-        self.teacher_flops_per_thinking_token = pipeline.teacher_flops_per_thinking_token(config.task)
-        local = pipeline.eval_batches(config.eval_corpus, config.batch_size // jax.process_count(), model.seq_len,
-                                      config.eval_batches)
-        self.eval_data = [partitioning.global_batch({k: np.asarray(b[k]) for k in EVAL_KEYS}, mesh) for b in local]
+        self.teacher_flops_per_thinking_token = data.teacher_flops_per_thinking_token()
+        self.eval_batch_count = config.eval_batches
+        self._eval_data = None
         self.row_base = {
             "run_id": run_dir.name, "sweep": config.sweep, "arm": config.arm, "seed": config.seed,
             "d_model": model.d_model, "n_layers": model.n_layers, "n_heads": model.n_heads,
@@ -111,6 +115,7 @@ class Trainer:
     def close(self):
         self.checkpoints.wait()
         self.checkpoints.close()
+        self.data.close()
         for sig, handler in self._previous_handlers.items():
             signal.signal(sig, handler)
 
@@ -194,10 +199,7 @@ class Trainer:
         c = self.counters
         if c.tokens >= phase.end_tokens:
             return
-        batches = pipeline.train_batches(self.task, self.batch_size // jax.process_count(), self.model.seq_len,
-                                         self.seed, start_batch=c.batch_index, host_index=jax.process_index(),
-                                         host_count=jax.process_count())
-        prefetch = Prefetcher(batches, self.mesh)
+        prefetch = Prefetcher(self.data.train_batches(start_batch=c.batch_index), self.mesh)
         periodic_eval = self.eval_every_tokens > 0 and (phase.name == TRUNK or self.schedule.periodic_eval)
         next_eval = (c.tokens // self.eval_every_tokens + 1) * self.eval_every_tokens if periodic_eval else None
         progress = _progress_bar(phase, c.tokens)
@@ -217,9 +219,9 @@ class Trainer:
                 self.params, self.opt_state, loss = self.compiled.step(self.params, self.opt_state, batch,
                                                                        np.float32(lr))
                 self.pending_losses.append(loss)
-                if timings.PROCESS.first_step_at is None:  # start-up (compilation included) ends here
+                if self.timings.first_step_at is None:  # start-up (compilation included) ends here
                     jax.block_until_ready(loss)
-                    timings.PROCESS.first_step_done()
+                    self.timings.first_step_done()
                     window_start = time.perf_counter()
                 c.add_batch(counts)
                 window_tokens += int(counts[0])
@@ -227,7 +229,7 @@ class Trainer:
                 if c.step % self.log_every == 0 or c.tokens >= phase.end_tokens:
                     losses = self._losses_so_far()
                     elapsed = time.perf_counter() - window_start
-                    timings.PROCESS.train_step_s += elapsed
+                    self.timings.train_step_s += elapsed
                     self._log(phase, losses, lr, window_tokens / elapsed)
                     progress.set_postfix(loss=f"{losses[-1]:.3f}")
                     window_start, window_tokens = time.perf_counter(), 0
@@ -253,13 +255,17 @@ class Trainer:
         self.folder.scalars("train" if phase.name == TRUNK else f"train/{phase.name}",
                             {k: record[k] for k in ("loss", "lr", "tokens_per_s", "mfu")}, c.step)
 
+    def _eval_batches(self) -> list:
+        """The evaluation set on the devices, read at the first evaluation."""
+        if self._eval_data is None:
+            self._eval_data = [partitioning.global_batch({k: np.asarray(b[k]) for k in EVAL_KEYS}, self.mesh)
+                               for b in self.data.eval_batches(self.eval_batch_count)]
+        return self._eval_data
+
     def _evaluate(self, phase: Phase, is_final: bool):
         self._losses_so_far()
-        sums = np.zeros(7)
-        totals = [self.compiled.evaluate(self.params, batch) for batch in self.eval_data]
-        for t in jax.device_get(totals):
-            sums += np.asarray(t, np.float64)
-        metrics = eval_metrics(sums)
+        totals = [self.compiled.evaluate(self.params, batch) for batch in self._eval_batches()]
+        metrics = eval_metrics(summed(jax.device_get(totals)))
         c = self.counters
         # unique_tokens/epochs: the pipeline does not track repetition yet; 0 means unknown.
         stats = {"unique_tokens": 0, "epochs": 0.0,

@@ -1,6 +1,11 @@
 """The synthetic corpus, vocabulary, formats and seqio batches, through the public API."""
 
+import itertools
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +16,10 @@ from scaling.data import batch_cache
 from scaling.data import cache as cache_lib
 from scaling.data import corpus, formats, pipeline, vocabulary
 from scaling.data.augment import AugmentConfig, augment
+from scaling.data.batches import BATCH_KEYS, EVAL_BATCH_KEYS
+from scaling.data.source import DataSource
+
+REPO = Path(__file__).resolve().parent.parent
 from scaling.data.teachers import ProgrammaticTeacher
 
 
@@ -21,8 +30,10 @@ def test_vocabulary_round_trip_and_special_ids():
     assert ids.count(vocabulary.THINK_OPEN_ID) == 1 and max(ids) < 264
     assert vocabulary.decode(ids + [vocabulary.EOS_ID, vocabulary.PAD_ID]) == text
     vocab = vocabulary.ThinkByteVocabulary()
-    assert isinstance(vocab, seqio.Vocabulary) and vocab.eos_id == vocabulary.EOS_ID
-    assert list(vocab.encode_tf(text).numpy()) == ids
+    assert vocab.eos_id == vocabulary.EOS_ID and vocab.decode(ids + [vocabulary.EOS_ID] + ids) == text
+    in_seqio = pipeline.SeqioVocabulary(vocab)  # what the tasks' features hold
+    assert isinstance(in_seqio, seqio.Vocabulary) and in_seqio.decode(ids + [vocabulary.EOS_ID] + ids) == text
+    assert list(in_seqio.encode_tf(text).numpy()) == ids
 
 
 def test_documents_are_deterministic_and_mark_their_hard_spans():
@@ -107,14 +118,22 @@ def test_thinking_length_grows_with_difficulty():
     assert correlation > 0.8, correlation
 
 
+def train_batches(task, batch_size, seq_len, seed, start_batch=0, **fields):
+    return DataSource(task, batch_size, seq_len, seed, **fields).train_batches(start_batch)
+
+
+def eval_batches(corpus_name, batch_size, seq_len, n_batches, **fields):
+    return DataSource("synthetic_vanilla", batch_size, seq_len, eval_corpus=corpus_name, **fields).eval_batches(n_batches)
+
+
 def _documents_of(batch, row):
     seg = batch["segment_ids"][row]
     return [vocabulary.decode(batch["targets"][row][seg == s]) for s in np.unique(seg[seg > 0])]
 
 
 def test_train_batches_shapes_masks_and_decoding():
-    batch = next(pipeline.train_batches("synthetic_thinking", 8, 256, seed=7))
-    assert set(batch) == set(pipeline.BATCH_KEYS)
+    batch = next(train_batches("synthetic_thinking", 8, 256, seed=7))
+    assert set(batch) == set(BATCH_KEYS)
     for key, value in batch.items():
         assert value.shape == (8, 256), key
         assert value.dtype == (np.float32 if key.endswith(("mask", "weights")) else np.int32), key
@@ -144,7 +163,7 @@ def test_train_batches_shapes_masks_and_decoding():
 
 
 def test_vanilla_batches_are_the_raw_documents():
-    batch = next(pipeline.train_batches("synthetic_vanilla", 2, 256, seed=0))
+    batch = next(train_batches("synthetic_vanilla", 2, 256, seed=0))
     assert batch["thinking_mask"].sum() == 0
     seed = pipeline.train_stream_seed(0, 0)
     expected = [d.text for d, _ in zip(corpus.documents("train", seed), range(pipeline.PACKING_WINDOW))]
@@ -156,7 +175,7 @@ def test_vanilla_batches_are_the_raw_documents():
 def test_train_batches_deterministic_and_resume_equals_skipping(monkeypatch):
     monkeypatch.setattr(pipeline, "CHUNK_TOKENS", 4 * 2 * 64)  # chunks of 4 batches
     def take(n, **kw):
-        it = pipeline.train_batches("synthetic_thinking_before_hard", 2, 64, seed=5, **kw)
+        it = train_batches("synthetic_thinking_before_hard", 2, 64, seed=5, **kw)
         return [next(it) for _ in range(n)]
     full = take(9)
     again = take(9)
@@ -180,32 +199,33 @@ def test_batch_cache_gives_the_pipelines_batches_and_survives_lost_blocks(monkey
     monkeypatch.setattr(pipeline, "CHUNK_TOKENS", 4 * 2 * 64)  # chunks of 4 batches
     monkeypatch.setattr(batch_cache, "BLOCK_TOKENS", 3 * 2 * 64)  # blocks of 3 batches
 
+    cache = {"cache_root": None}
+
     def take(n, **kw):
-        it = pipeline.train_batches("synthetic_thinking_before_hard", 2, 64, seed=5, **kw)
+        it = train_batches("synthetic_thinking_before_hard", 2, 64, seed=5, **cache, **kw)
         return [next(it) for _ in range(n)]
 
     def same(xs, ys):
         return len(xs) == len(ys) and all(np.array_equal(x[k], y[k]) and x[k].dtype == y[k].dtype
                                           for x, y in zip(xs, ys) for k in x)
 
-    monkeypatch.delenv(batch_cache.CACHE_ENV, raising=False)
     reference = take(9)
-    evaluation = pipeline.eval_batches("synthetic", 2, 64, 2)
-    monkeypatch.setenv(batch_cache.CACHE_ENV, str(tmp_path))
+    evaluation = eval_batches("synthetic", 2, 64, 2)
+    cache["cache_root"] = tmp_path
     assert same(take(9), reference)
     blocks = sorted(tmp_path.glob("*/block-*.npz"))  # the reader runs ahead, so there may be more
     assert [b.name for b in blocks[:3]] == ["block-0000000.npz", "block-0000001.npz", "block-0000002.npz"]
-    assert same(pipeline.eval_batches("synthetic", 2, 64, 2), evaluation)
+    assert same(eval_batches("synthetic", 2, 64, 2, cache_root=tmp_path), evaluation)
 
     def no_pipeline(*args, **kwargs):
         raise AssertionError("the pipeline ran although the stream is stored")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "_train_stream", no_pipeline)
+        m.setattr(pipeline, "train_stream", no_pipeline)
         m.setattr(pipeline, "_packed", no_pipeline)
         assert same(take(9), reference)
         assert same(take(4, start_batch=5), reference[5:])
-        assert same(pipeline.eval_batches("synthetic", 2, 64, 2), evaluation)
+        assert same(eval_batches("synthetic", 2, 64, 2, cache_root=tmp_path), evaluation)
 
     blocks[1].unlink()
     blocks[2].write_bytes(b"torn")
@@ -213,20 +233,20 @@ def test_batch_cache_gives_the_pipelines_batches_and_survives_lost_blocks(monkey
     assert same(take(2, start_batch=4), reference[4:6])
     assert blocks[1].is_file() and blocks[2].stat().st_size > 100
     assert not list(tmp_path.glob("*/.*.tmp"))
-    other_seed = pipeline.train_batches("synthetic_thinking_before_hard", 2, 64, seed=6)
+    other_seed = train_batches("synthetic_thinking_before_hard", 2, 64, seed=6, cache_root=tmp_path)
     assert not np.array_equal(next(other_seed)["targets"], reference[0]["targets"])  # its own stream
 
 
 def test_eval_batches_hold_out_raw_documents_with_hard_masks():
-    batches = pipeline.eval_batches("synthetic", 4, 256, 2)
-    assert len(batches) == 2 and set(batches[0]) == set(pipeline.EVAL_KEYS)
+    batches = eval_batches("synthetic", 4, 256, 2)
+    assert len(batches) == 2 and set(batches[0]) == set(EVAL_BATCH_KEYS)
     b = batches[0]
     assert b["thinking_mask"].sum() == 0 and b["hard_mask"].sum() > 0
     hard = vocabulary.decode(b["targets"][b["hard_mask"] > 0])
     assert hard.isdigit()
     assert np.all(b["target_bytes"] <= b["loss_weights"]) and b["target_bytes"].sum() < b["loss_weights"].sum()
     assert all(np.array_equal(x[k], y[k])
-               for x, y in zip(batches, pipeline.eval_batches("synthetic", 4, 256, 2)) for k in x)
+               for x, y in zip(batches, eval_batches("synthetic", 4, 256, 2)) for k in x)
     eval_docs = {d for b in batches for r in range(4) for d in _documents_of(b, r)}
     train_docs = {make_document("train", s, i).text for s in (0, pipeline.train_stream_seed(0, 0)) for i in range(2000)}
     assert not eval_docs & train_docs
@@ -235,8 +255,11 @@ def test_eval_batches_hold_out_raw_documents_with_hard_masks():
 def test_teacher_flops_and_unknown_task():
     assert pipeline.teacher_flops_per_thinking_token("synthetic_vanilla") == 0.0
     assert pipeline.teacher_flops_per_thinking_token("synthetic_thinking") >= 0.0
+    for task in ("synthetic_vanilla", "synthetic_thinking"):  # the source's light answer is the registry's
+        assert DataSource(task, 2, 64).teacher_flops_per_thinking_token() == \
+            pipeline.teacher_flops_per_thinking_token(task)
     with pytest.raises(ValueError, match="unknown data task 'nope'"):
-        pipeline.train_batches("nope", 2, 64, 0)
+        train_batches("nope", 2, 64, 0)
 
 
 @pytest.mark.slow
@@ -246,7 +269,7 @@ def test_cache_backed_tasks(tmp_path):
     assert summary["written"] + summary["skipped"] == 300
     records = list(cache_lib.read_records(cache_dir))
     by_text = {r["text"]: r for r in records}
-    batch = next(pipeline.train_batches(f"{cache_dir}:thinking", 8, 256, seed=0))
+    batch = next(train_batches(f"{cache_dir}:thinking", 8, 256, seed=0))
     docs = [d for row in range(8) for d in _documents_of(batch, row)]
     checked = 0
     for doc in docs:  # samples longer than seq_len arrive as pieces: check whole first pieces
@@ -260,7 +283,7 @@ def test_cache_backed_tasks(tmp_path):
     assert checked >= 3
     assert batch["thinking_mask"].sum() > 0
     assert "mycorpus_thinking" in seqio.TaskRegistry.names()
-    held_out = pipeline.eval_batches(str(cache_dir), 2, 256, 1)[0]
+    held_out = eval_batches(str(cache_dir), 2, 256, 1)[0]
     assert held_out["thinking_mask"].sum() == 0
     for row in range(2):
         for doc in _documents_of(held_out, row):
@@ -285,14 +308,18 @@ def test_sentencepiece_vocabulary_for_a_cache(tmp_path):
     augment(AugmentConfig(cache_dir=str(cache_dir), n_documents=200), progress=False)
     names = pipeline.register_cache_tasks(str(cache_dir), sentencepiece_model=str(tmp_path / "sp.model"))
     vocab = seqio.get_mixture_or_task(names[1]).output_features["targets"].vocabulary
-    assert isinstance(vocab, seqio.SentencePieceVocabulary)
-    batch = pipeline.eval_batches(str(cache_dir), 2, 128, 1)[0]
+    assert isinstance(vocab, seqio.Vocabulary) and isinstance(vocab.base, vocabulary.SentencePieceVocabulary)
+    reference = seqio.SentencePieceVocabulary(str(tmp_path / "sp.model"))  # the ids seqio's own would give
+    assert vocab.encode(texts[0]) == reference.encode(texts[0]) and vocab.vocab_size == reference.vocab_size
+    ids = reference.encode(texts[1]) + [reference.eos_id, 5, 999]
+    assert vocab.decode(ids) == reference.decode(ids) and vocab.base.decode(ids) == reference.decode(ids)
+    batch = eval_batches(str(cache_dir), 2, 128, 1)[0]
     seg = batch["segment_ids"][0]
     first = batch["targets"][0][seg == 1]
     text = vocab.decode(first[first != vocab.eos_id].tolist())
     assert text in {r["text"] for r in cache_lib.read_records(cache_dir)}
     assert batch["target_bytes"][0][seg == 1].sum() == pytest.approx(len(text.encode()) + 1, abs=1)
-    thinking = next(pipeline.train_batches(names[1], 2, 128, seed=0))
+    thinking = next(train_batches(names[1], 2, 128, seed=0))
     assert thinking["thinking_mask"].sum() > 0 and thinking["targets"].max() < 120
 
 
@@ -302,13 +329,14 @@ def test_batch_cache_stores_the_part_of_a_block_a_stopped_reader_produced(tmp_pa
     next stream in the same process continues the open producer instead of starting it again."""
     stream = [{"inputs": np.full((2, 4), i, np.int32)} for i in range(12)]
     started = []
+    open_pipelines = batch_cache.OpenPipelines()
 
     def produce(first):
         started.append(first)
-        return iter(stream[first:])
+        return (batch for batch in stream[first:])  # a generator, as the pipeline is
 
     def read(n, start=0, folder=tmp_path):
-        it = batch_cache.cached_stream(folder, ("inputs",), 3, start, produce)
+        it = batch_cache.cached_stream(folder, ("inputs",), 3, start, produce, open_pipelines)
         out = [int(next(it)["inputs"][0, 0]) for _ in range(n)]
         it.close()
         return out
@@ -325,6 +353,33 @@ def test_batch_cache_stores_the_part_of_a_block_a_stopped_reader_produced(tmp_pa
     with np.load(tmp_path / "block-0000002.npz") as partial:
         assert partial["inputs"][:, 0, 0].tolist() == [6]
     assert read(3, start=4) == [4, 5, 6] and started == [0, 4]  # all stored now
+    open_pipelines.close()  # what a source's close does: the next stream starts its own producer
+    assert read(9) == list(range(9)) and started == [0, 4, 7]
     for block in tmp_path.glob("block-*.npz"):
         with np.load(block) as stored:
             assert stored["inputs"].dtype == np.int32, block  # stored as produced
+
+
+@pytest.mark.slow
+def test_a_run_on_stored_batches_imports_neither_tensorflow_nor_seqio(tmp_path):
+    """Start-up: the trainer's modules and a data source whose batches the cache holds read
+    them without importing TensorFlow or seqio (several seconds of every sweep process)."""
+    fields = {"task": "synthetic_thinking", "batch_size": 2, "seq_len": 64, "seed": 3,
+              "vocabulary": "synthetic_sp256", "vocab_size": 264}
+    source = DataSource(**fields, cache_root=tmp_path)
+    stored = list(itertools.islice(source.train_batches(), 5))
+    evaluation = source.eval_batches(2)
+    source.close()
+    script = (f"import sys, numpy as np; import scaling.train; from pathlib import Path; "
+              f"from scaling.data.source import DataSource; "
+              f"s = DataSource(**{fields!r}, cache_root=Path({str(tmp_path)!r})); "
+              f"it = s.train_batches(1); b = next(it); e = s.eval_batches(2); "
+              f"print(sorted(m for m in ('tensorflow', 'seqio') if m in sys.modules)); "
+              f"np.save(sys.argv[1], np.stack([b['targets'], e[1]['targets']]))")
+    out = tmp_path / "read.npy"
+    proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    read = np.load(out)
+    assert np.array_equal(read[0], stored[1]["targets"]) and np.array_equal(read[1], evaluation[1]["targets"])

@@ -12,13 +12,18 @@ import analysis
 @pytest.mark.slow
 def test_quick_demo_runs_the_whole_path_and_says_what_the_data_shows(run_cli, tmp_path):
     sweep_dir = tmp_path / "demo"
-    proc = run_cli("demo", "--quick", f"--sweep_dir={sweep_dir}", timeout=900)
+    # The seed set from the command line to the claims. One seed keeps the CI test within its time;
+    # the replicate bootstrap itself is tested on small tables (tests/test_claims.py).
+    proc = run_cli("demo", "--quick", "--seeds=0", f"--sweep_dir={sweep_dir}", timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = proc.stdout
     for step in ("== 1/4 sweep", "== 2/4 collect", "== 3/4 fit the laws", "== 4/4 what the data shows"):
         assert step in out
     assert "6 of 6 runs finished" in out
     assert "100.0%  runs done 6/6" in proc.stderr  # the progress bar's last line
+    assert {p.name.split("_wsd")[0].rsplit("_", 1)[1] for p in sweep_dir.iterdir() if "_wsd" in p.name} == {"s0"}
+    # The measured findings (claims, matched multipliers) lead; the laws' findings follow.
+    assert out.index("Measured findings") < out.index("What the fitted laws say")
     # The tables, the law files (loadable by `scaling recommend`), every figure, the report.
     results = sweep_dir / "results"
     assert (results / "training.parquet").is_file() and (results / "inference.parquet").is_file()
@@ -26,7 +31,9 @@ def test_quick_demo_runs_the_whole_path_and_says_what_the_data_shows(run_cli, tm
     multipliers = {p for p in analysis.load_law(results / "laws" / "augmentation.json").parameters if p.startswith("m_")}
     assert multipliers == {"m_thinking", "m_thinking_raw", "m_thinking_inline", "m_thinking_inline_raw"}
     joint = analysis.load_law(results / "laws" / "joint_inference.json")
-    assert {"gamma_T_vanilla", "gamma_T_thinking", "gamma_T_thinking_inline"} <= set(joint.parameters)
+    # vanilla models never think: their T is the 0 thinking tokens they wrote, and no slope in T
+    assert {"gamma_T_thinking", "gamma_T_thinking_inline"} <= set(joint.parameters)
+    assert "gamma_T_vanilla" not in joint.parameters
     _check_findings_contract(results, joint, out)
     figures = {p.name for p in (results / "figures").iterdir()}
     for stem in ("data_efficiency", "iso_compute_curves", "test_time_scaling", "residuals"):
@@ -108,7 +115,7 @@ def _check_findings_contract(results, joint, out):
         assert set(cell) >= {"arm", "params", "tokens", "difficulty", "thinking_budget", "accuracy", "stderr", "n"}
         row = greedy[(greedy["arm"] == cell["arm"]) & (greedy["params"] == cell["params"])
                      & (greedy["tokens"] == cell["tokens"]) & (greedy["difficulty"] == cell["difficulty"])
-                     & (greedy["thinking_budget"] == cell["thinking_budget"])]
+                     & (greedy["thinking_budget"] == cell["thinking_budget"]) & (greedy["seed"] == cell["seed"])]
         assert len(row) == 1 and row["accuracy"].item() == cell["accuracy"] and row["n_problems"].item() == cell["n"]
     # each arm's protocol: T = 0 direct for all; vanilla never thinks; thinking arms open <think>
     protocols = {(c["arm"], c["thinking_budget"] > 0): c["protocol"] for c in findings["accuracy"]}
@@ -118,11 +125,12 @@ def _check_findings_contract(results, joint, out):
     total, queries, tokens = joint_scenario(joint)
     assert findings["best_split"] == json.loads(json.dumps(joint.recommend(
         total_flops=total, inference_queries=queries, tokens_per_query=tokens).to_dict()))
-    # adaptive thinking: each arm's policy and the uniform budget, measured on held-out problems
-    # (their rows kept out of the tables the laws were fitted on)
-    assert {a["arm"] for a in findings["adaptive"]} == {"vanilla", "thinking", "thinking_inline"}
-    assert (inference["seed"] != findings["adaptive"][0]["held_out_seed"]).all()
+    # adaptive thinking: each thinking arm's policy and the uniform budget, measured on held-out
+    # problems on every seed's run (their rows kept out of the tables the laws were fitted on)
+    assert {a["arm"] for a in findings["adaptive"]} == {"thinking", "thinking_inline"}
+    assert (inference["problem_seed"] != findings["adaptive"][0]["held_out_seed"]).all()
     for a in findings["adaptive"]:
+        assert [r["seed"] for r in a["replicates"]] == [0]
         assert set(a) >= {"arm", "policy", "accuracy", "stderr", "uniform_thinking_budget", "uniform_accuracy",
                           "uniform_stderr", "mean_thinking_tokens"}
         weights = {int(d): w for d, w in a["difficulty_mix"].items()}
@@ -131,5 +139,47 @@ def _check_findings_contract(results, joint, out):
         policy_rows = [json.loads(l) for l in (results.parent / a["run_id"] / "inference_policy_rows.jsonl")
                        .read_text().splitlines()]
         assert {r["seed"] for r in policy_rows} == {a["held_out_seed"]}
+    _check_claims(findings, training=pd.read_parquet(results / "training.parquet"), inference=inference)
     for line in measured.summary_lines(findings):
         assert line in out
+
+
+def _check_claims(findings, training, inference):
+    """Seeds are the replicate axis of both tables; the matched multipliers and the claims carry
+    them; every verdict follows from its interval."""
+    from analysis.report import claims
+
+    assert set(training["seed"]) == set(inference["seed"]) == {0}
+    assert findings["replicates"] == 1 and findings["version"] == 2
+    assert any("evaluation noise only" in n for n in findings["notes"])  # one seed, said so
+    matched = findings["matched_multipliers"]
+    assert {(m["arm"], m["accounting"]) for m in matched} == {
+        (arm, accounting) for arm in ("thinking", "thinking_inline") for accounting in ("all", "raw")}
+    for m in matched:
+        assert m["seeds"] == m["reference_seeds"] == [0]
+        assert m["status"] in ("reached", "not reached", "reached at the smallest budget")
+        assert (m["estimate"] is None) == (m["status"] != "reached")
+    ids = {c["id"] for c in findings["claims"]}
+    assert {f"data_efficiency.{arm}.{accounting}" for arm in ("thinking", "thinking_inline")
+            for accounting in ("all", "raw")} <= ids
+    assert {"best_split.thinks", "adaptive_vs_uniform.thinking", "adaptive_vs_uniform.thinking_inline"} <= ids
+    thinking = set(inference.loc[inference["mean_thinking_tokens"] > 0, "arm"])
+    for prefix in ("test_time", "beyond_training", "more_thinking_hurts"):
+        assert {i for i in ids if i.startswith(prefix + ".")} == {f"{prefix}.{arm}" for arm in thinking}
+    for c in findings["claims"]:
+        assert set(c) >= {"id", "question", "statement", "estimate", "low", "high", "verdict"}
+        assert c["verdict"] in claims.VERDICTS
+        if c["verdict"] != claims.NOT_DETERMINED:
+            assert c["verdict"] == claims.verdict(c["low"], c["high"], c["null"], c["direction"], c["id"] == "best_split.thinks")
+        else:
+            assert c["reason"]
+
+
+def test_demo_seeds_flag_names_bad_seed_lists(capsys):
+    from scaling.cli import main
+
+    for bad in ("7,x", "1,1", "-1", ""):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["demo", "--quick", f"--seeds={bad}"])
+        assert exit_info.value.code == 2
+        assert "--seeds must be" in capsys.readouterr().err

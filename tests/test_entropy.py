@@ -130,9 +130,10 @@ def test_trainer_tokens_match_the_packed_eval_batches():
     """Each packed segment of the trainer's eval batches is one piece of a document as
     trainer_tokens counts it (seq_len - 1 tokens at most, plus its loss-weighted eos)."""
     from scaling.data import pipeline
+    from scaling.data.source import DataSource
 
     seq_len = 128  # short enough that many documents are cut
-    batches = pipeline.eval_batches("synthetic", 8, seq_len, 6)
+    batches = DataSource("synthetic_vanilla", 8, seq_len).eval_batches(6)
     segments = collections.Counter()
     for batch in batches:
         for row in range(batch["segment_ids"].shape[0]):

@@ -1,6 +1,7 @@
 """Each law form recovers known parameters from synthetic data; pass@k matches published values."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +181,32 @@ def test_joint_inference_per_arm_thinking_gains_recovered():
     assert gain["thinking"] > 0.05 and abs(gain["vanilla"]) < 0.02, gain
     with pytest.raises(ValueError, match="several arms"):
         get_form("joint_inference").parameter_names_for({"per_arm_thinking": True, "loss_law": {"options": {}}})
+
+
+def test_joint_inference_gives_an_arm_that_never_thinks_no_test_time_slope():
+    """An arm whose T is 0 throughout (it wrote no thinking tokens) gets no gamma_T: predictions
+    for it do not move with T, and the thinking arm's slope is still recovered."""
+    base = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 4), np.geomspace(1e8, 1e11, 4)))
+    loss_law = two_arm_loss_law(base, n, d, 1.5)
+    truth = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0": 2.6, "gamma_T_vanilla": 0.0, "gamma_T_thinking": 0.4,
+             "gamma_k": 0.5}
+    rng = np.random.default_rng(4)
+    arm = rng.choice(["vanilla", "thinking"], 300)
+    cov = {"N": rng.choice(n, 300), "D": rng.choice(d, 300), "arm": arm,
+           "T": np.where(arm == "vanilla", 0, rng.choice([0, 64, 512], 300)), "k": rng.choice([1, 4, 16], 300)}
+    acc = get_form("joint_inference").predict(truth, {"loss_law": loss_law, "per_arm_thinking": True}, **cov)
+    frame = pd.DataFrame({"params": cov["N"], "tokens": cov["D"], "arm": arm, "thinking_budget": cov["T"],
+                          "samples": cov["k"], "accuracy": acc + rng.normal(0, 0.005, 300)})
+    law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=10, heldout_fraction=0,
+                       loss_law=loss_law, per_arm_thinking=True)
+    assert law.settings.thinking_arms == ("thinking",)
+    assert "gamma_T_vanilla" not in law.parameters
+    assert law.parameters["gamma_T_thinking"].estimate == pytest.approx(0.4, abs=0.05)
+    flat = [float(law.predict(N=1e8, D=1e9, arm="vanilla", T=t, k=1)) for t in (0, 512)]
+    assert flat[0] == flat[1]
+    reloaded = analysis.Law.from_dict(json.loads(json.dumps(law.to_dict())))  # the setting survives a law file
+    assert reloaded.settings.thinking_arms == ("thinking",)
 
 
 def test_joint_inference_per_arm_midpoints_recovered_on_a_low_loss_scale():

@@ -124,6 +124,23 @@ def test_rerun_skips_what_is_there_and_adds_only_new_settings(swept):
     assert metrics[0]["control"] == 1.0 and metrics[0]["tasks"]["synthetic_qa_d1"]["scaling"] is not None
 
 
+def test_no_samples_decodes_greedy_rows_only_and_they_equal_the_grids(swept, tmp_path):
+    run_dir, _, table = swept
+    other = tmp_path / "run"
+    _make_run(other)
+    greedy = infer.infer(InferConfig(str(other), **{**SMALL, "samples": []}))
+    assert set(greedy["aggregator"]) == {"greedy"} and len(greedy) == 2  # one row per budget
+    columns = ["thinking_budget", "accuracy", "mean_thinking_tokens", "flops_per_query"]
+    expected = table[table["aggregator"] == "greedy"][columns].sort_values(columns).reset_index(drop=True)
+    assert greedy[columns].sort_values(columns).reset_index(drop=True).equals(expected)
+
+
+def test_collect_gives_inference_rows_their_runs_training_seed():
+    rows = [{"seed": 0, "accuracy": 0.5}, {"seed": 0, "accuracy": 0.25}]
+    assert collect.with_training_seed(rows, 7) == [{"accuracy": 0.5, "seed": 7, "problem_seed": 0},
+                                                   {"accuracy": 0.25, "seed": 7, "problem_seed": 0}]
+
+
 def test_a_row_does_not_depend_on_the_batch_it_was_decoded_in(swept, tmp_path):
     """Settings share batches (any budget, greedy and sampled rows together); every answer is
     fixed by its problem, budget, temperature and seed, so the batch size changes no row."""

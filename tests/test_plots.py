@@ -94,7 +94,7 @@ def test_each_figure_has_units_logs_and_legends(tmp_path):
         assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in written[1].read_bytes()[:2000]
     titles = [ax.get_title() for ax in figures["data_efficiency"].axes]
-    assert "thinking worth 2.00x vanilla [1.80, 2.20]" in titles[0] and "thinking worth 3.33x vanilla" in titles[1]
+    assert "thinking worth 2x vanilla (fitted) [1.8, 2.2]" in titles[0] and "thinking worth 3.33x vanilla" in titles[1]
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
@@ -105,6 +105,18 @@ def test_data_efficiency_shift_puts_arm_on_the_vanilla_curve():
     shifted = lines["thinking at m x D"]
     vanilla_curve = chinchilla.chinchilla_loss(LAW, 1e6, shifted.get_xdata())  # the smallest size's
     assert shifted.get_ydata() == pytest.approx(vanilla_curve, rel=1e-12)
+
+
+def test_data_efficiency_draws_no_point_at_a_multiplier_coordinate_outside_the_data():
+    table = training_table()
+    fig = plots.data_efficiency_figure(table, {"tokens": {"thinking": (1e-3, (1e-9, 1e-2))}})
+    labels = {line.get_label() for line in fig.axes[0].get_lines()}
+    assert "thinking at m x D" not in labels
+    assert "thinking worth 0.001x vanilla (fitted) [1e-09, 0.01]; m x D outside the data, not drawn" in fig.axes[0].get_title()
+    # m = 2: the points whose 2 x D stays within the measured tokens are drawn, the largest budget's are not
+    fig = plots.data_efficiency_figure(table, {"tokens": {"thinking": (2.0, None)}})
+    drawn = np.concatenate([line.get_xdata() for line in fig.axes[0].get_lines() if line.get_mfc() == "none"])
+    assert drawn.max() <= table["tokens"].max() and sorted(set(drawn)) == [2e7, 6e7]
 
 
 def test_test_time_curves_rise_with_samples():

@@ -298,9 +298,9 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(run_cl
 
 @pytest.mark.slow
 def test_tiny_preset_learns_well_below_the_unigram_entropy(run_cli, tmp_path):
-    from scaling.data import pipeline
+    from scaling.data.source import DataSource
     counts = np.zeros(264)
-    stream = pipeline.train_batches("synthetic_vanilla", 8, 128, seed=0)
+    stream = DataSource("synthetic_vanilla", 8, 128, seed=0).train_batches()
     for _ in range(20):
         batch = next(stream)
         np.add.at(counts, batch["targets"].ravel(), batch["loss_weights"].ravel())
@@ -329,3 +329,33 @@ def test_a_run_with_the_schedule_bound_as_an_object_is_the_run_with_its_name(run
     _assert_bitwise_equal(_final_state(reference_run), _final_state(bound))
     again = run_cli("train", *TINY, f"--gin.MODEL_DIR={bound}", "--gin.train.schedule='wsd'")
     assert again.returncode == 0 and "already finished" in again.stdout, again.stderr
+
+
+def test_evaluation_sums_are_named_and_make_the_row_metrics():
+    """The compiled evaluation returns its sums by name, and the row's metrics are the
+    weighted per-token losses over all, hard-span and other tokens, however many batches."""
+    import jax
+
+    from scaling import optimizer, partitioning, step
+    from scaling.model import ModelConfig
+
+    config = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, seq_len=16)
+    mesh = partitioning.make_mesh()
+    fns = step.compile_functions(config, optimizer.make_optimizer(0.9, 0.95, 0.1, 1.0), mesh, seed=0)
+    params, _ = fns.init()
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(3, config.vocab_size, (2, config.seq_len + 1)).astype(np.int32)
+    weights = (rng.random((2, config.seq_len)) > 0.2).astype(np.float32)
+    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+             "positions": np.arange(config.seq_len, dtype=np.int32)[None].repeat(2, 0),
+             "segment_ids": np.ones((2, config.seq_len), np.int32), "loss_weights": weights,
+             "hard_mask": weights * (np.arange(config.seq_len) % 3 == 0), "target_bytes": 2.0 * weights}
+    sums = jax.device_get(fns.evaluate(params, partitioning.global_batch(batch, mesh)))
+    losses, _ = jax.device_get(step.token_loss_sums(config, params, batch))
+    hard = batch["hard_mask"]
+    metrics = step.eval_metrics(step.summed([sums, sums]))
+    assert metrics["eval_loss"] == pytest.approx((losses * weights).sum() / weights.sum(), rel=1e-5)
+    assert metrics["eval_loss_hard"] == pytest.approx((losses * hard).sum() / hard.sum(), rel=1e-5)
+    assert metrics["eval_loss_easy"] == pytest.approx((losses * (weights - hard)).sum() / (weights - hard).sum(),
+                                                      rel=1e-5)
+    assert metrics["eval_bpb"] == pytest.approx(metrics["eval_loss"] / math.log(2) / 2.0, rel=1e-5)

@@ -21,6 +21,9 @@ class JointInferenceOptions(CurveOptions):
     # step 1: the loss law (an analysis.law.Law; its JSON in a law file); None: the loss is a covariate L
     loss_law: Any = dataclasses.field(default=None, metadata={"law": True})
     per_arm_thinking: bool = False              # a test-time slope gamma_T_<arm> per arm of the loss law
+    # With per_arm_thinking, the arms that think (T above 0 in the table; completed by prepare): an
+    # arm that never thinks (its T is the 0 thinking tokens it wrote) has no slope, its T term is 0.
+    thinking_arms: tuple[str, ...] | None = None
     per_arm_midpoint: bool = False              # a loss-to-accuracy midpoint L0_<arm> per arm of the loss law
     # Starting midpoints L0: quantiles of the table's own step-1 loss (completed by prepare)
     loss_quantiles: tuple[float, ...] | None = None
@@ -104,6 +107,9 @@ class JointInference(CurveForm):
     def prepare(self, options, frame):
         options = super().prepare(options, frame)
         options = options.replace(loss_quantiles=self._loss_quantiles(options, frame))
+        if options.per_arm_thinking and options.thinking_arms is None and {"arm", "T"} <= set(frame.columns):
+            thinks = frame.groupby("arm")["T"].max()
+            options = options.replace(thinking_arms=tuple(a for a in self.arms(options) if thinks.get(a, 0) > 0))
         if options.pool_difficulties:
             return options.replace(difficulties=None, difficulty_shares=None)
         if "difficulty" in frame and frame["difficulty"].nunique() >= 2 and self._difficulty_identifiable(options, frame):
@@ -171,7 +177,19 @@ class JointInference(CurveForm):
         return tuple(f"{name}_{arm}" for arm in arms)
 
     def _gamma_t_names(self, options) -> tuple[str, ...]:
-        return self._per_arm("gamma_T", options, "per_arm_thinking") if options.per_arm_thinking else ("gamma_T",)
+        if not options.per_arm_thinking:
+            return ("gamma_T",)
+        names = self._per_arm("gamma_T", options, "per_arm_thinking")
+        if options.thinking_arms is None:
+            return names
+        return tuple(name for name, arm in zip(names, self.arms(options)) if arm in options.thinking_arms)
+
+    def _gamma_t_slots(self, options) -> np.ndarray:
+        """Per arm of the loss law, its slope's index among the gamma_T parameters; an arm that
+        does not think points one past them, at a slope of 0."""
+        names = self._gamma_t_names(options)
+        return np.array([names.index(f"gamma_T_{arm}") if f"gamma_T_{arm}" in names else len(names)
+                         for arm in self.arms(options)])
 
     def _midpoint_names(self, options) -> tuple[str, ...]:
         return self._per_arm("L0", options, "per_arm_midpoint") if options.per_arm_midpoint else ("L0",)
@@ -216,7 +234,12 @@ class JointInference(CurveForm):
             return theta[..., first:first + count][..., cov["arm"]] if count > 1 else theta[..., first]
 
         l0 = per_arm(3, n_l0)
-        g_t = per_arm(3 + n_l0, n_gamma_t)
+        if options.per_arm_thinking and options.thinking_arms is not None:
+            slopes = jnp.concatenate([theta[..., 3 + n_l0:3 + n_l0 + n_gamma_t],
+                                      jnp.zeros(theta.shape[:-1] + (1,), theta.dtype)], axis=-1)
+            g_t = slopes[..., jnp.asarray(self._gamma_t_slots(options))[cov["arm"]]]
+        else:
+            g_t = per_arm(3 + n_l0, n_gamma_t)
         rest = 3 + n_l0 + n_gamma_t  # gamma_k, then the difficulty terms
         g_k = theta[..., rest]
         loss = self.loss(cov, options)

@@ -58,7 +58,8 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
     n, d, total = inference_aware_optimum(point, target_loss, inference_tokens, max_params)
     if not np.isfinite(n):
         reason = (f"the law's E = {point['E']:.4f} is at or above the target" if point["E"] >= target_loss
-                  else f"--max_params {fmt(max_params)} is below the smallest size that can reach it")
+                  else f"--max_params {fmt(max_params)} is below the smallest size that can reach it"
+                  if max_params is not None else "the law gives no finite model size that reaches it")
         target = (f"--target_loss {target_loss}" if given else f"the target (the compute-optimal model's loss "
                   f"{target_loss:.4f} at --train_flops {fmt(train_flops)}, no --target_loss given)")
         raise ValueError(f"{target} is out of reach: {reason}")

@@ -92,14 +92,14 @@ def render(name, training_source, training, inference, sources, columns, bootstr
     if laws_dir is not None:
         for law_name, law in laws.items():
             law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
+    if findings_path is not None:  # measured first: the claims and TPT's matched-accuracy multipliers lead
+        measured.write(findings_path, measured.with_claims({**measured.build(laws, training, inference, floor, bootstrap),
+                                                            **(measure(laws) if measure is not None else {})}))
+        sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>"
                                                          for line in findings(laws, inference, floor))
                             + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
                               "written in advance.</p>"))
-    if findings_path is not None:
-        measured.write(findings_path, {**measured.build(laws, training, inference, floor, bootstrap),
-                                       **(measure(laws) if measure is not None else {})})
-        sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Fitted laws", "".join(law_html(n, law) for n, law in laws.items())
                             + "".join(f'<p class="note">law {esc(n)}: {esc(c)}</p>' for n, c in fit_caveats)
                             + "".join(skipped_html(f"law {n}", reason) for n, reason in fit_notes)))
@@ -110,7 +110,11 @@ def render(name, training_source, training, inference, sources, columns, bootstr
         if drawn.figure is None:
             parts.append(skipped_html(drawn.name, drawn.reason))
             continue
-        png = plots.figure_bytes(drawn.figure, "png")  # drawn once for the page and the file
+        try:
+            png = plots.figure_bytes(drawn.figure, "png")  # drawn once for the page and the file
+        except ValueError as e:  # built, but matplotlib cannot render it (a log axis with nothing above 0)
+            parts.append(skipped_html(drawn.name, f"cannot be drawn: {e}"))
+            continue
         if figures_dir is not None:
             stem = Path(figures_dir) / file_stem(drawn.name)
             write_bytes_atomic(stem.with_suffix(".png"), png)

@@ -80,6 +80,8 @@ def summary_html(training, canonical, inference, states: dict[str, int]) -> str:
     for column in ("sweep", "run_id"):
         if column in training:
             rows.append([f"distinct {column}", training[column].nunique()])
+    if "seed" in training:  # the replicate axis the measured findings resample
+        rows.append(["training seeds (replicates)", ", ".join(map(str, sorted(training["seed"].unique())))])
     if inference is not None:
         rows.append(["inference-table rows", len(inference)])
         for column in ("task", "thinking_budget", "samples"):

@@ -11,6 +11,16 @@ from analysis.forms.augmentation import ordered_arms
 from analysis.tables import TooFewPoints
 
 
+def measured_thinking(rows):
+    """The inference rows with an arm that never thinks (no thinking token written at any budget:
+    its models answer directly) at T = its measured 0 thinking tokens, not the nominal budget it
+    was asked with: the joint law then gives it no test-time slope."""
+    if not {"arm", "mean_thinking_tokens", "thinking_budget"} <= set(rows.columns):
+        return rows
+    silent = rows.groupby("arm")["mean_thinking_tokens"].transform("max") == 0
+    return rows.assign(thinking_budget=rows["thinking_budget"].where(~silent, 0))
+
+
 def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
     """Every law the data supports, fitted with analysis.fitting.fit, by name; (name, reason) for
     each law that could not be fitted; and (name, caveat) for a law fitted on other rows than
@@ -62,7 +72,8 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target):
         notes.append(("joint_inference", "no loss law to build it on"))
     else:
         # pass@k rows measure a different thing than greedy/majority answers: fit on the latter.
-        rows = inference[inference["aggregator"] != "pass@k"] if "aggregator" in inference else inference
+        rows = measured_thinking(inference[inference["aggregator"] != "pass@k"] if "aggregator" in inference
+                                 else inference)
         # With several pretraining arms, each gets its own test-time slope (the question is
         # whether thinking-trained models turn thinking tokens into accuracy when others do not)
         # and its own loss-to-accuracy midpoint (each arm's loss is on raw text, a format the

@@ -6,6 +6,13 @@ what a user reads and what a program reads are the same numbers. The contract (d
 
 - wall_s; entropy_nats_per_token (the corpus's true floor, scaling.data.entropy) and its stderr;
 - fitted_E {estimate, low, high}: the Chinchilla law's E fitted free, the fitter's check;
+- claims: [{id, question, statement, estimate, low, high, null, direction, unit, verdict, basis,
+  reason}], one per question the study answers, with verdict "holds" | "does not hold" | "not
+  determined" (analysis.report.claims);
+- matched_multipliers: TPT's data-efficiency multiplier at matched accuracy per arm, model size,
+  reference budget and accounting, with its interval from a bootstrap over runs (seeds), then
+  problems (analysis.report.replicates); effects: the test-time effects per thinking arm, the same way;
+  replicates: the fewest seeds any arm and size has;
 - multipliers: [{arm, target, accounting, estimate, low, high}], the augmentation law's data
   multiplier m of each thinking arm (a token of its data is worth m tokens of the reference arm's)
   on eval_loss, eval_loss_hard and on QA accuracy, counting all trained tokens or raw ones;
@@ -38,10 +45,12 @@ import pandas as pd
 from analysis import recommend
 from analysis.atomic import write_json_atomic
 from analysis.fitting import fit
+from analysis.forms.augmentation import ordered_arms
+from analysis.report import claims as claims_of, replicates
 from analysis.report.findings import joint_scenario
 
 FILE_NAME = "findings.json"
-VERSION = 1
+VERSION = 2
 TARGETS = ("eval_loss", "eval_loss_hard", "accuracy")
 ACCOUNTINGS = {"all": "", "raw": "_raw"}  # m_<arm> counts every trained token, m_<arm>_raw document tokens
 
@@ -62,6 +71,7 @@ def multipliers_of(law, target: str) -> list[dict]:
                 low, high = _interval(p)
                 out.append({"arm": arm, "target": target, "accounting": accounting,
                             "estimate": float(p.estimate), "low": low, "high": high,
+                            "status": getattr(p, "status", None),  # whether the data determine it
                             "reference_arm": law.settings.reference_arm or "vanilla"})
     return out
 
@@ -90,11 +100,15 @@ def _fit_multipliers(frame, target: str, bootstrap: int, notes: list[str]) -> li
     return multipliers_of(law, target)
 
 
-def accuracy_cells(inference: pd.DataFrame) -> list[dict]:
+def accuracy_cells(inference: pd.DataFrame, training: pd.DataFrame | None = None) -> list[dict]:
+    """Every greedy cell, with the training seed of its run (from the training table)."""
     greedy = inference[inference["aggregator"] == "greedy"]
+    seeds = ({} if training is None or "seed" not in training
+             else dict(zip(training["run_id"], training["seed"].astype(int))))
     out = []
     for r in greedy.sort_values(["arm", "params", "tokens", "difficulty", "thinking_budget"]).to_dict("records"):
-        out.append({"arm": r["arm"], "params": int(r["params"]), "tokens": int(r["tokens"]),
+        out.append({"arm": r["arm"], "params": int(r["params"]), "seed": seeds.get(r["run_id"], 0),
+                    "tokens": int(r["tokens"]),
                     "difficulty": int(r["difficulty"]), "thinking_budget": int(r["thinking_budget"]),
                     "accuracy": float(r["accuracy"]), "stderr": float(r["accuracy_stderr"]),
                     "n": int(r["n_problems"]), "protocol": r.get("protocol") if isinstance(r.get("protocol"), str) else None,
@@ -108,14 +122,14 @@ def thinking_hurts(cells: list[dict], z: float = 2.0) -> list[dict]:
     out = []
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
-        groups.setdefault((c["arm"], c["params"], c["tokens"], c["difficulty"]), []).append(c)
+        groups.setdefault((c["arm"], c["params"], c["tokens"], c["difficulty"], c.get("seed", 0)), []).append(c)
     for key, rows in groups.items():
         rows = sorted(rows, key=lambda c: c["thinking_budget"])
         for a, b in zip(rows, rows[1:]):
             se = math.hypot(a["stderr"], b["stderr"])
             drop = a["accuracy"] - b["accuracy"]
             if drop > 0 and drop > z * max(se, 1.0 / max(a["n"], 1)):
-                out.append({"arm": key[0], "params": key[1], "tokens": key[2], "difficulty": key[3],
+                out.append({"arm": key[0], "params": key[1], "tokens": key[2], "difficulty": key[3], "seed": key[4],
                             "from_budget": a["thinking_budget"], "to_budget": b["thinking_budget"],
                             "accuracy_from": a["accuracy"], "accuracy_to": b["accuracy"], "stderr": se})
     return out
@@ -146,12 +160,44 @@ def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, fl
         split, query, split_note = split_answer.result()
     if split_note:
         notes.append(split_note)
-    return {"version": VERSION, "wall_s": wall_s,
+    measured = replicate_findings(laws, training, inference, bootstrap, notes)
+    return {"version": VERSION, "wall_s": wall_s, **measured,
             "entropy_nats_per_token": floor["entropy_nats_per_token"] if floor else None,
             "entropy_stderr": floor.get("stderr") if floor else None,
             "fitted_E": fitted_e, "multipliers": multipliers, "accuracy": cells,
             "thinking_hurts": thinking_hurts(cells), "best_split": split, "best_split_query": query,
             "notes": notes}
+
+
+def replicate_findings(laws, training, inference, bootstrap: int, notes: list[str]) -> dict:
+    """The matched-accuracy multipliers and test-time effects, bootstrapped over runs then problems."""
+    empty = {"matched_multipliers": [], "effects": [], "replicates": None}
+    if inference is None or not len(inference) or "arm" not in training or training["arm"].nunique() < 2:
+        notes.append("matched-accuracy multipliers: they need an inference table and two or more arms")
+        return empty
+    missing = (sorted(replicates.INFERENCE_COLUMNS - set(inference.columns))
+               + sorted(replicates.TRAINING_COLUMNS - set(training.columns)))
+    if missing:
+        notes.append(f"matched-accuracy multipliers: the tables lack {', '.join(missing)}")
+        return empty
+    cells = replicates.checkpoint_cells(training, inference)
+    if cells.empty:
+        notes.append("matched-accuracy multipliers: no greedy inference row matches a finished training row")
+        return empty
+    aug = laws.get("augmentation")
+    reference = ordered_arms(cells, aug.settings.reference_arm if aug is not None else None)[1]
+    reps = replicates.Replicates.of(cells)
+    stats = replicates.bootstrap(reps, reference, replicates.thinking_arms(cells), draws=max(bootstrap, 100))
+    if reps.replicates() < 2:
+        notes.append("one run per arm and size: the intervals of the matched multipliers, the effects and the "
+                     "claims hold evaluation noise only, not run-to-run variance (train more seeds: Grid.seeds)")
+    return {"matched_multipliers": replicates.matched_multipliers(stats, reps, reference),
+            "effects": replicates.effects(stats, reps), "replicates": reps.replicates()}
+
+
+def with_claims(findings: dict) -> dict:
+    """The findings with their `claims` (computed last: the adaptive measurement comes from the demo)."""
+    return {**findings, "claims": claims_of.build(findings)}
 
 
 def _best_split_or_note(joint) -> tuple[dict | None, dict | None, str | None]:
@@ -175,7 +221,7 @@ def _multipliers_and_cells(laws, training, inference, bootstrap, notes) -> tuple
         multipliers += _fit_multipliers(training, "eval_loss_hard", bootstrap, notes)
     cells = []
     if inference is not None and len(inference):
-        cells = accuracy_cells(inference)
+        cells = accuracy_cells(inference, training)
         if arms > 1:
             multipliers += [dict(m, target="accuracy") for m in
                             _fit_multipliers(qa_error_table(training, inference), "qa_error", bootstrap, notes)]
@@ -204,19 +250,44 @@ def _num(x) -> str:
     return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.3g}".replace("e+0", "e").replace("e+", "e")
 
 
-def _best_cells(findings: dict) -> dict[str, dict]:
-    """Per arm, its cell of the largest params x tokens."""
-    best = {}
-    for c in findings["accuracy"]:
-        key = (c["params"], c["tokens"])
-        if c["arm"] not in best or key > best[c["arm"]]:
-            best[c["arm"]] = key
+def _best_cells(findings: dict) -> dict[str, list[dict]]:
+    """Per arm, the cells of its largest model at each seed's largest budget."""
+    best: dict[str, list[dict]] = {}
+    for arm in sorted({c["arm"] for c in findings["accuracy"]}):
+        mine = [c for c in findings["accuracy"] if c["arm"] == arm]
+        params = max(c["params"] for c in mine)
+        largest = {}
+        for c in mine:
+            if c["params"] == params:
+                largest[c.get("seed", 0)] = max(largest.get(c.get("seed", 0), 0), c["tokens"])
+        best[arm] = [c for c in mine if c["params"] == params and c["tokens"] == largest[c.get("seed", 0)]]
     return best
 
 
+def matched_lines(findings: dict) -> list[str]:
+    """TPT's measure, per arm and size: the matched-accuracy multiplier at each reference budget."""
+    out, groups = [], {}
+    for m in findings.get("matched_multipliers") or []:
+        groups.setdefault((m["arm"], m["params"], m["accounting"]), []).append(m)
+    for (arm, params, accounting), entries in sorted(groups.items()):
+        parts = []
+        for m in entries:
+            value = (_num(m["estimate"]) if m["estimate"] is not None
+                     else f"{'>=' if m['status'] == replicates.AT_SMALLEST else '<='} {_num(m['bound'])} ({m['status']})")
+            parts.append(f"at {m['reference_arm']}'s {_num(m['reference_tokens'])} tokens {value}x "
+                         f"[{_num(m['low']) if m['low'] is not None else '0'}, "
+                         f"{_num(m['high']) if m['high'] is not None else 'inf'}]")
+        tokens = "all trained tokens" if accounting == "all" else "raw document tokens"
+        out.append(f"Matched-accuracy multiplier of {arm} at N = {_num(params)} ({tokens}, "
+                   f"{len(entries[0].get('seeds') or [])} seed(s)): " + "; ".join(parts) + ".")
+    return out
+
+
 def summary_lines(findings: dict) -> list[str]:
-    """The findings in plain sentences, every number from the file."""
-    out = []
+    """The findings in plain sentences, every number from the file: the claims' verdicts first,
+    then TPT's matched-accuracy multipliers, then the rest."""
+    out = claims_of.lines(findings.get("claims") or [])
+    out += matched_lines(findings)
     truth, e = findings.get("entropy_nats_per_token"), findings.get("fitted_E")
     if truth is not None or e:
         out.append(f"Floor: true entropy {_num(truth)} nats/token; the Chinchilla law's free E = "
@@ -224,14 +295,22 @@ def summary_lines(findings: dict) -> list[str]:
     for m in findings["multipliers"]:
         verdict = ("" if m["low"] is None else " (above 1)" if m["low"] > 1 else " (below 1)" if m["high"] < 1
                    else " (interval contains 1)")
-        out.append(f"Multiplier of {m['arm']} on {m['target']} ({m['accounting']} tokens): {_num(m['estimate'])} "
+        if m.get("status") and m["status"] != "identified":
+            verdict += f" ({m['status']}: not determined by these data)"
+        out.append(f"Fitted multiplier of {m['arm']} on {m['target']} ({m['accounting']} tokens, augmentation law): "
+                   f"{_num(m['estimate'])} "
                    f"[{_num(m['low'])}, {_num(m['high'])}]{verdict}.")
-    best = _best_cells(findings)
-    for arm, (params, tokens) in sorted(best.items()):
-        cells = [c for c in findings["accuracy"] if c["arm"] == arm and (c["params"], c["tokens"]) == (params, tokens)]
-        parts = [f"d{c['difficulty']} T={c['thinking_budget']}: {c['accuracy']:.2f}±{c['stderr']:.2f}"
-                 f" ({c['mean_thinking_tokens']:.0f} thinking tokens)" for c in cells]
-        out.append(f"Accuracy, {arm} at N = {_num(params)}, D = {_num(tokens)} (greedy): " + "; ".join(parts) + ".")
+    for arm, cells in _best_cells(findings).items():
+        settings: dict[tuple, list[dict]] = {}
+        for c in cells:
+            settings.setdefault((c["difficulty"], c["thinking_budget"]), []).append(c)
+        parts = [f"d{d} T={t}: " + "/".join(f"{c['accuracy']:.2f}" for c in group)
+                 + f" ({np.mean([c['mean_thinking_tokens'] for c in group]):.0f} thinking tokens)"
+                 for (d, t), group in sorted(settings.items())]
+        seeds = sorted({c.get("seed", 0) for c in cells})
+        out.append(f"Accuracy, {arm} at N = {_num(cells[0]['params'])}, D = {_num(max(c['tokens'] for c in cells))} "
+                   f"(greedy, {cells[0]['n']} problems a cell, seed{'s' if len(seeds) > 1 else ''} "
+                   f"{'/'.join(map(str, seeds))}): " + "; ".join(parts) + ".")
     hurts = findings.get("thinking_hurts") or []
     out.append("More thinking hurt in no cell (no drop beyond two standard errors)." if not hurts else
                f"More thinking hurt in {len(hurts)} cell(s), e.g. " + "; ".join(
@@ -263,5 +342,10 @@ def summary_lines(findings: dict) -> list[str]:
 
 def html(findings: dict) -> str:
     """The report's section: the findings file's sentences."""
-    return ("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in summary_lines(findings)) + "</ul>"
+    rows = "".join(f"<tr><td>{escape(c['id'])}</td><td><b>{escape(c['verdict'])}</b></td><td>{_num(c['estimate'])}</td>"
+                   f"<td>[{_num(c['low'])}, {_num(c['high'])}]</td><td>{escape(c['question'])}</td></tr>"
+                   for c in findings.get("claims") or [])
+    table = ("<table><thead><tr><th>claim</th><th>verdict</th><th>estimate</th><th>95% interval</th>"
+             f"<th>question</th></tr></thead><tbody>{rows}</tbody></table>" if rows else "")
+    return (table + "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in summary_lines(findings)) + "</ul>"
             "<p class='note'>Read from findings.json, the same file `scaling demo` prints from.</p>")

@@ -9,8 +9,8 @@ Layout: `<root>/<stream key>/block-<n>.npz`, block n holding batches [n * B, (n 
 B = block_batches(batch_size, seq_len), or the first of them when the run that produced it
 stopped inside the block (a later run that goes further completes it). The key hashes what determines the stream, including the
 source of the data code and vocabulary files (scaling/data/), so a changed generator never reads
-old batches. Blocks are written to a temporary file and renamed (atomic; concurrent writers of one block
-write identical batches), only ever replaced by another prefix of the same stream, and one that
+old batches. Blocks are written atomically (analysis/atomic.py; concurrent writers of one block write
+identical batches), only ever replaced by another prefix of the same stream, and one that
 cannot be read is produced again.
 The root is named by SCALING_BATCH_CACHE (the local sweep executor sets it); unset, nothing is stored.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
+import io
 import logging
 import os
 import threading
@@ -28,6 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from analysis.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -78,65 +81,62 @@ def _read(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
 
 def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write atomically: a reader sees the whole block or none of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
-        with open(temporary, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(temporary, path)
+        write_bytes_atomic(path, buffer.getvalue())
     except OSError as e:  # a full or read-only disk costs speed, never the run
         log.warning("batch cache: could not write %s (%s)", path, e)
-        temporary.unlink(missing_ok=True)
 
 
-# Pipelines left open by a stream that stopped, by stream folder: (the batch they produce next,
-# the pipeline). A trainer opens a new stream at every phase (trunk stretch, cooldown branch), each
-# starting where the stored batches end; resuming a pipeline in the middle of a chunk regenerates
-# the chunk up to that point, so the next stream of this process continues the open one instead.
-_OPEN: dict[Path, tuple[int, Iterator]] = {}
-_OPEN_LOCK = threading.Lock()
+class OpenPipelines:
+    """Pipelines left open by streams that stopped, by stream folder: (the batch they produce
+    next, the pipeline). A trainer opens a new stream at every phase (trunk stretch, cooldown
+    branch), each starting where the stored batches end; resuming a pipeline in the middle of a
+    chunk regenerates the chunk up to that point, so the next stream of the same folder continues
+    the open one instead. Owned by a run's data source (scaling/data/source.py), closed with it."""
 
+    def __init__(self):
+        self._left: dict[Path, tuple[int, Iterator]] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.close)  # a tf.data iterator finalised at interpreter shutdown can hang the exit
 
-def _source_at(folder: Path, first: int, produce: Callable[[int], Iterator]) -> Iterator:
-    """A pipeline whose next batch is batch `first`: the one a stopped stream left at `first`, or
-    a new one."""
-    with _OPEN_LOCK:
-        left = _OPEN.pop(folder, None)
-    if left is not None:
-        at, source = left
-        if at == first:
-            return source
-        source.close()
-    return produce(first)
+    def source_at(self, folder: Path, first: int, produce: Callable[[int], Iterator]) -> Iterator:
+        """A pipeline whose next batch is batch `first`: the one a stopped stream left at
+        `first`, or a new one."""
+        with self._lock:
+            left = self._left.pop(folder, None)
+        if left is not None:
+            at, source = left
+            if at == first:
+                return source
+            source.close()
+        return produce(first)
 
+    def leave_open(self, folder: Path, at: int, source: Iterator) -> None:
+        with self._lock:
+            previous = self._left.pop(folder, None)
+            self._left[folder] = (at, source)
+        if previous is not None:
+            previous[1].close()
 
-@atexit.register
-def close_open_sources() -> None:
-    """Close the pipelines left open (a tf.data iterator finalised at interpreter shutdown can
-    hang the exit)."""
-    with _OPEN_LOCK:
-        left = list(_OPEN.values())
-        _OPEN.clear()
-    for _, source in left:
-        source.close()
-
-
-def _leave_open(folder: Path, at: int, source: Iterator) -> None:
-    with _OPEN_LOCK:
-        previous = _OPEN.pop(folder, None)
-        _OPEN[folder] = (at, source)
-    if previous is not None:
-        previous[1].close()
+    def close(self) -> None:
+        with self._lock:
+            left = list(self._left.values())
+            self._left.clear()
+        for _, source in left:
+            source.close()
 
 
 def cached_stream(folder: Path, keys: tuple[str, ...], per_block: int, start_batch: int,
-                  produce: Callable[[int], Iterator[dict[str, np.ndarray]]]) -> Iterator[dict[str, np.ndarray]]:
+                  produce: Callable[[int], Iterator[dict[str, np.ndarray]]],
+                  open_pipelines: OpenPipelines) -> Iterator[dict[str, np.ndarray]]:
     """Batches start_batch, start_batch + 1, ... of a deterministic stream: stored batches are
     read, missing ones are taken from `produce(first_batch)` (the pipeline from that batch on) and
     stored. A block is stored as soon as it is complete; when the reader stops in the middle of
     one, the part it produced is stored too (closing the generator does that), so the next run of
     the same length reads its whole stream instead of resuming the pipeline mid-chunk, and the
-    pipeline is left open for this process's next stream of `folder` to continue."""
+    pipeline is left in `open_pipelines` for the next stream of `folder` to continue."""
     n = start_batch
     source, source_at = None, None
     try:
@@ -152,7 +152,7 @@ def cached_stream(folder: Path, keys: tuple[str, ...], per_block: int, start_bat
                 if source is None or source_at != first:
                     if source is not None:
                         source.close()
-                    source, source_at = _source_at(folder, first, produce), first
+                    source, source_at = open_pipelines.source_at(folder, first, produce), first
                 fresh = []
                 try:
                     for i in range(have, per_block):
@@ -168,7 +168,7 @@ def cached_stream(folder: Path, keys: tuple[str, ...], per_block: int, start_bat
             n = (block + 1) * per_block
     except GeneratorExit:  # stopped by its reader: the pipeline stays usable
         if source is not None:
-            _leave_open(folder, source_at, source)
+            open_pipelines.leave_open(folder, source_at, source)
             source = None
         raise
     finally:

@@ -14,19 +14,17 @@ as high bits of the ids (formats.THINKING_BIT, HARD_BIT) and become masks afterw
 Resumption without replay: the batch stream is cut into chunks of CHUNK_TOKENS tokens; chunk c
 is packed from its own document stream, seeded by (seed, host, c), so batch n is found by
 starting at chunk n // chunk_batches and skipping at most chunk_batches - 1 batches in it.
-The whole stream is one tf.data pipeline (built once, chunks by flat_map), prefetched, and a
-background thread keeps converted numpy batches ready.
+The whole stream is one tf.data pipeline (built once, chunks by flat_map). A run reads its
+batches through a DataSource (scaling/data/source.py), which keeps them in the batch cache and
+imports this module only to produce batches the cache lacks.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import math
-import queue
 import random
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,15 +33,10 @@ import seqio
 import tensorflow as tf
 
 from scaling.configuration import ConfigError
-from scaling.data import batch_cache
 from scaling.data import cache as cache_lib
 from scaling.data import corpus, formats, vocabulary
+from scaling.data.batches import CHUNK_TOKENS, EVAL_SEED, SYNTHETIC_TASKS, synthetic_teacher_flops_per_thinking_token
 from scaling.data.teachers import ProgrammaticTeacher
-
-CHUNK_TOKENS = 1 << 20
-EVAL_SEED = 0
-BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_weights", "thinking_mask", "raw_mask")
-EVAL_KEYS = BATCH_KEYS + ("hard_mask", "target_bytes")
 
 _FEATURE_CONVERTER = seqio.DecoderFeatureConverter(pack=True)
 _TEACHER_FLOPS: dict[str, Callable[[], float]] = {}
@@ -72,10 +65,6 @@ def split_to_length(dataset: tf.data.Dataset, sequence_length, output_features) 
     return dataset.flat_map(pieces)
 
 
-# Batches the data thread reads ahead of the trainer; at the end of a phase, a cached stream is
-# read on this many past the last batch handed out, plus the few the trainer's Prefetcher holds.
-READ_AHEAD = 32
-READ_AHEAD_TAIL = READ_AHEAD + 8
 PACKING_WINDOW = 64  # examples reordered together so that seqio's sequential packer fills rows
 
 
@@ -121,12 +110,55 @@ def _generator_dataset(examples: Callable[[int], Iterator[np.ndarray]], split: s
         output_signature={"targets": tf.TensorSpec([None], tf.int32)})
 
 
-def _register_task(name: str, dataset_fn, vocab: seqio.Vocabulary) -> None:
+class SeqioVocabulary(seqio.Vocabulary):
+    """A vocabulary of scaling/data/vocabulary.py (`base`) where seqio expects one: the feature
+    of the tasks below. The ids arrive tokenized, so the TensorFlow sides are never on the hot path."""
+
+    def __init__(self, base):
+        self.base = base
+        super().__init__(extra_ids=0)
+
+    @property
+    def eos_id(self) -> int:
+        return self.base.eos_id
+
+    @property
+    def unk_id(self) -> int:
+        return self.base.unk_id
+
+    @property
+    def _base_vocab_size(self) -> int:
+        return self.base.vocab_size
+
+    def _encode(self, s: str):
+        return self.base.encode(s)
+
+    def _decode(self, ids) -> str:
+        return self.base.decode(ids)
+
+    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        return tf.py_function(lambda t: tf.constant(self.base.encode(t.numpy().decode("utf-8")), tf.int32),
+                              [s], tf.int32)
+
+    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+        return tf.py_function(lambda t: tf.constant(self.base.decode(t.numpy().ravel().tolist())), [ids], tf.string)
+
+    def byte_lengths(self, ids: np.ndarray) -> np.ndarray:
+        return self.base.byte_lengths(ids)
+
+    def __eq__(self, other):
+        return isinstance(other, SeqioVocabulary) and other.base == self.base
+
+    def __hash__(self):
+        return hash(self.base)
+
+
+def _register_task(name: str, dataset_fn, vocab) -> None:
     if name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name, source=seqio.FunctionDataSource(dataset_fn, splits=("train", "validation")),
-        output_features={"targets": seqio.Feature(vocab, add_eos=True)},
+        output_features={"targets": seqio.Feature(SeqioVocabulary(vocab), add_eos=True)},
         preprocessors=[split_to_length, order_for_packing, seqio.preprocessors.append_eos_after_trim],
         shuffle_buffer_size=None)
 
@@ -161,22 +193,18 @@ def _synthetic_dataset_fn(fmt: str | None, encode=vocabulary.encode):
 _SYNTHETIC_VOCABULARY = [vocabulary.BYTES]  # the vocabulary the synthetic tasks are registered with
 
 
-SYNTHETIC_TASKS = ("synthetic_vanilla", "synthetic_thinking", "synthetic_thinking_before_hard", "synthetic_mix")
 
-
-def register_synthetic_tasks(vocab: seqio.Vocabulary | None = None) -> None:
+def register_synthetic_tasks(vocab=None) -> None:
     vocab = vocab or vocabulary.ThinkByteVocabulary()
     _register_task("synthetic_vanilla", _synthetic_dataset_fn(None, vocab.encode), vocab)
     _register_task("synthetic_thinking", _synthetic_dataset_fn("append", vocab.encode), vocab)
     _register_task("synthetic_thinking_before_hard", _synthetic_dataset_fn("before_hard", vocab.encode), vocab)
     _register_mixture("synthetic_mix", ["synthetic_vanilla", "synthetic_thinking"])
-    programmatic = lambda: ProgrammaticTeacher().flops_per_token  # noqa: E731 (gin-bound now)
-    _TEACHER_FLOPS.update({"synthetic_vanilla": lambda: 0.0, "synthetic_thinking": programmatic,
-                           "synthetic_thinking_before_hard": programmatic,
-                           "synthetic_mix": programmatic})
+    _TEACHER_FLOPS.update({task: functools.partial(synthetic_teacher_flops_per_thinking_token, task)
+                           for task in SYNTHETIC_TASKS})
 
 
-def use_vocabulary(name: str, vocab_size: int | None = None) -> seqio.Vocabulary:
+def use_vocabulary(name: str, vocab_size: int | None = None):
     """Register the synthetic tasks with the vocabulary `name` (a model's ModelConfig.vocabulary),
     after checking that its ids fit the model's `vocab_size`."""
     try:
@@ -296,11 +324,11 @@ def teacher_flops_per_thinking_token(task: str) -> float:
 
 # ---- batches -------------------------------------------------------------------------------
 
-def _vocabulary_of(task: str) -> seqio.Vocabulary:
+def _vocabulary_of(task: str) -> SeqioVocabulary:
     return seqio.get_mixture_or_task(task).output_features["targets"].vocabulary
 
 
-def _to_batch(packed: dict, vocab: seqio.Vocabulary, with_eval_keys: bool) -> dict[str, np.ndarray]:
+def _to_batch(packed: dict, vocab: SeqioVocabulary, with_eval_keys: bool) -> dict[str, np.ndarray]:
     targets, thinking, hard = formats.split_flags(packed["decoder_target_tokens"])
     weights = packed["decoder_loss_weights"].astype(np.float32)
     batch = {"inputs": (packed["decoder_input_tokens"] & formats.ID_MASK).astype(np.int32),
@@ -326,9 +354,14 @@ def chunk_batches(batch_size: int, seq_len: int) -> int:
     return max(1, CHUNK_TOKENS // (batch_size * seq_len))
 
 
-def _train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host_count):
-    """One tf.data pipeline over all chunks (traced once): chunk c is the first `per_chunk`
-    batches packed from stream seed (host seed << 31) + c."""
+def train_stream(task: str, batch_size: int, seq_len: int, seed: int, start_batch: int = 0,
+                 host_index: int = 0, host_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+    """Endless packed training batches of this host, deterministic for (task, seed, host), from
+    batch `start_batch` on: one tf.data pipeline over all chunks (traced once); chunk c is the
+    first `per_chunk` batches packed from stream seed (host seed << 31) + c."""
+    task = resolve_task(task)
+    if not 0 <= host_index < host_count:
+        raise ValueError(f"host_index {host_index} out of range for host_count {host_count}")
     vocab = _vocabulary_of(task)
     per_chunk = chunk_batches(batch_size, seq_len)
     first_chunk, skip = divmod(start_batch, per_chunk)
@@ -343,106 +376,18 @@ def _train_stream(task, batch_size, seq_len, seed, start_batch, host_index, host
         yield _to_batch(packed, vocab, with_eval_keys=False)
 
 
-def _background(iterator: Iterator, depth: int = READ_AHEAD, tail: int = 0) -> Iterator:
-    """Run `iterator` in a thread, `depth` items ahead; stops when the consumer goes away.
-
-    tail: when the consumer stops, the thread reads on until it has taken `tail` items past the
-    last one handed out, then closes `iterator`. Over a batch cache this stores the read-ahead
-    that a later run of the same length will take (its queue runs up to `depth` items ahead of
-    where it stops), so that run never resumes the pipeline mid-stream only to throw it away."""
-    items: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    end = object()
-    handed_out = [0]
-
-    def offer(item) -> bool:
-        """Queue `item` unless the consumer has gone."""
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fill():
-        taken = 0
-        try:
-            for item in iterator:
-                taken += 1
-                if not offer(item):
-                    for _ in itertools.islice(iterator, max(0, handed_out[0] + tail - taken)):
-                        pass
-                    return
-        except BaseException as e:  # handed to the consumer
-            offer(e)
-            return
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:  # in this thread, the only one that runs it (the batch cache stores here)
-                close()
-        offer(end)
-
-    thread = threading.Thread(target=fill, daemon=True, name="data-prefetch")
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            handed_out[0] += 1
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-
-
-def train_batches(task: str, batch_size: int, seq_len: int, seed: int, start_batch: int = 0,
-                  host_index: int = 0, host_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """Endless packed training batches of this host; deterministic for (task, seed, host), and
-    `start_batch=n` begins with what the (n+1)-th batch would have been."""
-    task = resolve_task(task)
-    if not 0 <= host_index < host_count:
-        raise ValueError(f"host_index {host_index} out of range for host_count {host_count}")
-
-    def produce(first_batch):
-        return _train_stream(task, batch_size, seq_len, seed, first_batch, host_index, host_count)
-
-    folder = _cache_folder(task, kind="train", batch_size=batch_size, seq_len=seq_len, seed=seed,
-                           host_index=host_index, host_count=host_count, chunk_tokens=CHUNK_TOKENS)
-    if folder is None:
-        return _background(produce(start_batch))
-    per_block = batch_cache.block_batches(batch_size, seq_len)
-    return _background(batch_cache.cached_stream(folder, BATCH_KEYS, per_block, start_batch, produce),
-                       tail=READ_AHEAD_TAIL)
-
-
-def _cache_folder(task: str, **identity) -> Path | None:
-    """Where the batch cache keeps this stream, when caching is on and the task is a pure
-    function of the code (the synthetic tasks; an augmentation cache can grow between runs)."""
-    root = batch_cache.cache_root()
-    if root is None or task not in SYNTHETIC_TASKS:
-        return None
-    return batch_cache.stream_folder(root, task=task, vocabulary=_SYNTHETIC_VOCABULARY[0], **identity)
-
-
-def eval_batches(corpus_name: str, batch_size: int, seq_len: int, n_batches: int) -> list[dict[str, np.ndarray]]:
-    """`n_batches` packed batches of held-out raw documents (never augmented), with hard-span
-    masks and the bytes per target token. `corpus_name`: "synthetic", a registered cache corpus
+def eval_task(corpus_name: str) -> str:
+    """The task of a held-out corpus's raw documents: "synthetic", a registered cache corpus
     name, or a cache directory."""
-    task = resolve_task(f"{corpus_name}:vanilla" if Path(corpus_name).is_dir() else f"{corpus_name}_vanilla")
+    return resolve_task(f"{corpus_name}:vanilla" if Path(corpus_name).is_dir() else f"{corpus_name}_vanilla")
 
-    def produce():
-        vocab = _vocabulary_of(task)
-        ds = _packed(task, "validation", seq_len, EVAL_SEED).batch(batch_size, drop_remainder=True).take(n_batches)
-        return [_to_batch(packed, vocab, with_eval_keys=True) for packed in ds.as_numpy_iterator()]
 
-    folder = _cache_folder(task, kind="eval", batch_size=batch_size, seq_len=seq_len, seed=EVAL_SEED)
-    if folder is None:
-        return produce()
-    return batch_cache.cached_list(folder / f"eval-{n_batches}.npz", EVAL_KEYS, produce)
+def eval_list(task: str, batch_size: int, seq_len: int, n_batches: int) -> list[dict[str, np.ndarray]]:
+    """`n_batches` packed batches of the task's held-out documents (never augmented), with
+    hard-span masks and the bytes per target token."""
+    vocab = _vocabulary_of(task)
+    ds = _packed(task, "validation", seq_len, EVAL_SEED).batch(batch_size, drop_remainder=True).take(n_batches)
+    return [_to_batch(packed, vocab, with_eval_keys=True) for packed in ds.as_numpy_iterator()]
 
 
 register_synthetic_tasks()

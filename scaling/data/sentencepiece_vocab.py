@@ -17,6 +17,7 @@ from pathlib import Path
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 BUILTIN = {"synthetic_sp256": BUILTIN_DIR / "synthetic_sp256.model"}
+BYTES_VOCAB_SIZE = 261  # the byte vocabulary's ids (scaling/data/vocabulary.py)
 
 
 def resolve(name_or_path: str) -> Path:
@@ -26,3 +27,13 @@ def resolve(name_or_path: str) -> Path:
         raise FileNotFoundError(f"vocabulary {name_or_path!r}: no such file; give 'bytes', a built-in "
                                 f"({', '.join(BUILTIN)}) or a SentencePiece model file")
     return path
+
+
+def vocabulary_size(name: str) -> int:
+    """The number of ids of a vocabulary ('bytes', a built-in name or a model file), read
+    without TensorFlow (what a run checks against ModelConfig.vocab_size)."""
+    if not name or name == "bytes":
+        return BYTES_VOCAB_SIZE
+    import sentencepiece
+
+    return sentencepiece.SentencePieceProcessor(model_file=str(resolve(name))).get_piece_size()

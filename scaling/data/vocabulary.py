@@ -1,4 +1,4 @@
-"""Byte-level vocabulary with two special tokens for thinking, as a seqio.Vocabulary.
+"""Byte-level vocabulary with two special tokens for thinking, and SentencePiece vocabularies.
 
 Ids: 0 pad, 1 eos, 2 unk, the 256 UTF-8 byte values at 3..258, 259 `<think>`, 260 `</think>`.
 The model's vocab_size (264, gin/models/base.gin) leaves room to spare. Nothing is downloaded;
@@ -6,16 +6,17 @@ The model's vocab_size (264, gin/models/base.gin) leaves room to spare. Nothing 
 (`synthetic_sp256`, scaling/data/sentencepiece_vocab.py) or a model file (that model should
 define `<think>` and `</think>` as user-defined symbols). A model's vocabulary is
 `ModelConfig.vocabulary`; every vocabulary here answers `think_open_id` and `think_close_id`.
+Light: no TensorFlow or seqio (decoding needs neither); scaling/data/pipeline.py wraps these as
+seqio vocabularies for its tasks.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
-import seqio
-import tensorflow as tf
 
 from scaling.data import sentencepiece_vocab
 
@@ -25,7 +26,7 @@ UNK_ID = 2
 BYTE_OFFSET = 3
 THINK_OPEN_ID = 259
 THINK_CLOSE_ID = 260
-VOCAB_SIZE = 261
+VOCAB_SIZE = sentencepiece_vocab.BYTES_VOCAB_SIZE
 
 THINK_OPEN_TEXT = "<think>"
 THINK_CLOSE_TEXT = "</think>"
@@ -70,47 +71,35 @@ def byte_lengths(ids: np.ndarray) -> np.ndarray:
     return ((ids >= BYTE_OFFSET) & (ids < BYTE_OFFSET + 256)).astype(np.float32)
 
 
-class ThinkByteVocabulary(seqio.Vocabulary):
-    """The byte vocabulary above, usable wherever seqio expects a Vocabulary."""
+class _Vocabulary:
+    """What seqio.Vocabulary.decode does before detokenizing (ids past the vocabulary become unk,
+    nothing after the first eos), so that decoding is the same here and inside seqio's tasks."""
 
-    def __init__(self):
-        super().__init__(extra_ids=0)
-
-    @property
-    def eos_id(self) -> int:
-        return EOS_ID
-
-    @property
-    def unk_id(self) -> int:
-        return UNK_ID
+    def decode(self, ids: Iterable[int]) -> str:
+        clean = [self.unk_id if int(i) >= self.vocab_size else int(i) for i in ids]
+        if self.eos_id in clean:
+            clean = clean[:clean.index(self.eos_id) + 1]
+        return self._decode(clean)
 
     @property
-    def _base_vocab_size(self) -> int:
-        return VOCAB_SIZE
+    def pad_id(self) -> int:
+        return PAD_ID
 
-    def _encode(self, s: str) -> Sequence[int]:
+
+class ThinkByteVocabulary(_Vocabulary):
+    """The byte vocabulary above as an object (the pipeline hands it to seqio's tasks)."""
+
+    eos_id, unk_id, vocab_size = EOS_ID, UNK_ID, VOCAB_SIZE
+    think_open_id, think_close_id = THINK_OPEN_ID, THINK_CLOSE_ID
+
+    def encode(self, s: str) -> list[int]:
         return encode(s)
 
     def _decode(self, ids) -> str:
         return decode(ids)
 
-    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        return tf.py_function(lambda t: tf.constant(encode(t.numpy().decode("utf-8")), tf.int32),
-                              [s], tf.int32)
-
-    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
-        return tf.py_function(lambda t: tf.constant(decode(t.numpy().ravel().tolist())), [ids], tf.string)
-
     def byte_lengths(self, ids: np.ndarray) -> np.ndarray:
         return byte_lengths(ids)
-
-    @property
-    def think_open_id(self) -> int:
-        return THINK_OPEN_ID
-
-    @property
-    def think_close_id(self) -> int:
-        return THINK_CLOSE_ID
 
     def __eq__(self, other):
         return isinstance(other, ThinkByteVocabulary)
@@ -119,8 +108,36 @@ class ThinkByteVocabulary(seqio.Vocabulary):
         return hash(type(self).__name__)
 
 
-class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
-    """seqio's SentencePiece vocabulary plus the bytes-per-token table bits-per-byte needs."""
+class SentencePieceVocabulary(_Vocabulary):
+    """A SentencePiece model's vocabulary (ids as seqio.SentencePieceVocabulary gives them), plus
+    the bytes-per-token table bits-per-byte needs. Loads the model with sentencepiece alone."""
+
+    def __init__(self, sentencepiece_model_file: str):
+        self.sentencepiece_model_file = sentencepiece_model_file
+
+    @functools.cached_property
+    def tokenizer(self):
+        import sentencepiece
+
+        return sentencepiece.SentencePieceProcessor(model_file=self.sentencepiece_model_file)
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_id()
+
+    @property
+    def unk_id(self) -> int:
+        return self.tokenizer.unk_id()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_piece_size()
+
+    def encode(self, s: str) -> list[int]:
+        return self.tokenizer.encode_as_ids(s)
+
+    def _decode(self, ids) -> str:
+        return self.tokenizer.decode_ids(ids)
 
     def byte_lengths(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids)
@@ -146,11 +163,18 @@ class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
     def think_close_id(self) -> int:
         return self._special(THINK_CLOSE_TEXT)
 
+    def __eq__(self, other):
+        return isinstance(other, SentencePieceVocabulary) and \
+            other.sentencepiece_model_file == self.sentencepiece_model_file
+
+    def __hash__(self):
+        return hash(self.sentencepiece_model_file)
+
 
 BYTES = "bytes"
 
 
-def get_vocabulary(name: str | None = None) -> seqio.Vocabulary:
+def get_vocabulary(name: str | None = None) -> ThinkByteVocabulary | SentencePieceVocabulary:
     """The byte vocabulary for None, '' or 'bytes'; else SentencePiece: a built-in name
     (scaling.data.sentencepiece_vocab.BUILTIN) or a model file."""
     if not name or name == BYTES:

@@ -4,7 +4,9 @@ Reads every run folder's training_rows.jsonl and inference_rows.jsonl, checks ea
 the schema of docs/schema.md (required columns present, values of the right type; errors name
 the file, line and column), and writes training.parquet and inference.parquet with the schema
 version in the Parquet metadata (`scaling.schema_version`), each written to a temporary file and
-renamed into place. Columns beyond the schema (e.g. inference's top_p) are kept after it. A
+renamed into place. Columns beyond the schema (e.g. inference's top_p) are kept after it; an
+inference row's `seed` is its run's training seed (the replicate axis), `problem_seed` the seed of
+the problems asked (`infer.seed`). A
 training evaluation repeated under the same (run_id, branch, schedule, step) keeps its last
 version; an inference row repeated exactly is kept once.
 """
@@ -77,6 +79,14 @@ def table(rows: list[dict], schema: dict, key: tuple[str, ...] | None) -> pa.Tab
     return result.replace_schema_metadata({METADATA_KEY: SCHEMA_VERSION.encode()})
 
 
+def with_training_seed(rows: list[dict], seed: int) -> list[dict]:
+    """Inference rows with `seed` the training seed of their run (the replicate axis the findings
+    resample, as in the training table) and `problem_seed` the seed of the problems asked
+    (`infer.seed`, which `scaling infer` writes as `seed` in the run's own rows)."""
+    return [{**{k: v for k, v in row.items() if k != "seed"}, "seed": int(seed),
+             "problem_seed": row.get("problem_seed", row.get("seed"))} for row in rows]
+
+
 def write_atomic(t: pa.Table, path: Path) -> None:
     buffer = pa.BufferOutputStream()
     pq.write_table(t, buffer)
@@ -95,7 +105,10 @@ def collect(sweep_dir: Path, out_dir: Path) -> dict[str, int]:
                                         ("inference_rows.jsonl", INFERENCE, inference)):
             path = sweep_dir / name / file_name
             if path.is_file():
-                rows.extend(read_rows(path, schema))
+                found = read_rows(path, schema)
+                if schema is INFERENCE:
+                    found = with_training_seed(found, store.load_plan(sweep_dir / name).point["seed"])
+                rows.extend(found)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = {"training": table(training, TRAINING, TRAINING_KEY),
               "inference": table(inference, INFERENCE, None)}
