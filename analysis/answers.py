@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.determination import NOT_DETERMINED, Determination
+
 INTERVAL = (2.5, 97.5)
 
 
@@ -35,23 +37,32 @@ class Recommendation:
     quantities: dict[str, Quantity]
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    status: Determination = Determination("determined")   # whether the data determine the answer
 
     def __getitem__(self, name: str) -> Quantity:
         return self.quantities[name]
 
     def to_dict(self) -> dict:
-        """The --json object: recommended quantity -> {"estimate", "ci": [low, high]}."""
-        return {name: q.to_dict() for name, q in self.quantities.items()}
+        """The --json object: recommended quantity -> {"estimate", "ci": [low, high]} (both null
+        where the data do not determine the answer), and its `status`."""
+        if not self.status.determined:
+            return {**{name: {"estimate": None, "ci": None} for name in self.quantities}, "status": self.status.to_dict()}
+        return {**{name: q.to_dict() for name, q in self.quantities.items()}, "status": self.status.to_dict()}
 
     def table(self) -> str:
-        rows = [(name, fmt(q.estimate), "" if q.ci is None else f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]", q.unit)
-                for name, q in self.quantities.items()]
+        if not self.status.determined:
+            rows = [(name, NOT_DETERMINED, "", q.unit) for name, q in self.quantities.items()]
+        else:
+            rows = [(name, fmt(q.estimate), "" if q.ci is None else f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]", q.unit)
+                    for name, q in self.quantities.items()]
         widths = [max(len(r[i]) for r in rows + [("quantity", "estimate", "95% interval", "unit")])
                   for i in range(4)]
         lines = [self.question, ""]
         for row in [("quantity", "estimate", "95% interval", "unit")] + rows:
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         lines += [f"note: {n}" for n in self.notes]
+        if not self.status.determined:
+            lines.append(self.status.text())
         return "\n".join(lines)
 
 

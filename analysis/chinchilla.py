@@ -36,8 +36,10 @@ def log_loss(log_a, log_b, log_e, alpha, beta, log_n, log_d, xp=np):
 
 
 def log_parameters(p: Mapping[str, Any]) -> list:
-    """(log A, log B, log E, alpha, beta): the fitting coordinates of a parameter mapping."""
-    return [np.log(p["A"]), np.log(p["B"]), np.log(p["E"]), p["alpha"], p["beta"]]
+    """(log A, log B, log E, alpha, beta): the fitting coordinates of a parameter mapping (log 0 is
+    -inf, which the log-sum-exp form takes as a vanishing term: a law with E = 0)."""
+    with np.errstate(divide="ignore"):
+        return [np.log(p["A"]), np.log(p["B"]), np.log(p["E"]), p["alpha"], p["beta"]]
 
 
 def gadre_parameters(params: Mapping[str, float]) -> dict[str, float]:
@@ -57,7 +59,8 @@ def chinchilla_loss(p: Mapping[str, Any], n, d):
 def chinchilla_optimum(p: Mapping[str, Any], train_flops):
     """The (N, D) minimising L(N, D) subject to 6ND = train_flops, in closed form."""
     alpha, beta = np.asarray(p["alpha"], float), np.asarray(p["beta"], float)
-    with np.errstate(over="ignore", divide="ignore"):  # extreme bootstrap draws give 0 or inf
+    # extreme bootstrap draws give 0, inf or (exponents of opposite signs) nan: dropped from intervals
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         g = np.power(alpha * p["A"] / (beta * p["B"]), 1.0 / (alpha + beta))
         half = np.asarray(train_flops, float) / 6.0
         n = g * np.power(half, beta / (alpha + beta))
@@ -67,8 +70,8 @@ def chinchilla_optimum(p: Mapping[str, Any], train_flops):
 
 def tokens_to_reach(p: Mapping[str, Any], target_loss, n):
     """D such that L(N, D) = target_loss; inf where N alone cannot get below the target."""
-    gap = target_loss - p["E"] - p["A"] / np.power(n, p["alpha"])
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        gap = target_loss - p["E"] - p["A"] / np.power(n, p["alpha"])
         return np.where(gap > 0, np.power(p["B"] / np.where(gap > 0, gap, 1.0), 1.0 / p["beta"]), np.inf)
 
 

@@ -191,9 +191,15 @@ def summary(law) -> str:
     form = law.form
     lines = [f"form {law.form} (approach {law.approach}), target {law.target}, {law.n_points} points, "
              f"{law.n_starts} starts, objective {law.objective:.6g}" + form.objective_text(law),
-             f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}"]
+             f"{'parameter':<14}{'estimate':>14}{'se':>12}{'95% low':>14}{'95% high':>14}  status"]
     for name, p in law.parameters.items():
-        lines.append(f"{name:<14}{_num(p.estimate):>14}{_num(p.se):>12}{_num(p.ci[0]):>14}{_num(p.ci[1]):>14}")
+        lines.append(f"{name:<14}{_num(p.estimate):>14}{_num(p.se):>12}{_num(p.ci[0]):>14}{_num(p.ci[1]):>14}"
+                     f"  {p.status or '-'}")
+    lines += [f"{name}: {p.status}: {p.reason} (interval: {p.method})" for name, p in law.parameters.items()
+              if p.status not in (None, "identified")]
+    replicates = law.diagnostics.get("replicates") or {}
+    if replicates.get("note"):
+        lines.append(f"note: {replicates['note']}")
     if law.heldout.get("mean_relative_error") is not None:
         h = law.heldout
         lines.append(f"held-out ({h['n_test']} highest-compute points): mean relative error "

@@ -18,14 +18,36 @@ class LawError(ValueError):
     """A law file that cannot be used, or a law asked what it cannot answer, with the reason."""
 
 
+PARAMETER_STATUSES = ("identified", "at_bound", "not_identified", "fixed")
+
+
 @dataclass(frozen=True)
 class ParameterEstimate:
+    """An estimate, its standard error and 95% interval, and whether the data determine it
+    (`status`, with the `reason`): the interval is the bootstrap's percentiles for an identified
+    parameter and the profile likelihood's (`profile_ci`, valid at a bound) otherwise (`method`).
+    Files written before statuses existed load with status None."""
+
     estimate: float
     se: float
     ci: tuple[float, float]
+    status: str | None = None
+    reason: str = ""
+    profile_ci: tuple[float, float] | None = None
+    method: str = "bootstrap percentile"
+
+    @property
+    def determined(self) -> bool:
+        """False when the data do not determine the parameter (status not_identified)."""
+        return self.status != "not_identified"
 
     def to_dict(self) -> dict:
-        return {"estimate": self.estimate, "se": self.se, "ci": [self.ci[0], self.ci[1]]}
+        out = {"estimate": self.estimate, "se": self.se, "ci": [self.ci[0], self.ci[1]]}
+        if self.status is not None:
+            out.update(status=self.status, reason=self.reason, method=self.method)
+            if self.profile_ci is not None:
+                out["profile_ci"] = [self.profile_ci[0], self.profile_ci[1]]
+        return out
 
 
 @dataclass(frozen=True)

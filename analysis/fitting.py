@@ -25,12 +25,11 @@ import pandas as pd
 from analysis.forms.base import CurveForm, FormOptions, compiled_prediction, form_of_approach, get_form
 from analysis.law import Law, ParameterEstimate, load_law, typed_settings
 from analysis.diagnostics import residual_diagnostics
-from analysis.solver import minimize_batch
+from analysis.problem import Problem
+from analysis.uncertainty import Identification, identify, runs_of, scheme_for
 from analysis.tables import TableError, TooFewPoints, canonical_table, data_hash, ranges, select_rows
 
 MIN_POINTS_PER_PARAMETER = 2
-ROWS = 64  # starts per call of the compiled minimizer (refinement keeps 64: one call)
-ROW_BUCKET = 16  # data rows are padded to a multiple of this, so tables of similar size share a program
 
 
 class Floored:
@@ -89,102 +88,6 @@ def _floored(form: CurveForm, options: FormOptions):
     return form if options.floor is None else Floored(form, options)
 
 
-def huber(r, delta):
-    a = jnp.abs(r)
-    return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
-
-
-class Problem:
-    """A form, its options and its data, compiled into one batched fitting program.
-
-    The data enter the program as arguments, padded to a multiple of ROW_BUCKET rows (copies of
-    the last row, weighted 0), so fits of one form and options to different tables (targets,
-    accountings, held-out splits) lower to the same program and JAX's persistent compilation
-    cache, where one is set (`scaling demo`, `scaling sweep`), compiles it once."""
-
-    def __init__(self, form: CurveForm | Floored, options: FormOptions, frame: pd.DataFrame, delta: float):
-        self.form, self.options, self.delta = form, options, delta
-        self.n = len(frame)
-        padded = frame.iloc[np.minimum(np.arange(-(-self.n // ROW_BUCKET) * ROW_BUCKET), self.n - 1)]
-        self.cov, self.y = self._encode(frame)
-        self._data = self._encode(padded)
-        self._pad = len(padded) - self.n
-        squared = options.objective == "squared_loss"
-
-        def objective(theta, weights, cov, y):
-            if squared:  # Gadre et al.: least squares on the loss itself (scipy curve_fit)
-                residual = jnp.exp(form.raw_predict(theta, cov, options)) - jnp.exp(y)
-                value = jnp.sum(weights * residual ** 2)
-            else:
-                residual = form.raw_predict(theta, cov, options) - y
-                value = jnp.sum(weights * huber(residual, delta))
-            return jnp.where(jnp.isfinite(value), value, jnp.inf)
-
-        def objective_of_table(theta, weights):
-            """The objective on this table's rows (weights [n]): what benchmarks/solver.py hands
-            to each solver."""
-            return objective(theta, weights, self.cov, self.y)
-
-        self.objective = objective_of_table
-        # One compiled program serves screening, refinement and the bootstrap: ROWS starts per
-        # call, each with its own weights; max_iter is traced. (Compiling is most of a small
-        # fit's time: one program per shape would be three or more per fit.)
-        self._minimize = jax.jit(lambda x0, w, cov, y, iters: minimize_batch(
-            lambda theta, weights: objective(theta, weights, cov, y), x0, w, False, max_iter=iters))
-
-    def _encode(self, frame: pd.DataFrame):
-        """(covariates for raw_predict, target) of these rows, in float64."""
-        with jax.enable_x64(True):
-            covariates = {c: frame[c].to_numpy() for c in self.form.required_covariates(self.options)}
-            y = frame["loss"].to_numpy(np.float64)
-            return (self.form.encode_covariates(covariates, self.options),
-                    jnp.asarray(np.log(y) if self.form.log_target else y))
-
-    def _minimize_rows(self, x0: np.ndarray, w: np.ndarray | None, iters: int):
-        """Minimize from each row of x0 [m, P] with its weights w [m, n] (None: every point weighs
-        1, made per call: all 4,500 starts over a 1e6-row table would be 33.5 GiB at once), ROWS
-        rows per call (the last call padded with copies of its first row, whose results are
-        dropped). Each row stops on its own, so a row's result does not depend on the rows beside it."""
-        parts, iterations = [], 0
-        with jax.enable_x64(True):
-            for first in range(0, len(x0), ROWS):
-                x = x0[first:first + ROWS]
-                weights = np.ones((len(x), self.n)) if w is None else w[first:first + ROWS]
-                real = len(x)
-                if real < ROWS:
-                    x = np.concatenate([x, np.repeat(x[:1], ROWS - real, axis=0)])
-                    weights = np.concatenate([weights, np.repeat(weights[:1], ROWS - real, axis=0)])
-                weights = np.pad(weights, ((0, 0), (0, self._pad)))  # padding rows weigh nothing
-                out = self._minimize(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(weights, dtype=jnp.float64),
-                                     *self._data, iters)
-                parts.append([np.asarray(v)[:real] for v in out[:3]])
-                iterations = max(iterations, int(out[3]))
-        x, f, converged = (np.concatenate(column) for column in zip(*parts))
-        return x, np.where(np.isfinite(f), f, np.inf), converged, iterations
-
-    def multistart(self, starts: np.ndarray, screen_iters: int = 3, keep: int = 64, max_iter: int = 500):
-        """All starts for a few iterations, the best `keep` (distinct) to convergence."""
-        x0 = np.asarray(starts, dtype=np.float64)
-        if len(x0) > keep:
-            x, f, _, _ = self._minimize_rows(x0, None, screen_iters)
-            x0 = x[np.argsort(f, kind="stable")[:keep]]
-        x, f, converged, iterations = self._minimize_rows(x0, None, max_iter)
-        order = np.argsort(f, kind="stable")
-        return x[order], f[order], converged[order], iterations
-
-    def bootstrap(self, warm: np.ndarray, n_boot: int, seed: int, max_iter: int = 300):
-        """Refit n_boot resamples, each from every row of `warm`; best per resample."""
-        rng = np.random.default_rng(seed)
-        counts = rng.multinomial(self.n, np.full(self.n, 1.0 / self.n), size=n_boot).astype(np.float64)
-        n_warm = len(warm)
-        x, f, converged, _ = self._minimize_rows(np.tile(warm, (n_boot, 1)), np.repeat(counts, n_warm, axis=0),
-                                                 max_iter)
-        f = f.reshape(n_boot, n_warm)
-        best = np.argmin(f, axis=1)
-        x = x.reshape(n_boot, n_warm, -1)[np.arange(n_boot), best]
-        return x, converged.reshape(n_boot, n_warm)[np.arange(n_boot), best]
-
-
 def distinct_optima(x: np.ndarray, f: np.ndarray, count: int, tol: float = 1e-3) -> np.ndarray:
     """Up to `count` of the best optima that differ from each other."""
     chosen = []
@@ -221,34 +124,60 @@ def _heldout_split(frame: pd.DataFrame, fraction: float) -> tuple[np.ndarray, np
     return ~test, test
 
 
+class LawOutOfBounds(TableError):
+    """A fit whose estimates fall outside its form's bounds: not a law (it is not written)."""
+
+
 def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, target: str = "eval_loss",
              bootstrap: int = 1000, huber_delta: float = 1e-3, heldout_fraction: float = 0.2,
              seed: int = 0, source: str = "table", keep: int = 64, screen_iters: int = 3,
-             options: FormOptions | Mapping | None = None, **form_options) -> Law:
+             options: FormOptions | Mapping | None = None, resampling: str = "auto", profile: bool = True,
+             **form_options) -> Law:
     """Fit one form (approach 3) to a canonical frame (see analysis.tables.canonical_table).
-    Its settings: `options` (typed or a mapping), or keyword arguments."""
+    Its settings: `options` (typed or a mapping), or keyword arguments. `resampling`: the
+    bootstrap's scheme ('auto', 'pairs', 'wild'; analysis.uncertainty); `profile`: read each
+    parameter's status from its profile likelihood (the held-out refit skips it)."""
     form = get_form(form)
     given = form.options_from(options if options is not None else form_options)
     options = form.prepare(given, frame)
     fitted = _floored(form, options)
     _check_enough(frame, fitted, options, source)
-    problem = Problem(fitted, options, frame, huber_delta)
+    step1, step1_draws = _step1(form, options, frame, bootstrap)
+    problem = Problem(fitted, options, frame, huber_delta, step1=step1)
     starts = fitted.starts(options)
     x, f, converged, iterations = problem.multistart(starts, screen_iters=screen_iters, keep=keep)
     best = x[0]
     if not np.isfinite(f[0]):
         raise TableError(f"{source}: no start of form {form.name!r} reached a finite objective")
     estimates = fitted.to_parameters(best, options)
+    _check_bounds(estimates, form.bounds_for(options), form.name, source)
+    names = fitted.parameter_names_for(options)
+    statuses, warm = {}, distinct_optima(x, f, 2)
+    if profile:
+        statuses, ends = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
+                                  form.bounds_for(options))
+        unsettled = [t for thetas in ends.values() for t in thetas]
+        warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
+                               np.zeros(len(warm) + len(unsettled)), 4)
+    runs, replicates = runs_of(frame, tuple(fitted.required_covariates(options)))
+    scheme = scheme_for(len(frame), resampling)
     draws, boot_converged = {}, None
     if bootstrap > 0:
-        boot_x, boot_converged = problem.bootstrap(distinct_optima(x, f, 2), bootstrap, seed)
+        boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed, scheme=scheme, runs=runs, best=best,
+                                                   step1_draws=step1_draws)
         draws = fitted.to_parameters(boot_x, options)
     if options.floor is not None and options.floor_mode == "fix":  # exactly the floor, not exp(log(floor))
         estimates["E"] = np.float64(options.floor)
+        statuses["E"] = Identification("fixed", f"held at the known floor {options.floor:.6g} (not fitted)",
+                                       (options.floor, options.floor))
         if draws:
             draws["E"] = np.full(len(draws["E"]), options.floor)
-    parameters = {name: _estimate(float(estimates[name]), draws.get(name)) for name in estimates}
-    diagnostics = {"iterations": iterations}
+    parameters = {name: _estimate(float(estimates[name]), draws.get(name), statuses.get(name)) for name in estimates}
+    diagnostics = {"iterations": iterations, "replicates": replicates}
+    if bootstrap > 0:
+        diagnostics["bootstrap"] = {"scheme": scheme, "resamples": bootstrap, "warm_starts": len(warm),
+                                    "step1_draws": step1_draws is not None,
+                                    "runs": int(runs.max()) + 1 if len(runs) else 0}
     residuals = _residual_diagnostics(problem, best, frame, options)
     if residuals is not None:
         diagnostics["diagnostics"] = residuals.to_dict()
@@ -259,16 +188,47 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     law = Law(form=form, target=target, approach=3, parameters=parameters,
               bootstrap_samples={k: np.asarray(v, dtype=np.float64) for k, v in draws.items()},
               ranges=ranges(frame), objective=float(f[0]),
-              huber_delta=0.0 if options.objective == "squared_loss" else huber_delta, n_points=len(frame),
+              huber_delta=huber_delta if options.objective == "huber_log" else 0.0, n_points=len(frame),
               n_starts=len(starts), converged=bool(converged[0]), heldout={}, data_hash=data_hash(frame),
               settings=options, diagnostics=diagnostics)
     again = dict(target=target, huber_delta=huber_delta, source=source, keep=keep, screen_iters=screen_iters,
-                 options=given)
+                 options=given, resampling=resampling)
     if form.refit_on_raw_tokens(options) and "D_raw" in frame:
         law = _with_raw_accounting(law, frame, form, bootstrap, seed, again)
     if heldout_fraction > 0:
         law = _with_heldout(law, frame, form, heldout_fraction, again)
     return law
+
+
+def _check_bounds(estimates, bounds, form_name: str, source: str) -> None:
+    """Refuse a fit whose estimates leave the form's bounds (a law of E = 0, alpha = 19.7 from two
+    model sizes): it is not a law of this form the data support."""
+    for name, (low, high) in bounds.items():
+        value = float(np.asarray(estimates.get(name, np.nan)))
+        if name in estimates and not low <= value <= high:
+            raise LawOutOfBounds(
+                f"{source}: the best fit has {name} = {value:.4g}, outside the {form_name} form's bounds "
+                f"[{low:g}, {high:g}]; no law is written. The data do not determine this law: fit more "
+                f"model sizes and data budgets (each spanning at least an order of magnitude), or hold E "
+                f"at a known floor (--floor)")
+
+
+def _step1(form, options: FormOptions, frame: pd.DataFrame, bootstrap: int):
+    """A joint law's step-1 losses at the table's rows: the loss law's point prediction, and its
+    bootstrap draws [B1, n] (carried into step 2's bootstrap), or (None, None)."""
+    loss_law = getattr(options, "loss_law", None)
+    if loss_law is None or "L" in form.required_covariates(options):
+        return None, None
+    law = form.loss_law(options)
+    names = law.form.required_covariates(law.settings)
+    covariates = {name: frame[name].to_numpy() for name in names}
+    point = np.asarray(law.predict(**covariates), dtype=np.float64)
+    if bootstrap <= 0 or not law.bootstrap_samples:
+        return point, None
+    with np.errstate(over="ignore", invalid="ignore"):
+        draws = np.asarray(law.predict_draws(**covariates), dtype=np.float64)
+    draws = draws[np.all(np.isfinite(draws), axis=1)]
+    return point, (draws if len(draws) else None)
 
 
 def _residual_diagnostics(problem: Problem, theta: np.ndarray, frame: pd.DataFrame, options: FormOptions):
@@ -281,15 +241,25 @@ def _residual_diagnostics(problem: Problem, theta: np.ndarray, frame: pd.DataFra
     return residual_diagnostics(residual, covariates, scale="log" if form.log_target else "target")
 
 
-def _estimate(value: float, draws: np.ndarray | None) -> ParameterEstimate:
-    if draws is None or len(draws) == 0:
-        return ParameterEstimate(value, math.nan, (math.nan, math.nan))
-    draws = np.asarray(draws, dtype=np.float64)
-    finite = draws[np.isfinite(draws)]
-    if finite.size < 2:  # every refit ran off to infinity: no interval, not a crash
-        return ParameterEstimate(value, math.nan, (math.nan, math.nan))
-    low, high = np.percentile(finite, [2.5, 97.5])
-    return ParameterEstimate(value, float(np.std(finite, ddof=1)), (float(low), float(high)))
+def _estimate(value: float, draws: np.ndarray | None, status: Identification | None) -> ParameterEstimate:
+    """The estimate with its interval: the profile likelihood's for a parameter that is one fitting
+    coordinate (valid at a bound, and closer to nominal coverage than the bootstrap's percentiles
+    on small grids: benchmarks/coverage.py), else the bootstrap's percentiles. se is the
+    bootstrap's standard deviation."""
+    se, ci = math.nan, (math.nan, math.nan)
+    finite = np.asarray(draws if draws is not None else [], dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) > 1:
+        low, high = np.percentile(finite, [2.5, 97.5])
+        se, ci = float(np.std(finite, ddof=1)), (float(low), float(high))
+    if status is None:
+        return ParameterEstimate(value, se, ci)
+    profile = None if np.any(np.isnan(status.profile_ci)) else tuple(map(float, status.profile_ci))
+    if status.status == "fixed":
+        return ParameterEstimate(value, 0.0, profile, status.status, status.reason, profile, "fixed")
+    if profile is not None:
+        return ParameterEstimate(value, se, profile, status.status, status.reason, profile, "profile likelihood")
+    return ParameterEstimate(value, se, ci, status.status, status.reason, None, "bootstrap percentile")
 
 
 def _with_raw_accounting(law: Law, frame: pd.DataFrame, form: CurveForm, bootstrap: int, seed: int, again) -> Law:
@@ -311,7 +281,8 @@ def _with_heldout(law: Law, frame: pd.DataFrame, form: CurveForm, fraction: floa
     try:
         train_options = form.prepare(again["options"], frame[train])
         _check_enough(frame[train], _floored(form, train_options), train_options, again["source"])
-        small = fit_form(frame[train].reset_index(drop=True), form, bootstrap=0, heldout_fraction=0, **again)
+        small = fit_form(frame[train].reset_index(drop=True), form, bootstrap=0, heldout_fraction=0, profile=False,
+                         **again)
     except TableError as e:
         return law.replace(heldout={"skipped": str(e)})
     held = frame[test]
@@ -359,6 +330,6 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
         return Law.from_estimates(form, options, estimates)
     required = form.required_covariates(options)
     frame, source = canonical_table(table, required, target=target, columns=columns,
-                                    optional=form.optional_columns(options))
+                                    optional=tuple(dict.fromkeys(form.optional_columns(options) + ("seed",))))
     return fit_form(frame, form, target=target, bootstrap=bootstrap, huber_delta=huber_delta,
                     heldout_fraction=heldout_fraction, source=source, seed=seed, options=options)

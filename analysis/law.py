@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from analysis.atomic import write_json_atomic
-from analysis.estimates import Estimates, LawError, ParameterEstimate
+from analysis.estimates import PARAMETER_STATUSES, Estimates, LawError, ParameterEstimate
 from analysis.forms import FORMS, FormOptions, LawForm, get_form
 from analysis.questions import recommend
 
@@ -89,6 +89,11 @@ class Law:
     def recommend(self, **query):
         """Answer a budget question (analysis.recommend.recommend)."""
         return recommend(self, **query)
+
+    def undetermined(self) -> dict[str, str]:
+        """Parameters the data do not determine (status not_identified), with the reason: an
+        answer that depends on one is not given as a number."""
+        return {k: p.reason for k, p in self.parameters.items() if not p.determined}
 
     def replace(self, **changes) -> "Law":
         return dataclasses.replace(self, **changes)
@@ -201,7 +206,15 @@ def _validated(data: Mapping, source: str) -> Law:
             fail(f"parameter {pname!r} must be {{'estimate', 'se', 'ci': [low, high]}}, got {p!r}")
         if not math.isfinite(est):
             fail(f"parameter {pname!r} has a non-finite estimate {est}")
-        estimates[pname] = ParameterEstimate(est, se, (lo, hi))
+        status = p.get("status")
+        if status is not None and status not in PARAMETER_STATUSES:
+            fail(f"parameter {pname!r} has status {status!r}; known: {', '.join(PARAMETER_STATUSES)}")
+        profile = p.get("profile_ci")
+        if profile is not None:  # JSON null: unbounded on that side
+            profile = (-math.inf if profile[0] is None else float(profile[0]),
+                       math.inf if profile[1] is None else float(profile[1]))
+        estimates[pname] = ParameterEstimate(est, se, (lo, hi), status, str(p.get("reason", "")), profile,
+                                             str(p.get("method", "bootstrap percentile")))
     typed = {}
     for key, kind, default in (("approach", int, None), ("objective", float, None), ("huber_delta", float, 0.0),
                                ("n_points", int, None), ("n_starts", int, 0)):

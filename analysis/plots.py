@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 
 from analysis import isoflop, recommend
 from analysis.atomic import write_bytes_atomic
+from analysis.determination import EXTRAPOLATION_LIMIT, NOT_DETERMINED
 
 FORMATS = ("png", "svg")
 BAND = (2.5, 97.5)
@@ -68,11 +70,21 @@ def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[floa
         flops = np.geomspace(float(low) / 10, float(high) * 100, 60)
     flops = np.asarray(flops, float)
     point, draws = frontier(law, flops)
+    undetermined = law.undetermined()
+    c_low, c_high = (law.ranges or {}).get("C", [flops.min(), flops.max()])
+    # not determined: the whole law where a parameter is not identified, else past 10x the fitted C
+    within = (np.zeros_like(flops, bool) if undetermined else
+              (flops >= float(c_low) / EXTRAPOLATION_LIMIT) & (flops <= float(c_high) * EXTRAPOLATION_LIMIT))
     for ax, idx, name, unit in ((ax_n, 0, "N_opt", "parameters"), (ax_d, 1, "D_opt", "tokens")):
-        ax.plot(flops, point[idx], color="C0", label=f"{law.form} law (approach {law.approach})")
-        if draws is not None:
-            low, high = np.nanpercentile(draws[idx], BAND, axis=0)
-            ax.fill_between(flops, low, high, color="C0", alpha=0.25, label="95% bootstrap band")
+        ax.plot(flops, np.where(within, point[idx], np.nan), color="C0", label=f"{law.form} law (approach {law.approach})")
+        ax.plot(flops, point[idx], color="0.6", linestyle=":", zorder=1,
+                label=f"{NOT_DETERMINED}" + ("" if undetermined else f" (> {EXTRAPOLATION_LIMIT:g}x the fitted C)"))
+        if draws is not None and within.any():
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns: draws with no optimum
+                low, high = np.nanpercentile(draws[idx], BAND, axis=0)
+            ax.fill_between(flops, np.where(within, low, np.nan), np.where(within, high, np.nan), color="C0",
+                            alpha=0.25, label="95% bootstrap band")
         if table is not None:
             minima = isoflop.isoflop_minima(table)
             if len(minima):
@@ -82,7 +94,8 @@ def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[floa
         ax.set_xlabel("training compute C (FLOPs)")
         ax.set_ylabel(f"{name} ({unit})")
         ax.legend(fontsize=8)
-    fig.suptitle("Compute-optimal frontier")
+    fig.suptitle("Compute-optimal frontier" + (
+        f" ({NOT_DETERMINED}: {', '.join(undetermined)} not identified)" if undetermined else ""))
     return fig
 
 
@@ -104,7 +117,8 @@ def data_efficiency_figure(training: pd.DataFrame,
     """Loss and hard-span loss against tokens per arm, in both accountings (all trained; raw document).
 
     `multipliers` maps accounting column ("tokens" or "tokens_raw") -> arm -> (m, interval): the
-    fitted worth of the arm's data in vanilla tokens. Each panel names it, and redraws that arm's
+    fitted worth of the arm's data in vanilla tokens (m NaN: not determined by the data, said in
+    the panel's title). Each panel names it, and redraws that arm's
     points at m x D (hollow, dotted): where the law holds they fall on the vanilla curve of the
     same size. Only points whose m x D lies within the panel's measured tokens are redrawn (a
     multiplier far from 1 would put them where no run was; the title says so). Final points only;
@@ -133,7 +147,7 @@ def data_efficiency_figure(training: pd.DataFrame,
                     marker = markers[j % len(markers)]
                     ax.plot(part[column], part[target], marker=marker, ms=4, color=f"C{i}", lw=1,
                             label=arm if j == 0 else None)
-                    if arm in worth:
+                    if arm in worth and np.isfinite(worth[arm][0]):
                         shifted = part[column] * worth[arm][0]
                         inside = (shifted >= low) & (shifted <= high)
                         if not inside.all():
@@ -145,6 +159,7 @@ def data_efficiency_figure(training: pd.DataFrame,
             ax.set_xlabel(f"D ({label})")
             ax.set_ylabel(f"{target} (nats/token)")
             ax.set_title(f"{target} vs {label}" + "".join(
+                f"\n{arm}: worth {NOT_DETERMINED}" if not np.isfinite(m) else
                 f"\n{arm} worth {m:.3g}x vanilla (fitted)" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
                 + ("; m x D outside the data, not drawn" if arm in outside else "")
                 for arm, (m, ci) in worth.items()), fontsize=9)

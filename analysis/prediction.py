@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.answers import INTERVAL, interval, range_warnings
+from analysis.determination import NOT_DETERMINED, Determination, determination
 from analysis.law import Law
 from analysis.tables import TableError, select_rows
 
@@ -46,6 +47,7 @@ class PointPrediction:
     quantities: dict[str, Estimate]          # quantity name -> estimate (one for a single-target law)
     warnings: tuple[str, ...] = ()
     observed: dict[str, float] = field(default_factory=dict)   # measured values, where the points give them
+    status: Determination = Determination("determined")        # whether the data determine it
 
     def relative_error(self, name: str | None = None) -> float | None:
         """(estimate - observed) / observed of a quantity (default: the only one) with a measured value."""
@@ -59,12 +61,19 @@ class PointPrediction:
             return {}
         return {"observed": self.observed[name], "relative_error": self.relative_error(name)}
 
+    def _quantity(self, q: Estimate) -> dict:
+        """A quantity's estimate and interval, or none where the data do not determine it."""
+        if self.status.determined:
+            return q.to_dict()
+        return {"estimate": None, "low": None, "high": None}
+
     def to_dict(self) -> dict:
+        status = self.status.to_dict()
         if len(self.quantities) == 1:
             (name, q), = self.quantities.items()
-            return {**q.to_dict(), "quantity": name, **self._measured(name), **self.inputs}
-        return {**{name: {**q.to_dict(), **self._measured(name)} for name, q in self.quantities.items()},
-                **self.inputs}
+            return {**self._quantity(q), "quantity": name, **status, **self._measured(name), **self.inputs}
+        return {**{name: {**self._quantity(q), **self._measured(name)} for name, q in self.quantities.items()},
+                **status, **self.inputs}
 
 
 @dataclass(frozen=True)
@@ -94,19 +103,22 @@ class Predictions:
         inputs = list(self.points[0].inputs)
         measured = any(p.observed for p in self.points)
         header = inputs + ["quantity", "estimate", "95% low", "95% high"] + (["observed", "rel. error"] if measured else [])
-        rows = []
+        rows, undetermined = [], []
         for p in self.points:
             for name, q in p.quantities.items():
                 error = p.relative_error(name)
                 extra = ([_fmt(p.observed.get(name)), "-" if error is None else f"{error:+.2%}"] if measured else [])
-                rows.append([_fmt(p.inputs[k]) for k in inputs] + [name, _fmt(q.estimate), _fmt(q.low), _fmt(q.high)]
-                            + extra)
+                values = [_fmt(q.estimate), _fmt(q.low), _fmt(q.high)] if p.status.determined else [NOT_DETERMINED, "", ""]
+                rows.append([_fmt(p.inputs[k]) for k in inputs] + [name] + values + extra)
+            if not p.status.determined and p.status.text() not in undetermined:
+                undetermined.append(p.status.text())
         widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
         lines = ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in [header] + rows]
         if self.n_draws == 0:
             lines.append("note: the law has no bootstrap draws (fitted with --bootstrap=0): no intervals")
         else:
             lines.append(f"intervals: {INTERVAL[0]:g}-{INTERVAL[1]:g} percentiles over {self.n_draws} bootstrap draws")
+        lines += undetermined
         for name in self.points[0].quantities:
             errors = self.relative_errors(name)
             if errors.size:
@@ -205,7 +217,8 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
         if "N" in numeric and "D" in numeric and "C" not in numeric:
             numeric["C"] = 6.0 * numeric["N"] * numeric["D"]
         measured = {name: float(values[i]) for name, values in observed.items() if np.isfinite(values[i])}
-        out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric)), measured))
+        out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric)), measured,
+                                   determination(law, **numeric)))
     return Predictions(law.form.name, tuple(out), n_draws)
 
 

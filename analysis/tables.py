@@ -26,11 +26,13 @@ DEFAULT_COLUMNS = {
     "N": "params", "D": "tokens", "D_raw": "tokens_raw", "C": "flops", "U": "unique_tokens",
     "arm": "arm", "r": "mlp_attn_ratio", "T": "thinking_budget", "k": "samples",
     "L": "eval_loss", "difficulty": "difficulty",
+    "seed": "seed",          # replicates: rows of one grid point with different seeds
+    "n": "n_problems",       # problems behind an accuracy (its binomial weight)
 }
 # every canonical name a column map may give: the above, the target, and the columns of the
 # architecture, hyperparameter and two-step laws
 CANONICAL_NAMES = (*DEFAULT_COLUMNS, "loss", "task", "x", "g", "lr", "batch_size", "task_loss", "accuracy", "final")
-MAY_BE_ZERO = ("T",)
+MAY_BE_ZERO = ("T", "seed")
 # is_final as text (a spreadsheet's export): the spellings of true and false taken
 FINAL_TEXT = {"true": True, "t": True, "yes": True, "1": True, "1.0": True,
               "false": False, "f": False, "no": False, "0": False, "0.0": False}

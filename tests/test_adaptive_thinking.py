@@ -198,7 +198,7 @@ def test_cli_recommend_with_a_difficulty_mix(run_cli, loss_law, tmp_path):
     out = json.loads(proc.stdout)
     assert list(out) == ["thinking_budget_d1", "thinking_budget_d2", "thinking_budget_d3", "mean_thinking_tokens",
                          "predicted_accuracy_adaptive", "uniform_thinking_budget", "predicted_accuracy_uniform",
-                         "adaptive_gain"]
+                         "adaptive_gain", "status"]
     python = analysis.load_law(path).recommend(difficulty_mix=MIX, mean_thinking_tokens=300.0, params=1e10,
                                                tokens=2e11).to_dict()
     assert out == python

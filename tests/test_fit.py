@@ -87,7 +87,8 @@ def test_law_file_round_trip_and_validation(tmp_path):
     assert loaded.parameters == law.parameters
     assert np.allclose(loaded.predict(N=[1e8, 1e9], D=[1e9, 1e10]), law.predict(N=[1e8, 1e9], D=[1e9, 1e10]))
     data = json.loads(path.read_text())
-    assert set(data["parameters"]["alpha"]) == {"estimate", "se", "ci"}
+    assert set(data["parameters"]["alpha"]) == {"estimate", "se", "ci", "status", "reason", "method", "profile_ci"}
+    assert data["parameters"]["alpha"]["status"] == "identified"
     assert len(data["bootstrap_samples"]["beta"]) == 8
 
     def broken(change, message):

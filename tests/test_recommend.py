@@ -133,8 +133,9 @@ def test_law_recommend_is_the_closed_form_with_bootstrap_intervals(law_file):
 def test_cli_json_is_one_object_of_estimates_and_intervals(run_cli, law_file):
     proc = run_cli("recommend", law_file, "--train_flops=1e21", "--json", check=True)
     out = json.loads(proc.stdout)
-    assert list(out) == ["N", "D", "predicted_loss"]
-    for value in out.values():
+    assert list(out) == ["N", "D", "predicted_loss", "status"] and out["status"] == {"status": "determined"}
+    for name in ("N", "D", "predicted_loss"):
+        value = out[name]
         assert set(value) == {"estimate", "ci"} and len(value["ci"]) == 2 and value["ci"][0] <= value["ci"][1]
     python = analysis.load_law(law_file).recommend(train_flops=1e21).to_dict()
     assert out == python  # `scaling recommend` and Law.recommend are the same answer
@@ -226,8 +227,9 @@ def test_cli_joint_json_has_the_allocation_keys(run_cli, tmp_path):
     proc = run_cli("recommend", path, "--total_flops=1e21", "--inference_queries=1e5", "--tokens_per_query=256",
                    "--json", check=True)
     out = json.loads(proc.stdout)
-    assert list(out) == ["N", "D", "thinking_budget", "samples", "predicted_accuracy"]
-    assert all(set(v) == {"estimate", "ci"} for v in out.values())
+    assert list(out) == ["N", "D", "thinking_budget", "samples", "predicted_accuracy", "status"]
+    assert all(set(v) == {"estimate", "ci"} for k, v in out.items() if k != "status")
+    assert out["status"]["status"] in ("determined", "not_determined")
     proc = run_cli("recommend", path, "--train_flops=1e21")
     assert proc.returncode == 2 and "--total_flops" in proc.stderr
 

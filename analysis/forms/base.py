@@ -71,7 +71,7 @@ class CurveOptions(FormOptions):
     floor_mode: str = "bound"          # "bound": E >= floor; "fix": E = floor
 
 
-OBJECTIVES = ("huber_log", "squared_loss")
+OBJECTIVES = ("huber_log", "squared_loss", "binomial")
 FLOOR_MODES = ("bound", "fix")
 
 
@@ -190,6 +190,10 @@ class CurveForm(LawForm):
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {options.objective!r}")
         if options.objective == "squared_loss" and not self.log_target:
             raise ValueError(f"objective 'squared_loss' is for loss forms; form {self.name!r} fits accuracy")
+        if options.objective == "binomial" and (self.log_target or "n" not in frame):
+            raise ValueError(f"objective 'binomial' is for accuracy forms on a table with problem counts "
+                             f"(column n_problems, or --columns n=<column>); form {self.name!r}"
+                             + ("" if self.log_target else " got none"))
         if options.floor is not None:
             if options.floor_mode not in FLOOR_MODES:
                 raise ValueError(f"floor mode must be one of {FLOOR_MODES}, got {options.floor_mode!r}")
@@ -226,6 +230,8 @@ class CurveForm(LawForm):
     def objective_text(self, law) -> str:
         if law.settings.objective == "squared_loss":
             return " (least squares on the loss)"
+        if law.settings.objective == "binomial":
+            return " (binomial deviance, weighted by problem counts)"
         return f" (Huber delta {law.huber_delta:g})"
 
     def summary_lines(self, law) -> list[str]:

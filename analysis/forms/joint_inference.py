@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import expit
 
 from analysis.estimates import LawError
 from analysis.forms.base import CurveForm, CurveOptions, encode_arms, register, stack_theta
@@ -36,6 +37,9 @@ class JointInferenceOptions(CurveOptions):
     difficulty_shares: tuple[float, ...] | None = None
     pool_difficulties: bool = dataclasses.field(
         default=False, metadata={"help": "joint_inference: ignore a difficulty column (the pooled law)"})
+    # The one sample count k of a table where k never varies (completed by prepare): no gamma_k is
+    # fitted (the data cannot determine it) and the law answers only at that k. None: k varies.
+    constant_samples: float | None = None
 
     @property
     def reference_difficulty(self) -> float | None:
@@ -105,11 +109,15 @@ class JointInference(CurveForm):
         return ("delta_d", "eta_d", "rho_T") if options.difficulties else ()
 
     def prepare(self, options, frame):
+        if options.objective is None and "n" in frame:
+            options = options.replace(objective="binomial")   # accuracy of n problems: a binomial likelihood
         options = super().prepare(options, frame)
         options = options.replace(loss_quantiles=self._loss_quantiles(options, frame))
         if options.per_arm_thinking and options.thinking_arms is None and {"arm", "T"} <= set(frame.columns):
             thinks = frame.groupby("arm")["T"].max()
             options = options.replace(thinking_arms=tuple(a for a in self.arms(options) if thinks.get(a, 0) > 0))
+        if "k" in frame and frame["k"].nunique() == 1:
+            options = options.replace(constant_samples=float(frame["k"].iloc[0]))
         if options.pool_difficulties:
             return options.replace(difficulties=None, difficulty_shares=None)
         if "difficulty" in frame and frame["difficulty"].nunique() >= 2 and self._difficulty_identifiable(options, frame):
@@ -168,7 +176,7 @@ class JointInference(CurveForm):
         return "T" in frame and frame["T"].nunique() >= 3 and len(frame) >= 2 * n_params
 
     def optional_columns(self, options):
-        return ("C",) if options.pool_difficulties else ("C", "difficulty")
+        return ("C", "n") if options.pool_difficulties else ("C", "n", "difficulty")
 
     def _per_arm(self, name: str, options, flag: str) -> tuple[str, ...]:
         arms = self.arms(options)
@@ -196,14 +204,16 @@ class JointInference(CurveForm):
 
     def parameter_names_for(self, options=None):
         options = self.options_from(options)
-        return (("a", "b", "kappa") + self._midpoint_names(options) + self._gamma_t_names(options) + ("gamma_k",)
+        sampling = () if options.constant_samples is not None else ("gamma_k",)
+        return (("a", "b", "kappa") + self._midpoint_names(options) + self._gamma_t_names(options) + sampling
                 + self._difficulty_names(options))
 
     def to_parameters(self, theta, options):
         theta = np.moveaxis(np.asarray(theta), -1, 0)
-        b = 1.0 / (1.0 + np.exp(-theta[1]))
-        a = (1.0 - b) / (1.0 + np.exp(-theta[0]))
-        out = {"a": a, "b": b, "kappa": np.exp(theta[2])}
+        b = expit(theta[1])            # logistic without overflow at a profile's far rungs
+        a = (1.0 - b) * expit(theta[0])
+        with np.errstate(over="ignore"):
+            out = {"a": a, "b": b, "kappa": np.exp(theta[2])}
         out.update({name: theta[i] for i, name in enumerate(self.parameter_names_for(options)) if i >= 3})
         return out
 
@@ -224,6 +234,25 @@ class JointInference(CurveForm):
         sub = {k: cov[k] for k in loss_form.required_covariates(settings)}
         return jnp.exp(loss_form.raw_predict(theta, sub, settings))
 
+    def predict_draws(self, draws, options=None, **covariates):
+        """Draw b of step 2 with draw b of step 1 (mod their count): the loss law's uncertainty is
+        carried into accuracy, as the fit's bootstrap carried it (analysis.fitting._step1)."""
+        options = self.options_from(options)
+        if options.loss_law is None or "L" in covariates or not draws:
+            return super().predict_draws(draws, options, **covariates)
+        law = self.loss_law(options)
+        if not law.bootstrap_samples:
+            return super().predict_draws(draws, options, **covariates)
+        names = law.form.required_covariates(law.settings)
+        with np.errstate(over="ignore", invalid="ignore"):
+            losses = np.asarray(law.predict_draws(**{k: covariates[k] for k in names}), dtype=np.float64)
+        losses = losses[np.arange(len(draws)) % len(losses)]
+        return self._evaluate({name: np.array([float(d[name]) for d in draws]) for name in draws[0]}, options,
+                              {**covariates, "L": losses}, self._raw_predict_paired)
+
+    def _raw_predict_paired(self, thetas, cov, options):
+        return jax.vmap(lambda t, loss: self.raw_predict(t, {**cov, "L": loss}, options))(thetas, cov["L"])
+
     def raw_predict(self, theta, cov, options):
         logit_share, logit_b, log_kappa = (theta[..., i] for i in range(3))
         b = jax.nn.sigmoid(logit_b)
@@ -240,13 +269,15 @@ class JointInference(CurveForm):
             g_t = slopes[..., jnp.asarray(self._gamma_t_slots(options))[cov["arm"]]]
         else:
             g_t = per_arm(3 + n_l0, n_gamma_t)
-        rest = 3 + n_l0 + n_gamma_t  # gamma_k, then the difficulty terms
-        g_k = theta[..., rest]
+        rest = 3 + n_l0 + n_gamma_t  # gamma_k (where k varies), then the difficulty terms
         loss = self.loss(cov, options)
         thinking = jnp.log1p(cov["T"])
-        logit = -jnp.exp(log_kappa) * (loss - l0) + g_k * jnp.log(cov["k"])
+        logit = -jnp.exp(log_kappa) * (loss - l0)
+        if options.constant_samples is None:
+            logit = logit + theta[..., rest] * jnp.log(cov["k"])
+            rest += 1
         if options.difficulties:
-            delta, eta, rho = (theta[..., rest + 1 + i] for i in range(3))
+            delta, eta, rho = (theta[..., rest + i] for i in range(3))
             excess = cov["difficulty"] - options.reference_difficulty
             logit = logit - delta * excess + g_t * jnp.exp(eta * excess) * thinking - rho * cov["T"] / 1000.0
         else:
@@ -261,8 +292,11 @@ class JointInference(CurveForm):
         grid = np.array(list(itertools.product([0.0, 3.0], [-4.6, -1.1], np.log([1.0, 5.0, 20.0]),
                                                midpoints, [0.0, 0.5], [0.0, 0.5])), dtype=np.float64)
         n_l0, n_gamma_t = len(self._midpoint_names(options)), len(self._gamma_t_names(options))
-        starts = np.concatenate([grid[:, :3]] + [grid[:, 3:4]] * n_l0 + [grid[:, 4:5]] * n_gamma_t + [grid[:, 5:]],
+        sampling = [] if options.constant_samples is not None else [grid[:, 5:]]
+        starts = np.concatenate([grid[:, :3]] + [grid[:, 3:4]] * n_l0 + [grid[:, 4:5]] * n_gamma_t + sampling,
                                 axis=1)
+        if options.constant_samples is not None:   # the grid's gamma_k column dropped: its copies too
+            starts = np.unique(starts, axis=0)
         if not options.difficulties:
             return starts
         # delta_d (0: no harder; 1: a logit step per level), eta_d (flat or growing gain), rho_T
@@ -284,6 +318,13 @@ class JointInference(CurveForm):
             out["arm"] = encode_arms(self.name, covariates["arm"], self.arms(options))
         if "difficulty" in covariates and options.difficulties:
             out["difficulty"] = jnp.asarray(check_difficulties(covariates["difficulty"], options))
+        if "k" in covariates and options.constant_samples is not None:
+            k = np.asarray(covariates["k"], dtype=np.float64)
+            if np.any(k != options.constant_samples):
+                raise ValueError(f"k = {float(np.atleast_1d(k)[np.atleast_1d(k != options.constant_samples)][0]):g}: "
+                                 f"not determined by these data (every fitted row has k = "
+                                 f"{options.constant_samples:g}, so the law has no gamma_k); fit a table with two or "
+                                 f"more sample counts to answer at other k")
         return out
 
 

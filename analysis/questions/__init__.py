@@ -10,6 +10,7 @@ law and the flags given answers. Adding a question is adding its module and one 
 from __future__ import annotations
 
 from analysis.answers import Recommendation
+from analysis.determination import with_status
 from analysis.questions.adaptive_thinking import AdaptiveThinking
 from analysis.questions.augmentation import AugmentationPays
 from analysis.questions.base import TOLERANCE, Flag, Query, Question
@@ -72,10 +73,10 @@ def question_for(law, query: Query) -> Question:
 
 
 def recommend(law, **given) -> Recommendation:
-    """Answer the budget question the keyword arguments (the flags of `scaling recommend`) ask;
-    `Law.recommend` calls this."""
+    """Answer the budget question the keyword arguments (the flags of `scaling recommend`) ask, with
+    whether the data determine the answer (analysis.determination); `Law.recommend` calls this."""
     query = query_of(given)
-    return question_for(law, query).answer(law, query)
+    return with_status(law, question_for(law, query).answer(law, query), **query)
 
 
 __all__ = ["FLAGS", "QUESTIONS", "Flag", "Query", "Question", "query_of", "question_for", "recommend"]

@@ -21,7 +21,7 @@ import numpy as np
 from analysis import plots, tables
 from analysis.atomic import write_bytes_atomic, write_text_atomic as write_atomic
 from analysis.report.figures import draw_figures
-from analysis.report.findings import findings, joint_scenario, recommendations
+from analysis.report.findings import findings, floor_value, joint_scenario, recommendations
 from analysis.report.html import (Section, esc, figure_html, ground_truth_html, law_html, page_html,
                                   provenance_html, recommendations_html, skipped_html, summary_html)
 from analysis.report.laws import fit_laws
@@ -86,9 +86,10 @@ def render(name, training_source, training, inference, sources, columns, bootstr
     if "C" not in canonical:
         canonical["C"] = 6 * canonical["N"] * canonical["D"]
     sections = [Section("Data", summary_html(training, canonical, inference, states))]
-    laws, fit_notes, fit_caveats = fit_laws(training_source, canonical, inference, columns, bootstrap, target)
-    if isinstance(floor, concurrent.futures.Future):  # computed beside the fits (build_report)
+    if isinstance(floor, concurrent.futures.Future):  # computed beside the table reading (build_report)
         floor = floor.result()
+    laws, fit_notes, fit_caveats = fit_laws(training_source, canonical, inference, columns, bootstrap, target,
+                                            floor=floor_value(floor) if target == "eval_loss" else None)
     if laws_dir is not None:
         for law_name, law in laws.items():
             law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")

@@ -60,6 +60,7 @@ def draw_figures(canonical, training, inference, laws) -> list[Drawn]:
         if aug is not None:
             arms = recommend.augmentation_arms(aug)
             multipliers = {column: {arm: (aug.parameters[name].estimate, aug.parameters[name].ci)
+                                    if aug.parameters[name].determined else (float("nan"), None)
                                     for arm in arms if (name := f"m_{arm}{suffix}") in aug.parameters}
                            for column, suffix in (("tokens", ""), ("tokens_raw", "_raw"))}
         attempt("Data efficiency", "Loss and hard-span loss against tokens per arm and size, both accountings",

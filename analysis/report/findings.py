@@ -10,6 +10,8 @@ import pandas as pd
 
 from analysis import recommend
 from analysis.answers import Recommendation, fmt
+from analysis.determination import answer_status, with_status
+from analysis.report.laws import E_FREE
 
 
 def floor_value(floor) -> float | None:
@@ -59,12 +61,16 @@ def findings(laws, inference, floor=None) -> list[str]:
     the worth of augmented data, what test-time thinking buys each arm, and the joint law's
     best split of a fixed compute budget; first, with a known floor, the fitted E against it."""
     out = []
-    law = laws.get("chinchilla")
-    if floor and law is not None and "E" in law.parameters:
+    law = laws.get(E_FREE) or laws.get("chinchilla")
+    if floor and law is not None and "E" in law.parameters and law.parameters["E"].status != "fixed":
         e = law.parameters["E"]
-        out.append(f"Irreducible loss: the Chinchilla law's E = {fmt(e.estimate)}"
-                   + (f" [{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "")
+        status = f" ({e.status}: {e.reason})" if e.status not in (None, "identified") else ""
+        out.append(f"Irreducible loss: the Chinchilla law's E, fitted free, = {fmt(e.estimate)}"
+                   + (f" [{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "") + status
                    + f" against the corpus's true {floor_text(floor)}: {e_verdict(e, floor)}.")
+    if floor and E_FREE in laws:
+        out.append(f"The laws used for the answers below (chinchilla, augmentation) hold E at the corpus's true "
+                   f"floor {floor_text(floor)}; the fit with E free is kept as the check against the truth.")
     aug = laws.get("augmentation")
     if aug is None:
         out.append("Data efficiency: no augmentation law was fitted (it needs two arms), so there is no multiplier.")
@@ -74,10 +80,15 @@ def findings(laws, inference, floor=None) -> list[str]:
         for suffix, accounting in (("", f"a token of {reference} data (every trained token counted, thinking "
                                         "included)"), ("_raw", "(raw document tokens counted only)")):
             p = aug.parameters.get(f"m_{arm}{suffix}")
-            if p is not None:
-                parts.append(f"{p.estimate:.3g}x [{fmt(p.ci[0])}, {fmt(p.ci[1])}] {accounting}")
+            if p is not None and not p.determined:
+                parts.append(f"not determined by these data ({p.reason}) {accounting}")
+            elif p is not None:
+                parts.append(f"{p.estimate:.3g}x [{fmt(p.ci[0])}, {fmt(p.ci[1])}] {accounting}"
+                             + (f" ({p.status}: {p.reason})" if p.status == "at_bound" else ""))
         m = aug.parameters[f"m_{arm}"]
-        if m.ci is None or not np.isfinite(m.ci[0]):
+        if not m.determined:
+            verdict = "more arms' runs, at budgets where their losses differ, would determine it"
+        elif m.ci is None or not np.isfinite(m.ci[0]):
             verdict = "no bootstrap interval was computed"
         elif m.ci[0] > 1:
             verdict = f"the first interval lies above 1: a token of {arm} data taught more than a token of {reference} data"
@@ -95,6 +106,11 @@ def findings(laws, inference, floor=None) -> list[str]:
             answer = recommend.joint_allocation(joint, total, queries, tokens)
         except ValueError as e:
             out.append(f"Iso-compute: no allocation: {e}")
+            return out
+        status = answer_status(joint, answer, total_flops=total)
+        if not status.determined:
+            out.append(f"Iso-compute: with {fmt(total)} FLOPs in all and {fmt(queries)} queries of {tokens} tokens, "
+                       f"the joint law's best split is {status.text()}.")
         else:
             q = answer.quantities
             arm = f"the {q['arm'].estimate} arm ({q['arm'].unit}), " if "arm" in q else ""
@@ -209,17 +225,20 @@ def recommendations(laws, canonical, training, budgets, inference_tokens) -> Bud
         decade = 10 ** np.round(np.log10(canonical["C"].max()))
         budgets = [decade / 10, decade, decade * 10]
     questions = [_ask(f"Inference-aware sizing: {fmt(inference_tokens)} lifetime inference tokens",
-                      "Inference-aware sizing", lambda: recommend.inference_aware(law, inference_tokens, train_flops=budgets[0]))]
+                      "Inference-aware sizing", lambda: with_status(law, recommend.inference_aware(
+                          law, inference_tokens, train_flops=budgets[0]), train_flops=budgets[0]))]
     aug = laws.get("augmentation")
     if aug is not None:
         def augmentation():
             teacher, shares = teacher_costs(training)
-            return recommend.augmentation_pays(aug, budgets[0], teacher, shares)
+            return with_status(aug, recommend.augmentation_pays(aug, budgets[0], teacher, shares), train_flops=budgets[0])
         questions.append(_ask(f"Does thinking augmentation pay for itself at {fmt(budgets[0])} FLOPs?",
                               "Augmentation question", augmentation))
     joint = laws.get("joint_inference")
     if joint is not None:
         total, queries, tokens = joint_scenario(joint)
         questions.append(_ask(f"Joint allocation of {fmt(total)} FLOPs with {fmt(queries)} queries of {tokens} tokens",
-                              "Joint allocation", lambda: recommend.joint_allocation(joint, total, queries, tokens)))
-    return BudgetAnswers(list(budgets), [recommend.compute_optimal(law, c) for c in budgets], questions)
+                              "Joint allocation", lambda: with_status(
+                                  joint, recommend.joint_allocation(joint, total, queries, tokens), total_flops=total)))
+    return BudgetAnswers(list(budgets), [with_status(law, recommend.compute_optimal(law, c), train_flops=c)
+                                         for c in budgets], questions)

@@ -9,6 +9,7 @@ import html
 
 from analysis.answers import fmt
 from analysis.diagnostics import from_dict
+from analysis.determination import NOT_DETERMINED
 from analysis.report.findings import (BudgetAnswers, below_floor_warnings, e_verdict, extrapolation_text,
                                       floor_text, heldout_text)
 from analysis.report.sources import Source
@@ -59,7 +60,9 @@ def ground_truth_html(laws, floor) -> str:
         e = law.parameters.get("E")
         if e is None:
             continue
-        verdict = e_verdict(e, floor)
+        verdict = "held at the floor (not fitted)" if e.status == "fixed" else e_verdict(e, floor)
+        if e.status in ("at_bound", "not_identified"):
+            verdict += f" ({e.status}: {e.reason})"
         rows.append([name, fmt(e.estimate), f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci else "", verdict])
     bound = (" It is a lower bound: some documents are longer than seq_len and the trainer cuts them."
              if floor.get("is_lower_bound") else "")
@@ -92,7 +95,9 @@ def summary_html(training, canonical, inference, states: dict[str, int]) -> str:
 
 def law_html(name: str, law) -> str:
     rows = [[p, fmt(e.estimate), fmt(e.se) if e.se is not None else "",
-             f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci is not None else ""] for p, e in law.parameters.items()]
+             f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]" if e.ci is not None else "",
+             (e.status or "") + (f": {e.reason}" if e.status not in (None, "identified") else "")]
+            for p, e in law.parameters.items()]
     facts = [f"form <code>{esc(law.form)}</code>, approach {esc(law.approach)}, target <code>{esc(law.target)}</code>",
              f"{law.n_points} points, objective {fmt(law.objective)} (Huber delta {fmt(law.huber_delta)}), "
              f"{law.n_starts} starts, " + ("converged" if law.converged else "<b>did not converge</b>"),
@@ -100,7 +105,7 @@ def law_html(name: str, law) -> str:
     heldout = heldout_text(law.heldout)
     facts.append(f"held-out error: {esc(heldout)}")
     return (f"<h3>{esc(name)}</h3><p class='note'>" + "<br>".join(facts) + "</p>"
-            + html_table(["parameter", "estimate", "standard error", "95% interval"], rows)
+            + html_table(["parameter", "estimate", "standard error", "95% interval", "status"], rows)
             + diagnostics_html(law.diagnostics.get("diagnostics")))
 
 
@@ -124,9 +129,11 @@ def quantity_cells(answer, names) -> list[str]:
 
 
 def answer_html(title: str, answer, floor=None) -> str:
-    rows = [[k, fmt(q.estimate), f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]" if q.ci else "", q.unit]
-            for k, q in answer.quantities.items()]
+    rows = [[k, fmt(q.estimate), f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]" if q.ci else "", q.unit] if answer.status.determined
+            else [k, NOT_DETERMINED, "", q.unit] for k, q in answer.quantities.items()]
     notes = list(answer.notes) + [f"warning: {w}" for w in list(answer.warnings) + below_floor_warnings(answer, floor)]
+    if not answer.status.determined:
+        notes.append(answer.status.text())
     return (f"<h3>{esc(title)}</h3>" + html_table(["quantity", "estimate", "95% interval", "unit"], rows)
             + "".join(f"<p class='note'>{esc(n)}</p>" for n in notes))
 
@@ -137,6 +144,9 @@ def recommendations_html(answers: BudgetAnswers, floor=None) -> str:
     rows = []
     for c, answer in zip(answers.budgets, answers.compute_optimal):
         below = below_floor_warnings(answer, floor)
+        if not answer.status.determined:
+            rows.append([fmt(c), NOT_DETERMINED, "", "", answer.status.text()])
+            continue
         rows.append([fmt(c)] + quantity_cells(answer, ("N", "D", "predicted_loss"))
                     + ["; ".join([extrapolation_text(answer.warnings)] + [f"warning: {w}" for w in below])])
     parts = ["<h3>Compute-optimal allocation (Chinchilla law)</h3>",

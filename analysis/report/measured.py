@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.determination import with_status
 from analysis import recommend
 from analysis.atomic import write_json_atomic
 from analysis.fitting import fit
@@ -138,7 +139,7 @@ def thinking_hurts(cells: list[dict], z: float = 2.0) -> list[dict]:
 def best_split(joint) -> tuple[dict, dict]:
     """(the joint law's answer as `scaling recommend --json` prints it, the query it answers)."""
     total, queries, tokens = joint_scenario(joint)
-    answer = recommend.joint_allocation(joint, total, queries, tokens)
+    answer = with_status(joint, recommend.joint_allocation(joint, total, queries, tokens), total_flops=total)
     return answer.to_dict(), {"total_flops": total, "inference_queries": queries, "tokens_per_query": tokens,
                               "notes": list(answer.notes), "warnings": list(answer.warnings)}
 

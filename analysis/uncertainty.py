@@ -1,0 +1,323 @@
+"""Whether the data determine each fitted parameter, and intervals that stay valid at a bound.
+
+Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
+
+- Resampling (`resample_rows`): the bootstrap's resamples. Replicates stay together: rows are
+  grouped into runs (same seed and model size, and arm: the rows one training run wrote), and a
+  resample draws runs and then rows within them. Tables of few points get a wild bootstrap
+  instead (each run's residuals, scaled for their leverage, flipped and stretched by one
+  multiplier per run): resampling nine points drops some of them and understates the spread.
+- Profile likelihood (`profile_ladder`, `read_profile`): each parameter held at values on a
+  ladder around its estimate while the others are refitted; the values whose deviance stays
+  under the F (or chi-square) threshold form the 95% interval. A profile that never crosses the
+  threshold before the parameter reaches a limit (E -> 0, alpha -> 0, b -> 0) gives an interval
+  closed at that limit and the status "at_bound"; one flat towards infinity, or flat on both
+  sides, gives "not_identified". The percentile bootstrap cannot do this: once a refit has left
+  E at 1e-48 the objective no longer depends on it and no resample brings it back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+STATUSES = ("identified", "at_bound", "not_identified")
+# offsets (fitting coordinates: log E, log A, alpha, ...) of the profile's first pass, each side
+LADDER = np.geomspace(1e-4, 300.0, 28)
+REFINE = 8                 # second pass: points between the last value under and the first over
+WILD_BELOW = 20            # fewer points than this: the wild bootstrap (benchmarks/coverage.py)
+# Webb's six-point multipliers: mean 0, variance 1, and more distinct resamples than +-1 with few runs
+WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One parameter's status, why, and its profile-likelihood interval (parameter units)."""
+
+    status: str
+    reason: str
+    profile_ci: tuple[float, float]
+
+
+def runs_of(frame, covariates: tuple[str, ...]) -> tuple[np.ndarray, dict]:
+    """Run labels per row and the replicates summary the law file records.
+
+    With a `seed` column and several seeds at some grid point, a run is a (seed, N[, arm]) group:
+    the rows one training run wrote, whose errors move together. Otherwise every row is its own
+    run and run-to-run variance is not in the intervals (said in the summary)."""
+    point_columns = [c for c in covariates if c in frame]
+    per_point = frame.groupby(point_columns, sort=False).size() if point_columns else None
+    counts = per_point.to_numpy() if per_point is not None else np.ones(len(frame), int)
+    seeds = frame["seed"].nunique() if "seed" in frame else 1
+    replicated = "seed" in frame and counts.max() > 1 and seeds > 1
+    summary = {"points": int(len(counts)), "replicates_per_point": [int(counts.min()), int(counts.max())],
+               "seeds": int(seeds), "run_to_run_variance_in_intervals": bool(replicated)}
+    if not replicated:
+        summary["note"] = ("one seed per grid point: the intervals do not include run-to-run (seed) variance; "
+                           "train two or more seeds per point to include it")
+        return np.arange(len(frame)), summary
+    keys = [c for c in ("seed", "N", "arm") if c in frame]
+    return frame.groupby(keys, sort=False).ngroup().to_numpy(), summary
+
+
+def scheme_for(n_points: int, requested: str = "auto") -> str:
+    """'wild' below WILD_BELOW points, else 'pairs' (or what was asked for)."""
+    if requested != "auto":
+        return requested
+    return "wild" if n_points < WILD_BELOW else "pairs"
+
+
+def resample_rows(scheme: str, runs: np.ndarray, n_boot: int, rng: np.random.Generator):
+    """Pairs: weights [n_boot, n] (runs drawn with replacement, then rows within each drawn run).
+    Wild: multipliers [n_boot, n] (one Webb multiplier per run, shared by its rows)."""
+    n_runs = int(runs.max()) + 1
+    if scheme == "wild":
+        return WEBB[rng.integers(0, len(WEBB), size=(n_boot, n_runs))][:, runs]
+    drawn = rng.multinomial(n_runs, np.full(n_runs, 1.0 / n_runs), size=n_boot)   # copies of each run
+    weights = np.zeros((n_boot, len(runs)))
+    for run in range(n_runs):
+        rows = np.flatnonzero(runs == run)
+        for b in np.flatnonzero(drawn[:, run]):
+            weights[b, rows] += rng.multinomial(len(rows) * drawn[b, run], np.full(len(rows), 1.0 / len(rows)))
+    return weights
+
+
+def leverage(jacobian: np.ndarray) -> np.ndarray:
+    """Diagonal of the hat matrix J (J'J)^+ J' (clipped below 1), for residuals r / sqrt(1 - h)."""
+    q, _ = np.linalg.qr(np.nan_to_num(jacobian))
+    return np.clip(np.sum(q * q, axis=1), 0.0, 0.99)
+
+
+def profile_ladder(center: float, low: float, high: float) -> np.ndarray:
+    """The first pass's fixed values of one fitting coordinate: center +- LADDER, inside [low, high]
+    (the coordinate's limits; the limit itself is a rung when the ladder passes it)."""
+    below = np.concatenate([center - LADDER[center - LADDER > low], [low] if np.isfinite(low) and low < center else []])
+    above = np.concatenate([center + LADDER[center + LADDER < high], [high] if np.isfinite(high) and high > center else []])
+    return np.concatenate([below, above])
+
+
+def threshold(n_points: int, n_params: int, dispersion_estimated: bool = True) -> float:
+    """The 95% cut-off of the profile deviance: F(1, n - p) with the scale estimated, chi2(1) else."""
+    dof = max(n_points - n_params, 1)
+    return float(stats.f.ppf(0.95, 1, dof)) if dispersion_estimated else float(stats.chi2.ppf(0.95, 1))
+
+
+def crossing(values: np.ndarray, deviance: np.ndarray, center: float, cut: float, side: int):
+    """On one side of the center: (last value under the cut, first over it, or None when it never
+    crosses) of the profile sorted outwards."""
+    mask = (values < center) if side < 0 else (values > center)
+    order = np.argsort(side * values[mask])               # outwards from the center
+    v, d = values[mask][order], deviance[mask][order]
+    inside = center
+    for value, dev in zip(v, d):
+        if dev > cut:
+            return inside, value
+        inside = value
+    return inside, None
+
+
+def interpolate(inside: float, outside: float, d_in: float, d_out: float, cut: float) -> float:
+    """Where the deviance reaches the cut between two rungs (linear in the coordinate)."""
+    if not np.isfinite(d_out) or d_out <= d_in:
+        return outside
+    return inside + (outside - inside) * (cut - d_in) / (d_out - d_in)
+
+
+def status_of(name: str, ends: dict, limit_values: dict) -> Identification:
+    """Status from the profile's two ends. `ends[side]` is ('closed', value) or ('open', value at
+    the last rung); `limit_values[side]` says whether that open end reached a finite limit (the
+    parameter stopped changing along the ladder, or the form's bound)."""
+    low_kind, low = ends[-1]
+    high_kind, high = ends[1]
+    if low_kind == "closed" and high_kind == "closed":
+        return Identification("identified", "the profile likelihood is closed on both sides", (low, high))
+    open_sides = [s for s in (-1, 1) if ends[s][0] == "open"]
+    bounded = [s for s in open_sides if limit_values[s]]
+    if len(open_sides) == 1 and bounded:
+        side = "lower" if open_sides[0] < 0 else "upper"
+        return Identification("at_bound", f"the data are consistent with {name} at its {side} limit: the profile "
+                                          f"likelihood stays within the 95% threshold up to it", (low, high))
+    where = "on both sides" if len(open_sides) == 2 else ("downwards" if open_sides[0] < 0 else "upwards")
+    return Identification("not_identified", f"the profile likelihood of {name} is flat {where}: the data "
+                                            f"do not determine it", (low, high))
+
+
+SEVERITY = {"identified": 0, "at_bound": 1, "not_identified": 2}
+
+
+def _coordinates(names, to_parameters, best: np.ndarray):
+    """For each parameter, the fitting coordinates it depends on; for each coordinate, whether it
+    is the parameter itself (its bounds then apply to the coordinate)."""
+    base = to_parameters(best)
+    depends, identity = {name: [] for name in names}, {}
+    for j in range(len(best)):
+        moved = best.copy()
+        moved[j] += 0.37
+        after = to_parameters(moved)
+        for name in names:
+            if not np.isclose(float(after[name]), float(base[name]), rtol=1e-12, atol=0.0):
+                depends[name].append(j)
+                if abs(float(after[name]) - float(base[name]) - 0.37) < 1e-9:
+                    identity.setdefault(j, name)
+    return depends, identity
+
+
+def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, bounds, iters: int = 300):
+    """Profile every fitting coordinate of `problem` (analysis.fitting.Problem) around `best` and
+    read each parameter's status and profile interval. Returns ({name: Identification},
+    {coordinate: [thetas at the profile's ends]} for the coordinates not identified: diverse optima
+    for the bootstrap's warm starts, from which a refit can leave a bound)."""
+    depends, identity = _coordinates(names, to_parameters, best)
+    n_coords = len(best)
+    limits = {j: bounds.get(identity[j], (-np.inf, np.inf)) if j in identity else (-np.inf, np.inf)
+              for j in range(n_coords)}
+    _, d0, _, _ = problem.minimize(best[None], iters, deviance=True)
+    ladders = {j: profile_ladder(float(best[j]), *map(float, limits[j])) for j in range(n_coords)}
+    runs = _profile_runs(problem, warm, ladders, iters)
+    # Second round, started also from the first round's far ends (a profile of E reaches optima
+    # with E large that a profile of beta started at E ~ 0 would not find); the lower deviance wins.
+    ends = np.concatenate([r[2][[int(np.argmin(r[0])), int(np.argmax(r[0]))]] for r in runs.values()])
+    again = _profile_runs(problem, np.concatenate([warm, ends]), ladders, iters)
+    for j, (values, dev, thetas) in again.items():
+        lower = dev < runs[j][1]
+        runs[j] = (values, np.where(lower, dev, runs[j][1]), np.where(lower[:, None], thetas, runs[j][2]))
+    d_min = min(float(d0[0]), *(float(np.min(r[1])) for r in runs.values()))
+    scale, cut = _deviance_scale(problem, best, d_min)
+    # second pass: refine each side that crossed, between its last rung inside and first outside
+    refine, first = {}, {}
+    for j, (values, dev, thetas) in runs.items():
+        extra = []
+        for side in (-1, 1):
+            inside, outside = crossing(values, scale(dev), float(best[j]), cut, side)
+            if outside is not None:
+                extra.append(np.linspace(inside, outside, REFINE + 2)[1:-1])
+                if inside != float(best[j]):
+                    first[(j, side)] = thetas[np.flatnonzero(values == inside)[0]]
+        if extra:
+            refine[j] = np.concatenate(extra)
+    for j, (values, dev, thetas) in _profile_runs(problem, warm, refine, iters, first).items():
+        old = runs[j]
+        runs[j] = (np.concatenate([old[0], values]), np.concatenate([old[1], dev]), np.concatenate([old[2], thetas]))
+    per_coordinate, ends_thetas = {}, {}
+    for j, (values, dev, thetas) in runs.items():
+        per_coordinate[j], ends_thetas[j] = _read(j, values, scale(dev), thetas, float(best[j]), cut, limits[j],
+                                                  depends, names, to_parameters, best)
+    result = {}
+    for name in names:
+        coords = depends[name]
+        if not coords:
+            continue
+        if len(coords) == 1:
+            ident = per_coordinate[coords[0]]
+            low, high = ident.profile_ci
+            result[name] = Identification(ident.status, ident.reason.replace("{name}", name),
+                                          _in_units(name, coords[0], (low, high), to_parameters, best))
+        else:
+            worst = max((per_coordinate[j] for j in coords), key=lambda i: SEVERITY[i.status])
+            result[name] = Identification(worst.status, f"{name} depends on several fitted quantities: "
+                                          + worst.reason.replace("{name}", "one of them"), (math.nan, math.nan))
+    return result, {j: ends_thetas[j] for j, ident in per_coordinate.items() if ident.status != "identified"}
+
+
+def _profile_runs(problem, warm, ladders, iters, first=None):
+    """Minimise the deviance with coordinate j held at each value of ladders[j], outwards from the
+    estimate on each side, every rung started from the rung before it (continuation: far from the
+    estimate the nuisance parameters have moved, and a start at the estimate can stall in a local
+    minimum) and from every warm start; `first[(j, side)]`: where a chain's first rung starts
+    (default: the estimate). Per coordinate: (values, deviance, fitted thetas)."""
+    if not ladders:
+        return {}
+    n_coords = warm.shape[1]
+    chains, previous = [], []   # (coordinate, rungs ordered outwards); each chain's last solution
+    for j, values in ladders.items():
+        center = float(warm[0][j])
+        for side in (-1, 1):
+            rungs = np.asarray(values)[(np.asarray(values) - center) * side > 0]
+            if len(rungs):
+                chains.append((j, rungs[np.argsort(side * rungs)]))
+                previous.append(np.array((first or {}).get((j, side), warm[0]), dtype=np.float64))
+    found = {j: ([], [], []) for j in ladders}
+    for step in range(max(len(rungs) for _, rungs in chains)):
+        x0, mask, fixed, owner = [], [], [], []
+        for c, (j, rungs) in enumerate(chains):
+            if step >= len(rungs):
+                continue
+            for start in [previous[c], *warm]:
+                start = start.copy()
+                start[j] = rungs[step]
+                x0.append(start)
+                mask.append(np.eye(n_coords)[j])
+                fixed.append(start * np.eye(n_coords)[j])
+                owner.append(c)
+        x, f, _, _ = problem.minimize(np.array(x0), iters, mask=np.array(mask), fixed=np.array(fixed), deviance=True)
+        owner = np.array(owner)
+        for c in np.unique(owner):
+            rows = np.flatnonzero(owner == c)
+            pick = rows[np.argmin(f[rows])]
+            j, rungs = chains[c]
+            previous[c] = x[pick]
+            found[j][0].append(rungs[step])
+            found[j][1].append(f[pick])
+            found[j][2].append(x[pick])
+    return {j: (np.array(v), np.array(d), np.array(t)) for j, (v, d, t) in found.items() if v}
+
+
+def _deviance_scale(problem, best, d_min):
+    """(deviance -> profile statistic, its 95% cut): Gaussian on the fitting scale with the variance
+    estimated (F test), or binomial with a Pearson over-dispersion factor when above 1."""
+    n, p = problem.n, problem.n_params
+    dof = max(n - p, 1)
+    if problem.binomial:
+        fitted = np.clip(problem.fitted(best), 1e-9, 1 - 1e-9)
+        counts = problem._counts[:n]
+        pearson = float(np.sum(counts * (np.asarray(problem.y) - fitted) ** 2 / (fitted * (1 - fitted))))
+        phi = max(1.0, pearson / dof)
+        return (lambda d: (np.asarray(d) - d_min) / phi), threshold(n, p, dispersion_estimated=phi > 1.0)
+    floor = max(d_min, 1e-300)
+    return (lambda d: dof * (np.asarray(d) - d_min) / floor), threshold(n, p)
+
+
+def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parameters, best):
+    """One coordinate's status (reason with a '{name}' placeholder) and the thetas at its ends."""
+    ends, at_limit, end_thetas = {}, {}, []
+    for side in (-1, 1):
+        inside, outside = crossing(values, stat, center, cut, side)
+        mask = (values < center) if side < 0 else (values > center)
+        if outside is not None:
+            i_in = np.flatnonzero(values == inside)
+            d_in = float(stat[i_in[0]]) if len(i_in) else 0.0
+            d_out = float(stat[np.flatnonzero(values == outside)[0]])
+            ends[side] = ("closed", interpolate(inside, outside, d_in, d_out, cut))
+            end_thetas.append(thetas[np.flatnonzero(values == outside)[0]])
+            at_limit[side] = False
+            continue
+        side_values = values[mask]
+        order = np.argsort(side * side_values)
+        ends[side] = ("open", float(side_values[order[-1]]) if len(order) else center)
+        if len(order):
+            end_thetas.append(thetas[np.flatnonzero(mask)[order[-1]]])
+        limit_value = limit[0] if side < 0 else limit[1]
+        reached = np.isfinite(limit_value) and len(order) and side_values[order[-1]] == limit_value
+        if not reached and len(order) >= 2:
+            last, before = (thetas[np.flatnonzero(mask)[order[k]]] for k in (-1, -2))
+            a, b = to_parameters(last), to_parameters(before)
+            deps = [name for name in names if j in depends[name]]
+            reached = all(np.isclose(float(a[n]), float(b[n]), rtol=1e-6, atol=1e-12) for n in deps)
+        at_limit[side] = bool(reached)
+    ident = status_of("{name}", ends, at_limit)
+    return Identification(ident.status, ident.reason, (ends[-1][1], ends[1][1])), end_thetas
+
+
+def _in_units(name, j, coords, to_parameters, best):
+    """A coordinate interval in the parameter's units (monotone: one coordinate)."""
+    out = []
+    for value in coords:
+        theta = best.copy()
+        theta[j] = value
+        with np.errstate(over="ignore", under="ignore"):
+            v = float(to_parameters(theta)[name])
+        out.append(0.0 if abs(v) < 1e-100 else v)
+    return (min(out), max(out))

@@ -1,0 +1,112 @@
+"""Statuses, profile intervals, replicate-aware resampling and answers the data do not determine
+(issue 27). The coverage of the intervals is measured by benchmarks/coverage.py, not here."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from analysis.fitting import LawOutOfBounds
+from analysis.forms.base import get_form
+from analysis.uncertainty import resample_rows, runs_of
+
+DEMO_TRUTH = {"E": 0.384, "A": 30.0, "B": 80.0, "alpha": 0.35, "beta": 0.3}
+
+
+def grid(truth, sizes, budgets, seeds=1, noise=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    n, d = (a.ravel() for a in np.meshgrid(sizes, budgets, indexing="ij"))
+    loss = get_form("chinchilla").predict(truth, N=n, D=d)
+    return pd.concat([pd.DataFrame({"params": n, "tokens": d, "seed": s,
+                                    "eval_loss": loss * np.exp(rng.normal(0, noise, n.size))}) for s in range(seeds)],
+                     ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def small_grid_law():
+    """The demo's 3 x 3 grid (one decade in N and in D) with two seeds a cell."""
+    table = grid(DEMO_TRUTH, np.geomspace(2e4, 2e5, 3), np.geomspace(2e6, 2e7, 3), seeds=2, seed=5)
+    return analysis.fit(table, bootstrap=40, heldout_fraction=0)
+
+
+def test_every_parameter_has_a_status_and_a_profile_interval_that_holds_its_estimate(small_grid_law, tmp_path):
+    law = small_grid_law
+    for name, p in law.parameters.items():
+        assert p.status in ("identified", "at_bound", "not_identified"), name
+        assert p.reason and p.method == "profile likelihood"
+        assert p.ci[0] <= p.estimate <= p.ci[1] or p.status != "identified", (name, p)
+    again = analysis.load_law(law.save(tmp_path / "law.json"))
+    assert again.parameters == law.parameters
+    assert json.loads((tmp_path / "law.json").read_text())["parameters"]["E"]["status"] == law.parameters["E"].status
+
+
+def test_a_floor_the_data_cannot_tell_from_zero_is_at_bound_with_an_interval_reaching_zero():
+    truth = {**DEMO_TRUTH, "E": 1e-9}   # a pure power law: E = 0 fits as well as the truth
+    law = analysis.fit(grid(truth, np.geomspace(2e4, 2e5, 3), np.geomspace(2e6, 2e7, 4), seeds=1, seed=1),
+                       bootstrap=0, heldout_fraction=0)
+    e = law.parameters["E"]
+    assert e.status == "at_bound", e
+    assert e.ci[0] == 0.0 and e.ci[1] > 0.01 and "lower limit" in e.reason
+    assert law.parameters["alpha"].status == "identified"
+
+
+def test_replicates_are_recorded_and_one_seed_a_point_says_run_to_run_variance_is_missing(small_grid_law):
+    rep = small_grid_law.diagnostics["replicates"]
+    assert rep == {"points": 9, "replicates_per_point": [2, 2], "seeds": 2, "run_to_run_variance_in_intervals": True}
+    assert small_grid_law.diagnostics["bootstrap"]["scheme"] == "wild"   # 18 points: few
+    frame = pd.DataFrame({"N": [1.0, 1.0, 2.0, 2.0], "D": [1.0, 2.0, 1.0, 2.0], "seed": [0, 0, 0, 0]})
+    runs, summary = runs_of(frame, ("N", "D"))
+    assert not summary["run_to_run_variance_in_intervals"] and "one seed per grid point" in summary["note"]
+    assert list(runs) == [0, 1, 2, 3]
+
+
+def test_resampling_keeps_a_run_together():
+    runs = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    wild = resample_rows("wild", runs, 50, np.random.default_rng(0))
+    assert np.all(wild[:, 0] == wild[:, 2]) and np.all(wild[:, 3] == wild[:, 5])   # one multiplier a run
+    pairs = resample_rows("pairs", runs, 50, np.random.default_rng(0))
+    assert np.allclose(pairs.sum(axis=1), 9)
+    per_run = np.stack([pairs[:, runs == r].sum(axis=1) for r in range(3)], axis=1)
+    assert np.all(per_run % 3 == 0)   # a run is drawn whole (0, 1, 2 or 3 copies), rows within it
+
+
+def test_a_fit_outside_the_forms_bounds_is_refused():
+    # Two model sizes cannot fix A, alpha and E at once; a steep law and a noisy draw put the best
+    # fit's alpha past the form's bound of 3.
+    truth = {"E": 0.1, "A": 3e4, "B": 80.0, "alpha": 2.9, "beta": 0.3}
+    table = grid(truth, np.array([2e4, 4e4]), np.geomspace(2e6, 2e8, 5), noise=0.02, seed=3)
+    with pytest.raises(LawOutOfBounds, match="outside the chinchilla form's bounds"):
+        analysis.fit(table, bootstrap=0, heldout_fraction=0)
+
+
+def test_an_answer_on_a_parameter_not_identified_or_far_outside_the_data_is_not_a_number(small_grid_law):
+    law = small_grid_law
+    inside = analysis.predict(law, {"N": [1e5], "D": [1e7]})
+    assert inside.points[0].status.determined and inside.to_dict()["predictions"][0]["status"] == "determined"
+    far = analysis.predict(law, {"N": [1e7], "D": [1e9]}).to_dict()["predictions"][0]
+    assert far["status"] == "not_determined" and far["estimate"] is None
+    assert any("outside the fitted range" in r for r in far["reasons"]) and far["would_determine"]
+    flat = dataclasses.replace(law.parameters["beta"], status="not_identified", reason="flat")
+    unknown = law.replace(parameters={**law.parameters, "beta": flat})
+    result = analysis.predict(unknown, {"N": [1e5], "D": [1e7]})
+    assert not result.points[0].status.determined
+    table = result.table()
+    assert "not determined by these data" in table and "data budgets spanning" in table
+
+
+def test_a_sample_count_that_never_varies_gives_no_parameter():
+    rng = np.random.default_rng(0)
+    n = 40
+    frame = pd.DataFrame({"eval_loss": rng.uniform(1.0, 3.0, n), "thinking_budget": rng.choice([0, 64, 512], n),
+                          "samples": 1, "n_problems": 64})
+    z = -3.0 * (frame["eval_loss"] - 2.0) + 0.3 * np.log1p(frame["thinking_budget"])
+    frame["accuracy"] = rng.binomial(64, 0.05 + 0.8 / (1 + np.exp(-z))) / 64
+    law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=0, heldout_fraction=0,
+                       columns={"L": "eval_loss"})
+    assert "gamma_k" not in law.parameters and law.settings.constant_samples == 1.0
+    assert law.settings.objective == "binomial"
+    with pytest.raises(ValueError, match="not determined by these data"):
+        law.predict(L=2.0, T=64.0, k=4.0)
