@@ -35,3 +35,28 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj, **dumps_options) -> Path:
     """JSON (indent 1 unless dumps_options say otherwise) plus a final newline, atomically."""
     return write_text_atomic(path, json.dumps(obj, **{"indent": 1, **dumps_options}) + "\n")
+
+
+def unwritable(path: str | os.PathLike, flag: str) -> str | None:
+    """What stops `path` from being written (a folder of that name, a file where a folder must be,
+    a read-only or full place), or None: asked before the work, so a report or a fit is not
+    computed only to be lost. A file is created and removed beside it to find out."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{flag} {path}: is a folder; give a file path such as {path / 'out'}"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{flag} {path}: {folder} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+        try:
+            os.write(fd, b"\0")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        return f"{flag} {path}: cannot write in {folder} ({e.strerror})"
+    return None

@@ -16,8 +16,11 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from analysis import flags
 from analysis.answers import below_floor
-from analysis.atomic import write_text_atomic
+from analysis.atomic import unwritable, write_text_atomic
 from analysis.diagnostics import lines_from_dict
 from analysis.fitting import BOOTSTRAP, fit
 from analysis.forms import FORMS, form_of_approach, forms_with_option, get_form
@@ -46,10 +49,11 @@ def configure_fit(parser: argparse.ArgumentParser) -> None:
                         help="law form; 'hyperparameters' is Step Law (columns N, D, lr, batch_size, loss); "
                              "'two_step' the OLMo ladder (N, D, task_loss, accuracy[, final])")
     parser.add_argument("--target", default="eval_loss", help="the column to fit (default eval_loss)")
-    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help=f"bootstrap resamples (0: none; default {BOOTSTRAP})")
+    parser.add_argument("--bootstrap", type=flags.count, default=BOOTSTRAP, help=f"bootstrap resamples (0: none; default {BOOTSTRAP})")
     parser.add_argument("--columns", default="", help="column map, e.g. N=params,D=tokens,loss=eval_loss")
-    parser.add_argument("--huber-delta", type=float, default=1e-3)
-    parser.add_argument("--heldout-fraction", type=float, default=0.2,
+    parser.add_argument("--huber-delta", type=flags.positive, default=1e-3,
+                        help="Huber loss threshold on log residuals (> 0; default 1e-3)")
+    parser.add_argument("--heldout-fraction", type=flags.share_below_one, default=0.2,
                         help="share of highest-compute points held out for validation (0: none)")
     parser.add_argument("--where", help="fit only the rows where this pandas query holds, e.g. "
                                         "\"dataset == 'rw' and hparams == 'tuned'\"")
@@ -138,6 +142,10 @@ def _settings_from_flags(args, form) -> dict:
 
 
 def run_fit(args) -> int:
+    problem = unwritable(args.output, "-o")
+    if problem:
+        print(f"scaling fit: error: {problem}", file=sys.stderr)
+        return 2
     try:
         columns = parse_columns(args.columns)
         form = get_form(args.form) if args.approach == 3 else form_of_approach(args.approach)
@@ -157,9 +165,10 @@ def run_fit(args) -> int:
 def read_floor(value: str) -> float:
     """A floor given as a number, or as the JSON of `scaling describe --corpus=...`."""
     try:
-        return float(value)
-    except ValueError:
-        pass
+        return floor_number(float(value))
+    except ValueError as e:
+        if "--floor" in str(e):
+            raise
     path = Path(value)
     if not path.is_file():
         raise ValueError(f"--floor {value!r}: neither a number nor a file")
@@ -168,7 +177,14 @@ def read_floor(value: str) -> float:
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"--floor {path}: not the JSON of `scaling describe --corpus=...` "
                          f"(needs entropy_nats_per_token): {e}") from None
-    return float(floor)
+    return floor_number(float(floor))
+
+
+def floor_number(value: float) -> float:
+    """A floor is an irreducible loss: finite and above zero."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--floor={value:g}: an irreducible loss must be a finite number above zero")
+    return value
 
 
 def summary(law) -> str:
@@ -227,6 +243,10 @@ def run_predict(args) -> int:
     except (OSError, LawError) as e:
         print(f"scaling predict: cannot use law file {args.law}: {e}", file=sys.stderr)
         return 2
+    problem = check_law_bounds(law, args.law)
+    if problem:
+        print(f"scaling predict: {problem}", file=sys.stderr)
+        return 2
     given = {name: getattr(args, f"input_{name}") for name in KNOWN_INPUTS
              if getattr(args, f"input_{name}") is not None}
     try:
@@ -243,14 +263,35 @@ def run_predict(args) -> int:
             source = "command line"
         else:
             raise TableError(f"no points: give {', '.join('--' + n for n in required_inputs(law))} or --points=FILE")
-        result = predict(law, points, tolerance=args.tolerance, source=source, columns=parse_columns(args.columns))
+        with np.errstate(over="ignore"):  # an overflow far outside the fitted ranges is reported below, once
+            result = predict(law, points, tolerance=args.tolerance, source=source, columns=parse_columns(args.columns))
     except (TableError, LawError, ValueError) as e:
         print(f"scaling predict: error: {e}", file=sys.stderr)
         return 2
     for warning in result.warnings:
         print(f"scaling predict: warning: {warning}", file=sys.stderr)
-    print(json.dumps(result.to_dict(), allow_nan=False) if args.json else result.table())
+    if args.json:
+        answer, overflowed = finite_json(result.to_dict())
+        if overflowed:
+            print(f"scaling predict: warning: {overflowed} value(s) are not finite numbers at these points (the law "
+                  f"overflows this far outside its fitted ranges); written as null", file=sys.stderr)
+        print(json.dumps(answer, allow_nan=False))
+    else:
+        print(result.table())
     return 0
+
+
+def finite_json(value) -> tuple[object, int]:
+    """`value` with every non-finite float as None (JSON has no inf or nan), and how many there were."""
+    if isinstance(value, float):
+        return (value, 0) if math.isfinite(value) else (None, 1)
+    if isinstance(value, dict):
+        pairs = [(k, finite_json(v)) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, sum(n for _, (_, n) in pairs)
+    if isinstance(value, (list, tuple)):
+        items = [finite_json(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return value, 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +360,7 @@ def configure_report(parser) -> None:
     parser.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
     parser.add_argument("--columns", help="column map for a foreign table, e.g. N='Model Size',C='Training FLOP'")
     parser.add_argument("--target", default="eval_loss", help="the loss column laws are fitted to (default eval_loss)")
-    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP,
+    parser.add_argument("--bootstrap", type=flags.count, default=BOOTSTRAP,
                         help=f"bootstrap refits per law (default {BOOTSTRAP}, as `scaling fit`)")
     parser.add_argument("--law", action="append", default=[], metavar="LAW_FILE",
                         help="a law file (`scaling fit -o`) used in place of fitting the law of its kind "
@@ -329,9 +370,9 @@ def configure_report(parser) -> None:
     parser.add_argument("--approach", type=int, choices=(2, 3), default=3,
                         help="the law that draws the compute-optimal frontier and answers the compute-optimal "
                              "split: 3 (the Chinchilla law; default) or 2 (the IsoFLOP law)")
-    parser.add_argument("--budgets", help="training FLOPs to recommend for, comma-separated (default: the "
+    parser.add_argument("--budgets", type=flags.positive_list, help="training FLOPs to recommend for, comma-separated (default: the "
                                           "decades around the largest budget in the data)")
-    parser.add_argument("--inference_tokens", type=float, default=1e12,
+    parser.add_argument("--inference_tokens", type=flags.positive, default=1e12,
                         help="lifetime inference tokens for the inference-aware example (default 1e12)")
     parser.add_argument("--floor", default="auto",
                         help="the true irreducible loss set beside the fitted E: auto (the synthetic generator's "
@@ -344,13 +385,14 @@ def parse_floor(value: str):
     if value in ("auto", "none"):
         return None if value == "none" else "auto"
     try:
-        return float(value)
-    except ValueError:
-        pass
+        return floor_number(float(value))
+    except ValueError as e:
+        if "--floor" in str(e):
+            raise
     path = Path(value)
     try:
         data = json.loads(path.read_text())
-        float(data["entropy_nats_per_token"])
+        floor_number(float(data["entropy_nats_per_token"]))
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"--floor {value!r}: give auto, none, a number or the JSON of `scaling describe "
                          f"--corpus=...` ({type(e).__name__}: {e})") from None
@@ -359,9 +401,12 @@ def parse_floor(value: str):
 
 def run_report(args, sweep=None) -> int:
     """`sweep`: a SweepSupport (analysis.report.sources) for sweep folders and their true floor."""
+    problem = unwritable(args.output, "-o")
+    if problem:
+        print(f"scaling report: error: {problem}", file=sys.stderr)
+        return 2
     try:
-        budgets = [float(x) for x in args.budgets.split(",")] if args.budgets else None
-        text = build_report(args.path, parse_columns(args.columns), args.bootstrap, budgets,
+        text = build_report(args.path, parse_columns(args.columns), args.bootstrap, args.budgets,
                             args.inference_tokens, args.target, floor=parse_floor(args.floor), sweep=sweep,
                             laws=[load_law(path) for path in args.law], where=args.where,
                             frontier="chinchilla" if args.approach == 3 else APPROACH_2)

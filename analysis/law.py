@@ -199,6 +199,8 @@ def _validated(data: Mapping, source: str) -> Law:
     except (ValueError, TypeError) as e:   # a law setting's LawError too, named with this file
         fail(f"settings of form {name!r}: {e}")
     params = data["parameters"]
+    if not isinstance(params, Mapping):
+        fail(f"field 'parameters' must be a JSON object of name -> estimate, got {params!r}")
     missing = [p for p in expected if p not in params]
     if missing:
         fail(f"parameters {missing} missing for form {name!r}")
@@ -220,14 +222,28 @@ def _validated(data: Mapping, source: str) -> Law:
                        math.inf if profile[1] is None else float(profile[1]))
         estimates[pname] = ParameterEstimate(est, se, (lo, hi), status, str(p.get("reason", "")), profile,
                                              str(p.get("method", "bootstrap percentile")))
-    draws = {k: np.asarray(v, dtype=np.float64) for k, v in (data.get("bootstrap_samples") or {}).items()}
+    typed = {}
+    for key, kind, default in (("approach", int, None), ("objective", float, None), ("huber_delta", float, 0.0),
+                               ("n_points", int, None), ("n_starts", int, 0)):
+        value = data.get(key) or default if default is not None else data[key]
+        try:
+            typed[key] = kind(value)
+        except (TypeError, ValueError):
+            fail(f"field {key!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    for key in ("ranges", "heldout", "bootstrap_samples"):
+        if not isinstance(data.get(key) or {}, Mapping):
+            fail(f"field {key!r} must be a JSON object, got {data[key]!r}")
+    try:
+        draws = {k: np.asarray(v, dtype=np.float64) for k, v in (data.get("bootstrap_samples") or {}).items()}
+    except (TypeError, ValueError) as e:
+        fail(f"field 'bootstrap_samples' must hold lists of numbers ({e})")
     lengths = {len(v) for v in draws.values()}
     if len(lengths) > 1:
         fail(f"bootstrap_samples have unequal lengths {sorted(lengths)}")
-    return Law(form=form, target=data["target"], approach=int(data["approach"]), parameters=estimates,
-               bootstrap_samples=draws, ranges=dict(data["ranges"]), objective=float(data["objective"]),
-               huber_delta=float(data.get("huber_delta") or 0.0), n_points=int(data["n_points"]),
-               n_starts=int(data.get("n_starts") or 0), converged=bool(data.get("converged", False)),
+    return Law(form=form, target=data["target"], approach=typed["approach"], parameters=estimates,
+               bootstrap_samples=draws, ranges=dict(data["ranges"]), objective=typed["objective"],
+               huber_delta=typed["huber_delta"], n_points=typed["n_points"],
+               n_starts=typed["n_starts"], converged=bool(data.get("converged", False)),
                heldout=dict(data.get("heldout") or {}), data_hash=str(data.get("data_hash", "")),
                settings=settings, diagnostics=diagnostics)
 
@@ -239,6 +255,12 @@ def load_law(path: str | os.PathLike) -> Law:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise LawError(f"{path}: no such law file") from None
+    except IsADirectoryError:
+        raise LawError(f"{path}: a folder, not a law file") from None
+    except UnicodeDecodeError as e:
+        raise LawError(f"{path}: not a law file (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise LawError(f"{path}: cannot be read ({e.strerror})") from None
     except json.JSONDecodeError as e:
         raise LawError(f"{path}: not valid JSON ({e})") from None
     return _validated(data, str(path))

@@ -33,7 +33,7 @@ import statsmodels.api as sm
 from scipy.interpolate import Akima1DInterpolator
 
 from analysis.diagnostics import residual_diagnostics
-from analysis.isoflop import COMPUTE_OPTIMAL, budgets
+from analysis.isoflop import budgets
 from analysis.estimates import Estimates, ParameterEstimate
 from analysis.tables import TableError, canonical_table, data_hash, ranges
 

@@ -30,7 +30,13 @@ DEFAULT_COLUMNS = {
     "seed": "seed",          # replicates: rows of one grid point with different seeds
     "n": "n_problems",       # problems behind an accuracy (its binomial weight)
 }
+# every canonical name a column map may give: the above, the target, and the columns of the
+# architecture, hyperparameter and two-step laws
+CANONICAL_NAMES = (*DEFAULT_COLUMNS, "loss", "task", "x", "g", "lr", "batch_size", "task_loss", "accuracy", "final")
 MAY_BE_ZERO = ("T", "seed")
+# is_final as text (a spreadsheet's export): the spellings of true and false taken
+FINAL_TEXT = {"true": True, "t": True, "yes": True, "1": True, "1.0": True,
+              "false": False, "f": False, "no": False, "0": False, "0.0": False}
 ANY_SIGN = ("difficulty",)        # a benchmark's difficulty scale may start at 0 or below
 # the synthetic QA tasks name their difficulty (chain steps): synthetic_qa_d3 (scaling.infer.task_name)
 DIFFICULTY_TASK = re.compile(r"^synthetic_qa_d(\d+)$")
@@ -44,9 +50,46 @@ def parse_columns(text: str | None) -> dict[str, str]:
     for item in text.split(","):
         if "=" not in item:
             raise TableError(f"--columns: {item!r} must look like CANONICAL=column (e.g. N=params)")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key not in CANONICAL_NAMES:
+            raise TableError(f"--columns: {key!r} (in {item.strip()!r}) is not a name any law reads; "
+                             f"the names are {', '.join(CANONICAL_NAMES)}")
+        if key in out:
+            raise TableError(f"--columns: {key!r} is mapped twice ({key}={out[key]} and {key}={value})")
+        out[key] = value
     return out
+
+
+def final_rows(frame: pd.DataFrame) -> pd.Series:
+    """The is_final column as booleans: bool, 0/1, or text true/false (t/f, yes/no); anything
+    else is refused naming the line, since reading "F" as true would fit every logged row."""
+    column = frame["is_final"]
+    if pd.api.types.is_bool_dtype(column):
+        return column
+    if pd.api.types.is_numeric_dtype(column):
+        values = column
+    else:
+        values = column.map(lambda v: FINAL_TEXT.get(str(v).strip().lower()) if isinstance(v, str) else v)
+    flags = pd.to_numeric(values.map(lambda v: int(v) if isinstance(v, bool) else v), errors="coerce")
+    bad = ~flags.isin([0, 1])
+    if bad.any():
+        first = frame.index[bad.to_numpy()][0]
+        raise TableError(f"{frame.attrs.get('source', 'table')}: column 'is_final' must be true/false (or 1/0) in "
+                         f"every row; {int(bad.sum())} row(s) are not, first {column[first]!r} at {_where(frame, first)}")
+    return flags == 1
+
+
+def check_no_repeated_rows(frame: pd.DataFrame) -> None:
+    """Refuse rows that repeat another row in every column: a table concatenated twice would
+    count each measurement again and narrow every interval without a new observation."""
+    repeated = frame.duplicated(keep="first")
+    if repeated.any():
+        first = frame.index[repeated.to_numpy()][0]
+        hashes = pd.util.hash_pandas_object(frame, index=False)
+        original = frame.index[(hashes == hashes[first]).to_numpy()][0]
+        raise TableError(f"{frame.attrs.get('source', 'table')}: {int(repeated.sum())} row(s) repeat another row in "
+                         f"every column (first {_where(frame, first)}, a copy of {_where(frame, original)}); "
+                         f"remove the copies (a repeated run would differ at least in its seed or run id)")
 
 
 def read_table(source) -> pd.DataFrame:
@@ -144,8 +187,9 @@ def canonical_table(source, required: tuple[str, ...], target: str = "eval_loss"
     name = frame.attrs["source"]
     columns = dict(columns or {})
     mapping = _resolve(frame, {**DEFAULT_COLUMNS, "loss": target}, columns)
+    check_no_repeated_rows(frame)
     if "is_final" in frame.columns and "is_final" not in columns.values():
-        frame = frame[frame["is_final"].astype(bool)]
+        frame = frame[final_rows(frame)]
     out = pd.DataFrame(index=frame.index)
     for canon in required + optional + ("loss",):
         if canon != "arm":

@@ -27,7 +27,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 
 from analysis.chinchilla import chinchilla_loss
 from analysis.estimates import Estimates, ParameterEstimate
-from analysis.tables import TableError, canonical_table, data_hash, ranges, read_table
+from analysis.tables import TableError, canonical_table, data_hash, final_rows, ranges, read_table
 
 TWO_STEP = "two_step"   # the form name (analysis.forms.two_step)
 
@@ -87,7 +87,7 @@ def fit_two_step(table, target: str = "accuracy", columns: Mapping[str, str] | N
     final_column = columns.pop("final", "final")
     raw = read_table(table)
     if "is_final" in raw.columns and "is_final" not in columns.values():
-        raw = raw[raw["is_final"].astype(bool)]     # as canonical_table does, so rows stay aligned
+        raw = raw[final_rows(raw)]     # as canonical_table does, so rows stay aligned
     raw = raw.reset_index(drop=True)
     frame, source = canonical_table(raw, ("N", "D", "task_loss"), target=columns["loss"], columns=columns)
     frame = frame.rename(columns={"loss": "accuracy"})

@@ -17,12 +17,14 @@ import time
 from pathlib import Path
 
 from analysis import load_law, recommend, report
+from analysis.atomic import unwritable
+from analysis.cli import check_law_bounds
 from analysis.report import measured
 from analysis.tables import read_table
 from scaling import infer
 from scaling.configuration import REPO_ROOT, GinArgs
 from scaling.infer_config import InferConfig
-from scaling.sweep import collect, launch, report_support, store
+from scaling.sweep import collect, launch, report_support
 from scaling.sweep.progress import minutes as _minutes
 from scaling.sweep.executors import local_layout
 
@@ -155,6 +157,11 @@ def run_demo(args) -> int:
     bindings = tuple(args.gin.bindings) + ((f"Grid.seeds = {list(seeds)}",) if seeds else ())
     bootstrap = args.bootstrap if args.bootstrap is not None else (50 if args.quick else 200)
     output = Path(args.output or sweep_dir / "report.html")
+    # every output is checked before the sweep: a report that cannot be written is known now, not in an hour
+    problem = unwritable(output, "--output") or unwritable(sweep_dir / "results" / "training.parquet", "--sweep_dir")
+    if problem:
+        print(f"scaling demo: error: {problem}", file=sys.stderr)
+        return 2
 
     workers, threads = local_layout(args.workers, None)
     _step(1, f"sweep {grid_file.relative_to(REPO_ROOT)} into {sweep_dir} ({workers} workers x {threads} threads)")
@@ -195,7 +202,10 @@ def run_demo(args) -> int:
     print("\nWhat the fitted laws say:")
     for line in report.findings(laws, inference):
         print(f"- {line}")
-    if "chinchilla" in laws:
+    out_of_bounds = "chinchilla" in laws and check_law_bounds(laws["chinchilla"], laws_dir / "chinchilla.json")
+    if out_of_bounds:
+        print(f"\nNo example recommendation: {out_of_bounds}")
+    elif "chinchilla" in laws:
         law = laws["chinchilla"]
         # Twice the largest trained budget: a modest extrapolation, the use a law is fitted for.
         budget = float(f"{2 * float(law.ranges['C'][1]):.1g}")

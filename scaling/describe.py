@@ -4,8 +4,8 @@ the corpus's true irreducible loss (scaling.data.entropy)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from analysis import flags
 from scaling import accounting, configuration
 from scaling.data import sentencepiece_vocab
 from scaling.model import ModelConfig
@@ -13,7 +13,7 @@ from scaling.presets import load_model_config, presets
 
 
 def configure_describe(parser):
-    parser.add_argument("--context", type=int, default=None,
+    parser.add_argument("--context", type=flags.positive_int, default=None,
                         help="context length for the inference FLOPs per token (default: seq_len)")
     parser.add_argument("--all", action="store_true", help="describe every preset in gin/models, one JSON line each")
     parser.add_argument("--corpus", choices=("synthetic",),
@@ -21,9 +21,9 @@ def configure_describe(parser):
     parser.add_argument("--vocabulary", default=None,
                         help="with --corpus: 'bytes' (the default), a built-in SentencePiece vocabulary "
                              "(synthetic_sp256) or a SentencePiece model file")
-    parser.add_argument("--documents", type=int, default=DEFAULT_DOCUMENTS,
+    parser.add_argument("--documents", type=flags.positive_int, default=DEFAULT_DOCUMENTS,
                         help=f"with --corpus: held-out documents averaged over (default {DEFAULT_DOCUMENTS})")
-    parser.add_argument("--seq_len", type=int, default=DEFAULT_SEQ_LEN,
+    parser.add_argument("--seq_len", type=flags.count, default=DEFAULT_SEQ_LEN,
                         help=f"with --corpus: the trainer's sequence length, which cuts longer documents "
                              f"(default {DEFAULT_SEQ_LEN}, gin/models/base.gin; 0: never cut)")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import gin
 import pandas as pd
 
+from analysis.appended import read_records
 from scaling import accounting, checkpoints, configuration, decode, timings
 from scaling.configuration import ConfigError
 from scaling.data import corpus, formats, protocols, vocabulary
@@ -132,10 +133,7 @@ def _select_checkpoint(run_dir: Path, branch: str | None, step: int | None) -> d
 def _identity(run_dir: Path) -> dict:
     """run_id, sweep and arm as the trainer recorded them in training_rows.jsonl."""
     path = run_dir / "training_rows.jsonl"
-    first = {}
-    if path.is_file():
-        lines = [l for l in path.read_text().splitlines() if l.strip()]
-        first = json.loads(lines[0]) if lines else {}
+    first = next(iter(read_records(path)), {})
     return {"run_id": first.get("run_id", run_dir.name), "sweep": first.get("sweep", ""),
             "arm": first.get("arm", "")}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.appended import CorruptLine, read_jsonl
 from analysis.atomic import write_text_atomic
 from analysis.schema import pass_at_k
 from scaling.data import protocols
@@ -61,14 +62,10 @@ def read_rows(run_dir: str | Path, name: str = ROWS_FILE) -> list[dict]:
     path = Path(run_dir) / name
     if not path.is_file():
         return []
-    rows = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise InferenceError(f"{path}:{line_no}: not a JSON row ({e})") from None
-    return rows
+    try:
+        return [row for _, row in read_jsonl(path)]
+    except CorruptLine as e:
+        raise InferenceError(str(e)) from None
 
 
 def row_key(row: dict) -> tuple:

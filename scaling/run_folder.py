@@ -15,8 +15,9 @@ from pathlib import Path
 import jax
 from tensorboardX import SummaryWriter
 
+from analysis.appended import CorruptLine, append_jsonl, read_records
 from analysis.atomic import write_json_atomic, write_text_atomic
-from scaling.configuration import MOVED, PlacedConfigError
+from scaling.configuration import MOVED, ConfigError, PlacedConfigError
 from scaling.model import ModelConfig
 
 IDENTITY_FILE = "identity.json"
@@ -74,8 +75,7 @@ class RunFolder:
 
     def append(self, name: str, record: dict) -> None:
         if self.writes:
-            with open(self.dir / name, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(self.dir / name, record)
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
         """TensorBoard (and W&B) scalars. A metric that is not defined at this step is left out:
@@ -92,14 +92,18 @@ class RunFolder:
 
     def keep_rows(self, keep) -> None:
         """Drop log and table rows written after the checkpoints a resume starts from, so that
-        the replayed steps do not appear twice."""
+        the replayed steps do not appear twice. A torn last line (a kill or a full disk during an
+        append) is dropped with them; a corrupt line elsewhere stops the resume, naming the file."""
         if not self.writes:
             return
         for name in ("log.jsonl", "training_rows.jsonl"):
             path = self.dir / name
             if not path.is_file():
                 continue
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            try:
+                rows = read_records(path)
+            except CorruptLine as e:
+                raise ConfigError(f"{e}; move the file aside to resume without its rows") from None
             write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows if keep(r)))
 
     def close(self) -> None:

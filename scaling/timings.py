@@ -10,10 +10,11 @@ included) has returned.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
+
+from analysis.appended import append_jsonl
 
 LAUNCHED_AT_ENV = "SCALING_LAUNCHED_AT"
 LAYOUT_ENV = "SCALING_WORKER_LAYOUT"  # "<workers>x<threads>", set by the local executor
@@ -49,8 +50,7 @@ class ProcessTimings:
             row.update(workers=int(workers), threads=int(threads))
         path = Path(run_dir) / FILE
         if path.parent.is_dir():
-            with open(path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_jsonl(path, row)
         return row
 
 

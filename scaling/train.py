@@ -17,22 +17,30 @@ import logging
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jax
-
-from scaling import configuration, partitioning, run_folder, timings
-from scaling.checkpoints import finished_branches, write_model_config
+from scaling import configuration, timings
 from scaling.configuration import ConfigError, PlacedConfigError
-from scaling.data.source import DataSource
-from scaling.infer_config import InferConfig
-from scaling.run_folder import IDENTITY_FILE, RunFolder
-from scaling.train_config import NOT_IDENTITY, TrainConfig, require
-from scaling.trainer import Preempted, Trainer, TrainingFailed
+from scaling.infer_config import InferConfig  # light: gin and the config's checks
+
+if TYPE_CHECKING:
+    from scaling.train_config import TrainConfig
+
+# JAX, Flax, Orbax and TensorFlow (under the data pipeline) are imported where a run starts, not
+# here: `scaling train --help` then answers at once (scaling.cli imports this module to build it).
 
 
 def train(config: TrainConfig) -> dict:
     """Train `config.model` on `config.task` to each of its data budgets. Returns a summary;
     raises TrainingFailed (status.json says why)."""
+    import jax
+
+    from scaling import partitioning, run_folder
+    from scaling.checkpoints import finished_branches, write_model_config
+    from scaling.data.source import DataSource
+    from scaling.run_folder import IDENTITY_FILE, RunFolder
+    from scaling.train_config import NOT_IDENTITY, require
+    from scaling.trainer import Interrupted, Trainer, TrainingFailed
     run_dir = config.run_dir()
     config.check_types()
     if run_dir.exists() and not run_dir.is_dir():
@@ -67,6 +75,13 @@ def train(config: TrainConfig) -> dict:
             trainer.close()
         folder.status("finished", "", trainer.counters.step, trainer.counters.tokens)
         return {"run_dir": str(run_dir), "finished": finished_branches(run_dir), "skipped": False}
+    except Interrupted as e:
+        folder.status("interrupted", str(e), trainer.counters.step, trainer.counters.tokens)
+        raise
+    except KeyboardInterrupt:  # before the loop, or a second Ctrl-C: the newest checkpoint stays the resume point
+        folder.status("interrupted", "interrupted (Ctrl-C) before a checkpoint of this moment; rerun to resume "
+                                     "from the newest checkpoint")
+        raise
     except TrainingFailed as e:
         folder.status("failed", str(e))
         raise
@@ -97,6 +112,8 @@ def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
     """`scaling infer` on each branch, in this process: compiled decoders are shared across
     branches, and rows already in the run's table are skipped as always."""
     from scaling import infer  # imported only here: a run that only trains needs none of the decoding stack
+    from scaling.checkpoints import finished_branches
+    from scaling.trainer import TrainingFailed
 
     finished = [r["branch"] for r in finished_branches(run_dir)]
     wanted = finished if branches == "all" else [b for b in branches.split(",") if b]
@@ -111,6 +128,11 @@ def infer_branches(run_dir: Path, gin_file: str, branches: str) -> None:
 
 
 def run_train(args) -> int:
+    # the run's modules, imported before the gin files are parsed: their configurables (train, the
+    # data pipeline's tasks and teachers) must be known to gin by then
+    from scaling import partitioning
+    from scaling.train_config import TrainConfig
+    from scaling.trainer import Interrupted, Preempted, TrainingFailed
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     partitioning.initialize_distributed()
@@ -126,7 +148,7 @@ def run_train(args) -> int:
         timings.PROCESS.record(summary["run_dir"], "train" + (" + infer" if args.infer_gin_file else ""))
     except TrainingFailed as e:
         print(f"scaling train: {e}", file=sys.stderr)
-        return 143 if isinstance(e, Preempted) else 1
+        return 130 if isinstance(e, Interrupted) else 143 if isinstance(e, Preempted) else 1
     except ConfigError:
         raise
     except Exception:

@@ -42,6 +42,10 @@ class Preempted(TrainingFailed):
     """SIGTERM arrived; a checkpoint was saved and a rerun resumes."""
 
 
+class Interrupted(Preempted):
+    """Ctrl-C (SIGINT) arrived; a checkpoint was saved and a rerun resumes."""
+
+
 @dataclasses.dataclass
 class Counters:
     """Where a line of training stands; saved in every checkpoint's meta."""
@@ -96,22 +100,26 @@ class Trainer:
         self.counters = Counters()
         self.params = self.opt_state = None
         self.pending_losses: list = []
-        self.stop_requested = False
-        self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm) \
-            if threading.current_thread() is threading.main_thread() else None
+        self.stop_requested = None  # the signal that asked the loop to checkpoint and stop
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        self._previous_handlers = {sig: signal.signal(sig, self._on_stop_signal)
+                                   for sig in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
         log.info("peak %.3g FLOP/s (%s); %d devices, mesh %s", self.peak_flops, self.peak_source,
                  jax.device_count(), dict(mesh.shape))
         folder.record_devices(mesh)
 
-    def _on_sigterm(self, signum, frame):
-        self.stop_requested = True
+    def _on_stop_signal(self, signum, frame):
+        """The loop checkpoints and stops at the next step; a second Ctrl-C stops at once."""
+        if signum == signal.SIGINT and self.stop_requested == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop_requested = signum
 
     def close(self):
         self.checkpoints.wait()
         self.checkpoints.close()
         self.data.close()
-        if self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -203,6 +211,8 @@ class Trainer:
                 if self.stop_requested:
                     self._save(phase.name, start_tokens)
                     self.checkpoints.wait()
+                    if self.stop_requested == signal.SIGINT:
+                        raise Interrupted(f"interrupted (Ctrl-C) at step {c.step}; checkpoint saved; rerun to resume")
                     raise Preempted(f"preempted by SIGTERM at step {c.step}; checkpoint saved; rerun to resume")
                 counts, batch = prefetch.next()
                 if jax.process_count() > 1:

@@ -47,7 +47,8 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
     require_chinchilla(law, "inference-aware sizing")
     point, draws = point_parameters(law), draw_parameters(law)
     notes = []
-    if target_loss is None:
+    given = target_loss is not None
+    if not given:
         if train_flops is None:
             raise ValueError("inference-aware sizing needs --target_loss or --train_flops (whose "
                              "compute-optimal loss becomes the target)")
@@ -59,7 +60,9 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
         reason = (f"the law's E = {point['E']:.4f} is at or above the target" if point["E"] >= target_loss
                   else f"--max_params {fmt(max_params)} is below the smallest size that can reach it"
                   if max_params is not None else "the law gives no finite model size that reaches it")
-        raise ValueError(f"target loss {target_loss} is out of reach: {reason}")
+        target = (f"--target_loss {target_loss}" if given else f"the target (the compute-optimal model's loss "
+                  f"{target_loss:.4f} at --train_flops {fmt(train_flops)}, no --target_loss given)")
+        raise ValueError(f"{target} is out of reach: {reason}")
     if all(k in draws for k in CHINCHILLA_PARAMETERS):
         dn, dd, dt = inference_aware_optimum(draws, target_loss, inference_tokens, max_params)
         unreachable = int(np.sum(~np.isfinite(dn)))

@@ -94,17 +94,29 @@ def source_documents(config: AugmentConfig) -> Iterator[tuple[str, str, Document
 
 
 def _folder_file(path: Path, text_field: str) -> Iterator[tuple[str, str]]:
+    """A folder's .txt file (one document) or .jsonl file (one a line, in `text_field`); a file
+    that is not UTF-8 text, or a line without a string in the field, is refused naming it."""
+    if path.suffix not in (".txt", ".jsonl"):
+        return
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); convert it, or move it out of "
+                          f"AugmentConfig.path") from None
     if path.suffix == ".txt":
-        yield str(path), path.read_text(encoding="utf-8")
-    elif path.suffix == ".jsonl":
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)[text_field]
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError(f"{path}:{number}: not a JSON object with a string field {text_field!r}") from None
-            yield f"{path}:{number}", text
+        yield str(path), content
+        return
+    for number, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            text = json.loads(line)[text_field]
+        except (ValueError, KeyError, TypeError):
+            text = None
+        if not isinstance(text, str):
+            raise ConfigError(f"{path}:{number}: not a JSON object with a string field {text_field!r} "
+                              f"(AugmentConfig.text_field)") from None
+        yield f"{path}:{number}", text
 
 
 def augment(config: AugmentConfig, progress: bool = True, teacher=None) -> dict:

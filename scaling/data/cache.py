@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from analysis.appended import CorruptLine, read_jsonl
 from scaling.configuration import ConfigError
 
 RECORDS_PER_SHARD = 10_000
@@ -33,17 +34,14 @@ def cache_key(doc_hash: str, teacher_id: str, config_hash: str) -> str:
 def read_records(cache_dir: str | Path) -> Iterator[dict]:
     """Every complete record of every shard, in shard then line order."""
     for shard in sorted(Path(cache_dir).glob("shard-*.jsonl")):
-        with open(shard, "rb") as f:
-            lines = f.read().split(b"\n")
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                if number == len(lines):  # a torn last line (no newline): the write a kill interrupted
-                    continue
-                raise ConfigError(f"{shard}:{number}: corrupt cache record (not the last line)") from None
+        try:
+            lines = list(read_jsonl(shard))
+        except CorruptLine as e:
+            raise ConfigError(f"corrupt cache record: {e}") from None
+        for number, record in lines:
+            if not isinstance(record.get("key"), str):
+                raise ConfigError(f"{shard}:{number}: a cache record without its 'key'; this file was not written "
+                                  f"by `scaling augment` (move it out of the cache folder)")
             yield record
 
 

@@ -28,8 +28,7 @@ import os
 import random
 import socket
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
@@ -170,10 +169,10 @@ class OpenAICompatibleTeacher:
     max_thinking_tokens: int = 8192
     max_document_tokens: int = 2048     # approximated as 0.75 words per token
     concurrency: int = 16
-    timeout_s: float = 300.0
+    timeout_s: float = 300.0           # a whole request (connect, send, every byte of the reply)
     max_retries: int = 8
     backoff_s: float = 1.0
-    backoff_max_s: float = 60.0
+    backoff_max_s: float = 60.0         # also the longest wait a server's Retry-After gets
 
     def check(self) -> None:
         require_values(self)
@@ -185,6 +184,20 @@ class OpenAICompatibleTeacher:
             raise ConfigError(f"OpenAICompatibleTeacher.endpoint: 'chat' or 'completions', got {self.endpoint!r}")
         if "{document}" not in self.prompt:
             raise ConfigError("OpenAICompatibleTeacher.prompt: must contain {document}")
+        url = urllib.parse.urlsplit(self.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"OpenAICompatibleTeacher.base_url: give the server as http://HOST:PORT or "
+                              f"https://HOST, got {self.base_url!r}")
+        for name, low in (("max_retries", 0), ("concurrency", 1), ("max_thinking_tokens", 1),
+                          ("max_document_tokens", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"OpenAICompatibleTeacher.{name}: must be an integer >= {low}, got {value!r}")
+        for name in ("timeout_s", "backoff_s", "backoff_max_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ConfigError(f"OpenAICompatibleTeacher.{name}: must be a number of seconds above zero, "
+                                  f"got {value!r}")
 
     @property
     def teacher_id(self) -> str:
@@ -232,46 +245,76 @@ class OpenAICompatibleTeacher:
         return "/v1/completions", {**common, "prompt": prompt + "\n\n<think>\n"}
 
     def _post(self, path: str, body: dict) -> dict:
+        """One request, bounded as a whole by timeout_s (a server dripping a byte a second gives
+        every socket read something, so a per-read timeout would never end it)."""
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env, "")
         if key:
             headers["Authorization"] = "Bearer " + key
-        request = urllib.request.Request(self.base_url.rstrip("/") + path,
-                                         data=json.dumps(body).encode(), headers=headers, method="POST")
+        url = urllib.parse.urlsplit(self.base_url.rstrip("/") + path)
+        connection_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        deadline = time.monotonic() + self.timeout_s
+        connection = connection_type(url.hostname, url.port, timeout=self.timeout_s)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as e:
-            if e.code == 429 or e.code >= 500:
-                after = e.headers.get("Retry-After") if e.headers else None
-                raise _Retryable(f"HTTP {e.code}", float(after) if after and after.isdigit() else None) from None
-            raise TeacherError(f"{path}: HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from None
+            connection.request("POST", url.path, body=json.dumps(body).encode(), headers=headers)
+            response = connection.getresponse()
+            chunks = []
+            while chunk := self._read_before(connection, response, deadline):
+                chunks.append(chunk)
+            raw = b"".join(chunks)
         except (socket.timeout, TimeoutError) as e:
-            raise _Retryable(f"timeout: {e}") from None
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as e:
+            raise _Retryable(f"timeout: no complete reply within timeout_s = {self.timeout_s:g} s ({e})") from None
+        except (http.client.HTTPException, ConnectionError, OSError) as e:
             raise _Retryable(f"connection: {type(e).__name__}: {e}") from None
+        finally:
+            connection.close()
+        if response.status == 429 or response.status >= 500:
+            after = response.getheader("Retry-After")
+            raise _Retryable(f"HTTP {response.status}", float(after) if after and after.isdigit() else None)
+        if response.status >= 400:
+            raise TeacherError(f"{path}: HTTP {response.status}: {raw[:300].decode(errors='replace')}")
         try:
             return json.loads(raw)
         except ValueError:
             raise _Retryable(f"malformed JSON body ({len(raw)} bytes)") from None
 
+    @staticmethod
+    def _read_before(connection, response, deadline: float) -> bytes:
+        """The next bytes of the reply, each socket read given only the time left."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the reply was still arriving")
+        if connection.sock is not None:
+            connection.sock.settimeout(left)
+        return response.read1(65536)
+
     def _parse(self, reply: dict) -> Thinking:
+        """The reply's thinking and token count, each checked before anything is cached: a reply
+        of another shape, an empty completion or a negative count is retried, never stored."""
         try:
             choice = reply["choices"][0]
             if self.endpoint == "chat":
                 message = choice["message"]
+                if not isinstance(message, dict):
+                    raise TypeError(f"choices[0].message is a {type(message).__name__}, not an object")
                 text = message.get("content") or message.get("reasoning_content") or ""
             else:
                 text = choice["text"]
             if not isinstance(text, str):
-                raise TypeError("text is not a string")
-        except (KeyError, IndexError, TypeError) as e:
+                raise TypeError("the completion text is not a string")
+            usage = reply.get("usage") or {}
+            if not isinstance(usage, dict):
+                raise TypeError(f"usage is a {type(usage).__name__}, not an object")
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
             raise _Retryable(f"malformed reply: {type(e).__name__}: {e}") from None
         thinking = _between_think_tags(text)
-        usage = reply.get("usage") or {}
+        if not thinking:
+            raise _Retryable("empty completion (no thinking text)")
         tokens = usage.get("completion_tokens")
-        if not isinstance(tokens, int):
+        if isinstance(tokens, bool) or not isinstance(tokens, int):
             tokens = round(len(thinking.split()) / 0.75)
+        elif tokens <= 0:
+            raise _Retryable(f"malformed reply: usage.completion_tokens = {tokens} for a non-empty completion")
         return Thinking(thinking, tokens)
 
     def think(self, text: str, document: Document | None = None) -> Thinking:
@@ -283,7 +326,7 @@ class OpenAICompatibleTeacher:
             except _Retryable as e:
                 if attempt == c.max_retries:
                     raise TeacherError(f"{path}: gave up after {attempt + 1} attempts; last: {e}") from None
-                delay = e.retry_after if e.retry_after is not None else \
+                delay = min(c.backoff_max_s, e.retry_after) if e.retry_after is not None else \
                     min(c.backoff_max_s, c.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
                 log.warning("teacher request failed (%s); retry %d in %.2fs", e, attempt + 1, delay)
                 time.sleep(delay)

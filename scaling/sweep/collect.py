@@ -13,7 +13,6 @@ version; an inference row repeated exactly is kept once.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.appended import CorruptLine, read_jsonl
 from analysis.atomic import write_bytes_atomic
 from analysis.schema import INFERENCE, METADATA_KEY, SCHEMA_VERSION, TRAINING, TRAINING_KEY
 from scaling.configuration import ConfigError
@@ -50,14 +50,12 @@ def _check_value(value, kind, where: str, column: str):
 def read_rows(path: Path, schema: dict) -> list[dict]:
     """A jsonl table file's rows, each checked against the schema."""
     rows = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    try:
+        lines = list(read_jsonl(path))
+    except CorruptLine as e:
+        raise ConfigError(str(e)) from None
+    for line_no, row in lines:
         where = f"{path}:{line_no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{where}: not a JSON row ({e})") from None
         missing = [c for c in schema if c not in row]
         if missing:
             raise ConfigError(f"{where}: missing required column(s) {', '.join(missing)}")

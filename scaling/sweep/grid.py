@@ -124,6 +124,10 @@ class Grid:
                 raise ConfigError(f"Grid.arm_overrides: {arm!r} is not one of Grid.arms ({', '.join(self.arms)})")
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
             raise ConfigError(f"Grid.seeds must be a non-empty list of integers, got {self.seeds!r}")
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            raise ConfigError(f"Grid.seeds = {list(self.seeds)!r} repeats seed(s) {', '.join(map(str, repeated))}: "
+                              f"the same seed is the same run; give distinct seeds")
         if self.infer_branches not in ("all", "last"):
             raise ConfigError(f"Grid.infer_branches must be 'all' or 'last', got {self.infer_branches!r}")
         if not isinstance(self.hyperparameters, str) or (

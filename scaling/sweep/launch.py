@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import jax
 
+from analysis import flags
 from scaling.configuration import ConfigError
 from scaling.data import batch_cache
 from scaling.model import ModelConfig
@@ -34,7 +36,7 @@ def configure_sweep(parser):
                         help="local: cores (and XLA/tf.data/BLAS threads) per run (default 1, or cores / workers)")
     parser.add_argument("--dry_run", action="store_true", help="print the plan, total FLOPs and wall time; run nothing")
     parser.add_argument("--retry_failed", action="store_true", help="run failed runs again")
-    parser.add_argument("--throughput", type=float, default=None,
+    parser.add_argument("--throughput", type=flags.positive, default=None,
                         help="training FLOP/s per run for the time estimates (default: measured or recorded)")
     ray = parser.add_argument_group("ray executor")
     ray.add_argument("--ray_address", default=None,
@@ -59,6 +61,10 @@ def _on_workers(seconds: float, workers: int | None) -> str:
     if workers is None:
         return "on as many workers at a time as the Ray cluster fits"
     return f"{_hours(seconds / workers)} on {workers} worker(s)"
+
+
+# A plan estimated longer than this draws a warning naming its days (a budget typed in the wrong unit).
+LONG_PLAN_DAYS = 7
 
 
 def plan(grid_file: str, bindings: tuple[str, ...], sweep_dir: str | None):
@@ -176,6 +182,11 @@ def run_sweep(args) -> int:
           f"({_on_workers(total_seconds, workers)}): training at the rates shown plus each run's start-up, "
           f"{_hours(start.seconds)} ({start.source}); evaluations and inference add to it")
     print(law_support.describe(law_support.planned_points(plans)))
+    days = total_seconds / (workers or len(plans)) / 86400
+    if days > LONG_PLAN_DAYS:
+        print(f"scaling sweep: warning: the plan's training steps alone are estimated at {days:,.0f} days on "
+              f"{workers or len(plans)} worker(s); check Grid.data_budgets (tokens) and Grid.compute_budgets (FLOPs)",
+              file=sys.stderr, flush=True)
     if args.dry_run:
         return 0
     store.write_plan(directory, grid, args.grid, plans)

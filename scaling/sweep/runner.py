@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from scaling import timings
+from scaling.native_noise import NOISE
 from scaling.sweep import claims, store
 
 # Outcomes of execute(): terminal ones end the run's scheduling; the rest are retried later.
@@ -108,7 +109,10 @@ def _failure_reason(run_dir: Path, phase: str, returncode: int, log: Path) -> st
     if isinstance(status, dict) and status.get("state") == "failed" and status.get("reason"):
         return str(status["reason"])
     how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
-    tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:] if log.exists() else []
+    lines = [line for line in log.read_text(errors="replace").splitlines()
+             if line.strip() and not NOISE.match(line.encode())] if log.exists() else []
+    # the command's own one-line error where there is one, else the log's last lines
+    tail = [line for line in lines if line.startswith("scaling ")][-1:] or lines[-3:]
     return f"{phase} {how}" + (": " + " | ".join(tail) if tail else "")
 
 

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis.appended import read_records
 from scaling import accounting, mfu, partitioning, timings
 from scaling.model import ModelConfig
 from scaling.optimizer import make_optimizer
@@ -66,8 +67,8 @@ def startup(sweep_dir: Path, smallest: tuple[ModelConfig, int] | None, imports_s
     this process's imports (`imports_s`, what a run's process also pays) plus compiling and taking
     a step of the smallest model here (None: not measured), a lower bound either way a run
     compiles its evaluation and inference too."""
-    seen = [float(json.loads(line)["startup_s"]) for path in Path(sweep_dir).glob(f"*/{timings.FILE}")
-            for line in path.read_text().splitlines() if line.strip() and '"startup_s"' in line]
+    seen = [float(record["startup_s"]) for path in Path(sweep_dir).glob(f"*/{timings.FILE}")
+            for record in read_records(path) if "startup_s" in record]
     if seen:
         return StartUp(statistics.median(seen), f"recorded: median of {len(seen)} processes")
     began = time.perf_counter()
@@ -93,7 +94,7 @@ def recorded(sweep_dir: Path, config: dict, batch_size: int) -> float | None:
         log = run_json.parent / "log.jsonl"
         if not log.is_file():
             continue
-        lines = [json.loads(line) for line in log.read_text().splitlines()[-20:] if line.strip()]
+        lines = read_records(log)[-20:]
         rates += [float(r["flops_per_s"]) for r in lines[1:] if r.get("flops_per_s")]  # first includes compile
     return statistics.median(rates) if rates else None
 
