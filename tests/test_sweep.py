@@ -309,7 +309,7 @@ def _planned_run(sweep: Path, name: str, job: dict | None, status: dict | None, 
     run_dir = sweep / name
     run_dir.mkdir(parents=True)
     write_json_atomic(run_dir / "run.json", {"name": name, "readable": name.rsplit("-", 1)[0],
-                                             "config_hash": name.rsplit("-", 1)[1], "point": {},
+                                             "config_hash": name.rsplit("-", 1)[1], "point": {"seed": 0},
                                              "train_config": "", "infer_config": ""}, sort_keys=True)
     if job:
         store.write_job(run_dir, job)
