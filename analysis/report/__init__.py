@@ -104,7 +104,8 @@ def render(name, training_source, training, inference, sources, columns, bootstr
         for law_name, law in laws.items():
             law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
     if findings_path is not None:  # measured first: the claims and TPT's matched-accuracy multipliers lead
-        measured.write(findings_path, measured.with_claims({**measured.build(laws, training, inference, floor, bootstrap),
+        measured.write(findings_path, measured.with_claims({**measured.build(laws, training, inference, floor, bootstrap,
+                                                                           fit_notes=fit_notes),
                                                             **(measure(laws) if measure is not None else {})}))
         sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>"

@@ -42,13 +42,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.determination import with_status
 from analysis import recommend
+from analysis.determination import with_status
 from analysis.atomic import write_json_atomic
 from analysis.fitting import fit
 from analysis.forms.augmentation import ordered_arms
 from analysis.report import claims as claims_of, replicates
 from analysis.report.findings import joint_scenario
+from analysis.report.laws import E_FREE
 
 FILE_NAME = "findings.json"
 VERSION = 2
@@ -145,10 +146,12 @@ def best_split(joint) -> tuple[dict, dict]:
 
 
 def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, floor: dict | None,
-          bootstrap: int, wall_s: float | None = None) -> dict:
-    """The findings of fitted laws and tables (fits the extra augmentation laws it needs)."""
+          bootstrap: int, wall_s: float | None = None, fit_notes=()) -> dict:
+    """The findings of fitted laws and tables (fits the extra augmentation laws it needs).
+    `fit_notes`: (law name, reason) for each law the report could not fit, so a missing law is
+    explained by its real reason."""
     notes: list[str] = []
-    chinchilla = laws.get("chinchilla")
+    chinchilla = laws.get(E_FREE) or laws.get("chinchilla")   # with a known floor, E free is the check
     fitted_e = None
     if chinchilla is not None and "E" in chinchilla.parameters:
         e = chinchilla.parameters["E"]
@@ -157,7 +160,8 @@ def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, fl
     # The best split (a search over the joint law, mostly compilation) beside the multiplier fits.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as beside:
         split_answer = beside.submit(_best_split_or_note, laws.get("joint_inference"))
-        multipliers, cells = _multipliers_and_cells(laws, training, inference, bootstrap, notes)
+        multipliers, cells = _multipliers_and_cells(laws, training, inference, bootstrap, notes,
+                                                    dict(fit_notes).get("augmentation"))
         split, query, split_note = split_answer.result()
     if split_note:
         notes.append(split_note)
@@ -211,12 +215,15 @@ def _best_split_or_note(joint) -> tuple[dict | None, dict | None, str | None]:
             return None, None, f"best_split: {e}"
 
 
-def _multipliers_and_cells(laws, training, inference, bootstrap, notes) -> tuple[list[dict], list[dict]]:
+def _multipliers_and_cells(laws, training, inference, bootstrap, notes,
+                           augmentation_reason: str | None) -> tuple[list[dict], list[dict]]:
     multipliers = []
     if laws.get("augmentation") is not None:
         multipliers += multipliers_of(laws["augmentation"], "eval_loss")
     else:
-        notes.append("multipliers on eval_loss: no augmentation law (it needs two arms)")
+        reason = augmentation_reason or ("it needs two arms" if training.get("arm", pd.Series()).nunique() < 2
+                                         else "it was not fitted")
+        notes.append(f"multipliers on eval_loss: no augmentation law ({reason})")
     arms = training["arm"].nunique() if "arm" in training else 0
     if arms > 1 and "eval_loss_hard" in training and training["eval_loss_hard"].notna().any():
         multipliers += _fit_multipliers(training, "eval_loss_hard", bootstrap, notes)
