@@ -201,8 +201,8 @@ def infer(config: InferConfig, branch: str | None = None, step: int | None = Non
     longest = max(len(qa.prompt_ids(protocols.Question.of(p), largest, vocab.encode)) for d in checked.difficulties
                   for p in corpus.qa_problems(config.problems_per_difficulty, d, config.seed)) \
         + proto.max_new_tokens(largest)
-    if longest > model.seq_len:
-        print(f"note: sequences reach {longest} tokens, beyond the {model.seq_len} the model was trained on")
+    for line in checked.warnings(longest, model.seq_len):
+        print(f"scaling infer: warning: {line}", file=sys.stderr, flush=True)
 
     settings, requests, requested = _plan(config, checked, base, qa, vocab.encode, done)
     pending = collections.Counter(r.setting for r in requests)
