@@ -105,7 +105,7 @@ def test_greedy_flops_are_exact_for_the_actual_lengths(swept):
         flops = [accounting.inference_flops_per_query(CONFIG, len(p), int(g)) for p, g in zip(prompts, out.generated)]
         assert math.isclose(rows[budget]["flops_per_query"], sum(flops) / 2)
         assert rows[budget]["mean_generated_tokens"] == out.generated.mean()
-        answers = [corpus.extract_answer(infer.vocabulary.decode(out.answer_ids(i))) for i in range(2)]
+        answers = [corpus.extract_answer(vocabulary.decode(out.answer_ids(i))) for i in range(2)]
         assert rows[budget]["accuracy"] == sum(a == p.answer for a, p in zip(answers, problems)) / 2
 
 
