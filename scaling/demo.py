@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.atomic import unwritable
+from analysis.atomic import unwritable, write_text_atomic
 from analysis.tables import read_table
 from scaling import infer
 from scaling.configuration import REPO_ROOT, GinArgs
@@ -151,6 +151,7 @@ def run_demo(args) -> int:
     from analysis import load_law, recommend, report
     from analysis.cli import check_law_bounds
     from analysis.report import measured
+    from analysis.report.findings import findings
     from scaling.sweep import report_support
 
     if args.gin.files:
@@ -197,18 +198,18 @@ def run_demo(args) -> int:
                                sweep=report_support.SweepFolders(floor_documents=QUICK_FLOOR_DOCUMENTS if args.quick else
                                                                  report_support.FLOOR_DOCUMENTS),
                                findings_path=findings_path, measure=AdaptiveThinking(sweep_dir, results))
-    report.write_atomic(output, text)
+    write_text_atomic(output, text)
     print(f"laws: {laws_dir}/  figures: {figures_dir}/  report: {output}", flush=True)
 
     _step(4, "what the data shows")
     laws = {path.stem: load_law(path) for path in sorted(laws_dir.glob("*.json"))}
-    inference = report.read_table(results / "inference.parquet")
+    inference = read_table(results / "inference.parquet")
     # The claims' verdicts and TPT's matched-accuracy multipliers first, then the laws' findings.
     print(f"Measured findings ({findings_path}):")
     for line in measured.summary_lines(measured.read(findings_path)):
         print(f"- {line}")
     print("\nWhat the fitted laws say:")
-    for line in report.findings(laws, inference):
+    for line in findings(laws, inference):
         print(f"- {line}")
     out_of_bounds = "chinchilla" in laws and check_law_bounds(laws["chinchilla"], laws_dir / "chinchilla.json")
     if out_of_bounds:

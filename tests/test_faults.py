@@ -491,7 +491,7 @@ def test_ctrl_c_during_a_fit_is_one_line_exit_130_and_the_old_output_intact(file
 
 # Verbs whose --help still imports JAX: their flags are built from the law forms and questions
 # (analysis.forms, analysis.questions), which are JAX code (issue 31 says what is left).
-HEAVY_HELP = ("fit", "predict", "recommend", "report", "compare")
+HEAVY_HELP = ("fit", "predict", "recommend", "report")
 
 
 def test_help_imports_neither_jax_nor_tensorflow_and_start_up_prints_no_native_noise():

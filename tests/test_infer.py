@@ -196,7 +196,7 @@ def test_a_bad_policy_or_mix_is_refused_naming_the_binding(swept, policy, mix, m
 
 
 @pytest.mark.parametrize("setting, match", [
-    ({"samples": [0]}, r"infer.samples must be a non-empty list of integers >= 1, got \[0\]"),
+    ({"samples": [0]}, r"infer.samples must be a list of integers >= 1, got \[0\]"),  # []: greedy only
     ({"thinking_budgets": []}, "infer.thinking_budgets must be a non-empty list"),
     ({"temperature": 0.0}, r"infer.temperature must be > 0"),
     ({"top_p": True}, r"infer.top_p must be in \(0, 1\]"),
