@@ -94,8 +94,10 @@ def _check_findings_contract(results, joint, out):
     findings = json.loads((results / "findings.json").read_text())
     assert findings["wall_s"] > 0
     assert 0 < findings["entropy_nats_per_token"] < 3  # the SentencePiece vocabulary's floor
-    chinchilla = analysis.load_law(results / "laws" / "chinchilla.json")
-    e = chinchilla.parameters["E"]
+    # the laws that answer hold E at the corpus's floor; fitted_E is the E-free check's
+    assert analysis.load_law(results / "laws" / "chinchilla.json").parameters["E"].status == "fixed"
+    e = analysis.load_law(results / "laws" / "chinchilla_e_free.json").parameters["E"]
+    assert findings["fitted_E"]["law"] == "chinchilla (E free)"
     assert findings["fitted_E"]["estimate"] == e.estimate and [findings["fitted_E"]["low"], findings["fitted_E"]["high"]] == list(e.ci)
     seen = {(m["arm"], m["target"], m["accounting"]) for m in findings["multipliers"]}
     for arm in ("thinking", "thinking_inline"):
