@@ -168,13 +168,13 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     _check_bounds(estimates, form.bounds_for(options), form.name, source)
     names = fitted.parameter_names_for(options)
     statuses, warm = {}, distinct_optima(x, f, 2)
+    runs, replicates = runs_of(frame, tuple(fitted.required_covariates(options)))
     if profile:
         statuses, ends = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
-                                  form.bounds_for(options))
+                                  form.bounds_for(options), replicates=runs)
         unsettled = [t for thetas in ends.values() for t in thetas]
         warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
                                np.zeros(len(warm) + len(unsettled)), 4)
-    runs, replicates = runs_of(frame, tuple(fitted.required_covariates(options)))
     scheme = scheme_for(len(frame), resampling)
     draws, boot_converged = {}, None
     if bootstrap > 0:

@@ -91,6 +91,45 @@ def leverage(jacobian: np.ndarray) -> np.ndarray:
     return np.clip(np.sum(q * q, axis=1), 0.0, 0.99)
 
 
+def run_error_stretch(jacobian: np.ndarray, residual: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Per fitting coordinate, the factor (>= 1) by which the profile interval is stretched about
+    the estimate when rows share a run's error (Chandler and Bate's horizontal adjustment of an
+    independence likelihood). The residuals give the two variance components, within runs
+    (sigma_e^2) and shared by a run (sigma_u^2), by unbiased moments of the linearised model
+    (E[r'Ar] = tr(A M Sigma M), A = I and ZZ', M the residual maker); the coordinate's variance under
+    that error, (J'J)^-1 J' Sigma J (J'J)^-1, against the independence profile's s^2 (J'J)^-1, with
+    Satterthwaite's degrees of freedom for the F cut-off in place of n - p. Only widens: where the
+    run-level analysis would narrow an interval, the independence profile is kept."""
+    n, n_coords = jacobian.shape
+    ones = np.ones(n_coords)
+    n_runs = int(runs.max()) + 1
+    if n_runs >= n:
+        return ones
+    jac = np.nan_to_num(jacobian)
+    inverse = np.linalg.pinv(jac.T @ jac)
+    maker = np.eye(n) - jac @ inverse @ jac.T
+    incidence = np.eye(n_runs)[runs]
+    shared = incidence @ incidence.T                      # ZZ': 1 where two rows share a run
+    forms = (np.eye(n), shared)
+    moments = np.array([[np.trace(a @ maker @ b @ maker) for b in (np.eye(n), shared)] for a in forms])
+    observed = np.array([residual @ a @ residual for a in forms])
+    sigma_e, sigma_u = np.linalg.lstsq(moments, observed, rcond=None)[0]
+    rank = int(np.linalg.matrix_rank(jac))
+    if not (sigma_e > 0 and sigma_u > 0) or n <= rank:
+        return ones
+    omega = maker @ (sigma_e * np.eye(n) + sigma_u * shared) @ maker
+    between = np.array([[2.0 * np.trace(a @ omega @ b @ omega) for b in forms] for a in forms])
+    spread = np.linalg.solve(moments, np.linalg.solve(moments, between).T)   # Cov(sigma_e, sigma_u)
+    gain = inverse @ jac.T
+    weights = np.stack([np.sum(gain * gain, axis=1), np.sum((gain @ shared) * gain, axis=1)], axis=1)
+    variance = weights @ np.array([sigma_e, sigma_u])
+    dof = 2.0 * variance ** 2 / np.maximum(np.einsum("ja,ab,jb->j", weights, spread, weights), 1e-300)
+    independent = float(residual @ residual) / (n - rank) * np.diag(inverse)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = variance / independent * stats.f.ppf(0.95, 1, np.maximum(dof, 1.0)) / stats.f.ppf(0.95, 1, n - rank)
+    return np.sqrt(np.where(np.isfinite(ratio) & (ratio > 1.0), ratio, 1.0))
+
+
 def profile_ladder(center: float, low: float, high: float) -> np.ndarray:
     """The first pass's fixed values of one fitting coordinate: center +- LADDER, inside [low, high]
     (the coordinate's limits; the limit itself is a rung when the ladder passes it)."""
@@ -165,11 +204,13 @@ def _coordinates(names, to_parameters, best: np.ndarray):
     return depends, identity
 
 
-def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, bounds, iters: int = 300):
+def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, bounds, iters: int = 300,
+             replicates: np.ndarray | None = None):
     """Profile every fitting coordinate of `problem` (analysis.fitting.Problem) around `best` and
-    read each parameter's status and profile interval. Returns ({name: Identification},
-    {coordinate: [thetas at the profile's ends]} for the coordinates not identified: diverse optima
-    for the bootstrap's warm starts, from which a refit can leave a bound)."""
+    read each parameter's status and profile interval; with `replicates` (run labels per row:
+    runs_of) each closed end is stretched for a run's shared error (run_error_stretch). Returns
+    ({name: Identification}, {coordinate: [thetas at the profile's ends]} for the coordinates not
+    identified: diverse optima for the bootstrap's warm starts, from which a refit can leave a bound)."""
     depends, identity = _coordinates(names, to_parameters, best)
     n_coords = len(best)
     limits = {j: bounds.get(identity[j], (-np.inf, np.inf)) if j in identity else (-np.inf, np.inf)
@@ -202,9 +243,12 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
         old = runs[j]
         runs[j] = (np.concatenate([old[0], values]), np.concatenate([old[1], dev]), np.concatenate([old[2], thetas]))
     per_coordinate, ends_thetas = {}, {}
+    stretch = np.ones(n_coords)
+    if replicates is not None and not problem.binomial:
+        stretch = run_error_stretch(problem.jacobian(best), np.asarray(problem.y) - problem.fitted(best), replicates)
     for j, (values, dev, thetas) in runs.items():
         per_coordinate[j], ends_thetas[j] = _read(j, values, scale(dev), thetas, float(best[j]), cut, limits[j],
-                                                  depends, names, to_parameters, best)
+                                                  depends, names, to_parameters, best, stretch[j])
     result = {}
     for name in names:
         coords = depends[name]
@@ -280,8 +324,9 @@ def _deviance_scale(problem, best, d_min):
     return (lambda d: dof * (np.asarray(d) - d_min) / floor), threshold(n, p)
 
 
-def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parameters, best):
-    """One coordinate's status (reason with a '{name}' placeholder) and the thetas at its ends."""
+def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parameters, best, stretch=1.0):
+    """One coordinate's status (reason with a '{name}' placeholder) and the thetas at its ends;
+    a closed end moves `stretch` times as far from the center (inside the coordinate's limits)."""
     ends, at_limit, end_thetas = {}, {}, []
     for side in (-1, 1):
         inside, outside = crossing(values, stat, center, cut, side)
@@ -290,7 +335,8 @@ def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parame
             i_in = np.flatnonzero(values == inside)
             d_in = float(stat[i_in[0]]) if len(i_in) else 0.0
             d_out = float(stat[np.flatnonzero(values == outside)[0]])
-            ends[side] = ("closed", interpolate(inside, outside, d_in, d_out, cut))
+            end = center + stretch * (interpolate(inside, outside, d_in, d_out, cut) - center)
+            ends[side] = ("closed", float(np.clip(end, *limit)))
             end_thetas.append(thetas[np.flatnonzero(values == outside)[0]])
             at_limit[side] = False
             continue
