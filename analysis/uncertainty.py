@@ -14,6 +14,9 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
   closed at that limit and the status "at_bound"; one flat towards infinity, or flat on both
   sides, gives "not_identified". The percentile bootstrap cannot do this: once a refit has left
   E at 1e-48 the objective no longer depends on it and no resample brings it back.
+- Runs with several rows (`run_error_stretch`): the deviance treats rows as independent, so where
+  a seed's error is shared by a run's rows the profile interval is stretched about the estimate
+  by the ratio of the coordinate's variance under the shared error to the one the profile assumes.
 """
 
 from __future__ import annotations
