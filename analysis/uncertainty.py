@@ -99,35 +99,47 @@ def run_error_stretch(jacobian: np.ndarray, residual: np.ndarray, runs: np.ndarr
     the estimate when rows share a run's error (Chandler and Bate's horizontal adjustment of an
     independence likelihood). The residuals give the two variance components, within runs
     (sigma_e^2) and shared by a run (sigma_u^2), by unbiased moments of the linearised model
-    (E[r'Ar] = tr(A M Sigma M), A = I and ZZ', M the residual maker); the coordinate's variance under
-    that error, (J'J)^-1 J' Sigma J (J'J)^-1, against the independence profile's s^2 (J'J)^-1, with
-    Satterthwaite's degrees of freedom for the F cut-off in place of n - p. Only widens: where the
-    run-level analysis would narrow an interval, the independence profile is kept."""
+    (E[r'Ar] = tr(A M Sigma M), A = I and ZZ', M the residual maker, Z the run incidence); the
+    coordinate's variance under that error, (J'J)^-1 J' Sigma J (J'J)^-1, against the independence
+    profile's s^2 (J'J)^-1, with Satterthwaite's degrees of freedom for the F cut-off in place of
+    n - p. Only widens: where the run-level analysis would narrow an interval, the independence
+    profile is kept. Run-level matrices only (K = Z'MZ), so a long table costs O(n p^2)."""
     n, n_coords = jacobian.shape
     ones = np.ones(n_coords)
     n_runs = int(runs.max()) + 1
-    if n_runs >= n:
-        return ones
     jac = np.nan_to_num(jacobian)
-    inverse = np.linalg.pinv(jac.T @ jac)
-    maker = np.eye(n) - jac @ inverse @ jac.T
-    incidence = np.eye(n_runs)[runs]
-    shared = incidence @ incidence.T                      # ZZ': 1 where two rows share a run
-    forms = (np.eye(n), shared)
-    moments = np.array([[np.trace(a @ maker @ b @ maker) for b in (np.eye(n), shared)] for a in forms])
-    observed = np.array([residual @ a @ residual for a in forms])
-    sigma_e, sigma_u = np.linalg.lstsq(moments, observed, rcond=None)[0]
-    rank = int(np.linalg.matrix_rank(jac))
-    if not (sigma_e > 0 and sigma_u > 0) or n <= rank:
+    q, singular, _ = np.linalg.svd(jac, full_matrices=False)
+    q = q[:, singular > singular[0] * 1e-12] if singular[0] > 0 else q[:, :0]
+    rank = q.shape[1]
+    if n_runs >= n or n <= rank:
         return ones
-    omega = maker @ (sigma_e * np.eye(n) + sigma_u * shared) @ maker
-    between = np.array([[2.0 * np.trace(a @ omega @ b @ omega) for b in forms] for a in forms])
+    def run_sums(values):                                  # Z' values
+        out = np.zeros((n_runs,) + values.shape[1:])
+        np.add.at(out, runs, values)
+        return out
+
+    spanned = run_sums(q)
+    k = np.diag(np.bincount(runs, minlength=n_runs).astype(float)) - spanned @ spanned.T   # K = Z'MZ
+    k2 = k @ k
+    power = [None, np.trace(k), np.trace(k2), float(np.sum(k * k2))]   # tr(K), tr(K^2), tr(K^3)
+    moments = np.array([[n - rank, power[1]], [power[1], power[2]]])
+    shared = run_sums(residual)
+    observed = np.array([residual @ residual, shared @ shared])
+    sigma_e, sigma_u = np.linalg.lstsq(moments, observed, rcond=None)[0]
+    if not (sigma_e > 0 and sigma_u > 0):
+        return ones
+    # Cov of the two quadratic forms under normality: 2 tr(A Omega B Omega), Omega = M Sigma M
+    between = 2.0 * np.array([
+        [sigma_e ** 2 * (n - rank) + 2 * sigma_e * sigma_u * power[1] + sigma_u ** 2 * power[2],
+         sigma_e ** 2 * power[1] + 2 * sigma_e * sigma_u * power[2] + sigma_u ** 2 * power[3]],
+        [0.0, np.sum((sigma_e * k + sigma_u * k2) ** 2)]])
+    between[1, 0] = between[0, 1]
     spread = np.linalg.solve(moments, np.linalg.solve(moments, between).T)   # Cov(sigma_e, sigma_u)
-    gain = inverse @ jac.T
-    weights = np.stack([np.sum(gain * gain, axis=1), np.sum((gain @ shared) * gain, axis=1)], axis=1)
+    gain = np.linalg.pinv(jac)                            # (J'J)^-1 J'
+    weights = np.stack([np.sum(gain * gain, axis=1), np.sum(run_sums(gain.T) ** 2, axis=0)], axis=1)
     variance = weights @ np.array([sigma_e, sigma_u])
     dof = 2.0 * variance ** 2 / np.maximum(np.einsum("ja,ab,jb->j", weights, spread, weights), 1e-300)
-    independent = float(residual @ residual) / (n - rank) * np.diag(inverse)
+    independent = float(residual @ residual) / (n - rank) * weights[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = variance / independent * stats.f.ppf(0.95, 1, np.maximum(dof, 1.0)) / stats.f.ppf(0.95, 1, n - rank)
     return np.sqrt(np.where(np.isfinite(ratio) & (ratio > 1.0), ratio, 1.0))
