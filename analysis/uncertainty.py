@@ -341,7 +341,7 @@ def _deviance_scale(problem, best, d_min):
 
 def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parameters, best, stretch=1.0):
     """One coordinate's status (reason with a '{name}' placeholder) and the thetas at its ends;
-    a closed end moves `stretch` times as far from the center (inside the coordinate's limits)."""
+    an identified coordinate's ends move `stretch` times as far from the center (inside its limits)."""
     ends, at_limit, end_thetas = {}, {}, []
     for side in (-1, 1):
         inside, outside = crossing(values, stat, center, cut, side)
@@ -350,8 +350,7 @@ def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parame
             i_in = np.flatnonzero(values == inside)
             d_in = float(stat[i_in[0]]) if len(i_in) else 0.0
             d_out = float(stat[np.flatnonzero(values == outside)[0]])
-            end = center + stretch * (interpolate(inside, outside, d_in, d_out, cut) - center)
-            ends[side] = ("closed", float(np.clip(end, *limit)))
+            ends[side] = ("closed", interpolate(inside, outside, d_in, d_out, cut))
             end_thetas.append(thetas[np.flatnonzero(values == outside)[0]])
             at_limit[side] = False
             continue
@@ -369,7 +368,12 @@ def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parame
             reached = all(np.isclose(float(a[n]), float(b[n]), rtol=1e-6, atol=1e-12) for n in deps)
         at_limit[side] = bool(reached)
     ident = status_of("{name}", ends, at_limit)
-    return Identification(ident.status, ident.reason, (ends[-1][1], ends[1][1])), end_thetas
+    reason = ident.reason
+    if stretch > 1.0 and ident.status == "identified":   # near a limit the linearisation does not hold
+        ends = {side: ("closed", float(np.clip(center + stretch * (end - center), *limit)))
+                for side, (_, end) in ends.items()}
+        reason += f"; its interval widened {stretch:.2f}x for the error a run's rows share (several seeds a point)"
+    return Identification(ident.status, reason, (ends[-1][1], ends[1][1])), end_thetas
 
 
 def _in_units(name, j, coords, to_parameters, best):
