@@ -15,7 +15,18 @@ from analysis.solver import minimize_batch
 from analysis.uncertainty import leverage, resample_rows
 
 ROWS = 64  # starts per call of the compiled minimizer (refinement keeps 64: one call)
+# Starts x data-row elements one call may hold (2**24 float64: 128 MiB, and each of the objective's
+# intermediates [starts, rows] about half that): a 1e6-row table's 4,500 starts held at once asked
+# for 33.5 GiB. Small tables keep ROWS starts per call.
+ELEMENT_BUDGET = 2 ** 24
 ROW_BUCKET = 16  # data rows are padded to a multiple of this, so tables of similar size share a program
+
+
+def starts_per_call(row_length: int) -> int:
+    """ROWS, or fewer starts per call (a power of two, at least 1, so tables of similar size share
+    a program) where ROWS data rows of `row_length` would pass ELEMENT_BUDGET."""
+    fitting = max(1, ELEMENT_BUDGET // row_length)
+    return ROWS if fitting >= ROWS else 1 << (fitting.bit_length() - 1)
 
 
 def huber(r, delta):
@@ -115,25 +126,34 @@ class Problem:
                     jnp.asarray(np.log(y) if self.form.log_target else y))
 
     def minimize(self, x0: np.ndarray, iters: int, weights=None, y=None, loss=None, mask=None, fixed=None,
-                 deviance: bool = False):
-        """Minimize from each row of x0 [m, P]; weights [m, n], targets y [m, n] (fitting scale),
-        step-1 losses [m, n], masks and fixed values [m, P] per row, or None for the table's own.
-        ROWS rows per call (the last call padded with copies of its first row, whose results are
-        dropped). Each row stops on its own, so a row's result does not depend on the rows beside it."""
+                 deviance: bool = False, starts_per_draw: int = 1):
+        """Minimize from each row of x0 [s, P]; weights, targets y (fitting scale) and step-1
+        losses [s / starts_per_draw, n] (draw j serves starts j * starts_per_draw onwards: the
+        bootstrap's warm starts of one resample), masks and fixed values [s, P] per start, or None
+        for the table's own. Each start's data row is built when its call comes: a call holds
+        `starts_per_call` starts (the last padded with copies of its first, dropped), so memory
+        stays bounded whatever the number of starts and rows. Each start stops on its own, so a
+        start's result does not depend on the starts beside it, nor on how many share its call."""
         count = len(x0)
-        rows = np.stack([self._row(np.pad(np.ones(self.n) if weights is None else weights[i], (0, self._pad)),
-                                   None if y is None else self._padded(y[i]),
-                                   None if loss is None else self._padded(loss[i]),
-                                   None if mask is None else mask[i], None if fixed is None else fixed[i],
-                                   float(deviance)) for i in range(count)])
+
+        def data_row(i):
+            j = i // starts_per_draw
+            return self._row(np.pad(np.ones(self.n) if weights is None else weights[j], (0, self._pad)),
+                             None if y is None else self._padded(y[j]), None if loss is None else self._padded(loss[j]),
+                             None if mask is None else mask[i], None if fixed is None else fixed[i], float(deviance))
+
+        row = data_row(0)
+        per_call = starts_per_call(len(row))
         parts, iterations = [], 0
         with jax.enable_x64(True):
-            for first in range(0, count, ROWS):
-                x, r = x0[first:first + ROWS], rows[first:first + ROWS]
+            for first in range(0, count, per_call):
+                x = x0[first:first + per_call]
                 real = len(x)
-                if real < ROWS:
-                    x = np.concatenate([x, np.repeat(x[:1], ROWS - real, axis=0)])
-                    r = np.concatenate([r, np.repeat(r[:1], ROWS - real, axis=0)])
+                r = np.empty((per_call, len(row)))
+                for k in range(real):
+                    r[k] = data_row(first + k)
+                r[real:] = r[0]
+                x = np.concatenate([x, np.repeat(x[:1], per_call - real, axis=0)])
                 out = self._minimize(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(r), self._cov,
                                      jnp.asarray(self._counts), iters)
                 parts.append([np.asarray(v)[:real] for v in out[:3]])
@@ -176,12 +196,8 @@ class Problem:
             y = self._wild_targets(best if best is not None else warm[0], drawn)
         loss = None if step1_draws is None else step1_draws[np.arange(n_boot) % len(step1_draws)]
         n_warm = len(warm)
-
-        def per_start(a):
-            return None if a is None else np.repeat(a, n_warm, axis=0)
-
-        x, f, converged, _ = self.minimize(np.tile(warm, (n_boot, 1)), max_iter, weights=per_start(weights),
-                                           y=per_start(y), loss=per_start(loss))
+        x, f, converged, _ = self.minimize(np.tile(warm, (n_boot, 1)), max_iter, weights=weights, y=y, loss=loss,
+                                           starts_per_draw=n_warm)
         f = f.reshape(n_boot, n_warm)
         pick = np.argmin(f, axis=1)
         x = x.reshape(n_boot, n_warm, -1)[np.arange(n_boot), pick]

@@ -89,12 +89,15 @@ def fit_two_step(table, target: str = "accuracy", columns: Mapping[str, str] | N
     if "is_final" in raw.columns and "is_final" not in columns.values():
         raw = raw[final_rows(raw)]     # as canonical_table does, so rows stay aligned
     raw = raw.reset_index(drop=True)
-    frame, source = canonical_table(raw, ("N", "D", "task_loss"), target=columns["loss"], columns=columns)
-    frame = frame.rename(columns={"loss": "accuracy"})
-    if final_column in raw.columns:
+    final = None
+    if final_column in raw.columns:  # checked first: a bad value can make rows look repeated
         final = pd.to_numeric(raw[final_column], errors="coerce")
         if not final.isin([0, 1]).all():
-            raise TableError(f"{source}: column {final_column!r} (final) must be 0 or 1 in every row")
+            raise TableError(f"{raw.attrs.get('source', 'table')}: column {final_column!r} (final) must be 0 or 1 "
+                             f"in every row")
+    frame, source = canonical_table(raw, ("N", "D", "task_loss"), target=columns["loss"], columns=columns)
+    frame = frame.rename(columns={"loss": "accuracy"})
+    if final is not None:
         frame = frame.assign(final=final.to_numpy())
     if "final" in frame:
         step1_rows = frame[frame["final"] == 1]

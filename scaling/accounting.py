@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from scaling.model import ModelConfig
+from scaling.model_config import ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,8 +28,7 @@ import orbax.checkpoint as ocp
 from analysis.atomic import write_json_atomic
 from scaling.configuration import PlacedConfigError
 from scaling.model import ModelConfig
-
-TRUNK = "trunk"
+from scaling.schedules import TRUNK  # the trunk phase names its checkpoint folder
 ITEMS = ("params", "opt_state", "meta")
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import importlib
 import logging
 import os
 import re
@@ -199,8 +200,17 @@ def _moved(error: Exception) -> str:
     return text
 
 
+# The modules whose configurables a resolved run config binds (the planner's process had them all
+# imported when it wrote config.gin): imported before parsing, so a run parses whatever its
+# command imported so far.
+CONFIGURABLE_MODULES = ("scaling.model_config", "scaling.schedules", "scaling.train_config",
+                        "scaling.infer_config", "scaling.data.teachers")
+
+
 def parse(args: GinArgs) -> None:
     """Parse the files, then the bindings; any error names the file or the flag."""
+    for module in CONFIGURABLE_MODULES:
+        importlib.import_module(module)
     for f in args.files:
         resolved = _resolve(f, None)
         if resolved is not None:

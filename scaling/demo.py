@@ -16,22 +16,22 @@ import sys
 import time
 from pathlib import Path
 
-from analysis import load_law, recommend, report
-from analysis.atomic import unwritable
-from analysis.cli import check_law_bounds
-from analysis.report import measured
+from analysis.atomic import unwritable, write_text_atomic
 from analysis.tables import read_table
 from scaling import infer
 from scaling.configuration import REPO_ROOT, GinArgs
 from scaling.infer_config import InferConfig
-from scaling.sweep import collect, launch, report_support
+from scaling.sweep import collect, launch
 from scaling.sweep.progress import minutes as _minutes
 from scaling.sweep.executors import local_layout
 
 GRIDS = {False: REPO_ROOT / "grids" / "demo.gin", True: REPO_ROOT / "grids" / "demo_quick.gin"}
 # Documents the true floor is estimated over: the quick demo's coarser estimate (standard error
 # about twice the full demo's) takes a fifth of the time.
-FLOOR_DOCUMENTS = {False: report_support.FLOOR_DOCUMENTS, True: 400}
+QUICK_FLOOR_DOCUMENTS = 400
+
+# The analysis package (its laws are JAX code) is imported where the demo reaches its analysis:
+# `scaling demo --help` then answers at once.
 
 
 def configure_demo(parser) -> None:
@@ -83,6 +83,8 @@ class AdaptiveThinking:
         self.sweep_dir, self.results = Path(sweep_dir), Path(results)
 
     def __call__(self, laws: dict) -> dict:
+        from analysis import recommend
+
         joint = laws.get("joint_inference")
         if joint is None or not recommend.law_difficulties(joint):
             return {"adaptive": [], "adaptive_note": "no joint law with a difficulty term: nothing to adapt"}
@@ -146,6 +148,12 @@ class AdaptiveThinking:
 
 
 def run_demo(args) -> int:
+    from analysis import load_law, recommend, report
+    from analysis.cli import check_law_bounds
+    from analysis.report import measured
+    from analysis.report.findings import findings
+    from scaling.sweep import report_support
+
     if args.gin.files:
         print("scaling demo: --gin_file is not used; override the grid with --gin.Grid.NAME=VALUE", file=sys.stderr)
         return 2
@@ -187,20 +195,21 @@ def run_demo(args) -> int:
     findings_path = results / measured.FILE_NAME
     text = report.build_report(results, bootstrap=bootstrap, laws_dir=laws_dir, figures_dir=figures_dir,
                                # the runs' true floor beside the fitted E
-                               sweep=report_support.SweepFolders(floor_documents=FLOOR_DOCUMENTS[args.quick]),
+                               sweep=report_support.SweepFolders(floor_documents=QUICK_FLOOR_DOCUMENTS if args.quick else
+                                                                 report_support.FLOOR_DOCUMENTS),
                                findings_path=findings_path, measure=AdaptiveThinking(sweep_dir, results))
-    report.write_atomic(output, text)
+    write_text_atomic(output, text)
     print(f"laws: {laws_dir}/  figures: {figures_dir}/  report: {output}", flush=True)
 
     _step(4, "what the data shows")
     laws = {path.stem: load_law(path) for path in sorted(laws_dir.glob("*.json"))}
-    inference = report.read_table(results / "inference.parquet")
+    inference = read_table(results / "inference.parquet")
     # The claims' verdicts and TPT's matched-accuracy multipliers first, then the laws' findings.
     print(f"Measured findings ({findings_path}):")
     for line in measured.summary_lines(measured.read(findings_path)):
         print(f"- {line}")
     print("\nWhat the fitted laws say:")
-    for line in report.findings(laws, inference):
+    for line in findings(laws, inference):
         print(f"- {line}")
     out_of_bounds = "chinchilla" in laws and check_law_bounds(laws["chinchilla"], laws_dir / "chinchilla.json")
     if out_of_bounds:

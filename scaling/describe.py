@@ -8,7 +8,7 @@ import json
 from analysis import flags
 from scaling import accounting, configuration
 from scaling.data import sentencepiece_vocab
-from scaling.model import ModelConfig
+from scaling.model_config import ModelConfig
 from scaling.presets import load_model_config, presets
 
 

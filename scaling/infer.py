@@ -22,18 +22,25 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gin
 import pandas as pd
 
 from analysis.appended import read_records
-from scaling import accounting, checkpoints, configuration, decode, timings
+from scaling import accounting, configuration, timings
 from scaling.configuration import ConfigError
-from scaling.data import corpus, formats, protocols, vocabulary
+from scaling.data import corpus, formats, protocols
 from scaling.infer_config import CheckedInference, InferConfig
 from scaling.infer_rows import (METRICS_FILE, POLICY_ROWS_FILE, ROWS_FILE, InferenceError, append_rows, policy_accuracy,
                                 read_rows, row_key, setting_rows, write_metrics)
-from scaling.model import ModelConfig
+from scaling.model_config import ModelConfig
+
+if TYPE_CHECKING:
+    from scaling import decode
+
+# JAX (decoding, checkpoints) and TensorFlow (the vocabularies) are imported where they are used:
+# `scaling infer --help` then answers at once (scaling.cli imports this module to build it).
 
 WAIT_TEXT = " Wait"  # s1's continuation when the model tries to stop thinking early
 TABLE_COLUMNS = ["task", "thinking_budget", "samples", "aggregator", "accuracy", "accuracy_stderr",
@@ -47,6 +54,9 @@ def task_name(difficulty: int) -> str:
 def protocol(max_answer_tokens: int, vocab=None) -> decode.Protocol:
     """The test-time protocol of scaling.data.formats as token ids (of `vocab`, default the
     byte vocabulary), with s1's "Wait"."""
+    from scaling import decode
+    from scaling.data import vocabulary
+
     vocab = vocab or vocabulary.ThinkByteVocabulary()
     return decode.Protocol(eos_id=vocab.eos_id, pad_id=vocab.pad_id,
                            think_open_id=vocab.think_open_id, think_close_id=vocab.think_close_id,
@@ -74,14 +84,19 @@ class _Request:
 
 def _decode_requests(config: ModelConfig, params, requests: list[_Request], proto: decode.Protocol,
                      max_extensions: int, top_p: float, batch_size: int, max_new: int, on_batch,
-                     decode_text=vocabulary.decode) -> None:
+                     decode_text=None) -> None:
     """Decode every request in fixed-shape batches that mix settings: requests are ordered by
     thinking budget (a batch of short budgets stops early) and prompt length, and each row carries
     its own budget, temperature and seed, so its output does not depend on its batch. Every batch
     has room for `max_new` tokens (the largest budget's) and every prompt is padded to the
     longest one's width, so all share one compiled program; the last batch is filled with
     repeats. `on_batch(requests, outcomes)` sees each batch's results: the decoded thinking and
-    answer texts (the setting's protocol reads the answer from them)."""
+    answer texts (the setting's protocol reads the answer from them); `decode_text` turns ids into
+    text (default the byte vocabulary's)."""
+    from scaling import decode
+    from scaling.data import vocabulary
+
+    decode_text = decode_text or vocabulary.decode
     order = sorted(requests, key=lambda r: (r.budget, len(r.prompt)))
     width = decode.prompt_width(max((len(r.prompt) for r in requests), default=1))
     for start in range(0, len(order), batch_size):
@@ -113,6 +128,8 @@ def _sample_seed(seed: int, difficulty: int, budget: int, problem: int, sample: 
 
 
 def _select_checkpoint(run_dir: Path, branch: str | None, step: int | None) -> dict:
+    from scaling import checkpoints
+
     finished = checkpoints.finished_branches(run_dir)
     if not finished:
         raise InferenceError(f"{run_dir}: no finished branch to evaluate (checkpoints/branches.json is missing "
@@ -184,6 +201,9 @@ def infer(config: InferConfig, branch: str | None = None, step: int | None = Non
     POLICY_ROWS_FILE (settings already in either file are not decoded again) and prints its
     accuracy over the difficulty mix (`policy_accuracy`). Returns this checkpoint's rows (all
     settings, including those found already computed)."""
+    from scaling import checkpoints
+    from scaling.data import vocabulary
+
     run_dir = config.run_dir()
     checked = config.check()
     chosen = _select_checkpoint(run_dir, branch, step)
@@ -201,8 +221,8 @@ def infer(config: InferConfig, branch: str | None = None, step: int | None = Non
     longest = max(len(qa.prompt_ids(protocols.Question.of(p), largest, vocab.encode)) for d in checked.difficulties
                   for p in corpus.qa_problems(config.problems_per_difficulty, d, config.seed)) \
         + proto.max_new_tokens(largest)
-    if longest > model.seq_len:
-        print(f"note: sequences reach {longest} tokens, beyond the {model.seq_len} the model was trained on")
+    for line in checked.warnings(longest, model.seq_len):
+        print(f"scaling infer: warning: {line}", file=sys.stderr, flush=True)
 
     settings, requests, requested = _plan(config, checked, base, qa, vocab.encode, done)
     pending = collections.Counter(r.setting for r in requests)

@@ -14,59 +14,14 @@ position differ by its padding, and slots before its first token stay masked).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import flax.linen as nn
-import gin
 import jax
 import jax.numpy as jnp
 
-from scaling.configuration import ConfigError
-from scaling.data import sentencepiece_vocab  # light: no TensorFlow
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The architecture. Every field is a knob a scaling study may vary."""
-
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    n_kv_heads: int | None = None  # None: as many as n_heads (multi-head attention)
-    head_dim: int | None = None  # None: d_model // n_heads
-    d_ff: int = 256
-    vocab_size: int = 264
-    vocabulary: str = "bytes"  # what the ids mean: 'bytes', a built-in SentencePiece name, or a model file
-    seq_len: int = 256
-    tie_embeddings: bool = False
-    dtype: str = "float32"
-    remat: bool = False
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-6
-
-    def __post_init__(self):
-        check_model_config(self)  # below the architecture, at the end of the file
-
-    @property
-    def kv_heads(self) -> int:
-        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
-
-    @property
-    def dim_per_head(self) -> int:
-        return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
-
-    @property
-    def compute_dtype(self):
-        return _DTYPES[self.dtype]
-
-    def replace(self, **changes) -> "ModelConfig":
-        return dataclasses.replace(self, **changes)
-
+from scaling.model_config import ModelConfig
 
 def _param(module: nn.Module, name: str, shape, axes, init):
     return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
@@ -279,43 +234,3 @@ def init_params(config: ModelConfig, rng: jax.Array):
 def param_shapes(config: ModelConfig):
     """Parameter shapes without allocating memory (works for multi-billion configurations)."""
     return jax.eval_shape(lambda: nn.unbox(init_params(config, jax.random.PRNGKey(0))))
-
-
-# -- validation of ModelConfig ----------------------------------------------------------------
-
-
-def check_model_config(config: ModelConfig) -> None:
-    """Refuse a ModelConfig the architecture cannot build, naming the field."""
-    for name, kind in (("d_model", int), ("n_layers", int), ("n_heads", int), ("d_ff", int),
-                       ("vocab_size", int), ("seq_len", int)):
-        value = getattr(config, name)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"ModelConfig.{name} must be an integer, got {value!r}")
-        if value <= 0:
-            raise ConfigError(f"ModelConfig.{name} must be positive, got {value}")
-    if not isinstance(config.vocabulary, str) or not config.vocabulary:
-        raise ConfigError(f"ModelConfig.vocabulary must be 'bytes', a built-in SentencePiece name or a model "
-                          f"file, got {config.vocabulary!r}")
-    if config.vocabulary != "bytes":
-        try:
-            sentencepiece_vocab.resolve(config.vocabulary)
-        except FileNotFoundError as e:
-            raise ConfigError(f"ModelConfig.vocabulary: {e}") from None
-    for name in ("n_kv_heads", "head_dim"):
-        value = getattr(config, name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-            raise ConfigError(f"ModelConfig.{name} must be a positive integer or None, got {value!r}")
-    for name in ("tie_embeddings", "remat"):
-        if not isinstance(getattr(config, name), bool):
-            raise ConfigError(f"ModelConfig.{name} must be True or False, got {getattr(config, name)!r}")
-    if config.dtype not in _DTYPES:
-        raise ConfigError(f"ModelConfig.dtype must be one of {sorted(_DTYPES)}, got {config.dtype!r}")
-    if config.head_dim is None and config.d_model % config.n_heads:
-        raise ConfigError(
-            f"ModelConfig.n_heads={config.n_heads} does not divide ModelConfig.d_model={config.d_model}; "
-            "set ModelConfig.head_dim explicitly or choose a divisor")
-    if config.n_heads % config.kv_heads:
-        raise ConfigError(
-            f"ModelConfig.n_kv_heads={config.kv_heads} does not divide ModelConfig.n_heads={config.n_heads}")
-    if config.dim_per_head % 2:
-        raise ConfigError(f"ModelConfig.head_dim must be even for rotary embeddings, got {config.dim_per_head}")

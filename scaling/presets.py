@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scaling import accounting, configuration
-from scaling.model import ModelConfig
+from scaling.model_config import ModelConfig
 
 PRESET_DIR = configuration.GIN_ROOT / "models"
 

@@ -26,8 +26,12 @@ from typing import Protocol
 
 import gin
 
-from scaling.checkpoints import TRUNK
 from scaling.configuration import ConfigError
+
+# The phase every run starts with (and its checkpoint folder's name): the part of a WSD schedule
+# before any cooldown branch forks off. Here, not in scaling.checkpoints, so that planning a sweep
+# (and `scaling sweep --help`) does not import JAX and Orbax.
+TRUNK = "trunk"
 
 COOLDOWN_SHAPES = ("1-sqrt", "linear")
 

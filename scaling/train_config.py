@@ -15,7 +15,7 @@ import numpy as np
 from scaling import schedules, wandb_log
 from scaling.configuration import ConfigError
 from scaling.data import cache as cache_lib, corpus
-from scaling.model import ModelConfig
+from scaling.model_config import ModelConfig
 from scaling.schedules import WSD, LearningRate, Plan, Schedule, branch_label
 
 # Settings that do not change what is trained: a rerun may give other values.

@@ -103,8 +103,8 @@ def test_a_checkpoint_of_other_shapes_is_refused_not_called_corrupt(run_cli, fin
     assert "unreadable" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert "TensorStore" not in proc.stderr
     # the checkpoints, logs and rows are as they were (the status says the start failed; the config
-    # files are written again with the same content)
-    bookkeeping = ("config.gin", "model.json", "status.json")
+    # files are written again with the same content; devices.jsonl records each start's devices)
+    bookkeeping = ("config.gin", "model.json", "status.json", "devices.jsonl")
     assert {k: v for k, v in snapshot(run_dir).items() if k not in bookkeeping} == \
         {k: v for k, v in before.items() if k not in bookkeeping}
 

@@ -242,3 +242,56 @@ def test_python_api_errors_name_the_keyword_not_a_cli_flag():
     assert "N" in str(missing.value)
     with pytest.raises(analysis.TableError, match=r"no rows satisfy where 'params < 0'"):
         analysis.fit(frame, bootstrap=0, where="params < 0")
+
+
+def test_the_minimizer_holds_a_bounded_number_of_starts_per_call():
+    from analysis.problem import ELEMENT_BUDGET, ROWS, starts_per_call
+    assert starts_per_call(2 * 240 + 11) == ROWS  # a published table: one call of ROWS starts, as before
+    for rows in (200_000, 1_000_000, 30_000_000):
+        row_length = 2 * rows + 11  # weights and targets per row, a mask and fixed values per parameter
+        per_call = starts_per_call(row_length)
+        assert 1 <= per_call < ROWS and per_call & (per_call - 1) == 0
+        assert per_call * row_length <= ELEMENT_BUDGET or per_call == 1
+        assert 2 * per_call * row_length > ELEMENT_BUDGET  # no smaller than it need be
+    assert starts_per_call(2 * 1_000_000 + 11) * 8 * (2 * 1_000_000 + 11) < 2 ** 28  # 33.5 GiB asked before
+
+
+def test_a_fit_gives_the_same_law_whatever_the_number_of_starts_per_call(monkeypatch):
+    from analysis import problem
+    frame, _ = synthetic_chinchilla()
+    columns = {"N": "params", "D": "tokens", "loss": "eval_loss"}
+    kwargs = dict(columns=columns, bootstrap=20, heldout_fraction=0)
+    whole = analysis.fit(frame, **kwargs)
+    monkeypatch.setattr(problem, "ELEMENT_BUDGET", 8 * (2 * 80 + 11))  # 8 starts per call, not 64
+    assert problem.starts_per_call(2 * 80 + 11) == 8
+    split = analysis.fit(frame, **kwargs)
+    for name, p in whole.parameters.items():
+        assert split.parameters[name].estimate == pytest.approx(p.estimate, rel=1e-6), name  # batch width: rounding only
+        assert split.parameters[name].ci == pytest.approx(p.ci, rel=1e-6), name
+
+
+@pytest.mark.slow
+def test_a_large_table_is_minimized_in_bounded_memory():
+    """512 starts over 2e5 rows held at once were 1.6 GB of data rows (a 1e6-row table's fit asked
+    for 33.5 GiB); now a call holds ELEMENT_BUDGET elements, built when it comes."""
+    import tracemalloc
+
+    from analysis.forms import get_form
+    from analysis.problem import ELEMENT_BUDGET, Problem
+    rows = 200_000
+    rng = np.random.default_rng(0)
+    n, d = np.exp(rng.uniform(np.log(1e7), np.log(1e10), rows)), np.exp(rng.uniform(np.log(2e8), np.log(1e12), rows))
+    loss = (1.8 + 400 / n ** 0.34 + 2000 / d ** 0.37) * np.exp(rng.normal(0, 0.003, rows))
+    frame = pd.DataFrame({"N": n, "D": d, "C": 6 * n * d, "loss": loss})
+    form = get_form("chinchilla")
+    options = form.prepare(form.options_from({}), frame)
+    fitting = Problem(form, options, frame, 1e-3)
+    starts = form.starts(options)[:512]
+    tracemalloc.start()
+    try:
+        x, f, _, _ = fitting.minimize(starts, 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert x.shape == starts.shape and np.isfinite(f).all()
+    assert peak < 4 * 8 * ELEMENT_BUDGET < len(starts) * 2 * rows * 8, peak

@@ -103,7 +103,8 @@ def test_cli_fit_predict_recommend(run_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Step Law: lr = " in proc.stdout
     pred = json.loads(run_cli("predict", out, "--N=1e9", "--D=1e11", "--json", check=True).stdout)
-    assert set(pred["predictions"][0]) == {"lr", "batch_size", "N", "D"}
+    assert set(pred["predictions"][0]) == {"lr", "batch_size", "N", "D", "status"}
+    assert pred["predictions"][0]["status"] == "determined"  # inside the fitted ranges
     rec = run_cli("recommend", out, "--params=1e9", "--tokens=1e11", check=True)
     assert "batch_sequences" in rec.stdout
     bad = run_cli("fit", POINTS, "--seq-len=2048", "-o", tmp_path / "x.json")

@@ -77,14 +77,14 @@ def test_cli_predict_table_json_points_and_errors(run_cli, chinchilla_law, poria
     out = json.loads(proc.stdout)
     python = analysis.predict(analysis.load_law(chinchilla_law), {"N": [1e8, 1e9], "D": [2e9, 2e10]}).to_dict()
     assert out == python and list(out) == ["predictions"]
-    assert set(out["predictions"][0]) == {"estimate", "low", "high", "quantity", "N", "D"}
+    assert set(out["predictions"][0]) == {"estimate", "low", "high", "quantity", "N", "D", "status"}
     points = tmp_path / "points.csv"
     pd.DataFrame({"N": [7e10], "D": [1.4e12]}).to_csv(points, index=False)
     table = run_cli("predict", chinchilla_law, f"--points={points}")
     assert table.returncode == 0 and "95% low" in table.stdout
     assert "scaling predict: warning: N = 7.000e+10 is outside the fitted range" in table.stderr
     co = json.loads(run_cli("predict", porian_law, "--C=1e18,1e19", "--json", check=True).stdout)
-    assert set(co["predictions"][1]) == {"N_opt", "D_opt", "C"} and co["predictions"][1]["C"] == 1e19
+    assert set(co["predictions"][1]) == {"N_opt", "D_opt", "C", "status"} and co["predictions"][1]["C"] == 1e19
     pd.DataFrame({"N": [1e9]}).to_csv(points, index=False)
     missing = run_cli("predict", chinchilla_law, f"--points={points}")
     assert missing.returncode == 2 and str(points) in missing.stderr and "['D']" in missing.stderr

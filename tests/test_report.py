@@ -119,13 +119,14 @@ def test_report_sets_the_fitted_e_beside_the_true_floor(tmp_path):
     page = report.build_report(results, bootstrap=20, sweep=report_support.SWEEP_FOLDERS)
     assert "Ground truth" not in page  # no run configs: nothing says which corpus this was
 
-    # A floor above the data's E (1.8172) and above the predicted losses: the fitted E is
-    # impossible and so are the predictions, and the report says both.
+    # A floor above the data's E (1.8172): the E-free fit is impossible and the report says so.
     page = report.build_report(results, bootstrap=20, sweep=report_support.SWEEP_FOLDERS, floor=2.9)
     assert ">Ground truth</h2>" in page and "True irreducible loss: <b>2.9000 nats/token</b>" in page
     assert "the interval lies below the truth" in page and "an impossible loss" in page
-    assert "Irreducible loss: the Chinchilla law&#x27;s E = " in page
-    assert "is below the corpus&#x27;s true irreducible loss 2.9000 nats/token: no model can reach it" in page
+    assert "Irreducible loss: the Chinchilla law&#x27;s E, fitted free, = " in page
+    # the laws that answer hold E at the given floor (issue 27), so no answer falls below it
+    assert "hold E at the corpus&#x27;s true floor 2.9000 nats/token" in page
+    assert "no model can reach it" not in page
 
     # Runs of a sweep that evaluated on the synthetic corpus: the generator's entropy, computed.
     run = tmp_path / "sweep" / "run-0"

@@ -21,7 +21,9 @@ def measured_thinking(rows):
     if not {"arm", "mean_thinking_tokens", "thinking_budget"} <= set(rows.columns):
         return rows
     silent = rows.groupby("arm")["mean_thinking_tokens"].transform("max") == 0
-    return rows.assign(thinking_budget=rows["thinking_budget"].where(~silent, 0))
+    # Its rows at several nominal budgets are then one measurement (the same answers, every column
+    # equal): kept once, not counted once per budget asked.
+    return rows.assign(thinking_budget=rows["thinking_budget"].where(~silent, 0)).drop_duplicates()
 
 
 APPROACH_2 = "approach 2 (IsoFLOP)"

@@ -28,7 +28,9 @@ import os
 import random
 import socket
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 

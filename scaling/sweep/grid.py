@@ -18,7 +18,7 @@ import gin
 
 from scaling import accounting, configuration
 from scaling.configuration import ConfigError
-from scaling.model import ModelConfig
+from scaling.model_config import ModelConfig
 from scaling.presets import PRESET_DIR, load_model_config
 from scaling.schedules import SCHEDULES, Schedule, schedule_named
 

@@ -14,13 +14,11 @@ import signal
 import sys
 from pathlib import Path
 
-import jax
-
 from analysis import flags
 from scaling.configuration import ConfigError
 from scaling.data import batch_cache
-from scaling.model import ModelConfig
-from scaling.sweep import executors, grid as grids, law_support, runner, store, throughput
+from scaling.model_config import ModelConfig
+from scaling.sweep import executors, grid as grids, runner, store, throughput
 from scaling.sweep.progress import SweepProgress
 from scaling.sweep.status import format_table
 
@@ -130,6 +128,8 @@ def share_caches() -> None:
     JAX's persistent compilation cache and the batch cache (scaling/data/batch_cache.py), in the
     user's cache folder (not the sweep folder, which holds only runs), make each once. Children
     inherit them through the environment; caches the user set are kept."""
+    import jax  # here, as every JAX import of a verb's module: `scaling sweep --help` answers at once
+
     root = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scaling").resolve()
     os.environ.setdefault(batch_cache.CACHE_ENV, str(root / "batches"))
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
@@ -181,6 +181,8 @@ def run_sweep(args) -> int:
           f"trained with {total_flops:.3g} FLOPs; {_hours(total_seconds)} in all "
           f"({_on_workers(total_seconds, workers)}): training at the rates shown plus each run's start-up, "
           f"{_hours(start.seconds)} ({start.source}); evaluations and inference add to it")
+    from scaling.sweep import law_support  # here: the fitter imports JAX, not needed by --help
+
     print(law_support.describe(law_support.planned_points(plans)))
     days = total_seconds / (workers or len(plans)) / 86400
     if days > LONG_PLAN_DAYS:

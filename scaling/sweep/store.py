@@ -27,6 +27,7 @@ import importlib
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gin
 
@@ -38,7 +39,9 @@ from scaling.schedules import branch_label
 from scaling.sweep.files import read_json
 from scaling.sweep.grid import FITTED_PREFIX, Grid, Point, sanitise
 from scaling.infer_config import InferConfig
-from scaling.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from scaling.train_config import TrainConfig
 
 HASH_LENGTH = 8
 JOB_STATES = ("pending", "running", "done", "failed", "interrupted")
@@ -100,6 +103,8 @@ def check_trainable(point: Point) -> TrainConfig:
     object) and put through the trainer's own checks, so that a run the trainer would refuse at its
     start (budgets without distinct labels, a warmup past the first fork, a wrong-typed override, a
     bad schedule setting) is refused when the grid is planned, naming the grid point."""
+    from scaling.train_config import TrainConfig  # here: it imports the model (JAX); status and collect do not
+
     try:
         config = TrainConfig(model_dir="", model=point.model.config)
         config.check()

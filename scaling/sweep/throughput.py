@@ -21,15 +21,11 @@ import statistics
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from analysis.appended import read_records
-from scaling import accounting, mfu, partitioning, timings
-from scaling.model import ModelConfig
-from scaling.optimizer import make_optimizer
-from scaling.step import compile_functions
+from scaling import accounting, timings
+from scaling.model_config import ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +97,13 @@ def recorded(sweep_dir: Path, config: dict, batch_size: int) -> float | None:
 
 def measure(config: ModelConfig, batch_size: int, steps: int = 3) -> float:
     """FLOP/s of the trainer's jitted training step on this machine (compile excluded)."""
+    import jax  # here: planning a sweep (and its --help) reads recorded rates without JAX
+    import jax.numpy as jnp
+
+    from scaling import partitioning
+    from scaling.optimizer import make_optimizer
+    from scaling.step import compile_functions
+
     mesh = partitioning.make_mesh(-1, 1)
     batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
     compiled = compile_functions(config, make_optimizer(0.9, 0.95, 0.1, 1.0), mesh, seed=0)
@@ -137,7 +140,10 @@ def estimate(architectures: list[tuple[str, ModelConfig, int]], sweep_dir: Path,
             out[label] = Throughput(rate, "recorded")
             continue
         if training_flops is not None and label in training_flops:
-            peak = peak or mfu.measure_matmul_peak()
+            if not peak:
+                from scaling import mfu  # JAX, as measure()
+
+                peak = mfu.measure_matmul_peak()
             if training_flops[label] / peak < PEAK_BOUND_S:
                 out[label] = Throughput(peak, PEAK_SOURCE)
                 continue
