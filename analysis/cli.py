@@ -25,7 +25,7 @@ from analysis.diagnostics import lines_from_dict
 from analysis.fitting import BOOTSTRAP, fit
 from analysis.forms import FORMS, form_of_approach, forms_with_option, get_form
 from analysis.law import LawError, load_law
-from analysis.questions import FLAGS, QUESTIONS, query_of, question_for
+from analysis.questions import FLAGS, QUESTIONS, recommend
 from analysis.questions.base import TOLERANCE
 from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
 from analysis.report import build_report
@@ -335,12 +335,12 @@ def run_recommend(args) -> int:
         print(f"scaling recommend: cannot use law file {args.law}: {e}", file=sys.stderr)
         return 2
     try:
-        query = query_of({flag.name: getattr(args, flag.name) for flag in FLAGS})
         problem = check_law_bounds(law, args.law)
         if problem:
             print(f"scaling recommend: {problem}", file=sys.stderr)
             return 2
-        answer = question_for(law, query).answer(law, query)
+        # the same call as Law.recommend: the answer with whether the data determine it
+        answer = recommend(law, **{flag.name: getattr(args, flag.name) for flag in FLAGS})
         floor = read_floor(args.floor) if args.floor is not None else getattr(law.settings, "floor", None)
     except ValueError as e:
         print(f"scaling recommend: {e}", file=sys.stderr)

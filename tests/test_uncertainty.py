@@ -110,3 +110,16 @@ def test_a_sample_count_that_never_varies_gives_no_parameter():
     assert law.settings.objective == "binomial"
     with pytest.raises(ValueError, match="not determined by these data"):
         law.predict(L=2.0, T=64.0, k=4.0)
+
+
+def test_scaling_recommend_gives_the_status_law_recommend_gives(small_grid_law, run_cli, tmp_path):
+    """The CLI answers through the same call as the Python API: an answer on a parameter the data
+    do not determine is not printed as a number by either."""
+    flat = dataclasses.replace(small_grid_law.parameters["alpha"], status="not_identified", reason="flat")
+    path = small_grid_law.replace(parameters={**small_grid_law.parameters, "alpha": flat}).save(tmp_path / "law.json")
+    expected = analysis.load_law(path).recommend(train_flops=1e13).to_dict()
+    assert expected["status"]["status"] == "not_determined" and expected["N"]["estimate"] is None
+    proc = run_cli("recommend", path, "--train_flops=1e13", "--json", check=True)
+    assert json.loads(proc.stdout) == expected
+    table = run_cli("recommend", path, "--train_flops=1e13", check=True).stdout
+    assert "not determined by these data" in table and "it depends on alpha" in table
