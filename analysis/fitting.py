@@ -168,13 +168,13 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     _check_bounds(estimates, form.bounds_for(options), form.name, source)
     names = fitted.parameter_names_for(options)
     statuses, warm = {}, distinct_optima(x, f, 2)
+    runs, replicates = runs_of(frame, tuple(fitted.required_covariates(options)))
     if profile:
         statuses, ends = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
-                                  form.bounds_for(options))
+                                  form.bounds_for(options), replicates=runs)
         unsettled = [t for thetas in ends.values() for t in thetas]
         warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
                                np.zeros(len(warm) + len(unsettled)), 4)
-    runs, replicates = runs_of(frame, tuple(fitted.required_covariates(options)))
     scheme = scheme_for(len(frame), resampling)
     draws, boot_converged = {}, None
     if bootstrap > 0:
@@ -320,11 +320,12 @@ def _is_path(value) -> bool:
 
 def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_loss", bootstrap: int = BOOTSTRAP,
         columns: Mapping[str, str] | None = None, huber_delta: float = 1e-3, heldout_fraction: float = 0.2,
-        seed: int = 0, where: str | None = None, **form_options) -> Law:
+        seed: int = 0, where: str | None = None, resampling: str = "auto", **form_options) -> Law:
     """Fit a law to a table (path, results folder or DataFrame). Approach 3 fits `form` with its
     settings `form_options`; approaches 1 and 2 fit the compute-optimal power laws
     N_opt = k_N C^a, D_opt = k_D C^b (the compute_optimal form). `where` keeps the rows where a
-    pandas query holds. Settings that name a law (`base`, `loss_law`) may be law files."""
+    pandas query holds. Settings that name a law (`base`, `loss_law`) may be law files.
+    `resampling`: approach 3's bootstrap scheme (fit_form)."""
     target = (columns or {}).get("loss", target)
     if where:
         table = select_rows(table, where)
@@ -347,4 +348,4 @@ def fit(table, form: str = "chinchilla", approach: int = 3, target: str = "eval_
     frame, source = canonical_table(table, required, target=target, columns=columns,
                                     optional=tuple(dict.fromkeys(form.optional_columns(options) + ("seed",))))
     return fit_form(frame, form, target=target, bootstrap=bootstrap, huber_delta=huber_delta,
-                    heldout_fraction=heldout_fraction, source=source, seed=seed, options=options)
+                    heldout_fraction=heldout_fraction, source=source, seed=seed, options=options, resampling=resampling)

@@ -176,6 +176,12 @@ class Problem:
         with jax.enable_x64(True):
             return compiled_prediction(self.form.raw_predict, jnp.asarray(theta), self.cov, self.options)
 
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """d prediction / d theta [n, P] on the fitting scale at the table's rows."""
+        with jax.enable_x64(True):
+            return np.asarray(jax.jacfwd(lambda t: self.form.raw_predict(t, self.cov, self.options))(
+                jnp.asarray(theta)))
+
     def bootstrap(self, warm: np.ndarray, n_boot: int, seed: int, max_iter: int = 300, scheme: str = "pairs",
                   runs: np.ndarray | None = None, best: np.ndarray | None = None, step1_draws=None):
         """Refit n_boot resamples (analysis.uncertainty.resample_rows), each from every row of
@@ -200,9 +206,6 @@ class Problem:
     def _wild_targets(self, theta: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
         """Fitted values plus each resample's multipliers times the leverage-scaled residuals."""
         fitted = self.fitted(theta)
-        with jax.enable_x64(True):
-            jac = np.asarray(jax.jacfwd(lambda t: self.form.raw_predict(t, self.cov, self.options))(
-                jnp.asarray(theta)))
-        residual = (np.asarray(self.y) - fitted) / np.sqrt(1.0 - leverage(jac))
+        residual = (np.asarray(self.y) - fitted) / np.sqrt(1.0 - leverage(self.jacobian(theta)))
         y = fitted + multipliers * residual
         return y if self.form.log_target else np.clip(y, 0.0, 1.0)

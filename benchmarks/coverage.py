@@ -95,9 +95,9 @@ def run_design(name, form, truth, simulate, point, args):
         try:
             if form == "joint_inference":
                 law = analysis.fit(table, form=form, target="accuracy", bootstrap=args.bootstrap, heldout_fraction=0,
-                                   columns={"L": "eval_loss"})
+                                   columns={"L": "eval_loss"}, resampling=args.resampling)
             else:
-                law = analysis.fit(table, bootstrap=args.bootstrap, heldout_fraction=0)
+                law = analysis.fit(table, bootstrap=args.bootstrap, heldout_fraction=0, resampling=args.resampling)
         except TableError:
             refused += 1
             continue
@@ -127,7 +127,8 @@ def run_design(name, form, truth, simulate, point, args):
     seconds = time.perf_counter() - started
     for k, t in tally.items():
         identified = t["identified"]
-        line = {"form": form, "design": name, "quantity": k, "datasets": datasets, "refused": refused,
+        line = {"form": form, "design": name, "quantity": k, "resampling": args.resampling, "datasets": datasets,
+                "refused": refused,
                 "share_identified": round(identified / max(datasets, 1), 3),
                 "coverage_identified": round(t["covered"] / identified, 3) if identified else None}
         if k != "prediction_10x":
@@ -142,6 +143,8 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=40, help="tables simulated per design")
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resampling", default="auto", choices=("auto", "pairs", "wild"),
+                        help="the bootstrap's scheme (analysis.fit; auto: wild below 20 points)")
     parser.add_argument("--designs", default=",".join(designs()), help="comma-separated subset")
     args = parser.parse_args()
     warnings.simplefilter("error", RuntimeWarning)   # none may reach a user: fail loudly here

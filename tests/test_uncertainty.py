@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import analysis
 from analysis.fitting import LawOutOfBounds
 from analysis.forms.base import get_form
-from analysis.uncertainty import resample_rows, runs_of
+from analysis.uncertainty import resample_rows, run_error_stretch, runs_of
 
 DEMO_TRUTH = {"E": 0.384, "A": 30.0, "B": 80.0, "alpha": 0.35, "beta": 0.3}
 
@@ -71,6 +72,29 @@ def test_resampling_keeps_a_run_together():
     assert np.allclose(pairs.sum(axis=1), 9)
     per_run = np.stack([pairs[:, runs == r].sum(axis=1) for r in range(3)], axis=1)
     assert np.all(per_run % 3 == 0)   # a run is drawn whole (0, 1, 2 or 3 copies), rows within it
+
+
+def test_a_run_error_shared_by_a_runs_rows_widens_the_size_direction_to_nominal_coverage():
+    """The demo's 3 x 3 design with two seeds, linearised: a run (seed, size) adds one error to its
+    three rows, which moves exactly the size direction. The independence F interval of a size
+    coefficient covers about 80%; stretched by run_error_stretch, about 95%. The budget direction,
+    which a run's error does not move, is left as it is; with one row a run nothing changes."""
+    rng = np.random.default_rng(1)
+    size, budget = (a.ravel() for a in np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], indexing="ij"))
+    design = np.tile(np.stack([np.ones(9), size, size ** 2, budget, budget ** 2], axis=1), (2, 1))
+    runs = np.repeat(np.arange(6), 3)                       # rows 3s..3s+2: one seed's run of one size
+    cut = np.sqrt(stats.f.ppf(0.95, 1, 13) * np.diag(np.linalg.inv(design.T @ design)))
+    plain, stretched, reps = np.zeros(5), np.zeros(5), 400
+    for _ in range(reps):
+        y = rng.normal(0, 0.01, 6)[runs] + rng.normal(0, 0.01, 18)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        residual = y - design @ coef
+        half = cut * np.sqrt(residual @ residual / 13)
+        plain += np.abs(coef) <= half
+        stretched += np.abs(coef) <= half * run_error_stretch(design, residual, runs)
+    assert np.all(plain[1:3] / reps < 0.87) and np.all(np.abs(stretched[1:3] / reps - 0.95) < 0.03)
+    assert np.array_equal(stretched[3:], plain[3:])
+    assert np.all(run_error_stretch(design, residual, np.arange(18)) == 1.0)
 
 
 def test_a_fit_outside_the_forms_bounds_is_refused():
