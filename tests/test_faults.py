@@ -232,6 +232,60 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(files, tmp_
     assert snapshot(tmp_path) == before
 
 
+@pytest.fixture
+def small_disks(tmp_path):
+    """Real unwritable places: a read-only disk and a full one (64 KiB tmpfs mounts; the full one
+    filled), and one with a single 4 KiB page free. Skipped where mounting is not permitted."""
+    places = {"read-only": tmp_path / "read_only", "full": tmp_path / "full", "almost full": tmp_path / "almost"}
+    mounted = []
+    try:
+        for name, folder in places.items():
+            folder.mkdir()
+            options = "size=64k,ro" if name == "read-only" else "size=64k"
+            if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True).returncode:
+                pytest.skip("mounting a tmpfs is not permitted here: no real read-only or full disk")
+            mounted.append(folder)
+        (places["almost full"] / "filler").write_bytes(b"x" * (60 * 1024))
+        with pytest.raises(OSError, match="No space left on device"), open(places["full"] / "filler", "wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+        yield places
+    finally:
+        for folder in mounted:
+            subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("verb, flag, extra", [("fit", "-o", ["--bootstrap=0"]), ("report", "-o", []),
+                                               ("demo", "--output", [])])
+def test_a_read_only_or_full_disk_is_refused_before_the_work(files, tmp_path, small_disks, verb, flag, extra):
+    table = [] if verb == "demo" else [files / "table.csv"]
+    if verb == "demo":
+        extra = [f"--sweep_dir={tmp_path / 'sweep'}"]
+    for problem, reason in (("read-only", "Read-only file system"), ("full", "No space left on device")):
+        output = small_disks[problem] / "out"
+        code, _, err = cli(verb, *table, flag, output, *extra)
+        assert code == 2 and f"{flag} {output}: cannot write in {small_disks[problem]} ({reason})" in one_line(err)
+    if verb == "demo":  # its sweep folder too
+        code, _, err = cli(verb, f"--sweep_dir={small_disks['read-only'] / 'sweep'}", "-o", tmp_path / "r.html")
+        assert code == 2 and one_line(err).startswith(f"scaling demo: error: --sweep_dir {small_disks['read-only']}")
+        assert "(Read-only file system)" in err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_disk_that_fills_during_the_write_is_named_in_one_line_and_nothing_is_left(files, small_disks):
+    """The check before the work finds the one free page; the law file (with its 50 bootstrap
+    draws) needs more."""
+    folder = small_disks["almost full"]
+    before = snapshot(folder)
+    code, _, err = cli("fit", files / "table.csv", "-o", folder / "law.json", "--bootstrap=50")
+    assert code == 1
+    assert f"scaling fit: error: No space left on device ({folder / 'law.json'}); files already written are intact" \
+        in one_line(err)
+    assert snapshot(folder) == before  # no partial law file, no temporary file
+
+
 def test_recommend_says_where_a_target_it_derived_came_from(files):
     code, _, err = cli("recommend", files / "law.json", "--train_flops=1e21", "--inference_queries=1e9",
                        "--tokens_per_query=100", "--max_params=1e3")
