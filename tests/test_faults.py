@@ -232,29 +232,30 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(files, tmp_
     assert snapshot(tmp_path) == before
 
 
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str):
+    """A real small (or read-only) disk at `folder` for the test: a tmpfs mount, removed after.
+    Skips where mounting is not permitted (it needs root or CAP_SYS_ADMIN)."""
+    folder.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here: no real read-only or full disk")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
 @pytest.fixture
 def small_disks(tmp_path):
-    """Real unwritable places: a read-only disk and a full one (64 KiB tmpfs mounts; the full one
-    filled), and one with a single 4 KiB page free. Skipped where mounting is not permitted."""
-    places = {"read-only": tmp_path / "read_only", "full": tmp_path / "full", "almost full": tmp_path / "almost"}
-    mounted = []
-    try:
-        for name, folder in places.items():
-            folder.mkdir()
-            options = "size=64k,ro" if name == "read-only" else "size=64k"
-            if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                              capture_output=True).returncode:
-                pytest.skip("mounting a tmpfs is not permitted here: no real read-only or full disk")
-            mounted.append(folder)
-        (places["almost full"] / "filler").write_bytes(b"x" * (60 * 1024))
-        with pytest.raises(OSError, match="No space left on device"), open(places["full"] / "filler", "wb") as f:
+    """A read-only disk, a full one and one with a single 4 KiB page free (64 KiB each)."""
+    with tmpfs(tmp_path / "read_only", "size=64k,ro") as read_only, tmpfs(tmp_path / "full", "size=64k") as full, \
+            tmpfs(tmp_path / "almost", "size=64k") as almost:
+        (almost / "filler").write_bytes(b"x" * (60 * 1024))
+        with pytest.raises(OSError, match="No space left on device"), open(full / "filler", "wb") as f:
             while True:
                 f.write(b"x" * 4096)
                 f.flush()
-        yield places
-    finally:
-        for folder in mounted:
-            subprocess.run(["umount", str(folder)], capture_output=True)
+        yield {"read-only": read_only, "full": full, "almost full": almost}
 
 
 @pytest.mark.parametrize("verb, flag, extra", [("fit", "-o", ["--bootstrap=0"]), ("report", "-o", []),
@@ -525,6 +526,43 @@ def test_ctrl_c_during_training_checkpoints_and_a_torn_log_line_does_not_stop_th
     steps = [r["step"] for _, r in read_jsonl(log)]
     assert steps == sorted(set(steps)) and 99999 not in steps and steps[0] == 1  # each step once, none lost
     assert any(r.get("is_final") for _, r in read_jsonl(run_dir / "training_rows.jsonl"))
+
+
+@pytest.mark.slow
+def test_training_onto_a_full_disk_stops_in_one_line_and_resumes_once_space_is_freed(tmp_path):
+    """A 1 MiB disk holds the first checkpoint, not the second: Orbax's failed save is one line
+    (no absl ERROR lines, no traceback), status.json says why, the complete checkpoint stays and
+    the failed one's partial files go; with space freed the same command finishes the run."""
+    from tests.test_bad_input import TINY
+    with tmpfs(tmp_path / "read_only", "size=64k,ro") as read_only:  # refused before the work
+        run_dir = read_only / "run"
+        proc = subprocess.run(_scaling("train", *TINY, f"--gin.MODEL_DIR={run_dir}"), cwd=REPO, capture_output=True,
+                              text=True, timeout=300, env=USER_ENV)
+        assert proc.returncode == 1
+        assert one_line(proc.stderr) == (f"scaling train: --gin.MODEL_DIR {run_dir / 'status.json'}: cannot write in "
+                                         f"{read_only} (Read-only file system)")
+    with tmpfs(tmp_path / "disk", "size=1m") as disk:
+        run_dir = disk / "run"
+        flags = [*TINY, f"--gin.MODEL_DIR={run_dir}"]
+        proc = subprocess.run(_scaling("train", *flags), cwd=REPO, capture_output=True, text=True, timeout=600,
+                              env=USER_ENV)
+        assert proc.returncode == 1
+        line = one_line(proc.stderr)
+        assert line.startswith(f"scaling train: cannot write {run_dir / 'checkpoints'}{os.sep}"), line
+        assert ": No space left on device; stopped at step " in line and "rerun the same command to resume" in line
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status["state"] == "failed" and status["reason"] == line.removeprefix("scaling train: ")
+        assert not list(run_dir.glob("checkpoints/*/*orbax-checkpoint-tmp*"))
+        kept = sorted(p.name for p in (run_dir / "checkpoints" / "trunk").iterdir())
+        assert kept and all(name.isdigit() for name in kept)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
+        again = subprocess.run(_scaling("train", *flags), cwd=REPO, capture_output=True, text=True, timeout=600,
+                               env=USER_ENV)
+        assert again.returncode == 0, again.stderr
+        assert "Traceback" not in again.stderr and "ERROR" not in again.stderr
+        assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+        steps = [r["step"] for _, r in read_jsonl(run_dir / "log.jsonl")]
+        assert steps == list(range(1, steps[-1] + 1))  # each step once, none lost
 
 
 @pytest.mark.slow
