@@ -26,6 +26,7 @@ from helpers import EPOCH, make_law
 from scaling.cli import main
 from scaling.configuration import ConfigError
 from tests.test_bad_input import snapshot
+from tests.test_data_teacher import _gin, _write_corpus, openai_server  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -579,6 +580,77 @@ def test_ctrl_c_during_a_fit_is_one_line_exit_130_and_the_old_output_intact(file
     assert proc.returncode == 130
     assert "scaling fit: interrupted (Ctrl-C); files are written whole or not at all" in one_line(err)
     assert snapshot(tmp_path) == before
+
+
+def _interrupt_when(proc, ready, timeout_s: float = 300) -> tuple[str, str]:
+    """Ctrl-C `proc` once `ready()` holds (it must still be running), as a terminal does: SIGINT
+    to its whole process group (its worker processes too). Its (stdout, stderr), once every
+    process holding them has ended."""
+    deadline = time.monotonic() + timeout_s
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "it finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    return proc.communicate(timeout=120)
+
+
+def _popen(*args, env=None):
+    """`scaling <args>` in a process group of its own, as a terminal's foreground job."""
+    return subprocess.Popen(_scaling(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env or USER_ENV, preexec_fn=_ctrl_c_reaches_it, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_report_is_one_line_exit_130_and_the_old_report_intact(files, tmp_path):
+    output = tmp_path / "report.html"
+    output.write_text("<p>the report before</p>\n")
+    before = snapshot(tmp_path)
+    proc = _popen("report", files / "table.csv", "-o", output)
+    started = time.monotonic()
+    out, err = _interrupt_when(proc, lambda: time.monotonic() - started > 8)  # fitting its laws by then
+    assert proc.returncode == 130
+    assert "scaling report: interrupted (Ctrl-C); files are written whole or not at all" in one_line(err)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished tiny training run (p50k, 2,000 tokens)."""
+    from tests.test_bad_input import TINY
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    proc = subprocess.run(_scaling("train", *TINY, f"--gin.MODEL_DIR={run_dir}"), cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env=USER_ENV)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_inference_is_one_line_exit_130_and_the_rows_written_are_kept(tiny_run):
+    from scaling.infer_rows import ROWS_FILE
+    rows = tiny_run / ROWS_FILE
+    proc = _popen("infer", f"--run_dir={tiny_run}", "--gin_file=gin/runs/infer.gin", "--gin.infer.thinking_budgets=[0,16]")
+    out, err = _interrupt_when(proc, lambda: rows.is_file() and rows.read_text().endswith("\n"))
+    written = rows.read_text()  # every row written before the Ctrl-C (nothing is written after it)
+    assert proc.returncode == 130
+    *warnings, line = err.strip().splitlines()  # warned first: the prompts outgrow the tiny model's context
+    assert "Traceback" not in err and all(w.startswith("scaling infer: warning: ") for w in warnings), err
+    assert line.startswith("scaling infer: interrupted (Ctrl-C); files are written whole or not at all")
+    assert rows.read_text() == written and [r for _, r in read_jsonl(rows)]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_augment_is_one_line_exit_130_and_the_cache_keeps_every_record(openai_server, tmp_path):
+    from scaling.data import cache as cache_lib
+    corpus_dir, cache_dir = tmp_path / "corpus", tmp_path / "cache"
+    _write_corpus(corpus_dir, 200)
+    openai_server.faults_per_document, openai_server.delay = 0, 0.2  # 200 documents, 4 at a time: 10 s
+    proc = _popen("augment", f"--gin_file={_gin(tmp_path, openai_server, cache_dir, corpus_dir)}", "--no_progress",
+                  env={**USER_ENV, "TEACHER_API_KEY": "k"})
+    out, err = _interrupt_when(proc, lambda: cache_dir.is_dir() and len(list(cache_lib.read_records(cache_dir))) >= 8)
+    assert proc.returncode == 130
+    assert "scaling augment: interrupted (Ctrl-C); files are written whole or not at all" in one_line(err)
+    records = list(cache_lib.read_records(cache_dir))  # readable: complete records, a torn last line skipped
+    assert 8 <= len(records) < 200 and len({r["key"] for r in records}) == len(records)
 
 
 def test_help_imports_neither_jax_nor_tensorflow_and_start_up_prints_no_native_noise():
