@@ -14,6 +14,7 @@ rebuild the model (`restore_params`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -101,9 +102,10 @@ _UNFINISHED = ".orbax-checkpoint-tmp"  # Orbax writes a step here and renames it
 
 
 def write_failure(e: BaseException | str | None) -> str | None:
-    """'<where>: <what>' when `e` (an exception, or one it came from, or a logged message) is a
-    write the disk refused, else None. TensorStore's errors arrive through Orbax as ValueError text
-    with the OS error code; a checkpoint's temporary files are named by their checkpoint."""
+    """'cannot write <where>: <what>' (or 'cannot access', for a permission that may be a read's)
+    when `e` (an exception, or one it came from, or a logged message) is a write the disk refused,
+    else None. TensorStore's errors arrive through Orbax as ValueError text with the OS error code;
+    a checkpoint's temporary files are named by their checkpoint."""
     seen = []
     while e is not None and not any(e is s for s in seen):
         seen.append(e)
@@ -113,8 +115,9 @@ def write_failure(e: BaseException | str | None) -> str | None:
             paths = _QUOTED_PATH.findall(str(e))
             code, where = (int(match.group(1)) if match else None), (paths[-1] if paths else None)
         if code in WRITE_ERRORS:
-            where = str(where).split(_UNFINISHED)[0] if where else None
-            return f"{where}: {os.strerror(code)}" if where else os.strerror(code)
+            what = "cannot access" if code in (errno.EACCES, errno.EPERM) else "cannot write"
+            where = str(where).split(_UNFINISHED)[0] if where else "a file"
+            return f"{what} {where}: {os.strerror(code)}"
         e = None if isinstance(e, str) else (e.__cause__ or e.__context__)
     return None
 
@@ -128,6 +131,17 @@ class _OrbaxWriteFailures(logging.Filter):
             return True
         return write_failure(record.exc_info[1] if record.exc_info else None) is None and \
             write_failure(record.getMessage()) is None
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """An OSError that names no file (Orbax's own metadata writes) names the checkpoint `path`."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def discard_unfinished(run_dir: str | Path) -> None:
@@ -162,9 +176,10 @@ class RunCheckpoints:
 
     def save(self, name: str, step: int, params, opt_state, meta: dict) -> None:
         """Start an asynchronous save; the arrays are copied off the device before it returns."""
-        self.manager(name).save(step, args=ocp.args.Composite(
-            params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
-            meta=ocp.args.JsonSave(meta)), force=True)
+        with _naming(self.root / name / str(step)):
+            self.manager(name).save(step, args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
+                meta=ocp.args.JsonSave(meta)), force=True)
 
     def restore_latest(self, name: str, abstract_params, abstract_opt_state) -> tuple[Any, Any, dict] | None:
         """(params, opt_state, meta) of the newest step that restores cleanly, or None if none does.
@@ -198,8 +213,9 @@ class RunCheckpoints:
         return None
 
     def wait(self) -> None:
-        for manager in self._managers.values():
-            manager.wait_until_finished()
+        for name, manager in self._managers.items():
+            with _naming(self.root / name):
+                manager.wait_until_finished()
 
     def close(self) -> None:
         for manager in self._managers.values():
@@ -208,7 +224,8 @@ class RunCheckpoints:
 
     def mark_finished(self, branch: str, step: int, tokens: int) -> None:
         """Record a finished branch, once its final checkpoint is safely on disk."""
-        self.manager(branch).wait_until_finished()
+        with _naming(self.root / branch):
+            self.manager(branch).wait_until_finished()
         records = [r for r in finished_branches(self.root.parent) if r["branch"] != branch]
         records.append({"branch": branch, "step": int(step), "tokens": int(tokens)})
         if jax.process_index() == 0:

@@ -99,7 +99,7 @@ def train(config: TrainConfig) -> dict:
             folder.status("failed", f"{type(e).__name__}: {e}")
             raise
         step = trainer.counters.step if trainer else 0
-        reason = (f"cannot write {refused}; stopped at step {step} with every complete checkpoint intact: "
+        reason = (f"{refused}; stopped at step {step} with every complete checkpoint intact: "
                   f"free space (or make the folder writable) and rerun the same command to resume")
         discard_unfinished(run_dir)  # a failed save's partial files: the space status.json needs
         try:
@@ -173,7 +173,7 @@ def run_train(args) -> int:
         if refused is None:
             traceback.print_exc()
         else:
-            print(f"scaling train: cannot write {refused}", file=sys.stderr)
+            print(f"scaling train: {refused}", file=sys.stderr)
         return 1
     print(json.dumps(summary))
     return 0

@@ -288,6 +288,21 @@ def test_a_disk_that_fills_during_the_write_is_named_in_one_line_and_nothing_is_
     assert snapshot(folder) == before  # no partial law file, no temporary file
 
 
+def test_a_checkpoint_the_disk_refuses_is_named_in_one_phrase_without_orbaxs_error_lines(small_disks, capfd):
+    import numpy as np
+
+    from scaling.checkpoints import RunCheckpoints, write_failure
+    for problem, reason in (("full", "No space left on device"), ("read-only", "Read-only file system")):
+        checkpoints = RunCheckpoints(small_disks[problem] / "run", asynchronous=False)
+        with pytest.raises(Exception) as refused:
+            checkpoints.save("trunk", 1, {"w": np.ones((64, 64))}, {"m": np.zeros((64, 64))}, {"step": 1})
+            checkpoints.wait()
+        found = write_failure(refused.value)
+        assert found.startswith(f"cannot write {small_disks[problem]}") and found.endswith(f": {reason}"), found
+    captured = capfd.readouterr()
+    assert "ERROR" not in captured.err and "Traceback" not in captured.err, captured.err
+
+
 def test_recommend_says_where_a_target_it_derived_came_from(files):
     code, _, err = cli("recommend", files / "law.json", "--train_flops=1e21", "--inference_queries=1e9",
                        "--tokens_per_query=100", "--max_params=1e3")
