@@ -153,20 +153,30 @@ def status_of(name: str, ends: dict, limit_values: dict) -> Identification:
 SEVERITY = {"identified": 0, "at_bound": 1, "not_identified": 2}
 
 
-def _coordinates(names, to_parameters, best: np.ndarray):
+def parameter_coordinates(names, to_parameters, best: np.ndarray):
     """For each parameter, the fitting coordinates it depends on; for each coordinate, whether it
-    is the parameter itself (its bounds then apply to the coordinate)."""
-    base = to_parameters(best)
+    is the parameter itself (its bounds then apply to the coordinate). Dependence is read at the
+    estimate and at the estimate with every coordinate clipped to [-3, 3]: at a collapsed estimate
+    (the joint law's floor b = expit(-40)) a = (1 - b) expit(x) no longer moves with b's
+    coordinate, though it depends on it."""
     depends, identity = {name: [] for name in names}, {}
-    for j in range(len(best)):
-        moved = best.copy()
-        moved[j] += 0.37
-        after = to_parameters(moved)
-        for name in names:
-            if not np.isclose(float(after[name]), float(base[name]), rtol=1e-12, atol=0.0):
-                depends[name].append(j)
-                if abs(float(after[name]) - float(base[name]) - 0.37) < 1e-9:
-                    identity.setdefault(j, name)
+    for at in (best, np.clip(best, -3.0, 3.0)):
+        with np.errstate(all="ignore"):
+            base = to_parameters(at)
+        for j in range(len(best)):
+            moved = at.copy()
+            moved[j] += 0.37
+            with np.errstate(all="ignore"):
+                after = to_parameters(moved)
+            for name in names:
+                was, now = float(base[name]), float(after[name])
+                if np.isfinite(was) and np.isfinite(now) and not np.isclose(now, was, rtol=1e-12, atol=0.0):
+                    if j not in depends[name]:
+                        depends[name].append(j)
+                    if at is best and abs(now - was - 0.37) < 1e-9:
+                        identity.setdefault(j, name)
+    for name in names:
+        depends[name].sort()
     return depends, identity
 
 
@@ -177,7 +187,7 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
     error a run's rows share) each closed end is stretched for it (coordinate_stretch). Returns
     ({name: Identification}, {coordinate: [thetas at the profile's ends]} for the coordinates not
     identified: diverse optima for the bootstrap's warm starts, from which a refit can leave a bound)."""
-    depends, identity = _coordinates(names, to_parameters, best)
+    depends, identity = parameter_coordinates(names, to_parameters, best)
     n_coords = len(best)
     limits = {j: bounds.get(identity[j], (-np.inf, np.inf)) if j in identity else (-np.inf, np.inf)
               for j in range(n_coords)}

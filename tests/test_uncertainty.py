@@ -16,7 +16,7 @@ from analysis import plots
 from analysis.fitting import LawOutOfBounds
 from analysis.forms.base import get_form
 from analysis.run_error import run_error, run_error_stretch, widen_draws
-from analysis.uncertainty import resample_rows, runs_of
+from analysis.uncertainty import parameter_coordinates, resample_rows, runs_of
 
 DEMO_TRUTH = {"E": 0.384, "A": 30.0, "B": 80.0, "alpha": 0.35, "beta": 0.3}
 
@@ -209,3 +209,15 @@ def test_no_numpy_warning_reaches_the_user_from_draws_outside_the_forms_domain()
     assert not far.status.determined
     assert "training budget C = 6ND = 1.000e+12 FLOPs" in far.table() and "tokens per parameter" not in far.table()
     assert near.status.determined and "tokens per parameter" in near.table()
+
+
+def test_a_parameter_keeps_every_coordinate_it_depends_on_when_one_has_collapsed():
+    """The joint law's range a = (1 - b) expit(x0) with the floor b = expit(x1) collapsed to
+    expit(-40): a still depends on x1, so its status is the worse of the two coordinates' and it
+    gets no one-coordinate profile interval (which read a as expit(x0) and covered 0.80)."""
+    form = get_form("joint_inference")
+    options = form.options_from({})
+    names = form.parameter_names_for(options)
+    theta = np.array([1.5, -40.0, 1.0, 2.0, 0.3, 0.2])[:len(names)]
+    depends, identity = parameter_coordinates(names, lambda t: form.to_parameters(t, options), theta)
+    assert depends["a"] == [0, 1] and depends["b"] == [1] and identity.get(0) is None
