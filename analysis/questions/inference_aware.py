@@ -67,8 +67,8 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
         dn, dd, dt = inference_aware_optimum(draws, target_loss, inference_tokens, max_params)
         unreachable = int(np.sum(~np.isfinite(dn)))
         if unreachable:
-            derived.append(f"{unreachable} of {dn.size} bootstrap draws cannot reach the target; "
-                         f"the interval is over the rest")
+            derived.append(f"{unreachable} of {dn.size} bootstrap draws cannot reach the target (or lie outside "
+                           f"the form's domain); the interval is over the rest")
     else:
         dn = dd = dt = []
     # The compute-optimal model for the same loss, to show what serving costs change.
