@@ -49,13 +49,18 @@ def append_jsonl(path: str | os.PathLike, records: list[dict] | dict) -> None:
     """Append records, one a line, in one write, after cutting off a torn last line."""
     records = [records] if isinstance(records, dict) else records
     data = "".join(json.dumps(r) + "\n" for r in records).encode("utf-8")
-    with open(path, "ab+") as f:
-        end = f.seek(0, os.SEEK_END)
-        if end:
-            f.seek(end - 1)
-            if f.read(1) != b"\n":
-                f.truncate(_last_line_start(f, end))
-        f.write(data)
+    try:
+        with open(path, "ab+") as f:
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    f.truncate(_last_line_start(f, end))
+            f.write(data)
+    except OSError as e:
+        if e.filename is None:  # a full disk names no file: the message names the one being written
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def _last_line_start(f, end: int, chunk: int = 65536) -> int:

@@ -22,14 +22,12 @@ from analysis import flags
 from analysis.answers import below_floor
 from analysis.atomic import unwritable, write_text_atomic
 from analysis.diagnostics import lines_from_dict
-from analysis.fitting import BOOTSTRAP, fit
+from analysis.estimates import BOOTSTRAP
 from analysis.forms import FORMS, form_of_approach, forms_with_option, get_form
 from analysis.law import LawError, load_law
 from analysis.questions import FLAGS, QUESTIONS, recommend
 from analysis.questions.base import TOLERANCE
 from analysis.prediction import KNOWN_INPUTS, predict, read_points, required_inputs, select_points
-from analysis.report import build_report
-from analysis.report.laws import APPROACH_2
 from analysis.tables import TableError, parse_columns
 
 # ---------------------------------------------------------------------------------------------
@@ -146,6 +144,7 @@ def run_fit(args) -> int:
     if problem:
         print(f"scaling fit: error: {problem}", file=sys.stderr)
         return 2
+    from analysis.fitting import fit  # the fitting stack (JAX) when a fit runs: --help imports none
     try:
         columns = parse_columns(args.columns)
         form = get_form(args.form) if args.approach == 3 else form_of_approach(args.approach)
@@ -405,6 +404,8 @@ def run_report(args, sweep=None) -> int:
     if problem:
         print(f"scaling report: error: {problem}", file=sys.stderr)
         return 2
+    from analysis.report import build_report  # the fitting stack (JAX) when a report runs: --help imports none
+    from analysis.report.laws import APPROACH_2
     try:
         text = build_report(args.path, parse_columns(args.columns), args.bootstrap, args.budgets,
                             args.inference_tokens, args.target, floor=parse_floor(args.floor), sweep=sweep,

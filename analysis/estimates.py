@@ -19,6 +19,7 @@ class LawError(ValueError):
 
 
 PARAMETER_STATUSES = ("identified", "at_bound", "not_identified", "fixed")
+BOOTSTRAP = 1000  # refits per law, for `scaling fit` and `scaling report` alike
 
 
 @dataclass(frozen=True)

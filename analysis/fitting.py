@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.forms.base import CurveForm, FormOptions, compiled_prediction, form_of_approach, get_form
+from analysis.estimates import BOOTSTRAP
 from analysis.law import Law, ParameterEstimate, load_law, typed_settings
 from analysis.diagnostics import residual_diagnostics
 from analysis.problem import Problem
@@ -31,7 +32,6 @@ from analysis.uncertainty import Identification, identify, runs_of, scheme_for
 from analysis.tables import TableError, TooFewPoints, canonical_table, data_hash, ranges, select_rows
 
 MIN_POINTS_PER_PARAMETER = 2
-BOOTSTRAP = 1000  # refits per law, for `scaling fit` and `scaling report` alike
 
 
 class Floored:

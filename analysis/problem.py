@@ -4,6 +4,10 @@ compiled JAX program, each start with its own row of data."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -132,15 +136,19 @@ class Problem:
         bootstrap's warm starts of one resample), masks and fixed values [s, P] per start, or None
         for the table's own. Each start's data row is built when its call comes: a call holds
         `starts_per_call` starts (the last padded with copies of its first, dropped), so memory
-        stays bounded whatever the number of starts and rows. Each start stops on its own, so a
+        stays bounded whatever the number of starts and rows (weights, y and loss may be sequences
+        that draw row j when asked: the bootstrap's resamples). Each start stops on its own, so a
         start's result does not depend on the starts beside it, nor on how many share its call."""
         count = len(x0)
 
+        @functools.lru_cache(maxsize=1)  # the starts of one draw follow each other
+        def draw(j):
+            return (np.pad(np.ones(self.n) if weights is None else weights[j], (0, self._pad)),
+                    None if y is None else self._padded(y[j]), None if loss is None else self._padded(loss[j]))
+
         def data_row(i):
-            j = i // starts_per_draw
-            return self._row(np.pad(np.ones(self.n) if weights is None else weights[j], (0, self._pad)),
-                             None if y is None else self._padded(y[j]), None if loss is None else self._padded(loss[j]),
-                             None if mask is None else mask[i], None if fixed is None else fixed[i], float(deviance))
+            return self._row(*draw(i // starts_per_draw), None if mask is None else mask[i],
+                             None if fixed is None else fixed[i], float(deviance))
 
         row = data_row(0)
         per_call = starts_per_call(len(row))
@@ -186,15 +194,15 @@ class Problem:
                   runs: np.ndarray | None = None, best: np.ndarray | None = None, step1_draws=None):
         """Refit n_boot resamples (analysis.uncertainty.resample_rows), each from every row of
         `warm`; the best refit per resample. `best` (the fit) centres a wild bootstrap; step-1
-        draws [B1, n] of a joint law's loss law enter resample b as draw b mod B1."""
-        rng = np.random.default_rng(seed)
+        draws [B1, n] of a joint law's loss law enter resample b as draw b mod B1. Each resample
+        is drawn when its refits' call comes (one row of the table at a time, not [n_boot, n])."""
         runs = np.arange(self.n) if runs is None else runs
-        drawn = resample_rows(scheme, runs, n_boot, rng)
-        weights, y = drawn, None
+        resamples = Draws(n_boot, lambda b: resample_rows(scheme, runs, seed, b))
+        weights, y = resamples, None
         if scheme == "wild":
-            weights = np.ones((n_boot, self.n))
-            y = self._wild_targets(best if best is not None else warm[0], drawn)
-        loss = None if step1_draws is None else step1_draws[np.arange(n_boot) % len(step1_draws)]
+            weights = None
+            y = self._wild_targets(best if best is not None else warm[0], resamples)
+        loss = None if step1_draws is None else Draws(n_boot, lambda b: step1_draws[b % len(step1_draws)])
         n_warm = len(warm)
         x, f, converged, _ = self.minimize(np.tile(warm, (n_boot, 1)), max_iter, weights=weights, y=y, loss=loss,
                                            starts_per_draw=n_warm)
@@ -203,9 +211,27 @@ class Problem:
         x = x.reshape(n_boot, n_warm, -1)[np.arange(n_boot), pick]
         return x, converged.reshape(n_boot, n_warm)[np.arange(n_boot), pick]
 
-    def _wild_targets(self, theta: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
+    def _wild_targets(self, theta: np.ndarray, multipliers: Draws) -> Draws:
         """Fitted values plus each resample's multipliers times the leverage-scaled residuals."""
         fitted = self.fitted(theta)
         residual = (np.asarray(self.y) - fitted) / np.sqrt(1.0 - leverage(self.jacobian(theta)))
-        y = fitted + multipliers * residual
-        return y if self.form.log_target else np.clip(y, 0.0, 1.0)
+
+        def target(b):
+            y = fitted + multipliers[b] * residual
+            return y if self.form.log_target else np.clip(y, 0.0, 1.0)
+
+        return Draws(len(multipliers), target)
+
+
+@dataclasses.dataclass(frozen=True)
+class Draws:
+    """`count` rows of a resampled quantity, row b computed by `row(b)` when it is asked for."""
+
+    count: int
+    row: Callable[[int], np.ndarray]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, b: int) -> np.ndarray:
+        return self.row(b)

@@ -75,19 +75,22 @@ def scheme_for(n_points: int, requested: str = "auto") -> str:
     return "wild" if n_points < WILD_BELOW else "pairs"
 
 
-def resample_rows(scheme: str, runs: np.ndarray, n_boot: int, rng: np.random.Generator):
-    """Pairs: weights [n_boot, n] (runs drawn with replacement, then rows within each drawn run).
-    Wild: multipliers [n_boot, n] (one Webb multiplier per run, shared by its rows)."""
+def resample_rows(scheme: str, runs: np.ndarray, seed: int, b: int) -> np.ndarray:
+    """Resample b [n], drawn from its own stream (seed, b): memory stays one row of the table
+    whatever the number of resamples, and resample b does not depend on how many are drawn.
+    Pairs: weights (runs drawn with replacement, then rows within each drawn run: a run drawn c
+    times gets c times its size in uniform picks of its rows). Wild: multipliers (one Webb
+    multiplier per run, shared by its rows)."""
+    rng = np.random.default_rng([seed, b])
     n_runs = int(runs.max()) + 1
     if scheme == "wild":
-        return WEBB[rng.integers(0, len(WEBB), size=(n_boot, n_runs))][:, runs]
-    drawn = rng.multinomial(n_runs, np.full(n_runs, 1.0 / n_runs), size=n_boot)   # copies of each run
-    weights = np.zeros((n_boot, len(runs)))
-    for run in range(n_runs):
-        rows = np.flatnonzero(runs == run)
-        for b in np.flatnonzero(drawn[:, run]):
-            weights[b, rows] += rng.multinomial(len(rows) * drawn[b, run], np.full(len(rows), 1.0 / len(rows)))
-    return weights
+        return WEBB[rng.integers(0, len(WEBB), size=n_runs)][runs]
+    copies = rng.multinomial(n_runs, np.full(n_runs, 1.0 / n_runs))
+    sizes = np.bincount(runs, minlength=n_runs)
+    picked = np.repeat(np.arange(n_runs), copies * sizes)                  # the run of each pick
+    by_run = np.argsort(runs, kind="stable")                               # rows, run after run
+    rows = by_run[(np.cumsum(sizes) - sizes)[picked] + rng.integers(0, sizes[picked])]
+    return np.bincount(rows, minlength=len(runs)).astype(np.float64)
 
 
 def leverage(jacobian: np.ndarray) -> np.ndarray:

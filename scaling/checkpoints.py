@@ -14,10 +14,14 @@ rebuild the model (`restore_params`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,11 +50,11 @@ def read_model_config(run_dir: str | Path) -> ModelConfig:
 
 
 def _quiet_closed_loop_callbacks() -> None:
-    """After a step fails to restore, Orbax closes the restore's event loop while TensorStore reads
-    of the other arrays are still in flight; each one then reports `RuntimeError: Event loop is
-    closed` (a traceback per array), and each read coroutine left unfinished its own error with a
-    TensorStore spec, through sys.unraisablehook. Those say nothing beyond the one fallback
-    warning: drop them, pass every other unraisable exception on."""
+    """After a step fails to restore (or to save: a full disk), Orbax closes the event loop while
+    TensorStore reads (writes) of the other arrays are still in flight; each one then reports
+    `RuntimeError: Event loop is closed` (a traceback per array), and each read coroutine left
+    unfinished its own error with a TensorStore spec, through sys.unraisablehook. Those say nothing
+    beyond the one warning or error line: drop them, pass every other exception on."""
     previous = sys.unraisablehook
     if getattr(previous, "_drops_closed_loop", False):
         return
@@ -65,6 +69,14 @@ def _quiet_closed_loop_callbacks() -> None:
 
     hook._drops_closed_loop = True
     sys.unraisablehook = hook
+    # TensorStore reports a callback into the closed loop with PyErr_Print, which calls sys.excepthook
+    previous_excepthook = sys.excepthook
+
+    def excepthook(kind, value, tb):
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            previous_excepthook(kind, value, tb)
+
+    sys.excepthook = excepthook
     # A read task that finished with its error before the loop closed is reported instead by
     # asyncio's "Task exception was never retrieved" (its logger, with a traceback) when collected.
     logging.getLogger("asyncio").addFilter(_drop_orbax_task_reports)
@@ -82,6 +94,63 @@ def _shape_mismatch(e: Exception) -> bool:
             or "ScopeParamShapeError" in type(e).__name__)
 
 
+# A write the disk refused: full, read-only, not permitted, over a file-size or quota limit.
+WRITE_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EDQUOT)
+_OS_ERROR_CODE = re.compile(r"\[os_error_code='?(\d+)'?\]")   # how TensorStore's errors (under Orbax) carry it
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+_UNFINISHED = ".orbax-checkpoint-tmp"  # Orbax writes a step here and renames it when complete
+
+
+def write_failure(e: BaseException | str | None) -> str | None:
+    """'cannot write <where>: <what>' (or 'cannot access', for a permission that may be a read's)
+    when `e` (an exception, or one it came from, or a logged message) is a write the disk refused,
+    else None. TensorStore's errors arrive through Orbax as ValueError text with the OS error code;
+    a checkpoint's temporary files are named by their checkpoint."""
+    seen = []
+    while e is not None and not any(e is s for s in seen):
+        seen.append(e)
+        code, where = (e.errno, e.filename) if isinstance(e, OSError) else (None, None)
+        if code is None:
+            match = _OS_ERROR_CODE.search(str(e))
+            paths = _QUOTED_PATH.findall(str(e))
+            code, where = (int(match.group(1)) if match else None), (paths[-1] if paths else None)
+        if code in WRITE_ERRORS:
+            what = "cannot access" if code in (errno.EACCES, errno.EPERM) else "cannot write"
+            where = str(where).split(_UNFINISHED)[0] if where else "a file"
+            return f"{what} {where}: {os.strerror(code)}"
+        e = None if isinstance(e, str) else (e.__cause__ or e.__context__)
+    return None
+
+
+class _OrbaxWriteFailures(logging.Filter):
+    """Orbax logs a failed save from each of its threads (absl ERROR lines with tracebacks); the
+    run reports it once, in one line (scaling.train): drop those records, pass every other."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if f"{os.sep}orbax{os.sep}" not in record.pathname:
+            return True
+        return write_failure(record.exc_info[1] if record.exc_info else None) is None and \
+            write_failure(record.getMessage()) is None
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """An OSError that names no file (Orbax's own metadata writes) names the checkpoint `path`."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
+def discard_unfinished(run_dir: str | Path) -> None:
+    """Remove the temporary folders of checkpoints that failed to write (never a complete one):
+    on a full disk that frees the space status.json needs."""
+    for unfinished in (Path(run_dir) / "checkpoints").glob(f"*/*{_UNFINISHED}*"):
+        shutil.rmtree(unfinished, ignore_errors=True)
+
+
 class RunCheckpoints:
     """One Orbax CheckpointManager per line of training (trunk, each branch) in a run folder."""
 
@@ -90,6 +159,10 @@ class RunCheckpoints:
         self.keep = keep
         self.asynchronous = asynchronous
         self._managers: dict[str, ocp.CheckpointManager] = {}
+        absl_log = logging.getLogger("absl")
+        if not any(isinstance(f, _OrbaxWriteFailures) for f in absl_log.filters):
+            absl_log.addFilter(_OrbaxWriteFailures())
+        _quiet_closed_loop_callbacks()  # a failed save, like a failed restore, closes its loop early
 
     def manager(self, name: str) -> ocp.CheckpointManager:
         if name not in self._managers:
@@ -103,9 +176,10 @@ class RunCheckpoints:
 
     def save(self, name: str, step: int, params, opt_state, meta: dict) -> None:
         """Start an asynchronous save; the arrays are copied off the device before it returns."""
-        self.manager(name).save(step, args=ocp.args.Composite(
-            params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
-            meta=ocp.args.JsonSave(meta)), force=True)
+        with _naming(self.root / name / str(step)):
+            self.manager(name).save(step, args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
+                meta=ocp.args.JsonSave(meta)), force=True)
 
     def restore_latest(self, name: str, abstract_params, abstract_opt_state) -> tuple[Any, Any, dict] | None:
         """(params, opt_state, meta) of the newest step that restores cleanly, or None if none does.
@@ -139,8 +213,9 @@ class RunCheckpoints:
         return None
 
     def wait(self) -> None:
-        for manager in self._managers.values():
-            manager.wait_until_finished()
+        for name, manager in self._managers.items():
+            with _naming(self.root / name):
+                manager.wait_until_finished()
 
     def close(self) -> None:
         for manager in self._managers.values():
@@ -149,7 +224,8 @@ class RunCheckpoints:
 
     def mark_finished(self, branch: str, step: int, tokens: int) -> None:
         """Record a finished branch, once its final checkpoint is safely on disk."""
-        self.manager(branch).wait_until_finished()
+        with _naming(self.root / branch):
+            self.manager(branch).wait_until_finished()
         records = [r for r in finished_branches(self.root.parent) if r["branch"] != branch]
         records.append({"branch": branch, "step": int(step), "tokens": int(tokens)})
         if jax.process_index() == 0:

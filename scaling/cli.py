@@ -118,8 +118,26 @@ END_ON_INTERRUPT = ("augment", "collect", "describe", "fit", "predict", "recomme
 def _end_on_interrupt(verb: str):
     def handler(signum, frame):
         print(interrupted_line(verb), file=sys.stderr, flush=True)
+        end_child_processes()
         os._exit(INTERRUPTED)
     return handler
+
+
+def end_child_processes() -> None:
+    """Terminate this process's multiprocessing workers (the report's process beside its fits:
+    they ignore Ctrl-C, and orphaned they would wait on their parent's queue for ever), and release
+    their queues' semaphores as a normal exit does (else multiprocessing's resource tracker warns
+    of them once this process is gone)."""
+    if "multiprocessing" not in sys.modules:
+        return
+    import multiprocessing
+    from multiprocessing import util
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout=5)
+    util._run_finalizers(0)  # the semaphores' finalizers (exit priority 0), as at interpreter exit
 
 
 def entry() -> None:
@@ -136,6 +154,7 @@ def entry() -> None:
         verb, code = _dispatch(argv)
     except KeyboardInterrupt:  # the one interrupt path: one line, exit 130, no interpreter shutdown
         print(interrupted_line(verb), file=sys.stderr)
+        end_child_processes()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(INTERRUPTED)

@@ -35,8 +35,9 @@ def train(config: TrainConfig) -> dict:
     raises TrainingFailed (status.json says why)."""
     import jax
 
+    from analysis.atomic import unwritable
     from scaling import partitioning, run_folder
-    from scaling.checkpoints import finished_branches, write_model_config
+    from scaling.checkpoints import discard_unfinished, finished_branches, write_failure, write_model_config
     from scaling.data.source import DataSource
     from scaling.run_folder import IDENTITY_FILE, RunFolder
     from scaling.train_config import NOT_IDENTITY, require
@@ -47,9 +48,13 @@ def train(config: TrainConfig) -> dict:
         raise PlacedConfigError(f"--gin.MODEL_DIR={run_dir} is a file, not a run folder; give a folder path")
     identity = run_folder.identity(config.settings(), NOT_IDENTITY)
     run_folder.check_same_run(run_dir, identity)
+    problem = unwritable(run_dir / "status.json", "--gin.MODEL_DIR")  # a read-only or full disk: before the work
+    if problem:
+        raise TrainingFailed(problem)
     run_dir.mkdir(parents=True, exist_ok=True)
     budgets = config.budgets()
     folder = RunFolder(run_dir, budgets[-1] if budgets else 0)
+    trainer = None
     try:
         run = config.check()
         mesh = partitioning.make_mesh(config.mesh_data, config.mesh_fsdp)
@@ -89,8 +94,19 @@ def train(config: TrainConfig) -> dict:
         folder.status("failed", f"configuration error: {e}")
         raise
     except Exception as e:
-        folder.status("failed", f"{type(e).__name__}: {e}")
-        raise
+        refused = write_failure(e)
+        if refused is None:
+            folder.status("failed", f"{type(e).__name__}: {e}")
+            raise
+        step = trainer.counters.step if trainer else 0
+        reason = (f"{refused}; stopped at step {step} with every complete checkpoint intact: "
+                  f"free space (or make the folder writable) and rerun the same command to resume")
+        discard_unfinished(run_dir)  # a failed save's partial files: the space status.json needs
+        try:
+            folder.status("failed", reason, step, trainer.counters.tokens if trainer else 0)
+        except OSError as status_error:
+            reason += f" ({run_dir / 'status.json'} not updated: {status_error.strerror})"
+        raise TrainingFailed(reason) from None
     finally:
         folder.close()
 
@@ -151,8 +167,13 @@ def run_train(args) -> int:
         return 130 if isinstance(e, Interrupted) else 143 if isinstance(e, Preempted) else 1
     except ConfigError:
         raise
-    except Exception:
-        traceback.print_exc()
+    except Exception as e:
+        from scaling.checkpoints import write_failure  # loaded with the run
+        refused = write_failure(e)
+        if refused is None:
+            traceback.print_exc()
+        else:
+            print(f"scaling train: {refused}", file=sys.stderr)
         return 1
     print(json.dumps(summary))
     return 0

@@ -115,11 +115,13 @@ class Trainer:
         self.stop_requested = signum
 
     def close(self):
-        self.checkpoints.wait()
-        self.checkpoints.close()
-        self.data.close()
-        for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler)
+        try:
+            self.checkpoints.wait()  # raises a save's failure
+            self.checkpoints.close()
+        finally:
+            self.data.close()
+            for sig, handler in self._previous_handlers.items():
+                signal.signal(sig, handler)
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from helpers import EPOCH, make_law
 from scaling.cli import main
 from scaling.configuration import ConfigError
 from tests.test_bad_input import snapshot
+from tests.test_data_teacher import _gin, _write_corpus, openai_server  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -230,6 +231,76 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work(files, tmp_
     code, _, err = cli(verb, files / "table.csv", "-o", tmp_path / "a_file" / "out.json", *extra)
     assert code == 2 and f"{tmp_path / 'a_file'} is a file, not a folder" in one_line(err)
     assert snapshot(tmp_path) == before
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str):
+    """A real small (or read-only) disk at `folder` for the test: a tmpfs mount, removed after.
+    Skips where mounting is not permitted (it needs root or CAP_SYS_ADMIN)."""
+    folder.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here: no real read-only or full disk")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def small_disks(tmp_path):
+    """A read-only disk, a full one and one with a single 4 KiB page free (64 KiB each)."""
+    with tmpfs(tmp_path / "read_only", "size=64k,ro") as read_only, tmpfs(tmp_path / "full", "size=64k") as full, \
+            tmpfs(tmp_path / "almost", "size=64k") as almost:
+        (almost / "filler").write_bytes(b"x" * (60 * 1024))
+        with pytest.raises(OSError, match="No space left on device"), open(full / "filler", "wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+        yield {"read-only": read_only, "full": full, "almost full": almost}
+
+
+@pytest.mark.parametrize("verb, flag, extra", [("fit", "-o", ["--bootstrap=0"]), ("report", "-o", []),
+                                               ("demo", "--output", [])])
+def test_a_read_only_or_full_disk_is_refused_before_the_work(files, tmp_path, small_disks, verb, flag, extra):
+    table = [] if verb == "demo" else [files / "table.csv"]
+    if verb == "demo":
+        extra = [f"--sweep_dir={tmp_path / 'sweep'}"]
+    for problem, reason in (("read-only", "Read-only file system"), ("full", "No space left on device")):
+        output = small_disks[problem] / "out"
+        code, _, err = cli(verb, *table, flag, output, *extra)
+        assert code == 2 and f"{flag} {output}: cannot write in {small_disks[problem]} ({reason})" in one_line(err)
+    if verb == "demo":  # its sweep folder too
+        code, _, err = cli(verb, f"--sweep_dir={small_disks['read-only'] / 'sweep'}", "-o", tmp_path / "r.html")
+        assert code == 2 and one_line(err).startswith(f"scaling demo: error: --sweep_dir {small_disks['read-only']}")
+        assert "(Read-only file system)" in err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_disk_that_fills_during_the_write_is_named_in_one_line_and_nothing_is_left(files, small_disks):
+    """The check before the work finds the one free page; the law file (with its 50 bootstrap
+    draws) needs more."""
+    folder = small_disks["almost full"]
+    before = snapshot(folder)
+    code, _, err = cli("fit", files / "table.csv", "-o", folder / "law.json", "--bootstrap=50")
+    assert code == 1
+    assert f"scaling fit: error: No space left on device ({folder / 'law.json'}); files already written are intact" \
+        in one_line(err)
+    assert snapshot(folder) == before  # no partial law file, no temporary file
+
+
+def test_a_checkpoint_the_disk_refuses_is_named_in_one_phrase_without_orbaxs_error_lines(small_disks, capfd):
+    import numpy as np
+
+    from scaling.checkpoints import RunCheckpoints, write_failure
+    for problem, reason in (("full", "No space left on device"), ("read-only", "Read-only file system")):
+        checkpoints = RunCheckpoints(small_disks[problem] / "run", asynchronous=False)
+        with pytest.raises(Exception) as refused:
+            checkpoints.save("trunk", 1, {"w": np.ones((64, 64))}, {"m": np.zeros((64, 64))}, {"step": 1})
+            checkpoints.wait()
+        found = write_failure(refused.value)
+        assert found.startswith(f"cannot write {small_disks[problem]}") and found.endswith(f": {reason}"), found
+    captured = capfd.readouterr()
+    assert "ERROR" not in captured.err and "Traceback" not in captured.err, captured.err
 
 
 def test_recommend_says_where_a_target_it_derived_came_from(files):
@@ -474,6 +545,43 @@ def test_ctrl_c_during_training_checkpoints_and_a_torn_log_line_does_not_stop_th
 
 
 @pytest.mark.slow
+def test_training_onto_a_full_disk_stops_in_one_line_and_resumes_once_space_is_freed(tmp_path):
+    """A 1 MiB disk holds the first checkpoint, not the second: Orbax's failed save is one line
+    (no absl ERROR lines, no traceback), status.json says why, the complete checkpoint stays and
+    the failed one's partial files go; with space freed the same command finishes the run."""
+    from tests.test_bad_input import TINY
+    with tmpfs(tmp_path / "read_only", "size=64k,ro") as read_only:  # refused before the work
+        run_dir = read_only / "run"
+        proc = subprocess.run(_scaling("train", *TINY, f"--gin.MODEL_DIR={run_dir}"), cwd=REPO, capture_output=True,
+                              text=True, timeout=300, env=USER_ENV)
+        assert proc.returncode == 1
+        assert one_line(proc.stderr) == (f"scaling train: --gin.MODEL_DIR {run_dir / 'status.json'}: cannot write in "
+                                         f"{read_only} (Read-only file system)")
+    with tmpfs(tmp_path / "disk", "size=1m") as disk:
+        run_dir = disk / "run"
+        flags = [*TINY, f"--gin.MODEL_DIR={run_dir}"]
+        proc = subprocess.run(_scaling("train", *flags), cwd=REPO, capture_output=True, text=True, timeout=600,
+                              env=USER_ENV)
+        assert proc.returncode == 1
+        line = one_line(proc.stderr)
+        assert line.startswith(f"scaling train: cannot write {run_dir / 'checkpoints'}{os.sep}"), line
+        assert ": No space left on device; stopped at step " in line and "rerun the same command to resume" in line
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status["state"] == "failed" and status["reason"] == line.removeprefix("scaling train: ")
+        assert not list(run_dir.glob("checkpoints/*/*orbax-checkpoint-tmp*"))
+        kept = sorted(p.name for p in (run_dir / "checkpoints" / "trunk").iterdir())
+        assert kept and all(name.isdigit() for name in kept)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space freed
+        again = subprocess.run(_scaling("train", *flags), cwd=REPO, capture_output=True, text=True, timeout=600,
+                               env=USER_ENV)
+        assert again.returncode == 0, again.stderr
+        assert "Traceback" not in again.stderr and "ERROR" not in again.stderr
+        assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+        steps = [r["step"] for _, r in read_jsonl(run_dir / "log.jsonl")]
+        assert steps == list(range(1, steps[-1] + 1))  # each step once, none lost
+
+
+@pytest.mark.slow
 def test_ctrl_c_during_a_fit_is_one_line_exit_130_and_the_old_output_intact(files, tmp_path):
     output = tmp_path / "law.json"
     output.write_text('{"kept": true}\n')
@@ -489,23 +597,89 @@ def test_ctrl_c_during_a_fit_is_one_line_exit_130_and_the_old_output_intact(file
     assert snapshot(tmp_path) == before
 
 
-# Verbs whose --help still imports JAX: their flags are built from the law forms and questions
-# (analysis.forms, analysis.questions), which are JAX code (issue 31 says what is left).
-HEAVY_HELP = ("fit", "predict", "recommend", "report")
+def _interrupt_when(proc, ready, timeout_s: float = 300) -> tuple[str, str]:
+    """Ctrl-C `proc` once `ready()` holds (it must still be running), as a terminal does: SIGINT
+    to its whole process group (its worker processes too). Its (stdout, stderr), once every
+    process holding them has ended."""
+    deadline = time.monotonic() + timeout_s
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "it finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    return proc.communicate(timeout=120)
+
+
+def _popen(*args, env=None):
+    """`scaling <args>` in a process group of its own, as a terminal's foreground job."""
+    return subprocess.Popen(_scaling(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env or USER_ENV, preexec_fn=_ctrl_c_reaches_it, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_report_is_one_line_exit_130_and_the_old_report_intact(files, tmp_path):
+    output = tmp_path / "report.html"
+    output.write_text("<p>the report before</p>\n")
+    before = snapshot(tmp_path)
+    proc = _popen("report", files / "table.csv", "-o", output)
+    started = time.monotonic()
+    out, err = _interrupt_when(proc, lambda: time.monotonic() - started > 8)  # fitting its laws by then
+    assert proc.returncode == 130
+    assert "scaling report: interrupted (Ctrl-C); files are written whole or not at all" in one_line(err)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished tiny training run (p50k, 2,000 tokens)."""
+    from tests.test_bad_input import TINY
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    proc = subprocess.run(_scaling("train", *TINY, f"--gin.MODEL_DIR={run_dir}"), cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env=USER_ENV)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_inference_is_one_line_exit_130_and_the_rows_written_are_kept(tiny_run):
+    from scaling.infer_rows import ROWS_FILE
+    rows = tiny_run / ROWS_FILE
+    proc = _popen("infer", f"--run_dir={tiny_run}", "--gin_file=gin/runs/infer.gin", "--gin.infer.thinking_budgets=[0,16]")
+    out, err = _interrupt_when(proc, lambda: rows.is_file() and rows.read_text().endswith("\n"))
+    written = rows.read_text()  # every row written before the Ctrl-C (nothing is written after it)
+    assert proc.returncode == 130
+    *warnings, line = err.strip().splitlines()  # warned first: the prompts outgrow the tiny model's context
+    assert "Traceback" not in err and all(w.startswith("scaling infer: warning: ") for w in warnings), err
+    assert line.startswith("scaling infer: interrupted (Ctrl-C); files are written whole or not at all")
+    assert rows.read_text() == written and [r for _, r in read_jsonl(rows)]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_augment_is_one_line_exit_130_and_the_cache_keeps_every_record(openai_server, tmp_path):
+    from scaling.data import cache as cache_lib
+    corpus_dir, cache_dir = tmp_path / "corpus", tmp_path / "cache"
+    _write_corpus(corpus_dir, 200)
+    openai_server.faults_per_document, openai_server.delay = 0, 0.2  # 200 documents, 4 at a time: 10 s
+    proc = _popen("augment", f"--gin_file={_gin(tmp_path, openai_server, cache_dir, corpus_dir)}", "--no_progress",
+                  env={**USER_ENV, "TEACHER_API_KEY": "k"})
+    out, err = _interrupt_when(proc, lambda: cache_dir.is_dir() and len(list(cache_lib.read_records(cache_dir))) >= 8)
+    assert proc.returncode == 130
+    assert "scaling augment: interrupted (Ctrl-C); files are written whole or not at all" in one_line(err)
+    records = list(cache_lib.read_records(cache_dir))  # readable: complete records, a torn last line skipped
+    assert 8 <= len(records) < 200 and len({r["key"] for r in records}) == len(records)
 
 
 def test_help_imports_neither_jax_nor_tensorflow_and_start_up_prints_no_native_noise():
     from scaling.cli import VERBS
-    light = [verb for verb in VERBS if verb not in HEAVY_HELP]
+    verbs = list(VERBS)
     # one process, every verb's --help in turn: the modules each one imported are checked after it
     script = ("import sys\nfrom scaling import cli\n"
               "for verb in sys.argv[1:]:\n"
               "    try:\n        cli.main([verb, '--help'])\n    except SystemExit:\n        pass\n"
               "    print('imported by', verb, sorted(m for m in ('jax', 'tensorflow') if m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", script, *light], cwd=REPO, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", script, *verbs], cwd=REPO, capture_output=True, text=True,
                           timeout=120, env=USER_ENV)
     assert proc.returncode == 0, proc.stderr
-    for verb in light:
+    for verb in verbs:
         assert "usage: scaling " + verb in proc.stdout, verb
         assert f"imported by {verb} []" in proc.stdout, (verb, proc.stdout[-500:])
     # a verb that does import TensorFlow (its data pipeline): none of its native start-up lines reach the user

@@ -271,9 +271,11 @@ def test_a_fit_gives_the_same_law_whatever_the_number_of_starts_per_call(monkeyp
 
 
 @pytest.mark.slow
-def test_a_large_table_is_minimized_in_bounded_memory():
+def test_a_large_table_is_minimized_and_bootstrapped_in_bounded_memory():
     """512 starts over 2e5 rows held at once were 1.6 GB of data rows (a 1e6-row table's fit asked
-    for 33.5 GiB); now a call holds ELEMENT_BUDGET elements, built when it comes."""
+    for 33.5 GiB); now a call holds ELEMENT_BUDGET elements, built when it comes. The bootstrap's
+    400 resamples were drawn up front, [400, 2e5] weights and as many run counts (1.3 GB); now each
+    is drawn when its refit's call comes."""
     import tracemalloc
 
     from analysis.forms import get_form
@@ -291,7 +293,12 @@ def test_a_large_table_is_minimized_in_bounded_memory():
     try:
         x, f, _, _ = fitting.minimize(starts, 0)
         peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        boot_x, _ = fitting.bootstrap(x[:1], 400, seed=0, max_iter=0)
+        boot_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert x.shape == starts.shape and np.isfinite(f).all()
     assert peak < 4 * 8 * ELEMENT_BUDGET < len(starts) * 2 * rows * 8, peak
+    assert boot_x.shape == (400, x.shape[1]) and np.isfinite(boot_x).all()
+    assert boot_peak < 4 * 8 * ELEMENT_BUDGET < 400 * rows * 8, boot_peak

@@ -5,6 +5,10 @@ Importing anything of this package runs this file, which imports every built-in 
 imports are plain statements that tests/test_imports.py follows. Adding a form is adding its module
 (a class decorated with `@register`) and its name to the import below; tests/test_forms.py fails,
 naming the module, for a module of this folder that the import misses.
+
+JAX is imported inside the methods that evaluate a law ("JAX on first evaluation"), not at the
+top of a form's module: the registry's names, approaches and settings build `scaling fit`'s flags,
+so `scaling <verb> --help` imports no JAX (tests/test_faults.py).
 """
 
 from analysis.forms.base import CurveForm, CurveOptions, FormOptions, LawForm

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
 import numpy as np
 
 from analysis import chinchilla
@@ -45,6 +44,7 @@ class Architecture(CurveForm):
         return stack_theta(chinchilla.log_parameters(params) + [params[n] for n in self.parameter_names_for(options)[5:]])
 
     def raw_predict(self, theta, cov, options):
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         a, b, e, alpha, beta, a1, a2, b1, b2 = (theta[..., i] for i in range(9))
         base = chinchilla.log_loss(a, b, e, alpha, beta, jnp.log(cov["N"]), jnp.log(cov["D"]), xp=jnp)
         x, r = cov["x"], cov["r"]

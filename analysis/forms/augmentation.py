@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-import jax.numpy as jnp
 import numpy as np
 
 from analysis import chinchilla
@@ -87,6 +86,7 @@ class Augmentation(CurveForm):
         return stack_theta(parts)
 
     def raw_predict(self, theta, cov, options):
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         a, b, e, alpha = (theta[..., i] for i in range(4))
         arm = cov["arm"]
         if options.per_arm_exponents:

@@ -17,14 +17,15 @@ import dataclasses
 import functools
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from analysis import chinchilla
 from analysis.forms.registry import FORMS, form_of_approach, forms_with_option, get_form, register  # noqa: F401
+
+if TYPE_CHECKING:
+    import jax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,10 +210,10 @@ class CurveForm(LawForm):
     def to_parameters(self, theta: np.ndarray, options: FormOptions) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def from_parameters(self, params: Mapping[str, float], options: FormOptions) -> jnp.ndarray:
+    def from_parameters(self, params: Mapping[str, float], options: FormOptions) -> jax.Array:
         raise NotImplementedError
 
-    def raw_predict(self, theta, cov: Mapping[str, jnp.ndarray], options: FormOptions):
+    def raw_predict(self, theta, cov: Mapping[str, jax.Array], options: FormOptions):
         """Prediction on the fitting scale: log target if log_target, else the target itself."""
         raise NotImplementedError
 
@@ -267,6 +268,7 @@ class CurveForm(LawForm):
         return self._evaluate(columns, options, covariates, self._raw_predict_draws)
 
     def _raw_predict_draws(self, thetas, cov, options):
+        import jax  # JAX on first evaluation (analysis/forms/__init__.py)
         return jax.vmap(lambda t: self.raw_predict(t, cov, options))(thetas)
 
     def _evaluate(self, params, options, covariates, raw_predict):
@@ -274,13 +276,15 @@ class CurveForm(LawForm):
         missing = [c for c in self.required_covariates(options) if c not in covariates]
         if missing:
             raise ValueError(f"form {self.name!r} needs covariates {missing} to predict")
+        import jax  # JAX on first evaluation (analysis/forms/__init__.py)
         with jax.enable_x64(True):
             theta = self.from_parameters(params, options)
             out = compiled_prediction(raw_predict, theta, self.encode_covariates(covariates, options), options)
             return np.exp(out) if self.log_target else out
 
-    def encode_covariates(self, covariates: Mapping, options: FormOptions) -> dict[str, jnp.ndarray]:
+    def encode_covariates(self, covariates: Mapping, options: FormOptions) -> dict[str, jax.Array]:
         """Numeric arrays for raw_predict (arm names become indices into the fitted arms)."""
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         out = {}
         for name, value in covariates.items():
             if name == "arm":
@@ -309,15 +313,22 @@ def compiled_prediction(raw_predict, theta, cov, options: FormOptions) -> np.nda
     """raw_predict(theta, cov, options) as one compiled program, on the host. Run op by op, each
     of a prediction's dozens of array operations would be compiled (and cached) on its own: most
     of a small fit's time. Call it under jax.enable_x64(True), as the fits do."""
-    return np.asarray(_compiled_prediction(raw_predict, _StaticOptions(options), theta, cov))
+    return np.asarray(_prediction_program()(raw_predict, _StaticOptions(options), theta, cov))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _compiled_prediction(raw_predict, options: _StaticOptions, theta, cov):
-    return raw_predict(theta, cov, options.options)
+@functools.cache
+def _prediction_program():
+    """The one jitted program (built once, so that its compilation cache is kept between calls)."""
+    import jax  # JAX on first evaluation (analysis/forms/__init__.py)
+
+    def prediction(raw_predict, options: _StaticOptions, theta, cov):
+        return raw_predict(theta, cov, options.options)
+
+    return jax.jit(prediction, static_argnums=(0, 1))
 
 
-def encode_arms(form_name: str, labels, arms: list[str]) -> jnp.ndarray:
+def encode_arms(form_name: str, labels, arms: list[str]) -> jax.Array:
+    import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
     labels = np.asarray(labels, dtype=object)
     unknown = sorted(set(np.atleast_1d(labels).tolist()) - set(arms))
     if unknown:
@@ -325,5 +336,6 @@ def encode_arms(form_name: str, labels, arms: list[str]) -> jnp.ndarray:
     return jnp.asarray(np.vectorize(arms.index, otypes=[np.int64])(labels))
 
 
-def stack_theta(parts) -> jnp.ndarray:
+def stack_theta(parts) -> jax.Array:
+    import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
     return jnp.stack([jnp.asarray(v, dtype=jnp.float64) for v in parts], -1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
 import numpy as np
 
 from analysis import chinchilla
@@ -50,6 +49,7 @@ class Chinchilla(CurveForm):
         return stack_theta(theta[:4] if options.shared_exponent else theta)
 
     def raw_predict(self, theta, cov, options):
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         if options.shared_exponent:
             a, b, e, alpha = (theta[..., i] for i in range(4))
             beta = alpha

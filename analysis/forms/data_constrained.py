@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 from collections.abc import Mapping
 
-import jax.numpy as jnp
 import numpy as np
 
 from analysis import chinchilla
@@ -52,6 +51,7 @@ class DataConstrained(CurveForm):
         return stack_theta(parts)
 
     def raw_predict(self, theta, cov, options):
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         r_d, r_n = jnp.exp(theta[..., 0]), jnp.exp(theta[..., 1])
         if options.base:
             a, b, e, alpha, beta = (float(v) for v in chinchilla.log_parameters(options.base))

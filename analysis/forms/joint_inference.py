@@ -8,8 +8,6 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.special import expit
 
@@ -218,6 +216,7 @@ class JointInference(CurveForm):
         return out
 
     def from_parameters(self, params, options):
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         b = jnp.asarray(params["b"], dtype=jnp.float64)
         share = jnp.asarray(params["a"], dtype=jnp.float64) / (1.0 - b)
         parts = [jnp.log(share / (1.0 - share)), jnp.log(b / (1.0 - b)), jnp.log(params["kappa"])]
@@ -226,6 +225,7 @@ class JointInference(CurveForm):
 
     def loss(self, cov, options):
         """Step 1: the loss law's prediction, or the measured loss when given as a covariate."""
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         if "L" in cov:
             return cov["L"]
         law = self.loss_law(options)
@@ -251,9 +251,12 @@ class JointInference(CurveForm):
                               {**covariates, "L": losses}, self._raw_predict_paired)
 
     def _raw_predict_paired(self, thetas, cov, options):
+        import jax  # JAX on first evaluation (analysis/forms/__init__.py)
         return jax.vmap(lambda t, loss: self.raw_predict(t, {**cov, "L": loss}, options))(thetas, cov["L"])
 
     def raw_predict(self, theta, cov, options):
+        import jax
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         logit_share, logit_b, log_kappa = (theta[..., i] for i in range(3))
         b = jax.nn.sigmoid(logit_b)
         a = (1.0 - b) * jax.nn.sigmoid(logit_share)
@@ -312,6 +315,7 @@ class JointInference(CurveForm):
         return tuple(law.form.required_covariates(law.settings)) + ("T", "k") + extra
 
     def encode_covariates(self, covariates, options):
+        import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)
         out = super().encode_covariates({k: v for k, v in covariates.items() if k not in ("arm", "difficulty")},
                                         options)
         if "arm" in covariates:

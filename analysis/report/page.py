@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -71,8 +72,10 @@ def build_report(path, columns: dict[str, str] | None = None, bootstrap: int = B
         # Bootstrap draws far from the data overflow in exp/power; their intervals show it.
         # The true floor (a Monte Carlo pass over the generator, pure Python) is computed in a
         # process beside the fits, on a core the fits (mostly single-threaded compilation and
-        # Python) leave idle; in a thread it held the GIL the fits' Python needed.
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) \
+        # Python) leave idle; in a thread it held the GIL the fits' Python needed. A Ctrl-C is
+        # this process's to handle (scaling.cli ends the worker): the worker ignores it.
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) \
                 as beside:
             if isinstance(floor, str) and floor == "auto":
                 floor = (beside.submit(sweep.true_floor, path, frames["training"])
