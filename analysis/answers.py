@@ -31,13 +31,21 @@ class Quantity:
 
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
-    """One answered question: its quantities (ordered), notes for the reader and range warnings."""
+    """One answered question: its quantities (ordered), notes for the reader and range warnings.
+    `notes` state the question's inputs; `derived` notes state numbers computed from the answer
+    (tokens per parameter, a reference optimum) and are shown only where the answer is determined."""
 
     question: str
     quantities: dict[str, Quantity]
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     status: Determination = Determination("determined")   # whether the data determine the answer
+    derived: tuple[str, ...] = ()
+
+    @property
+    def shown_notes(self) -> tuple[str, ...]:
+        """The notes for the reader: without the derived ones where the data do not determine the answer."""
+        return self.notes + self.derived if self.status.determined else self.notes
 
     def __getitem__(self, name: str) -> Quantity:
         return self.quantities[name]
@@ -60,7 +68,7 @@ class Recommendation:
         lines = [self.question, ""]
         for row in [("quantity", "estimate", "95% interval", "unit")] + rows:
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"note: {n}" for n in self.shown_notes]
         if not self.status.determined:
             lines.append(self.status.text())
         return "\n".join(lines)

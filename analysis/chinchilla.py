@@ -49,23 +49,36 @@ def gadre_parameters(params: Mapping[str, float]) -> dict[str, float]:
     return {"E": params["E"], "a": params["A"] * 6 ** eta, "b": params["B"] * 6 ** eta, "eta": eta}
 
 
+def in_domain(p: Mapping[str, Any]):
+    """Where a parameter mapping (or each bootstrap draw of one) is a Chinchilla law: A, B, alpha
+    and beta positive, E non-negative, all finite. A draw outside it (alpha < 0: a loss that grows
+    with model size) has no compute-optimal split; answers give it NaN and drop it from intervals."""
+    values = [np.asarray(p[k], float) for k in NAMES]
+    with np.errstate(invalid="ignore"):
+        finite = np.logical_and.reduce([np.isfinite(v) for v in values])
+        return finite & (values[0] >= 0) & (values[1] > 0) & (values[2] > 0) & (values[3] > 0) & (values[4] > 0)
+
+
 def chinchilla_loss(p: Mapping[str, Any], n, d):
-    """L = E + A / N^alpha + B / D^beta (inf for extreme bootstrap draws, without warnings)."""
-    with np.errstate(over="ignore", divide="ignore"):
+    """L = E + A / N^alpha + B / D^beta: inf for extreme bootstrap draws, NaN for a draw outside
+    the law's domain or at an N or D that is NaN (a draw without an optimum), without warnings."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         return np.exp(log_loss(np.log(p["A"]), np.log(p["B"]), np.log(p["E"]), np.asarray(p["alpha"], float),
                                np.asarray(p["beta"], float), np.log(n), np.log(d)))
 
 
 def chinchilla_optimum(p: Mapping[str, Any], train_flops):
-    """The (N, D) minimising L(N, D) subject to 6ND = train_flops, in closed form."""
+    """The (N, D) minimising L(N, D) subject to 6ND = train_flops, in closed form; NaN for a draw
+    outside the law's domain (in_domain)."""
     alpha, beta = np.asarray(p["alpha"], float), np.asarray(p["beta"], float)
-    # extreme bootstrap draws give 0, inf or (exponents of opposite signs) nan: dropped from intervals
+    # extreme bootstrap draws give 0 or inf: dropped from intervals
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         g = np.power(alpha * p["A"] / (beta * p["B"]), 1.0 / (alpha + beta))
         half = np.asarray(train_flops, float) / 6.0
         n = g * np.power(half, beta / (alpha + beta))
         d = np.power(half, alpha / (alpha + beta)) / g
-    return n, d
+    valid = in_domain(p)
+    return np.where(valid, n, np.nan), np.where(valid, d, np.nan)
 
 
 def tokens_to_reach(p: Mapping[str, Any], target_loss, n):
@@ -105,16 +118,18 @@ def inference_aware_optimum(p: Mapping[str, Any], target_loss, inference_tokens,
     D(N) is exact on the constraint, so the search is one-dimensional in log N, between the
     smallest size that can reach the target and the size that is optimal without inference
     (inference demand only ever shrinks the model): a golden-section search, vectorised over draws.
-    NaN where the target is out of reach (E >= target, or max_params too small).
+    NaN where the target is out of reach (E >= target, or max_params too small) and for a draw
+    outside the law's domain (in_domain).
     """
     def cost(log_n):
         n = np.exp(log_n)
         return 6.0 * n * tokens_to_reach(p, target_loss, n) + 2.0 * n * inference_tokens
 
     n_min = smallest_size_for(p, target_loss)
-    feasible = np.isfinite(n_min)
+    feasible = np.isfinite(n_min) & (n_min > 0) & in_domain(p)
     n_min = np.where(feasible, n_min, 1.0)
-    alpha, beta = np.asarray(p["alpha"], float), np.asarray(p["beta"], float)
+    alpha = np.where(feasible, np.asarray(p["alpha"], float), 1.0)
+    beta = np.where(feasible, np.asarray(p["beta"], float), 1.0)
     lo = np.log(n_min) + 1e-9
     # Without inference, d log(N D(N)) / d log N = 0 where A N^-alpha = (target - E) beta/(alpha+beta).
     hi = np.log(n_min) + np.log((alpha + beta) / beta) / alpha + 1e-6

@@ -27,6 +27,7 @@ from analysis.estimates import BOOTSTRAP
 from analysis.law import Law, ParameterEstimate, load_law, typed_settings
 from analysis.diagnostics import residual_diagnostics
 from analysis.problem import Problem
+from analysis.run_error import run_error, widen_draws
 from analysis.uncertainty import Identification, identify, runs_of, scheme_for
 from analysis.tables import TableError, TooFewPoints, canonical_table, data_hash, ranges, select_rows
 
@@ -169,17 +170,20 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     names = fitted.parameter_names_for(options)
     statuses, warm = {}, distinct_optima(x, f, 2)
     runs, replicates = runs_of(frame, tuple(fitted.required_covariates(options)))
+    shared = None if problem.binomial else run_error(problem.jacobian(best), np.asarray(problem.y) - problem.fitted(best),
+                                                     runs)
     if profile:
         statuses, ends = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
-                                  form.bounds_for(options), replicates=runs)
+                                  form.bounds_for(options), run_error=shared)
         unsettled = [t for thetas in ends.values() for t in thetas]
         warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
                                np.zeros(len(warm) + len(unsettled)), 4)
     scheme = scheme_for(len(frame), resampling)
-    draws, boot_converged = {}, None
+    draws, boot_converged, widened = {}, None, np.ones(0)
     if bootstrap > 0:
         boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed, scheme=scheme, runs=runs, best=best,
                                                    step1_draws=step1_draws)
+        boot_x, widened = widen_draws(boot_x, best, shared)   # answers include run-to-run variance
         draws = fitted.to_parameters(boot_x, options)
     if options.floor is not None and options.floor_mode == "fix":  # exactly the floor, not exp(log(floor))
         estimates["E"] = np.float64(options.floor)
@@ -192,7 +196,8 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     if bootstrap > 0:
         diagnostics["bootstrap"] = {"scheme": scheme, "resamples": bootstrap, "warm_starts": len(warm),
                                     "step1_draws": step1_draws is not None,
-                                    "runs": int(runs.max()) + 1 if len(runs) else 0}
+                                    "runs": int(runs.max()) + 1 if len(runs) else 0,
+                                    "run_level_widening": [round(float(w), 4) for w in widened]}
     residuals = _residual_diagnostics(problem, best, frame, options)
     if residuals is not None:
         diagnostics["diagnostics"] = residuals.to_dict()

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from analysis import isoflop, recommend
 from analysis.atomic import write_bytes_atomic
-from analysis.determination import EXTRAPOLATION_LIMIT, NOT_DETERMINED
+from analysis.determination import EXTRAPOLATION_LIMIT, NOT_DETERMINED, determination
 
 FORMATS = ("png", "svg")
 BAND = (2.5, 97.5)
@@ -29,6 +29,36 @@ def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.4):
     fig = Figure(figsize=(width * ncols, height), layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, axes
+
+
+def determined_at(law, **values) -> np.ndarray:
+    """Per point, whether the data determine the law's answer there (analysis.determination): at
+    none where a parameter is not identified, and not at a point whose N, D, C or T lies past
+    EXTRAPOLATION_LIMIT times the fitted range. `values`: arrays (or scalars) that broadcast."""
+    arrays = np.broadcast_arrays(*(np.asarray(v, float) for v in values.values()))
+    flat = [a.ravel() for a in arrays]
+    size = flat[0].size if flat else 1
+    return np.array([determination(law, **{k: float(a[i]) for k, a in zip(values, flat)}).determined
+                     for i in range(size)]).reshape(arrays[0].shape if arrays else ())
+
+
+def _plot_determined(ax, x, y, determined, label=None, **style):
+    """A law's curve in its style where the data determine it, grey and dotted where they do not
+    (the whole curve beneath, so the two parts join)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if not np.all(determined):
+        ax.plot(x, y, color="0.6", ls=":", lw=style.get("lw", 1.5), zorder=1)
+    ax.plot(x, np.where(determined, y, np.nan), label=label, **style)
+
+
+def _undetermined_title(law, determined) -> str:
+    """What the grey, dotted parts of a figure mean ("" where everything drawn is determined)."""
+    if np.all(determined):
+        return ""
+    missing = law.undetermined()
+    if missing:
+        return f"\n{NOT_DETERMINED}: {', '.join(missing)} not identified (grey, dotted)"
+    return f"\ngrey, dotted: {NOT_DETERMINED} (past {EXTRAPOLATION_LIMIT:g}x the fitted range)"
 
 
 def isoflop_curves(table: pd.DataFrame, width: float = 0.1, min_points: int = 3) -> list[tuple[float, pd.DataFrame]]:
@@ -43,6 +73,7 @@ def isoflop_figure(table: pd.DataFrame, law=None, width: float = 0.1, min_points
     """Loss against N at each compute budget, the parabola in log N per budget, and the law's curve."""
     fig, (ax,) = _figure()
     curves = isoflop_curves(table, width, min_points)
+    undetermined = False
     if not curves:
         raise ValueError(f"no compute budget (runs within {width} decades of C) has {min_points} or more model sizes")
     for (c, curve), colour in zip(curves, _colours(len(curves))):
@@ -54,12 +85,15 @@ def isoflop_figure(table: pd.DataFrame, law=None, width: float = 0.1, min_points
                 color=colour, lw=1, ls="--")
         if law is not None:
             n = np.exp(grid)
-            ax.plot(n, law.predict(N=n, D=c / (6 * n)), color=colour, lw=1.6)
+            ok = determined_at(law, N=n, D=c / (6 * n), C=c)
+            undetermined = undetermined or not ok.all()
+            _plot_determined(ax, n, law.predict(N=n, D=c / (6 * n)), ok, color=colour, lw=1.6)
     ax.set_xscale("log")
     ax.set_xlabel("model size N (parameters)")
     ax.set_ylabel("loss (nats/token)")
     title = "IsoFLOP curves: points, parabola in log N (dashed)"
-    ax.set_title(title + (", law (solid)" if law is not None else ""))
+    ax.set_title(title + (", law (solid)" if law is not None else "")
+                 + (_undetermined_title(law, False) if undetermined else ""), fontsize=10 if undetermined else None)
     _legend_outside(ax, fontsize=7)
     return fig
 
@@ -192,7 +226,8 @@ def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens
     fig, (ax,) = _figure(width=7.2)
     arms = list(arms or recommend.joint_arms(law))
     t_max = float((law.ranges or {}).get("T", [0, 4096])[1]) if thinking_budgets is None else max(thinking_budgets)
-    styles = ["-", "--", ":", "-."]
+    styles = ["-", "--", "-.", (0, (5, 1, 1, 1))]   # dotted is the grey of what is not determined
+    everywhere = []
     for i, size in enumerate(sizes):
         base = inference_queries * 2 * size * samples * tokens_per_query
         thinking = (np.concatenate([[0.0], np.geomspace(1, max(t_max, 2), 80)]) if thinking_budgets is None
@@ -207,12 +242,17 @@ def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens
             acc = recommend.mixed_prediction(law, N=np.full(use.sum(), size), D=d, T=thinking[use],
                                              k=np.full(use.sum(), samples), **({"arm": arm} if arm is not None else {}))
             label = f"N = {size:.2g}" + (f", {arm}" if arm is not None else "")
-            ax.plot(share[use], acc, color=f"C{i}", ls=styles[j % len(styles)], marker="o" if use.sum() == 1 else None,
-                    label=label + ("" if thinks(law, arm) else " (does not think)"))
+            ok = determined_at(law, N=size, D=d, C=6 * size * d, T=thinking[use])
+            everywhere.append(ok)
+            _plot_determined(ax, share[use], acc, ok, color=f"C{i}", ls=styles[j % len(styles)],
+                             marker="o" if use.sum() == 1 else None,
+                             label=label + ("" if thinks(law, arm) else " (does not think)"))
     ax.set_xscale("log")
     ax.set_xlabel("share of total compute spent at inference (fraction)")
     ax.set_ylabel(f"predicted {law.target} (fraction)")
-    ax.set_title(f"Iso-compute: total {total_flops:.2e} FLOPs, {inference_queries:.2g} queries")
+    ok = np.concatenate(everywhere) if everywhere else np.ones(0, bool)
+    ax.set_title(f"Iso-compute: total {total_flops:.2e} FLOPs, {inference_queries:.2g} queries"
+                 + _undetermined_title(law, ok), fontsize=10 if not ok.all() else None)
     ax.legend(fontsize=7, ncol=2)
     return fig
 
@@ -232,20 +272,23 @@ def adaptive_thinking_figure(law, difficulty_mix=None, N: float | None = None, D
     means = budgets if means is None else np.asarray(means, float)
     fig, (ax,) = _figure(width=7.2)
     levels, weights = list(mix), np.asarray(list(mix.values()), float)
+    uniform_ok, adaptive_ok = (determined_at(law, N=n, D=d, C=6 * n * d, T=t) for t in (budgets, means))
     for i, arm in enumerate(list(arms or [a for a in recommend.joint_arms(law) if thinks(law, a)])):
         model = {"N": n, "D": d, **({"arm": arm} if arm is not None else {})}
         table = recommend.accuracy_by_difficulty(law.predict, mix, budgets, model, k)
         cost, value, _ = recommend.policy_frontier(table, budgets, weights, float(np.max(means)))
         adaptive = value[np.searchsorted(cost, means * (1 + 1e-12) + 1e-12, side="right") - 1]
         suffix = f", {arm}" if arm is not None else ""
-        ax.plot(budgets + 1, weights @ table, color=f"C{i}", ls="--", marker="o", ms=2.5,
-                label=f"uniform T{suffix}")
-        ax.plot(means + 1, adaptive, color=f"C{i}", ls="-", label=f"adaptive per difficulty{suffix}")
+        _plot_determined(ax, budgets + 1, weights @ table, uniform_ok, color=f"C{i}", ls="--", marker="o", ms=2.5,
+                         label=f"uniform T{suffix}")
+        _plot_determined(ax, means + 1, adaptive, adaptive_ok, color=f"C{i}", ls="-",
+                         label=f"adaptive per difficulty{suffix}")
     ax.set_xscale("log")
     ax.set_xlabel("mean thinking tokens per query + 1 (tokens)")
     ax.set_ylabel(f"expected {law.target} over the mix (fraction)")
     ax.set_title(f"Adaptive vs uniform thinking: N = {n:.3g}, D = {d:.3g}, mix "
-                 + ", ".join(f"d{lv:g}: {w:.2g}" for lv, w in zip(levels, weights)), fontsize=9)
+                 + ", ".join(f"d{lv:g}: {w:.2g}" for lv, w in zip(levels, weights))
+                 + _undetermined_title(law, np.concatenate([uniform_ok, adaptive_ok])), fontsize=9)
     ax.legend(fontsize=7)
     return fig
 

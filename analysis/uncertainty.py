@@ -14,9 +14,9 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
   closed at that limit and the status "at_bound"; one flat towards infinity, or flat on both
   sides, gives "not_identified". The percentile bootstrap cannot do this: once a refit has left
   E at 1e-48 the objective no longer depends on it and no resample brings it back.
-- Runs with several rows (`run_error_stretch`): the deviance treats rows as independent, so where
+- Runs with several rows (analysis.run_error): the deviance treats rows as independent, so where
   a seed's error is shared by a run's rows the profile interval is stretched about the estimate
-  by the ratio of the coordinate's variance under the shared error to the one the profile assumes.
+  by the ratio of the coordinate's run-level interval to the one the profile assumes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from analysis.run_error import RunError, coordinate_stretch
 
 STATUSES = ("identified", "at_bound", "not_identified")
 # offsets (fitting coordinates: log E, log A, alpha, ...) of the profile's first pass, each side
@@ -97,57 +99,6 @@ def leverage(jacobian: np.ndarray) -> np.ndarray:
     return np.clip(np.sum(q * q, axis=1), 0.0, 0.99)
 
 
-def run_error_stretch(jacobian: np.ndarray, residual: np.ndarray, runs: np.ndarray) -> np.ndarray:
-    """Per fitting coordinate, the factor (>= 1) by which the profile interval is stretched about
-    the estimate when rows share a run's error (Chandler and Bate's horizontal adjustment of an
-    independence likelihood). The residuals give the two variance components, within runs
-    (sigma_e^2) and shared by a run (sigma_u^2), by unbiased moments of the linearised model
-    (E[r'Ar] = tr(A M Sigma M), A = I and ZZ', M the residual maker, Z the run incidence); the
-    coordinate's variance under that error, (J'J)^-1 J' Sigma J (J'J)^-1, against the independence
-    profile's s^2 (J'J)^-1, with Satterthwaite's degrees of freedom for the F cut-off in place of
-    n - p. Only widens: where the run-level analysis would narrow an interval, the independence
-    profile is kept. Run-level matrices only (K = Z'MZ), so a long table costs O(n p^2)."""
-    n, n_coords = jacobian.shape
-    ones = np.ones(n_coords)
-    n_runs = int(runs.max()) + 1
-    jac = np.nan_to_num(jacobian)
-    q, singular, _ = np.linalg.svd(jac, full_matrices=False)
-    q = q[:, singular > singular[0] * 1e-12] if singular[0] > 0 else q[:, :0]
-    rank = q.shape[1]
-    if n_runs >= n or n <= rank:
-        return ones
-    def run_sums(values):                                  # Z' values
-        out = np.zeros((n_runs,) + values.shape[1:])
-        np.add.at(out, runs, values)
-        return out
-
-    spanned = run_sums(q)
-    k = np.diag(np.bincount(runs, minlength=n_runs).astype(float)) - spanned @ spanned.T   # K = Z'MZ
-    k2 = k @ k
-    power = [None, np.trace(k), np.trace(k2), float(np.sum(k * k2))]   # tr(K), tr(K^2), tr(K^3)
-    moments = np.array([[n - rank, power[1]], [power[1], power[2]]])
-    shared = run_sums(residual)
-    observed = np.array([residual @ residual, shared @ shared])
-    sigma_e, sigma_u = np.linalg.lstsq(moments, observed, rcond=None)[0]
-    if not (sigma_e > 0 and sigma_u > 0):
-        return ones
-    # Cov of the two quadratic forms under normality: 2 tr(A Omega B Omega), Omega = M Sigma M
-    between = 2.0 * np.array([
-        [sigma_e ** 2 * (n - rank) + 2 * sigma_e * sigma_u * power[1] + sigma_u ** 2 * power[2],
-         sigma_e ** 2 * power[1] + 2 * sigma_e * sigma_u * power[2] + sigma_u ** 2 * power[3]],
-        [0.0, np.sum((sigma_e * k + sigma_u * k2) ** 2)]])
-    between[1, 0] = between[0, 1]
-    spread = np.linalg.solve(moments, np.linalg.solve(moments, between).T)   # Cov(sigma_e, sigma_u)
-    gain = np.linalg.pinv(jac)                            # (J'J)^-1 J'
-    weights = np.stack([np.sum(gain * gain, axis=1), np.sum(run_sums(gain.T) ** 2, axis=0)], axis=1)
-    variance = weights @ np.array([sigma_e, sigma_u])
-    dof = 2.0 * variance ** 2 / np.maximum(np.einsum("ja,ab,jb->j", weights, spread, weights), 1e-300)
-    independent = float(residual @ residual) / (n - rank) * weights[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = variance / independent * stats.f.ppf(0.95, 1, np.maximum(dof, 1.0)) / stats.f.ppf(0.95, 1, n - rank)
-    return np.sqrt(np.where(np.isfinite(ratio) & (ratio > 1.0), ratio, 1.0))
-
-
 def profile_ladder(center: float, low: float, high: float) -> np.ndarray:
     """The first pass's fixed values of one fitting coordinate: center +- LADDER, inside [low, high]
     (the coordinate's limits; the limit itself is a rung when the ladder passes it)."""
@@ -205,31 +156,41 @@ def status_of(name: str, ends: dict, limit_values: dict) -> Identification:
 SEVERITY = {"identified": 0, "at_bound": 1, "not_identified": 2}
 
 
-def _coordinates(names, to_parameters, best: np.ndarray):
+def parameter_coordinates(names, to_parameters, best: np.ndarray):
     """For each parameter, the fitting coordinates it depends on; for each coordinate, whether it
-    is the parameter itself (its bounds then apply to the coordinate)."""
-    base = to_parameters(best)
+    is the parameter itself (its bounds then apply to the coordinate). Dependence is read at the
+    estimate and at the estimate with every coordinate clipped to [-3, 3]: at a collapsed estimate
+    (the joint law's floor b = expit(-40)) a = (1 - b) expit(x) no longer moves with b's
+    coordinate, though it depends on it."""
     depends, identity = {name: [] for name in names}, {}
-    for j in range(len(best)):
-        moved = best.copy()
-        moved[j] += 0.37
-        after = to_parameters(moved)
-        for name in names:
-            if not np.isclose(float(after[name]), float(base[name]), rtol=1e-12, atol=0.0):
-                depends[name].append(j)
-                if abs(float(after[name]) - float(base[name]) - 0.37) < 1e-9:
-                    identity.setdefault(j, name)
+    for at in (best, np.clip(best, -3.0, 3.0)):
+        with np.errstate(all="ignore"):
+            base = to_parameters(at)
+        for j in range(len(best)):
+            moved = at.copy()
+            moved[j] += 0.37
+            with np.errstate(all="ignore"):
+                after = to_parameters(moved)
+            for name in names:
+                was, now = float(base[name]), float(after[name])
+                if np.isfinite(was) and np.isfinite(now) and not np.isclose(now, was, rtol=1e-12, atol=0.0):
+                    if j not in depends[name]:
+                        depends[name].append(j)
+                    if at is best and abs(now - was - 0.37) < 1e-9:
+                        identity.setdefault(j, name)
+    for name in names:
+        depends[name].sort()
     return depends, identity
 
 
 def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, bounds, iters: int = 300,
-             replicates: np.ndarray | None = None):
+             run_error: RunError | None = None):
     """Profile every fitting coordinate of `problem` (analysis.fitting.Problem) around `best` and
-    read each parameter's status and profile interval; with `replicates` (run labels per row:
-    runs_of) each closed end is stretched for a run's shared error (run_error_stretch). Returns
+    read each parameter's status and profile interval; with `run_error` (analysis.run_error: the
+    error a run's rows share) each closed end is stretched for it (coordinate_stretch). Returns
     ({name: Identification}, {coordinate: [thetas at the profile's ends]} for the coordinates not
     identified: diverse optima for the bootstrap's warm starts, from which a refit can leave a bound)."""
-    depends, identity = _coordinates(names, to_parameters, best)
+    depends, identity = parameter_coordinates(names, to_parameters, best)
     n_coords = len(best)
     limits = {j: bounds.get(identity[j], (-np.inf, np.inf)) if j in identity else (-np.inf, np.inf)
               for j in range(n_coords)}
@@ -261,9 +222,7 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
         old = runs[j]
         runs[j] = (np.concatenate([old[0], values]), np.concatenate([old[1], dev]), np.concatenate([old[2], thetas]))
     per_coordinate, ends_thetas = {}, {}
-    stretch = np.ones(n_coords)
-    if replicates is not None and not problem.binomial:
-        stretch = run_error_stretch(problem.jacobian(best), np.asarray(problem.y) - problem.fitted(best), replicates)
+    stretch = coordinate_stretch(run_error, n_coords)
     curvature = None if problem.binomial else curvature_half_widths(problem.jacobian(best), d_min, problem.n, cut)
     for j, (values, dev, thetas) in runs.items():
         per_coordinate[j], ends_thetas[j] = _read(j, values, scale(dev), thetas, float(best[j]), cut, limits[j],

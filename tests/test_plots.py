@@ -1,5 +1,7 @@
 """Figures: built from generated tables (and fitted laws), saved as PNG and SVG."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,3 +170,68 @@ def test_isoflop_budgets_straddling_a_rounding_boundary_stay_one_curve():
     FigureCanvasAgg(fig).draw()
     (ax,) = fig.axes
     assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the data, not on it
+
+
+# --- what the data do not determine is not drawn as an answer (issue 27) ---------------------------
+
+JOINT = {"a": 0.9, "b": 0.05, "kappa": 3.0, "L0": 2.5, "gamma_T": 0.35, "gamma_k": 0.3}
+JOINT_RANGES = {"N": [1e8, 1e10], "D": [1e9, 2e11], "C": [6e17, 1.2e22], "T": [0, 4096], "k": [1, 4]}
+
+
+def not_identified(law, name):
+    """The law with `name` marked as the data not determining it (as a fit's profile would)."""
+    p = law.parameters[name]
+    return law.replace(parameters={**law.parameters, name: dataclasses.replace(
+        p, status="not_identified", reason=f"the profile likelihood of {name} is flat upwards")})
+
+
+def joint_law(difficulties=False):
+    loss_law = make_law(n_draws=20)
+    params = {**JOINT, **({"delta_d": 2.5, "eta_d": 0.3, "rho_T": 0.6} if difficulties else {})}
+    settings = {"loss_law": loss_law.to_dict()}
+    if difficulties:
+        settings.update(difficulties=[1, 2, 3], difficulty_shares=[0.5, 0.3, 0.2])
+    return make_law(params, form="joint_inference", target="accuracy", n_draws=20, spread=0.01, settings=settings,
+                    ranges={**JOINT_RANGES, **({"difficulty": [1, 3]} if difficulties else {})})
+
+
+def law_lines(ax):
+    """The lines a figure draws as the law's answer (the grey, dotted undetermined ones left out)."""
+    return [line for line in ax.get_lines() if line.get_color() != "0.6"]
+
+
+def test_the_iso_compute_figure_greys_what_the_data_do_not_determine():
+    law = joint_law()
+    fig = plots.iso_compute_figure(law, 1e21, 1e6, 100, sizes=[1e9, 2e11])   # 2e11: 20x the largest N
+    (ax,) = fig.axes
+    lines = {line.get_label(): line.get_ydata() for line in law_lines(ax)}
+    assert np.isfinite(lines["N = 1e+09"]).any() and not np.isfinite(lines["N = 2e+11"]).any()
+    assert any(line.get_color() == "0.6" and line.get_linestyle() == ":" for line in ax.get_lines())
+    assert "not determined by these data" in ax.get_title()
+    fig = plots.iso_compute_figure(not_identified(law, "gamma_T"), 1e21, 1e6, 100, sizes=[1e9])
+    assert not any(np.isfinite(line.get_ydata()).any() for line in law_lines(fig.axes[0]))
+    assert "not determined by these data: gamma_T not identified" in fig.axes[0].get_title()
+
+
+def test_the_adaptive_thinking_figure_greys_a_law_the_data_do_not_determine():
+    law = joint_law(difficulties=True)
+    (ax,) = plots.adaptive_thinking_figure(law, {1: 0.5, 2: 0.3, 3: 0.2}).axes
+    assert all(np.isfinite(line.get_ydata()).all() for line in law_lines(ax))
+    assert "not determined" not in ax.get_title()
+    (ax,) = plots.adaptive_thinking_figure(not_identified(law, "eta_d"), {1: 0.5, 2: 0.3, 3: 0.2}).axes
+    assert law_lines(ax) and not any(np.isfinite(line.get_ydata()).any() for line in law_lines(ax))
+    assert "eta_d not identified" in ax.get_title()
+    (ax,) = plots.adaptive_thinking_figure(law, {1: 0.5, 2: 0.3, 3: 0.2}, N=1e12, D=1e13).axes   # far outside
+    assert not any(np.isfinite(line.get_ydata()).any() for line in law_lines(ax))
+    assert "past 10x the fitted range" in ax.get_title()
+
+
+def test_the_frontier_and_isoflop_figures_grey_a_law_with_a_parameter_not_identified():
+    law = not_identified(make_law(LAW), "alpha")
+    frontier = plots.frontier_figure(law)
+    assert not np.isfinite(frontier.axes[0].get_lines()[0].get_ydata()).any()
+    assert "alpha not identified" in frontier.get_suptitle()
+    (ax,) = plots.isoflop_figure(isoflop_table(), law).axes
+    solid = [line for line in law_lines(ax) if line.get_linestyle() == "-"]
+    assert len(solid) == 3 and not any(np.isfinite(line.get_ydata()).any() for line in solid)
+    assert "alpha not identified" in ax.get_title()

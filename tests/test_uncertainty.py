@@ -3,6 +3,8 @@
 
 import dataclasses
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,9 +12,11 @@ import pytest
 from scipy import stats
 
 import analysis
+from analysis import plots
 from analysis.fitting import LawOutOfBounds
 from analysis.forms.base import get_form
-from analysis.uncertainty import resample_rows, run_error_stretch, runs_of
+from analysis.run_error import run_error, run_error_stretch, widen_draws
+from analysis.uncertainty import parameter_coordinates, resample_rows, runs_of
 
 DEMO_TRUTH = {"E": 0.384, "A": 30.0, "B": 80.0, "alpha": 0.35, "beta": 0.3}
 
@@ -97,6 +101,41 @@ def test_a_run_error_shared_by_a_runs_rows_widens_the_size_direction_to_nominal_
     assert np.all(run_error_stretch(design, residual, np.arange(18)) == 1.0)
 
 
+def test_draws_widened_for_a_runs_shared_error_give_an_extrapolated_answer_nominal_coverage():
+    """The same linearised design: draws with the spread the independence model gives (what a
+    bootstrap over six runs comes close to) make an extrapolated answer's percentile interval
+    cover well under 95%; widen_draws stretches them by the run-level ratio, and the answer's
+    interval covers about 95%. With the shared variance estimated at 0 the draws are unchanged."""
+    rng = np.random.default_rng(2)
+    size, budget = (a.ravel() for a in np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], indexing="ij"))
+    design = np.tile(np.stack([np.ones(9), size, size ** 2, budget, budget ** 2], axis=1), (2, 1))
+    runs = np.repeat(np.arange(6), 3)
+    answer = np.array([1.0, 1.5, 2.25, 0.0, 0.0])            # the fit at 1.5x the largest size, middle budget
+    inverse = np.linalg.inv(design.T @ design)
+    plain = widened = 0
+    reps = 300
+    for _ in range(reps):
+        y = rng.normal(0, 0.01, 6)[runs] + rng.normal(0, 0.01, 18)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        residual = y - design @ coef
+        spread = residual @ residual / 13 * inverse
+        draws = coef + rng.multivariate_normal(np.zeros(5), spread, 400) * np.sqrt(stats.f.ppf(0.95, 1, 13)
+                                                                                    / stats.chi2.ppf(0.95, 1))
+        wider, stretch = widen_draws(draws, coef, run_error(design, residual, runs))
+        assert np.all(stretch >= 1.0)
+        for sample, count in ((draws, "plain"), (wider, "widened")):
+            low, high = np.percentile(sample @ answer, [2.5, 97.5])
+            if count == "plain":
+                plain += low <= 0.0 <= high
+            else:
+                widened += low <= 0.0 <= high
+    assert plain / reps < 0.88 and abs(widened / reps - 0.95) < 0.035, (plain / reps, widened / reps)
+    flat = np.zeros(18)
+    flat[::2], flat[1::2] = 0.01, -0.01                     # within-run error only: shared estimate <= 0
+    error = run_error(design, flat - design @ np.linalg.lstsq(design, flat, rcond=None)[0], runs)
+    assert error.sigma_u == 0.0 and np.array_equal(widen_draws(draws, coef, error)[0], draws)
+
+
 def test_a_fit_outside_the_forms_bounds_is_refused():
     # Two model sizes cannot fix A, alpha and E at once; a steep law and a noisy draw put the best
     # fit's alpha past the form's bound of 3.
@@ -147,3 +186,57 @@ def test_scaling_recommend_gives_the_status_law_recommend_gives(small_grid_law, 
     assert json.loads(proc.stdout) == expected
     table = run_cli("recommend", path, "--train_flops=1e13", check=True).stdout
     assert "not determined by these data" in table and "it depends on alpha" in table
+
+
+DEMO_LAW = Path(__file__).parent / "data" / "laws_demo" / "chinchilla_quick_demo.json"
+
+
+def test_no_numpy_warning_reaches_the_user_from_draws_outside_the_forms_domain():
+    """The quick demo's law (tests/data/laws_demo): draws with alpha < 0 and A near 1e93. Its
+    answers, predictions and figures raise no RuntimeWarning; an answer the data do not determine
+    prints no number derived from it (inputs such as the budget stay)."""
+    law = analysis.load_law(DEMO_LAW)
+    assert np.min(law.bootstrap_samples["alpha"]) < 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        far = law.recommend(train_flops=1e12)
+        near = law.recommend(train_flops=3e9)
+        for query in (dict(target_loss=2.2), dict(target_loss=2.2, inference_queries=1e6, tokens_per_query=100),
+                      dict(train_flops=1e10, inference_queries=1e6, tokens_per_query=100)):
+            law.recommend(**query).table()
+        analysis.predict(law, {"N": [1e3, 1e5, 1e9], "D": [1e3, 1e5, 1e12]}).table()
+        plots.frontier_figure(law)
+    assert not far.status.determined
+    assert "training budget C = 6ND = 1.000e+12 FLOPs" in far.table() and "tokens per parameter" not in far.table()
+    assert near.status.determined and "tokens per parameter" in near.table()
+
+
+def test_a_parameter_keeps_every_coordinate_it_depends_on_when_one_has_collapsed():
+    """The joint law's range a = (1 - b) expit(x0) with the floor b = expit(x1) collapsed to
+    expit(-40): a still depends on x1, so its status is the worse of the two coordinates' and it
+    gets no one-coordinate profile interval (which read a as expit(x0) and covered 0.80)."""
+    form = get_form("joint_inference")
+    options = form.options_from({})
+    names = form.parameter_names_for(options)
+    theta = np.array([1.5, -40.0, 1.0, 2.0, 0.3, 0.2])[:len(names)]
+    depends, identity = parameter_coordinates(names, lambda t: form.to_parameters(t, options), theta)
+    assert depends["a"] == [0, 1] and depends["b"] == [1] and identity.get(0) is None
+
+
+def test_a_profile_far_narrower_than_the_curvature_is_a_stalled_minimisation_not_a_finding():
+    """The demo's eval_loss_hard multiplier came out 3.9e-12 [3.9e-12, 3.9e-12], 'identified': the
+    profile's minimisations stalled in an ill-conditioned valley. A profile interval under a tenth
+    of the curvature's is not determined; one in proportion to it is kept."""
+    from analysis.uncertainty import Identification, curvature_half_widths, unsettled_profile
+
+    jacobian = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, -1.0]])
+    half = curvature_half_widths(jacobian, d_min=0.04, n_points=4, cut=4.0)
+    assert np.allclose(half, np.sqrt(4.0 * 0.02 / 3.0))        # s^2 = 0.04 / 2, (J'J)^-1 = 1/3
+    closed = "the profile likelihood is closed on both sides"
+    kept = Identification("identified", closed, (0.5 - half[0], 0.5 + 0.8 * half[0]))
+    assert unsettled_profile(kept, 0.5, half[0], (-np.inf, np.inf)) == kept
+    stalled = unsettled_profile(Identification("identified", closed, (0.5 - 1e-6, 0.5 + 1e-6)), 0.5, half[0], (0.0, 10.0))
+    assert stalled.status == "not_identified" and "did not settle" in stalled.reason
+    assert stalled.profile_ci == pytest.approx((max(0.0, 0.5 - half[0]), 0.5 + half[0]))
+    at_bound = Identification("at_bound", "lower limit", (0.0, 0.5 + 1e-6))
+    assert unsettled_profile(at_bound, 0.5, half[0], (0.0, 10.0)) == at_bound

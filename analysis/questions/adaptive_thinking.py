@@ -100,10 +100,11 @@ def adaptive_thinking(law, difficulty_mix: Mapping[float, float], mean_thinking_
     if mean_thinking_tokens > t_max:
         notes.append(f"the mean {fmt(mean_thinking_tokens)} exceeds the largest fitted T: no budget goes beyond "
                      f"{fmt(t_max)}, so some of the mean is left unspent")
+    derived = []
     if len(point) > 1:
-        notes.append("adaptive accuracy per arm: " + ", ".join(f"{a}: {fmt(p.accuracy)}" for a, p in point.items()))
+        derived.append("adaptive accuracy per arm: " + ", ".join(f"{a}: {fmt(p.accuracy)}" for a, p in point.items()))
     gain = quantities["adaptive_gain"]
     if gain.ci is not None and gain.ci[0] <= 0:
-        notes.append("the gain's interval reaches 0: this data does not settle that adaptive beats uniform")
+        derived.append("the gain's interval reaches 0: this data does not settle that adaptive beats uniform")
     return Recommendation("Adaptive thinking budget per difficulty (beside the best uniform budget)", quantities,
-                          tuple(notes), tuple(range_warnings(law, tolerance, N=N, D=D)))
+                          tuple(notes), tuple(range_warnings(law, tolerance, N=N, D=D)), derived=tuple(derived))

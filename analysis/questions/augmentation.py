@@ -67,6 +67,7 @@ def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | 
     quantities = {"loss_vanilla": quantity(base, base_draws if have_draws else [], law.target)}
     notes = [f"training budget {fmt(train_flops)} FLOPs including the teacher's generation at "
              f"{fmt(teacher)} FLOPs per thinking token"]
+    derived = []
     for arm in arms:
         given = thinking_fraction if thinking_fraction is not None else fractions
         share = given.get(arm) if isinstance(given, Mapping) else given
@@ -91,6 +92,7 @@ def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | 
         verdict = ("pays for itself" if base > loss else "does not pay for itself")
         if ci is not None and ci[0] < 0 < ci[1]:
             verdict += " (the interval includes no gain: not settled by this data)"
-        notes.append(f"arm {arm!r}: worth {m:.3g}x vanilla data, thinking share {share:g}; it {verdict}")
+        derived.append(f"arm {arm!r}: worth {m:.3g}x vanilla data, thinking share {share:g}; it {verdict}")
     return Recommendation("Does thinking augmentation pay for itself (teacher FLOPs charged)?",
-                          quantities, tuple(notes), tuple(range_warnings(law, tolerance, C=train_flops)))
+                          quantities, tuple(notes), tuple(range_warnings(law, tolerance, C=train_flops)),
+                          derived=tuple(derived))

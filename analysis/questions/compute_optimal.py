@@ -44,17 +44,18 @@ def compute_optimal(law, train_flops: float, max_params: float | None = None, to
 
     n, d, loss = answer(point)
     dn, dd, dl = answer(draws) if all(k in draws for k in CHINCHILLA_PARAMETERS) else ([], [], [])
-    notes = [f"training budget C = 6ND = {fmt(train_flops)} FLOPs; tokens per parameter {fmt(d / n)}"]
+    notes = [f"training budget C = 6ND = {fmt(train_flops)} FLOPs"]
+    derived = [f"tokens per parameter {fmt(d / n)}"]
     if law.form.arms(law.settings):
         notes.append(f"for the reference arm {law.settings.reference_arm!r}; give --teacher_flops_per_token "
                      f"and --thinking_fraction to ask whether the other arms pay for themselves")
     if max_params is not None and n >= max_params:
-        notes.append(f"capped at --max_params {fmt(max_params)}: the unconstrained optimum is larger")
+        derived.append(f"capped at --max_params {fmt(max_params)}: the unconstrained optimum is larger")
     return Recommendation(
         "Compute-optimal allocation (Chinchilla closed form)",
         {"N": quantity(n, dn, "parameters"), "D": quantity(d, dd, "tokens"),
          "predicted_loss": quantity(loss, dl, law.target)},
-        tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train_flops)))
+        tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train_flops)), derived=tuple(derived))
 
 
 def compute_optimal_power_law(law, train_flops: float, max_params: float | None, tolerance: float) -> Recommendation:
@@ -70,8 +71,8 @@ def compute_optimal_power_law(law, train_flops: float, max_params: float | None,
 
     n, d = answer(point)
     dn, dd = answer(draws) if draws else ([], [])
-    notes = [f"approach {law.approach} power laws N_opt = k_N C^a, D_opt = k_D C^b at C = {fmt(train_flops)} FLOPs; "
-             f"6 N D = {fmt(6 * n * d)}"]
+    notes = [f"approach {law.approach} power laws N_opt = k_N C^a, D_opt = k_D C^b at C = {fmt(train_flops)} FLOPs"]
     return Recommendation(f"Compute-optimal allocation (approach {law.approach} power laws)",
                           {"N": quantity(n, dn, "parameters"), "D": quantity(d, dd, "tokens")},
-                          tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train_flops)))
+                          tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train_flops)),
+                          derived=(f"6 N D = {fmt(6 * n * d)}",))

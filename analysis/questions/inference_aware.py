@@ -46,7 +46,7 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
     """
     require_chinchilla(law, "inference-aware sizing")
     point, draws = point_parameters(law), draw_parameters(law)
-    notes = []
+    notes, derived = [], []
     given = target_loss is not None
     if not given:
         if train_flops is None:
@@ -54,7 +54,7 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
                              "compute-optimal loss becomes the target)")
         n0, d0 = chinchilla_optimum(point, train_flops)
         target_loss = float(chinchilla_loss(point, n0, d0))
-        notes.append(f"target loss {target_loss:.4f}: the compute-optimal model's at {fmt(train_flops)} FLOPs")
+        derived.append(f"target loss {target_loss:.4f}: the compute-optimal model's at {fmt(train_flops)} FLOPs")
     n, d, total = inference_aware_optimum(point, target_loss, inference_tokens, max_params)
     if not np.isfinite(n):
         reason = (f"the law's E = {point['E']:.4f} is at or above the target" if point["E"] >= target_loss
@@ -67,15 +67,15 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
         dn, dd, dt = inference_aware_optimum(draws, target_loss, inference_tokens, max_params)
         unreachable = int(np.sum(~np.isfinite(dn)))
         if unreachable:
-            notes.append(f"{unreachable} of {dn.size} bootstrap draws cannot reach the target; "
-                         f"the interval is over the rest")
+            derived.append(f"{unreachable} of {dn.size} bootstrap draws cannot reach the target (or lie outside "
+                           f"the form's domain); the interval is over the rest")
     else:
         dn = dd = dt = []
     # The compute-optimal model for the same loss, to show what serving costs change.
     n_chin, d_chin, _ = inference_aware_optimum(point, target_loss, 0.0, max_params)
     train = 6.0 * n * d
     notes.append(f"lifetime inference {fmt(inference_tokens)} tokens at 2N FLOPs each; training 6ND")
-    notes.append(f"the compute-optimal model for this loss (no inference) has N = {fmt(n_chin)}, "
+    derived.append(f"the compute-optimal model for this loss (no inference) has N = {fmt(n_chin)}, "
                  f"D = {fmt(d_chin)}, lifetime cost {fmt(6 * n_chin * d_chin + 2 * n_chin * inference_tokens)}")
     return Recommendation(
         "Inference-aware sizing (least training + inference FLOPs at a target loss)",
@@ -83,4 +83,4 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
          "train_flops": quantity(train, 6.0 * np.asarray(dn) * np.asarray(dd), "FLOPs"),
          "total_flops": quantity(total, dt, "FLOPs"),
          "target_loss": Quantity(target_loss, None, law.target)},
-        tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train)))
+        tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train)), derived=tuple(derived))

@@ -86,8 +86,8 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
         raise ValueError(f"total compute {fmt(total_flops)} is spent on inference alone for every size in the "
                          f"grid: raise --total_flops or lower --inference_queries")
     acc, arm, n, d, t, k, inf = best
-    notes = [f"{fmt(inference_queries)} queries of {fmt(tokens_per_query)} tokens plus the thinking budget; "
-             f"{100 * inf / total_flops:.1f}% of the compute goes to inference"]
+    notes = [f"{fmt(inference_queries)} queries of {fmt(tokens_per_query)} tokens plus the thinking budget"]
+    derived = [f"{100 * inf / total_flops:.1f}% of the compute goes to inference"]
     if law_difficulties(law):
         notes.append("accuracy over the fitted table's difficulty mix " + ", ".join(
             f"d{d:g}: {w:.3g}" for d, w in law_difficulty_mix(law).items())
@@ -104,7 +104,7 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
                        "samples": quantity(k, columns[5], "per query"),
                        f"predicted_{law.target}": quantity(acc, columns[0], "")})
     return Recommendation("Joint allocation (model size, data, arm, thinking budget, samples)", quantities,
-                          tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, T=t)))
+                          tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, T=t)), derived=tuple(derived))
 
 
 def _allocation_grid(law, total_flops, inference_queries, tokens_per_query, max_params, tolerance,
@@ -182,16 +182,17 @@ def _joint_allocation_adaptive(law, total_flops, inference_queries, tokens_per_q
                                                           f"tokens (share {mix[lv]:g})")
     quantities["samples"] = Quantity(float(k), None, "per query")
     quantities[f"predicted_{law.target}"] = quantity(acc, [p.accuracy for p in per_draw], "")
-    notes = [f"{fmt(inference_queries)} queries of {fmt(tokens_per_query)} tokens plus the mean thinking budget; "
-             f"{100 * inf / total_flops:.1f}% of the compute goes to inference",
+    derived = [f"{100 * inf / total_flops:.1f}% of the compute goes to inference"]
+    notes = [f"{fmt(inference_queries)} queries of {fmt(tokens_per_query)} tokens plus the mean thinking budget",
              "thinking budget per difficulty over the mix " + ", ".join(f"d{lv:g}: {w:g}" for lv, w in mix.items())
              + "; N, D, arm, samples and the mean budget are the point law's choice (no interval); the budgets "
                "per difficulty and the accuracy are re-solved per bootstrap draw at that allocation"]
     if spent < mean - 1e-9:
-        notes.append(f"the budgets per difficulty spend a mean of {fmt(spent)} tokens, less than the {fmt(mean)} "
+        derived.append(f"the budgets per difficulty spend a mean of {fmt(spent)} tokens, less than the {fmt(mean)} "
                      f"charged (more thinking would lower accuracy); the difference's FLOPs stay counted as inference")
     return Recommendation("Joint allocation with adaptive thinking (model size, data, arm, budget per difficulty, "
-                          "samples)", quantities, tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d)))
+                          "samples)", quantities, tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d)),
+                          derived=tuple(derived))
 
 
 def joint_arms(law) -> list[str | None]:

@@ -120,7 +120,7 @@ def findings(laws, inference, floor=None, notes=None) -> list[str]:
             out.append(f"Iso-compute: with {fmt(total)} FLOPs in all and {fmt(queries)} queries of {tokens} tokens, "
                        f"the joint law's best split is {arm}N = {fmt(q['N'].estimate)}, D = {fmt(q['D'].estimate)}, "
                        f"thinking budget T = {fmt(q['thinking_budget'].estimate)}, k = {fmt(q['samples'].estimate)} "
-                       f"samples ({'; '.join(answer.notes)}), predicted accuracy {accuracy.estimate:.3f}"
+                       f"samples ({'; '.join(answer.shown_notes)}), predicted accuracy {accuracy.estimate:.3f}"
                        + (f" [{accuracy.ci[0]:.3f}, {accuracy.ci[1]:.3f}]" if accuracy.ci else "") + ".")
     return out
 

@@ -148,7 +148,7 @@ def quantity_cells(answer, names) -> list[str]:
 def answer_html(title: str, answer, floor=None) -> str:
     rows = [[k, fmt(q.estimate), f"[{fmt(q.ci[0])}, {fmt(q.ci[1])}]" if q.ci else "", q.unit] if answer.status.determined
             else [k, NOT_DETERMINED, "", q.unit] for k, q in answer.quantities.items()]
-    notes = list(answer.notes) + [f"warning: {w}" for w in list(answer.warnings) + below_floor_warnings(answer, floor)]
+    notes = list(answer.shown_notes) + [f"warning: {w}" for w in list(answer.warnings) + below_floor_warnings(answer, floor)]
     if not answer.status.determined:
         notes.append(answer.status.text())
     return (f"<h3>{esc(title)}</h3>" + html_table(["quantity", "estimate", "95% interval", "unit"], rows)

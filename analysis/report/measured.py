@@ -142,7 +142,7 @@ def best_split(joint) -> tuple[dict, dict]:
     total, queries, tokens = joint_scenario(joint)
     answer = with_status(joint, recommend.joint_allocation(joint, total, queries, tokens), total_flops=total)
     return answer.to_dict(), {"total_flops": total, "inference_queries": queries, "tokens_per_query": tokens,
-                              "notes": list(answer.notes), "warnings": list(answer.warnings)}
+                              "notes": list(answer.shown_notes), "warnings": list(answer.warnings)}
 
 
 def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, floor: dict | None,
