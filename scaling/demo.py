@@ -148,7 +148,7 @@ class AdaptiveThinking:
 
 
 def run_demo(args) -> int:
-    from analysis import load_law, recommend, report
+    from analysis import load_law, report
     from analysis.cli import check_law_bounds
     from analysis.report import measured
     from analysis.report.findings import findings
@@ -219,12 +219,13 @@ def run_demo(args) -> int:
         # Twice the largest trained budget: a modest extrapolation, the use a law is fitted for.
         budget = float(f"{2 * float(law.ranges['C'][1]):.1g}")
         print(f"\nExample recommendation (scaling recommend {laws_dir / 'chinchilla.json'} --train_flops={budget:g}):")
-        _print_answer(recommend.compute_optimal(law, budget))
+        _print_answer(law.recommend(train_flops=budget))   # what `scaling recommend` prints, status included
     if "joint_inference" in laws:
         total, queries, tokens = report.joint_scenario(laws["joint_inference"])
         print(f"\nJoint allocation (scaling recommend {laws_dir / 'joint_inference.json'} --total_flops={total:.10g} "
               f"--inference_queries={queries:g} --tokens_per_query={tokens}):")
-        _print_answer(recommend.joint_allocation(laws["joint_inference"], total, queries, tokens))
+        _print_answer(laws["joint_inference"].recommend(total_flops=float(f"{total:.10g}"), inference_queries=queries,
+                                                        tokens_per_query=tokens))
     finished = time.monotonic()
     measured.write(findings_path, {**measured.read(findings_path), "wall_s": round(finished - started, 1)})
     print(f"\ndemo finished in {_minutes(finished - started)} (sweep {_minutes(swept - started)}, "

@@ -209,6 +209,13 @@ def test_no_numpy_warning_reaches_the_user_from_draws_outside_the_forms_domain()
     assert not far.status.determined
     assert "training budget C = 6ND = 1.000e+12 FLOPs" in far.table() and "tokens per parameter" not in far.table()
     assert near.status.determined and "tokens per parameter" in near.table()
+    # a multiplier whose draw sits at 0 (the vanishing term log 0) reads without a warning either
+    augmentation = get_form("augmentation")
+    options = augmentation.options_from({"arms": ["vanilla", "thinking"], "reference_arm": "vanilla"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        theta = augmentation.from_parameters({**DEMO_TRUTH, "m_thinking": 0.0}, options)
+    assert theta[-1] == -np.inf
 
 
 def test_a_parameter_keeps_every_coordinate_it_depends_on_when_one_has_collapsed():

@@ -82,7 +82,8 @@ class Augmentation(CurveForm):
             parts = chinchilla.log_parameters({**params, "beta": params[f"beta_{options.arms[0]}"]})[:4]
             parts += [params[f"beta_{arm}"] for arm in options.arms]
         else:
-            parts = chinchilla.log_parameters(params) + [np.log(params[f"m_{arm}"]) for arm in self._others(options)]
+            with np.errstate(divide="ignore"):   # a multiplier of 0 is the vanishing term log 0 = -inf
+                parts = chinchilla.log_parameters(params) + [np.log(params[f"m_{arm}"]) for arm in self._others(options)]
         return stack_theta(parts)
 
     def raw_predict(self, theta, cov, options):
