@@ -1,6 +1,7 @@
 """Budget recommendations: the math against independent numerical solutions, then the CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -271,3 +272,14 @@ def test_a_flag_the_chosen_question_does_not_read_is_refused_naming_it():
         law.recommend(train_flops=1e21, thinking_fraction=1.5)
     with pytest.raises(ValueError, match="no question reads"):
         law.recommend(train_flop=1e21)
+
+
+def test_a_joint_allocation_whose_draws_answer_nothing_leaves_them_out_instead_of_crashing():
+    """The three-seed demo's joint law (tests/data/laws_demo): some bootstrap draws predict no finite
+    accuracy on the allocation grid; `scaling demo` crashed on them at its last line."""
+    from analysis.report import joint_scenario
+
+    law = analysis.load_law(Path(__file__).parent / "data" / "laws_demo" / "joint_inference_three_seeds.json")
+    total, queries, tokens = joint_scenario(law)
+    answer = law.recommend(total_flops=total, inference_queries=queries, tokens_per_query=tokens)
+    assert not answer.status.determined and "rho_T" in answer.table()

@@ -73,15 +73,17 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
             continue
         covariates = dict(N=grid_n[ok], D=d[ok], T=grid_t[ok], k=grid_k[ok], **({"arm": arm} if arm else {}))
         acc = mixed_prediction(law, **covariates)
+        if not np.isfinite(acc).any():
+            continue
         i = int(np.nanargmax(acc))
         candidate = (acc[i], arm, grid_n[ok][i], d[ok][i], grid_t[ok][i], grid_k[ok][i], inference[ok][i])
         if best is None or candidate[0] > best[0]:
             best = candidate
         if law.bootstrap_samples:
             draws = mixed_prediction(law, draws=True, **covariates)
-            j = np.nanargmax(draws, axis=1)
-            per_draw.append((draws[np.arange(len(j)), j], np.full(len(j), arm, dtype=object), grid_n[ok][j],
-                             d[ok][j], grid_t[ok][j], grid_k[ok][j]))
+            j = np.argmax(np.where(np.isnan(draws), -np.inf, draws), axis=1)   # a draw with no answer: NaN
+            per_draw.append((np.where(np.isfinite(draws).any(axis=1), draws[np.arange(len(j)), j], np.nan),
+                             np.full(len(j), arm, dtype=object), grid_n[ok][j], d[ok][j], grid_t[ok][j], grid_k[ok][j]))
     if best is None:
         raise ValueError(f"total compute {fmt(total_flops)} is spent on inference alone for every size in the "
                          f"grid: raise --total_flops or lower --inference_queries")
@@ -94,8 +96,10 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
             + " with one thinking budget for all; give --difficulty_mix for one per difficulty")
     columns = [[] for _ in range(6)]  # per draw: accuracy, arm, N, D, T, k of the best over arms
     if per_draw:
-        winner = np.argmax(np.stack([p[0] for p in per_draw]), axis=0)
-        columns = [np.array([per_draw[w][field][i] for i, w in enumerate(winner)]) for field in range(6)]
+        accuracies = np.stack([p[0] for p in per_draw])
+        winner = np.argmax(np.where(np.isnan(accuracies), -np.inf, accuracies), axis=0)
+        answered = np.isfinite(accuracies).any(axis=0)   # a draw no arm answers drops out of the intervals
+        columns = [np.array([per_draw[w][field][i] for i, w in enumerate(winner) if answered[i]]) for field in range(6)]
     quantities = {"N": quantity(n, columns[2], "parameters"), "D": quantity(d, columns[3], "tokens")}
     if arm is not None:
         agree = f"{100 * np.mean(columns[1] == arm):.0f}% of draws agree" if per_draw else ""
