@@ -242,9 +242,9 @@ def iso_compute_figure(law, total_flops: float, inference_queries: float, tokens
             acc = recommend.mixed_prediction(law, N=np.full(use.sum(), size), D=d, T=thinking[use],
                                              k=np.full(use.sum(), samples), **({"arm": arm} if arm is not None else {}))
             label = f"N = {size:.2g}" + (f", {arm}" if arm is not None else "")
-            ok = determined_at(law, N=size, D=d, C=6 * size * d, T=thinking[use])
-            everywhere.append(ok)
-            _plot_determined(ax, share[use], acc, ok, color=f"C{i}", ls=styles[j % len(styles)],
+            determined = determined_at(law, N=size, D=d, C=6 * size * d, T=thinking[use])
+            everywhere.append(determined)
+            _plot_determined(ax, share[use], acc, determined, color=f"C{i}", ls=styles[j % len(styles)],
                              marker="o" if use.sum() == 1 else None,
                              label=label + ("" if thinks(law, arm) else " (does not think)"))
     ax.set_xscale("log")

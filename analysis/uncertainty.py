@@ -223,12 +223,9 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
         runs[j] = (np.concatenate([old[0], values]), np.concatenate([old[1], dev]), np.concatenate([old[2], thetas]))
     per_coordinate, ends_thetas = {}, {}
     stretch = coordinate_stretch(run_error, n_coords)
-    curvature = None if problem.binomial else curvature_half_widths(problem.jacobian(best), d_min, problem.n, cut)
     for j, (values, dev, thetas) in runs.items():
         per_coordinate[j], ends_thetas[j] = _read(j, values, scale(dev), thetas, float(best[j]), cut, limits[j],
                                                   depends, names, to_parameters, best, stretch[j])
-        if curvature is not None:
-            per_coordinate[j] = unsettled_profile(per_coordinate[j], float(best[j]), float(curvature[j]), limits[j])
     result = {}
     for name in names:
         coords = depends[name]
@@ -302,35 +299,6 @@ def _deviance_scale(problem, best, d_min):
         return (lambda d: (np.asarray(d) - d_min) / phi), threshold(n, p, dispersion_estimated=phi > 1.0)
     floor = max(d_min, 1e-300)
     return (lambda d: dof * (np.asarray(d) - d_min) / floor), threshold(n, p)
-
-
-UNSETTLED = 0.1   # a profile interval under a tenth of the curvature's: its minimisations did not settle
-
-
-def curvature_half_widths(jacobian: np.ndarray, d_min: float, n_points: int, cut: float) -> np.ndarray:
-    """Per fitting coordinate, the half-width the curvature at the estimate gives the 95% interval
-    (Wald: cut x s^2 x (J'J)^-1, s^2 the residual variance); inf where J'J is singular there."""
-    rank = np.linalg.matrix_rank(jacobian)
-    s2 = d_min / max(n_points - rank, 1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        variance = np.diag(np.linalg.pinv(jacobian.T @ jacobian)) * s2
-    return np.where(np.isfinite(variance) & (variance > 0), np.sqrt(cut * np.abs(variance)), np.inf)
-
-
-def unsettled_profile(ident: Identification, center: float, curvature: float, limit) -> Identification:
-    """An identified coordinate whose profile interval is far narrower than the curvature allows
-    (a profile cannot be: the deviance rose because the minimisation along it stalled in an
-    ill-conditioned valley) is not determined by these data, with the curvature's interval."""
-    if ident.status != "identified" or not np.isfinite(curvature):
-        return ident
-    low, high = ident.profile_ci
-    if min(center - low, high - center) >= UNSETTLED * curvature:
-        return ident
-    ratio = min(center - low, high - center) / curvature
-    return Identification("not_identified", f"the profile of {{name}} rose {1 / max(ratio, 1e-300):.3g}x faster than "
-                                            "the curvature at the estimate allows: its minimisations did not settle "
-                                            "(an ill-conditioned fit), so the data do not determine it here",
-                          tuple(float(np.clip(center + side * curvature, *limit)) for side in (-1, 1)))
 
 
 def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parameters, best, stretch=1.0):

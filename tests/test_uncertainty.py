@@ -228,22 +228,3 @@ def test_a_parameter_keeps_every_coordinate_it_depends_on_when_one_has_collapsed
     theta = np.array([1.5, -40.0, 1.0, 2.0, 0.3, 0.2])[:len(names)]
     depends, identity = parameter_coordinates(names, lambda t: form.to_parameters(t, options), theta)
     assert depends["a"] == [0, 1] and depends["b"] == [1] and identity.get(0) is None
-
-
-def test_a_profile_far_narrower_than_the_curvature_is_a_stalled_minimisation_not_a_finding():
-    """The demo's eval_loss_hard multiplier came out 3.9e-12 [3.9e-12, 3.9e-12], 'identified': the
-    profile's minimisations stalled in an ill-conditioned valley. A profile interval under a tenth
-    of the curvature's is not determined; one in proportion to it is kept."""
-    from analysis.uncertainty import Identification, curvature_half_widths, unsettled_profile
-
-    jacobian = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, -1.0]])
-    half = curvature_half_widths(jacobian, d_min=0.04, n_points=4, cut=4.0)
-    assert np.allclose(half, np.sqrt(4.0 * 0.02 / 3.0))        # s^2 = 0.04 / 2, (J'J)^-1 = 1/3
-    closed = "the profile likelihood is closed on both sides"
-    kept = Identification("identified", closed, (0.5 - half[0], 0.5 + 0.8 * half[0]))
-    assert unsettled_profile(kept, 0.5, half[0], (-np.inf, np.inf)) == kept
-    stalled = unsettled_profile(Identification("identified", closed, (0.5 - 1e-6, 0.5 + 1e-6)), 0.5, half[0], (0.0, 10.0))
-    assert stalled.status == "not_identified" and "did not settle" in stalled.reason
-    assert stalled.profile_ci == pytest.approx((max(0.0, 0.5 - half[0]), 0.5 + half[0]))
-    at_bound = Identification("at_bound", "lower limit", (0.0, 0.5 + 1e-6))
-    assert unsettled_profile(at_bound, 0.5, half[0], (0.0, 10.0)) == at_bound
