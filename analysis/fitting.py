@@ -184,7 +184,8 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
         boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed, scheme=scheme, runs=runs, best=best,
                                                    step1_draws=step1_draws)
         boot_x, widened = widen_draws(boot_x, best, shared)   # answers include run-to-run variance
-        draws = fitted.to_parameters(boot_x, options)
+        with np.errstate(over="ignore"):   # a draw run off towards a limit: inf, read as unbounded
+            draws = fitted.to_parameters(boot_x, options)
     if options.floor is not None and options.floor_mode == "fix":  # exactly the floor, not exp(log(floor))
         estimates["E"] = np.float64(options.floor)
         statuses["E"] = Identification("fixed", f"held at the known floor {options.floor:.6g} (not fitted)",
@@ -271,7 +272,8 @@ def _estimate(value: float, draws: np.ndarray | None, status: Identification | N
     finite = finite[np.isfinite(finite)]
     if len(finite) > 1:
         low, high = np.percentile(finite, [2.5, 97.5])
-        se, ci = float(np.std(finite, ddof=1)), (float(low), float(high))
+        with np.errstate(over="ignore", invalid="ignore"):   # draws near the float limit: se inf
+            se, ci = float(np.std(finite, ddof=1)), (float(low), float(high))
     if status is None:
         return ParameterEstimate(value, se, ci)
     profile = None if np.any(np.isnan(status.profile_ci)) else tuple(map(float, status.profile_ci))

@@ -53,10 +53,10 @@ class Problem:
     cache, where one is set (`scaling demo`, `scaling sweep`), compiles it once.
 
     Each start of a batch carries its own row of data: weights, targets (a wild bootstrap's
-    resample), step 1's losses (a joint law's step-1 draw), a mask and values of fitting
-    coordinates held fixed (a profile) and whether to minimise the fit's objective or the
-    deviance the profile likelihood reads (squared residuals on the fitting scale, or the
-    binomial deviance). Screening, refinement, the bootstrap and the profiles share one program."""
+    resample), step 1's losses (a joint law's step-1 draw), and a mask and values of fitting
+    coordinates held fixed (a profile, which minimises the fit's own objective: its statistic is
+    read in analysis.uncertainty). Screening, refinement, the bootstrap and the profiles share one
+    program."""
 
     def __init__(self, form: CurveForm, options: FormOptions, frame: pd.DataFrame, delta: float,
                  step1: np.ndarray | None = None):
@@ -85,15 +85,11 @@ class Problem:
             theta = jnp.where(mask > 0, fixed, theta)
             prediction = form.raw_predict(theta, cov, options)
             if self.binomial:
-                fitted = deviance = jnp.sum(weights * binomial_deviance(prediction, y, counts))
+                value = jnp.sum(weights * binomial_deviance(prediction, y, counts))
+            elif squared:  # Gadre et al.: least squares on the loss itself (scipy curve_fit)
+                value = jnp.sum(weights * (jnp.exp(prediction) - jnp.exp(y)) ** 2)
             else:
-                residual = prediction - y
-                deviance = jnp.sum(weights * residual ** 2)
-                if squared:  # Gadre et al.: least squares on the loss itself (scipy curve_fit)
-                    fitted = jnp.sum(weights * (jnp.exp(prediction) - jnp.exp(y)) ** 2)
-                else:
-                    fitted = jnp.sum(weights * huber(residual, delta))
-            value = jnp.where(row[-1] > 0, deviance, fitted)
+                value = jnp.sum(weights * huber(prediction - y, delta))
             return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
         def objective_of_table(theta, weights):
@@ -106,14 +102,14 @@ class Problem:
         self._minimize = jax.jit(lambda x0, rows, cov, counts, iters: minimize_batch(
             lambda theta, row: objective(theta, row, cov, counts), x0, rows, False, max_iter=iters))
 
-    def _row(self, weights, y=None, loss=None, mask=None, fixed=None, deviance=0.0):
+    def _row(self, weights, y=None, loss=None, mask=None, fixed=None):
         """One start's data row (see the class docstring), padded rows weighted 0."""
         xp = jnp if isinstance(weights, jax.Array) else np
         parts = [weights, self._y if y is None else y]
         if self.step1 is not None:
             parts.append(self._padded(self.step1) if loss is None else loss)
         zeros = np.zeros(self.n_params)
-        parts += [zeros if mask is None else mask, zeros if fixed is None else fixed, np.array([deviance])]
+        parts += [zeros if mask is None else mask, zeros if fixed is None else fixed]
         return xp.concatenate([xp.asarray(p, dtype=np.float64) for p in parts])
 
     def _padded(self, values: np.ndarray) -> np.ndarray:
@@ -130,7 +126,7 @@ class Problem:
                     jnp.asarray(np.log(y) if self.form.log_target else y))
 
     def minimize(self, x0: np.ndarray, iters: int, weights=None, y=None, loss=None, mask=None, fixed=None,
-                 deviance: bool = False, starts_per_draw: int = 1):
+                 starts_per_draw: int = 1):
         """Minimize from each row of x0 [s, P]; weights, targets y (fitting scale) and step-1
         losses [s / starts_per_draw, n] (draw j serves starts j * starts_per_draw onwards: the
         bootstrap's warm starts of one resample), masks and fixed values [s, P] per start, or None
@@ -148,7 +144,7 @@ class Problem:
 
         def data_row(i):
             return self._row(*draw(i // starts_per_draw), None if mask is None else mask[i],
-                             None if fixed is None else fixed[i], float(deviance))
+                             None if fixed is None else fixed[i])
 
         row = data_row(0)
         per_call = starts_per_call(len(row))

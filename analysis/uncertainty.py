@@ -8,8 +8,11 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
   instead (each run's residuals, scaled for their leverage, flipped and stretched by one
   multiplier per run): resampling nine points drops some of them and understates the spread.
 - Profile likelihood (`profile_ladder`, `read_profile`): each parameter held at values on a
-  ladder around its estimate while the others are refitted; the values whose deviance stays
-  under the F (or chi-square) threshold form the 95% interval. A profile that never crosses the
+  ladder around its estimate while the others are refitted on the fit's own objective; the
+  values whose statistic (`_deviance_scale`: the likelihood ratio, or for the Huber loss its
+  scaled drop in dispersion) stays under the F (or chi-square) threshold form the 95% interval.
+  Profiling another objective than the fit's (squared residuals about a Huber estimate) put the
+  estimate itself outside the region on Epoch's Chinchilla table: intervals 4e-6 wide. A profile that never crosses the
   threshold before the parameter reaches a limit (E -> 0, alpha -> 0, b -> 0) gives an interval
   closed at that limit and the status "at_bound"; one flat towards infinity, or flat on both
   sides, gives "not_identified". The percentile bootstrap cannot do this: once a refit has left
@@ -194,7 +197,7 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
     n_coords = len(best)
     limits = {j: bounds.get(identity[j], (-np.inf, np.inf)) if j in identity else (-np.inf, np.inf)
               for j in range(n_coords)}
-    _, d0, _, _ = problem.minimize(best[None], iters, deviance=True)
+    _, d0, _, _ = problem.minimize(best[None], iters)
     ladders = {j: profile_ladder(float(best[j]), *map(float, limits[j])) for j in range(n_coords)}
     runs = _profile_runs(problem, warm, ladders, iters)
     # Second round, started also from the first round's far ends (a profile of E reaches optima
@@ -273,7 +276,7 @@ def _profile_runs(problem, warm, ladders, iters, first=None):
                 mask.append(np.eye(n_coords)[j])
                 fixed.append(start * np.eye(n_coords)[j])
                 owner.append(c)
-        x, f, _, _ = problem.minimize(np.array(x0), iters, mask=np.array(mask), fixed=np.array(fixed), deviance=True)
+        x, f, _, _ = problem.minimize(np.array(x0), iters, mask=np.array(mask), fixed=np.array(fixed))
         owner = np.array(owner)
         for c in np.unique(owner):
             rows = np.flatnonzero(owner == c)
@@ -287,8 +290,15 @@ def _profile_runs(problem, warm, ladders, iters, first=None):
 
 
 def _deviance_scale(problem, best, d_min):
-    """(deviance -> profile statistic, its 95% cut): Gaussian on the fitting scale with the variance
-    estimated (F test), or binomial with a Pearson over-dispersion factor when above 1."""
+    """(objective -> profile statistic, its 95% cut) for the objective the fit minimises, so the
+    profile is centred on the estimate it reports:
+    - binomial deviance: its drop, over a Pearson over-dispersion factor when above 1;
+    - squares (on the loss itself): the Gaussian likelihood ratio with the variance estimated;
+    - Huber: the scaled drop in dispersion of an M-estimator (Ronchetti 1982), 2 (rho - rho_min) / xi
+      with xi = E[psi^2] / E[psi'] for residuals N(0, s^2), s from the residuals' median absolute
+      deviation: chi2(1) asymptotically, the Gaussian ratio when delta >> s, Koenker's
+      least-absolute-deviation ratio when delta << s.
+    The cut is F(1, n - p) where a scale is estimated."""
     n, p = problem.n, problem.n_params
     dof = max(n - p, 1)
     if problem.binomial:
@@ -297,8 +307,25 @@ def _deviance_scale(problem, best, d_min):
         pearson = float(np.sum(counts * (np.asarray(problem.y) - fitted) ** 2 / (fitted * (1 - fitted))))
         phi = max(1.0, pearson / dof)
         return (lambda d: (np.asarray(d) - d_min) / phi), threshold(n, p, dispersion_estimated=phi > 1.0)
-    floor = max(d_min, 1e-300)
-    return (lambda d: dof * (np.asarray(d) - d_min) / floor), threshold(n, p)
+    if problem.options.objective == "squared_loss" or not np.isfinite(problem.delta):
+        floor = max(d_min, 1e-300)
+        return (lambda d: dof * (np.asarray(d) - d_min) / floor), threshold(n, p)
+    xi = huber_dispersion(np.asarray(problem.y) - problem.fitted(best), problem.delta, n_params=p)
+    return (lambda d: 2.0 * (np.asarray(d) - d_min) / xi), threshold(n, p)
+
+
+def huber_dispersion(residuals: np.ndarray, delta: float, n_params: int = 0) -> float:
+    """E[psi^2] / E[psi'] of the Huber function with threshold delta for residuals N(0, s^2), s the
+    residuals' normalised median absolute deviation (corrected for n_params fitted): the factor that
+    makes twice a drop of the summed Huber loss a chi2(1) statistic."""
+    r = np.asarray(residuals, dtype=np.float64)
+    n = len(r)
+    s = 1.4826 * float(np.median(np.abs(r - np.median(r)))) * math.sqrt(n / max(n - n_params, 1))
+    s = max(s, 1e-300)
+    c = delta / s
+    inside = 2.0 * stats.norm.cdf(c) - 1.0                       # E[psi'] = P(|r| <= delta)
+    psi2 = s * s * (inside - 2.0 * c * stats.norm.pdf(c)) + 2.0 * delta * delta * stats.norm.sf(c)
+    return max(psi2 / max(inside, 1e-300), 1e-300)
 
 
 def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parameters, best, stretch=1.0):

@@ -45,6 +45,12 @@ def test_epoch_chinchilla_refit_matches_published_estimates_and_intervals():
     for name, p in law.parameters.items():
         assert p.ci[0] <= p.estimate <= p.ci[1], name
         assert p.se > 0
+    # The profile intervals are about as wide as Epoch's bootstrap intervals (profiling squared
+    # residuals about the Huber estimate gave E an interval 4e-6 wide in log E here).
+    for name, (low, high) in {"E": (1.769, 1.871), "alpha": (0.317, 0.373), "beta": (0.331, 0.415)}.items():
+        p = law.parameters[name]
+        assert p.status == "identified" and p.method == "profile likelihood", name
+        assert 0.4 <= (p.ci[1] - p.ci[0]) / (high - low) <= 2.5, (name, p.ci)
 
 
 @pytest.mark.slow
