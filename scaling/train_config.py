@@ -15,6 +15,7 @@ import numpy as np
 from scaling import schedules, wandb_log
 from scaling.configuration import ConfigError
 from scaling.data import cache as cache_lib, corpus
+from scaling.data.batches import SYNTHETIC_TASKS
 from scaling.model_config import ModelConfig
 from scaling.schedules import WSD, LearningRate, Plan, Schedule, branch_label
 
@@ -142,11 +143,12 @@ class TrainConfig:
         self.check_eval_corpus()
         require(self.log_every_steps > 0 and self.checkpoint_every_steps > 0 and self.keep_checkpoints > 0,
                "log_every_steps/checkpoint_every_steps/keep_checkpoints", "must be positive")
-        from scaling.data import pipeline  # here: seqio/TensorFlow, needed only to know the task names
-        try:
-            pipeline.resolve_task(self.task)
-        except ValueError as e:  # an unknown task fails here, at a sweep's planning, not after training
-            raise ConfigError(f"train.task: {e}") from None
+        if self.task not in SYNTHETIC_TASKS:  # the built-in tasks are known without seqio/TensorFlow
+            from scaling.data import pipeline  # here: seqio/TensorFlow, needed only to know the other task names
+            try:
+                pipeline.resolve_task(self.task)
+            except ValueError as e:  # an unknown task fails here, at a sweep's planning, not after training
+                raise ConfigError(f"train.task: {e}") from None
         warmup = int(self.warmup_tokens * budgets[0]) if self.warmup_tokens < 1 else int(self.warmup_tokens)
         learning_rate = LearningRate(self.learning_rate, warmup)
         try:

@@ -380,8 +380,8 @@ def test_a_cache_without_held_out_documents_is_refused_before_any_compute(tmp_pa
 
 @pytest.mark.slow
 def test_a_run_on_stored_batches_imports_neither_tensorflow_nor_seqio(tmp_path):
-    """Start-up: the trainer's modules and a data source whose batches the cache holds read
-    them without importing TensorFlow or seqio (several seconds of every sweep process)."""
+    """Start-up: the trainer's modules, the run's config check and a data source whose batches
+    the cache holds read them without importing TensorFlow or seqio (3 s of every sweep process)."""
     fields = {"task": "synthetic_thinking", "batch_size": 2, "seq_len": 64, "seed": 3,
               "vocabulary": "synthetic_sp256", "vocab_size": 264}
     source = DataSource(**fields, cache_root=tmp_path)
@@ -389,7 +389,10 @@ def test_a_run_on_stored_batches_imports_neither_tensorflow_nor_seqio(tmp_path):
     evaluation = source.eval_batches(2)
     source.close()
     script = (f"import sys, numpy as np; import scaling.train; from pathlib import Path; "
-              f"from scaling.data.source import DataSource; "
+              f"from scaling.data.source import DataSource; from scaling.model_config import ModelConfig; "
+              f"from scaling.train_config import TrainConfig; "
+              f"TrainConfig(model_dir={str(tmp_path / 'run')!r}, task='synthetic_thinking', "
+              f"model=ModelConfig(vocabulary='synthetic_sp256', vocab_size=264, seq_len=64)).check(); "
               f"s = DataSource(**{fields!r}, cache_root=Path({str(tmp_path)!r})); "
               f"it = s.train_batches(1); b = next(it); e = s.eval_batches(2); "
               f"print(sorted(m for m in ('tensorflow', 'seqio') if m in sys.modules)); "
