@@ -131,6 +131,22 @@ def test_compare_finds_contradictions_and_the_share_of_estimates_inside_the_othe
     assert result["a_inside_b"] == 0.5 and result["b_inside_a"] == 0.5
 
 
+def test_compare_reads_a_bound_as_the_half_line_it_states_and_skips_claims_without_an_estimate():
+    def claim(id_, estimate, low, high, bound=None):
+        return {"id": id_, "estimate": estimate, "bound": bound, "low": low, "high": high,
+                "verdict": claims.verdict(low, high, 1.0)}
+    # both runs: "at most 1.83 (not reached)", their bounds 0.2% apart (token counts differ by seed)
+    a = [claim("m", 1.833, None, 2.54, claims.AT_MOST), claim("k", 3.0, None, None, claims.AT_LEAST),
+         claim("split", None, None, None)]
+    b = [claim("m", 1.830, None, 1.830, claims.AT_MOST), claim("k", 1.0, 0.5, 2.0), claim("split", None, None, None)]
+    result = claims.compare(a, b)
+    rows = {r["id"]: r for r in result["rows"]}
+    assert rows["m"]["a_in_b"] and rows["m"]["b_in_a"]
+    assert rows["k"]["a_in_b"] is False and rows["k"]["b_in_a"] is True   # "at least 3" against [0.5, 2]
+    assert rows["split"]["a_in_b"] is None and rows["split"]["b_in_a"] is None
+    assert result["a_inside_b"] == 0.5 and result["b_inside_a"] == 1.0
+
+
 def test_few_runs_widen_the_run_level_spread_to_students_interval():
     assert replicates.few_runs_factor(1) == 1.0
     assert replicates.few_runs_factor(3) == pytest.approx(np.sqrt(1.5) * 4.3027 / 1.95996, rel=1e-4)

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 HOLDS, DOES_NOT_HOLD, NOT_DETERMINED = "holds", "does not hold", "not determined"
+AT_MOST, AT_LEAST = "at most", "at least"
 VERDICTS = (HOLDS, DOES_NOT_HOLD, NOT_DETERMINED)
 
 
@@ -36,12 +37,15 @@ def verdict(low, high, null: float, direction: int = 1, floor_at_null: bool = Fa
 
 
 def _claim(id_, question, statement, estimate, low, high, null, unit, basis, direction=1, floor_at_null=False,
-           reason=None) -> dict:
+           reason=None, bound=None) -> dict:
+    """`bound`: None for a point estimate, AT_MOST or AT_LEAST where `estimate` is a censored
+    value's bound (a multiplier whose target the arm never reached, or reached at once)."""
     result = NOT_DETERMINED if reason else verdict(low, high, null, direction, floor_at_null)
     if result == NOT_DETERMINED and not reason:
         reason = "the interval contains the null: the data cannot decide at this scale"
-    return {"id": id_, "question": question, "statement": statement, "estimate": estimate, "low": low, "high": high,
-            "null": null, "direction": direction, "unit": unit, "verdict": result, "basis": basis, "reason": reason}
+    return {"id": id_, "question": question, "statement": statement, "estimate": estimate, "bound": bound,
+            "low": low, "high": high, "null": null, "direction": direction, "unit": unit, "verdict": result,
+            "basis": basis, "reason": reason}
 
 
 def _num(x) -> str:
@@ -67,9 +71,8 @@ def data_efficiency_claims(findings: dict) -> list[dict]:
             params = max(e["params"] for e in mine)
             e = max((e for e in mine if e["params"] == params), key=lambda e: e["reference_tokens"])
             reference = e["reference_arm"]
-            shown = (_num(e["estimate"]) if e["estimate"] is not None
-                     else f"{'at least' if e['status'].startswith('reached') else 'at most'} {_num(e['bound'])} "
-                          f"({e['status']})")
+            bound = None if e["estimate"] is not None else (AT_LEAST if e["status"].startswith("reached") else AT_MOST)
+            shown = _num(e["estimate"]) if bound is None else f"{bound} {_num(e['bound'])} ({e['status']})"
             out.append(_claim(
                 f"data_efficiency.{arm}.{accounting}",
                 f"Does a token of {arm} data teach more than a token of {reference} data ({label}), at matched "
@@ -79,7 +82,7 @@ def data_efficiency_claims(findings: dict) -> list[dict]:
                 e["estimate"] if e["estimate"] is not None else e["bound"], e["low"], e["high"], 1.0,
                 "multiplier (reference tokens / arm tokens)",
                 f"matched accuracy, greedy, difficulties pooled, at each arm's largest thinking budget; {_seeds(e)} "
-                f"and {len(e.get('reference_seeds') or [])} of {reference}"))
+                f"and {len(e.get('reference_seeds') or [])} of {reference}", bound=bound))
     return out
 
 
@@ -148,7 +151,7 @@ def best_split_claims(findings: dict) -> list[dict]:
         reason = f"the law's answer is {status}" + (f": {t.get('reason')}" if t.get("reason") else "")
     elif warnings:
         reason = "the split extrapolates past the data: " + warnings[0]
-    arm = f" ({split['arm']['estimate']} arm)" if "arm" in split else ""
+    arm = f" ({split['arm']['estimate']} arm)" if (split.get("arm") or {}).get("estimate") is not None else ""
     return [_claim("best_split.thinks",
                    f"Does the best split of {_num(query.get('total_flops'))} FLOPs spend compute on test-time thinking?",
                    f"The joint law's best split{arm} thinks T = {_num(t['estimate'])} tokens a query",
@@ -175,15 +178,28 @@ def lines(claims: list[dict]) -> list[str]:
     return out
 
 
-def _inside(value, low, high) -> bool:
-    lo = -math.inf if low is None else low
-    hi = math.inf if high is None else high
-    return value is not None and lo <= value <= hi
+def _inside(claim: dict, other: dict) -> bool | None:
+    """Whether `claim`'s estimate lies inside `other`'s interval: a point inside [low, high]; a
+    bound ("at most b", "at least b") when the half-line it asserts meets the interval (both runs'
+    "at most 1.83 (not reached)" agree, though their token counts put the bound 0.2% apart).
+    None when the claim has no estimate (a question its run could not answer)."""
+    value = claim["estimate"]
+    if value is None:
+        return None
+    lo = -math.inf if other["low"] is None else other["low"]
+    hi = math.inf if other["high"] is None else other["high"]
+    bound = claim.get("bound")
+    if bound == AT_MOST:
+        return lo <= value
+    if bound == AT_LEAST:
+        return hi >= value
+    return lo <= value <= hi
 
 
 def compare(a: list[dict], b: list[dict]) -> dict:
     """Two runs' claims side by side: the shared ids, the contradictions (holds in one, does not
-    hold in the other), and the share of each run's estimates inside the other's interval."""
+    hold in the other), and the share of each run's estimates inside the other's interval (among
+    the claims the run gives an estimate for)."""
     by_a, by_b = {c["id"]: c for c in a}, {c["id"]: c for c in b}
     shared = [i for i in by_a if i in by_b]
     rows, contradictions = [], []
@@ -191,9 +207,11 @@ def compare(a: list[dict], b: list[dict]) -> dict:
         x, y = by_a[i], by_b[i]
         if {x["verdict"], y["verdict"]} == {HOLDS, DOES_NOT_HOLD}:
             contradictions.append(i)
-        rows.append({"id": i, "a": x, "b": y, "a_in_b": _inside(x["estimate"], y["low"], y["high"]),
-                     "b_in_a": _inside(y["estimate"], x["low"], x["high"])})
-    share = lambda key: (sum(r[key] for r in rows) / len(rows)) if rows else None
+        rows.append({"id": i, "a": x, "b": y, "a_in_b": _inside(x, y), "b_in_a": _inside(y, x)})
+
+    def share(key):
+        counted = [r[key] for r in rows if r[key] is not None]
+        return sum(counted) / len(counted) if counted else None
     return {"rows": rows, "only_a": [i for i in by_a if i not in by_b], "only_b": [i for i in by_b if i not in by_a],
             "contradictions": contradictions, "a_inside_b": share("a_in_b"), "b_inside_a": share("b_in_a")}
 
@@ -219,17 +237,20 @@ def _read_claims(path) -> list[dict]:
     if not isinstance(found, dict) or "claims" not in found:
         raise ValueError(f"{path}: the findings have no claims (written before findings version 2); "
                          "run `scaling demo` again to add them")
+    if any("bound" not in c for c in found["claims"]):   # written before claims said which are bounds
+        return build(found)
     return found["claims"]
 
 
 def _cell(c: dict) -> str:
-    return f"{c['verdict']}: {_num(c['estimate'])} [{_num(c['low'])}, {_num(c['high'])}]"
+    bound = f"{c['bound']} " if c.get("bound") else ""
+    return f"{c['verdict']}: {bound}{_num(c['estimate'])} [{_num(c['low'])}, {_num(c['high'])}]"
 
 
 def comparison_lines(result: dict, a: str, b: str) -> list[str]:
     rows = [["claim", f"A ({a})", f"B ({b})", "A in B", "B in A"]]
-    rows += [[r["id"], _cell(r["a"]), _cell(r["b"]), "yes" if r["a_in_b"] else "no", "yes" if r["b_in_a"] else "no"]
-             for r in result["rows"]]
+    answer = {True: "yes", False: "no", None: "n/a"}
+    rows += [[r["id"], _cell(r["a"]), _cell(r["b"]), answer[r["a_in_b"]], answer[r["b_in_a"]]] for r in result["rows"]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     out.append("")
@@ -237,7 +258,8 @@ def comparison_lines(result: dict, a: str, b: str) -> list[str]:
                + (", ".join(result["contradictions"]) or "none"))
     share = lambda x: "n/a" if x is None else f"{x:.0%}"
     out.append(f"A's estimates inside B's intervals: {share(result['a_inside_b'])}; "
-               f"B's inside A's: {share(result['b_inside_a'])} (bar: {AGREEMENT:.0%} each)")
+               f"B's inside A's: {share(result['b_inside_a'])} (bar: {AGREEMENT:.0%} each; a claim without an "
+               f"estimate (n/a) is not counted, a bound is inside when the half-line it states meets the interval)")
     for side, ids in (("A", result["only_a"]), ("B", result["only_b"])):
         if ids:
             out.append(f"only in {side}: {', '.join(ids)}")
