@@ -90,14 +90,19 @@ def _decode_requests(config: ModelConfig, params, requests: list[_Request], prot
     its own budget, temperature and seed, so its output does not depend on its batch. Every batch
     has room for `max_new` tokens (the largest budget's) and every prompt is padded to the
     longest one's width, so all share one compiled program; the last batch is filled with
-    repeats. `on_batch(requests, outcomes)` sees each batch's results: the decoded thinking and
-    answer texts (the setting's protocol reads the answer from them); `decode_text` turns ids into
-    text (default the byte vocabulary's)."""
+    repeats. Requests that are the same decode (prompt, budget, temperature and seed: a model that
+    answers directly at every T asks the same greedy question at each T) are decoded once.
+    `on_batch(requests, outcomes)` sees each batch's results: the decoded thinking and answer texts
+    (the setting's protocol reads the answer from them); `decode_text` turns ids into text
+    (default the byte vocabulary's)."""
     from scaling import decode
     from scaling.data import vocabulary
 
     decode_text = decode_text or vocabulary.decode
-    order = sorted(requests, key=lambda r: (r.budget, len(r.prompt)))
+    same: dict[tuple, list[_Request]] = {}
+    for r in requests:
+        same.setdefault((r.prompt, r.budget, r.temperature, r.seed), []).append(r)
+    order = sorted((group[0] for group in same.values()), key=lambda r: (r.budget, len(r.prompt)))
     width = decode.prompt_width(max((len(r.prompt) for r in requests), default=1))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -110,12 +115,15 @@ def _decode_requests(config: ModelConfig, params, requests: list[_Request], prot
             timings.PROCESS.first_step_done()
         else:
             timings.PROCESS.decode_s += time.perf_counter() - started
-        on_batch(rows, [{
+        outcomes = [{
             "thinking_text": decode_text(out.thinking_ids(i)), "answer_text": decode_text(out.answer_ids(i)),
             "thinking": int(out.thinking[i]),
             "generated": int(out.generated[i]),
             "flops": accounting.inference_flops_per_query(config, int(lengths[i]), int(out.generated[i])),
-        } for i in range(len(rows))])
+        } for i in range(len(rows))]
+        groups = [same[(r.prompt, r.budget, r.temperature, r.seed)] for r in rows]
+        on_batch([r for group in groups for r in group],
+                 [outcome for group, outcome in zip(groups, outcomes) for _ in group])
 
 
 def _sample_seed(seed: int, difficulty: int, budget: int, problem: int, sample: int) -> int:

@@ -302,3 +302,17 @@ def test_settings_the_model_never_met_in_training_are_run_with_a_one_line_warnin
     capsys.readouterr()
     infer.infer(InferConfig(str(other), **{**setting, "thinking_budgets": (0,), "difficulties": (1,)}))
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_model_that_answers_directly_decodes_its_greedy_rows_once_for_every_budget(tmp_path, monkeypatch):
+    """A raw-trained model's protocol opens no thinking at any T, so its greedy question is the
+    same at every budget: decoded once, written at each T with identical rows."""
+    run_dir = tmp_path / "run"
+    _make_run(run_dir, task="synthetic_vanilla")
+    calls = []
+    real = decode.decode
+    monkeypatch.setattr(decode, "decode", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    table = infer.infer(InferConfig(str(run_dir), **{**SMALL, "thinking_budgets": (0, 4, 16), "samples": []}))
+    assert sorted(table["thinking_budget"]) == [0, 4, 16] and len(calls) == 1   # 2 problems, one batch of 4
+    columns = ["accuracy", "mean_thinking_tokens", "mean_generated_tokens", "flops_per_query"]
+    assert (table[columns].nunique() == 1).all() and (table["mean_thinking_tokens"] == 0).all()
