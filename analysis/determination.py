@@ -2,7 +2,7 @@
 a quantity they do not.
 
 An answer is not determined when it depends on a parameter the fit marked not_identified
-(analysis.uncertainty) or when it extrapolates past EXTRAPOLATION_LIMIT times the fitted range of
+(analysis.uncertainty), or one of its step-1 loss law (a joint law's losses), or when it extrapolates past EXTRAPOLATION_LIMIT times the fitted range of
 an input (N, D, C, T). It then carries the reasons and what data would determine it, and is
 printed as "not determined by these data" instead of an estimate (docs/fitting.md, "Statuses").
 """
@@ -69,6 +69,12 @@ def determination(law, limit: float = EXTRAPOLATION_LIMIT, depends_on=None, **va
     for name, p in law.parameters.items():
         if (depends_on is None or name in depends_on) and p.status == "not_identified":
             reasons.append(f"it depends on {name}, which the data do not determine ({p.reason})")
+            needs.append(_hint(name))
+    # A two-step law (the joint accuracy law) predicts from its step-1 loss law's losses.
+    step1 = getattr(getattr(law, "settings", None), "loss_law", None)
+    for name, p in (getattr(step1, "parameters", None) or {}).items():
+        if p.status == "not_identified":
+            reasons.append(f"it predicts from step 1's loss law, whose {name} the data do not determine ({p.reason})")
             needs.append(_hint(name))
     for name, value in values.items():
         bounds = (law.ranges or {}).get(name)

@@ -228,3 +228,22 @@ def test_a_parameter_keeps_every_coordinate_it_depends_on_when_one_has_collapsed
     theta = np.array([1.5, -40.0, 1.0, 2.0, 0.3, 0.2])[:len(names)]
     depends, identity = parameter_coordinates(names, lambda t: form.to_parameters(t, options), theta)
     assert depends["a"] == [0, 1] and depends["b"] == [1] and identity.get(0) is None
+
+
+def test_a_joint_law_answer_is_not_determined_when_its_step1_loss_law_leaves_a_parameter_undetermined():
+    """The joint law predicts accuracy from its loss law's losses, so a loss-law parameter the data
+    do not determine undetermines its answers too, with the reason named."""
+    import dataclasses
+
+    from analysis.determination import determination
+
+    law = analysis.load_law(Path(__file__).parent / "data" / "laws_demo" / "joint_inference_three_seeds.json")
+    own = {k: dataclasses.replace(p, status="identified") for k, p in law.parameters.items()}
+    law = dataclasses.replace(law, parameters=own)
+    assert determination(law).determined
+    loss_law = law.settings.loss_law
+    undetermined = {**loss_law.parameters, "B": dataclasses.replace(loss_law.parameters["B"], status="not_identified",
+                                                                     reason="flat upwards")}
+    settings = dataclasses.replace(law.settings, loss_law=dataclasses.replace(loss_law, parameters=undetermined))
+    status = determination(dataclasses.replace(law, settings=settings))
+    assert not status.determined and "step 1's loss law, whose B" in status.text()
