@@ -36,6 +36,9 @@ STATUSES = ("identified", "at_bound", "not_identified")
 # offsets (fitting coordinates: log E, log A, alpha, ...) of the profile's first pass, each side
 LADDER = np.geomspace(1e-4, 300.0, 28)
 REFINE = 8                 # second pass: points between the last value under and the first over
+# A positive parameter whose closed profile interval spans more orders of magnitude than this is
+# not determined (the demo's multiplier 6.9e-8 [2.4e-72, 3.1e-4], its A 187 [3.6, 8.8e25]).
+MAX_DECADES = 6
 WILD_BELOW = 20            # fewer points than this: the wild bootstrap (benchmarks/coverage.py)
 # Webb's six-point multipliers: mean 0, variance 1, and more distinct resamples than +-1 with few runs
 WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
@@ -236,14 +239,25 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
             continue
         if len(coords) == 1:
             ident = per_coordinate[coords[0]]
-            low, high = ident.profile_ci
-            result[name] = Identification(ident.status, ident.reason.replace("{name}", name),
-                                          _in_units(name, coords[0], (low, high), to_parameters, best))
+            interval = _in_units(name, coords[0], ident.profile_ci, to_parameters, best)
+            result[name] = within_decades(name, Identification(ident.status, ident.reason.replace("{name}", name),
+                                                               interval))
         else:
             worst = max((per_coordinate[j] for j in coords), key=lambda i: SEVERITY[i.status])
             result[name] = Identification(worst.status, f"{name} depends on several fitted quantities: "
                                           + worst.reason.replace("{name}", "one of them"), (math.nan, math.nan))
     return result, {j: ends_thetas[j] for j, ident in per_coordinate.items() if ident.status != "identified"}
+
+
+def within_decades(name: str, ident: Identification) -> Identification:
+    """An identified positive parameter whose interval spans more than MAX_DECADES orders of
+    magnitude becomes not_identified: its profile closed, but no reader could act on it."""
+    low, high = ident.profile_ci
+    if ident.status != "identified" or not low > 0 or not high > low * 10 ** MAX_DECADES:
+        return ident
+    return Identification("not_identified", f"its 95% profile interval [{low:.3g}, {high:.3g}] spans "
+                                            f"{math.log10(high / low):.0f} orders of magnitude: closed, but the data "
+                                            f"do not pin {name} down", (low, high))
 
 
 def _profile_runs(problem, warm, ladders, iters, first=None):

@@ -247,3 +247,17 @@ def test_a_joint_law_answer_is_not_determined_when_its_step1_loss_law_leaves_a_p
     settings = dataclasses.replace(law.settings, loss_law=dataclasses.replace(loss_law, parameters=undetermined))
     status = determination(dataclasses.replace(law, settings=settings))
     assert not status.determined and "step 1's loss law, whose B" in status.text()
+
+
+def test_a_closed_profile_interval_spanning_many_orders_of_magnitude_is_not_identified():
+    """The three-seed demo's multiplier on eval_loss_hard: 3.9e-12 [2.5e-19, 2.7e-9], closed on both
+    sides, yet no reader can act on it; Epoch's A (318 to 688) stays identified."""
+    from analysis.uncertainty import Identification, within_decades
+
+    closed = "the profile likelihood is closed on both sides"
+    wide = within_decades("m_thinking_inline", Identification("identified", closed, (2.45e-19, 2.71e-9)))
+    assert wide.status == "not_identified" and "spans 10 orders of magnitude" in wide.reason
+    assert wide.profile_ci == (2.45e-19, 2.71e-9)
+    assert within_decades("A", Identification("identified", closed, (318.0, 688.0))).status == "identified"
+    at_zero = Identification("at_bound", "consistent with 0", (0.0, 3.1e-4))
+    assert within_decades("m", at_zero) is at_zero
