@@ -16,6 +16,7 @@ does not change the work, so the token values are random.
 
     PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py                      # p50k p100k p200k, rows of 256 x 2
     PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py --seq_len 192 --batch_size 3
+    PYTHONPATH=. .venv/bin/python benchmarks/step_profile.py --ops    # XLA's per-op profile of the step
 
 Prints a table, then one JSON line per preset.
 """
@@ -153,6 +154,43 @@ def profile(preset: str, seq_len: int, batch_size: int, steps: int, repeats: int
             "matmul_peak_flops_per_s": peak}
 
 
+def op_profile(preset: str, seq_len: int, batch_size: int, steps: int, tx, mesh, top: int = 12) -> dict:
+    """XLA's own per-op profile of the step (jax.profiler's trace of the compiled program's thunks):
+    ops per step and the milliseconds per step of each kind of fused op (a fusion's name without
+    its number: ynn_fusion are the dots and what XLA fused into them, *copy*/*transpose* layout
+    changes, the rest elementwise work), the `top` largest."""
+    import collections
+    import gzip
+    import re
+    import tempfile
+    from pathlib import Path
+
+    config = load_model_config(PRESET_DIR / f"{preset}.gin").replace(seq_len=seq_len)
+    fns = step.compile_functions(config, tx, mesh, seed=0)
+    batch = partitioning.global_batch(packed_batch(config, batch_size), mesh)
+    params, opt_state = fns.init()
+    lr = np.float32(1e-3)
+    for _ in range(3):
+        params, opt_state, loss = fns.step(params, opt_state, batch, lr)
+    jax.block_until_ready(loss)
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            for _ in range(steps):
+                params, opt_state, loss = fns.step(params, opt_state, batch, lr)
+            jax.block_until_ready(loss)
+        trace = json.loads(gzip.decompress(next(Path(folder).rglob("*.trace.json.gz")).read_bytes()))
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    host = ("ThunkExecutor", "$", "PjitFunction", "CommonPjRt", "end: ")
+    kinds, count = collections.Counter(), 0
+    for e in events:
+        if e.get("ph") == "X" and "dur" in e and not e["name"].startswith(host):
+            kinds[re.sub(r"\.\d+$", "", e["name"])] += e["dur"] / 1e3 / steps
+            count += 1
+    total = sum(kinds.values())
+    return {"preset": preset, "ops_per_step": count / steps, "op_ms_per_step": total,
+            "kinds_ms": dict(kinds.most_common(top))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="*", default=["p50k", "p100k", "p200k"])
@@ -160,9 +198,18 @@ def main(argv=None) -> int:
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=50, help="steps per window of the trainer-like loop (one sync per window)")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per part; the best counts")
+    parser.add_argument("--ops", action="store_true", help="print XLA's per-op profile of each step instead")
     args = parser.parse_args(argv)
     mesh = partitioning.make_mesh()
     tx = optimizer.make_optimizer(0.9, 0.95, 0.1, 1.0)
+    if args.ops:
+        for preset in args.presets:
+            r = op_profile(preset, args.seq_len, args.batch_size, args.steps, tx, mesh)
+            print(f"{preset}: {r['ops_per_step']:.0f} ops a step, {r['op_ms_per_step']:.2f} ms in them")
+            for kind, ms in r["kinds_ms"].items():
+                print(f"  {kind:28} {ms:7.3f} ms {ms / r['op_ms_per_step']:5.0%}")
+            print(json.dumps(r))
+        return 0
     peak = mfu.measure_matmul_peak()
     rows = [profile(p, args.seq_len, args.batch_size, args.steps, args.repeats, tx, mesh, peak) for p in args.presets]
     print(f"rows {args.batch_size} x {args.seq_len}; matmul peak {peak / 1e9:.1f} GFLOP/s (1024^3, this process)")

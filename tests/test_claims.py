@@ -183,3 +183,19 @@ def test_scaling_compare_sets_two_seed_sets_side_by_side(tmp_path, capsys):
     (tmp_path / "old.json").write_text(json.dumps({k: v for k, v in flipped.items() if k != "claims"}))
     assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "old.json")]) == 2
     assert "old.json: the findings have no claims" in capsys.readouterr().err
+
+
+def test_an_undetermined_best_split_is_said_so_with_its_reason_not_printed_as_none():
+    """The three-seed demo's joint law could not determine rho_T: its best split was printed as
+    'arm None, N = n/a' and its claim gave the interval's reason instead of the law's."""
+    empty = {"estimate": None, "ci": None}
+    split = {name: empty for name in ("N", "D", "arm", "thinking_budget", "samples", "predicted_accuracy")}
+    split["status"] = {"status": "not_determined", "reasons": ["it depends on rho_T, which the data do not determine"],
+                       "would_determine": []}
+    found = {"wall_s": 1.0, "entropy_nats_per_token": None, "fitted_E": None, "multipliers": [], "accuracy": [],
+             "best_split": split, "best_split_query": {"total_flops": 1.41e12}}
+    claim = next(c for c in claims.build(found) if c["id"] == "best_split.thinks")
+    assert claim["verdict"] == claims.NOT_DETERMINED and "depends on rho_T" in claim["reason"]
+    assert "None arm" not in claim["statement"]
+    line = next(l for l in measured.summary_lines(found) if l.startswith("Best split"))
+    assert line.startswith("Best split of 1.41e12 FLOPs: not determined by these data: it depends on rho_T")

@@ -145,9 +145,11 @@ def best_split_claims(findings: dict) -> list[dict]:
     t = split["thinking_budget"]
     ci = t.get("ci") or [None, None]
     warnings = list(query.get("warnings") or [])
-    status = t.get("status")
+    status, answer = t.get("status"), split.get("status") or {}
     reason = None
-    if status not in (None, "identified", "determined"):
+    if answer.get("status") == "not_determined":   # the whole answer (analysis.determination)
+        reason = "the law's answer is not determined by these data: " + "; ".join(answer.get("reasons") or [])
+    elif status not in (None, "identified", "determined"):
         reason = f"the law's answer is {status}" + (f": {t.get('reason')}" if t.get("reason") else "")
     elif warnings:
         reason = "the split extrapolates past the data: " + warnings[0]
