@@ -280,7 +280,7 @@ def _estimate(value: float, draws: np.ndarray | None, status: Identification | N
     if status.status == "fixed":
         return ParameterEstimate(value, 0.0, profile, status.status, status.reason, profile, "fixed")
     if profile is not None:
-        return ParameterEstimate(value, se, profile, status.status, status.reason, profile, "profile likelihood")
+        return ParameterEstimate(value, se, profile, status.status, status.reason, profile, status.method)
     return ParameterEstimate(value, se, ci, status.status, status.reason, None, "bootstrap percentile")
 
 

@@ -24,6 +24,7 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class Identification:
     status: str
     reason: str
     profile_ci: tuple[float, float]
+    method: str = "profile likelihood"   # or "profile box": the range over several coordinates' intervals
 
 
 def runs_of(frame, covariates: tuple[str, ...]) -> tuple[np.ndarray, dict]:
@@ -244,8 +246,10 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
                                                                interval))
         else:
             worst = max((per_coordinate[j] for j in coords), key=lambda i: SEVERITY[i.status])
+            interval = (_corners(name, coords, per_coordinate, to_parameters, best) if worst.status == "identified"
+                        else (math.nan, math.nan))
             result[name] = Identification(worst.status, f"{name} depends on several fitted quantities: "
-                                          + worst.reason.replace("{name}", "one of them"), (math.nan, math.nan))
+                                          + worst.reason.replace("{name}", "one of them"), interval, "profile box")
     return result, {j: ends_thetas[j] for j, ident in per_coordinate.items() if ident.status != "identified"}
 
 
@@ -377,6 +381,21 @@ def _read(j, values, stat, thetas, center, cut, limit, depends, names, to_parame
                 for side, (_, end) in ends.items()}
         reason += f"; its interval widened {stretch:.2f}x for the error a run's rows share (several seeds a point)"
     return Identification(ident.status, reason, (ends[-1][1], ends[1][1])), end_thetas
+
+
+def _corners(name, coords, per_coordinate, to_parameters, best):
+    """The interval of a parameter that mixes several identified coordinates (the joint law's
+    a = (1 - b) expit(x0)): its range over the corners of the box their profile intervals span
+    (stretched as they are), the estimate included. Each side holds with 95% alone, so the box is
+    conservative; the bootstrap's percentiles, used before, covered 0 of 3 such fits."""
+    values = [float(to_parameters(best)[name])]
+    for corner in itertools.product(*(per_coordinate[j].profile_ci for j in coords)):
+        theta = best.copy()
+        theta[list(coords)] = corner
+        with np.errstate(all="ignore"):
+            values.append(float(to_parameters(theta)[name]))
+    values = [v for v in values if np.isfinite(v)]
+    return (min(values), max(values))
 
 
 def _in_units(name, j, coords, to_parameters, best):
