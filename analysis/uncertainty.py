@@ -12,12 +12,13 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
   values whose statistic (`_deviance_scale`: the likelihood ratio, or for the Huber loss its
   scaled drop in dispersion) stays under the F (or chi-square) threshold form the 95% interval.
   Profiling another objective than the fit's (squared residuals about a Huber estimate) put the
-  estimate itself outside the region on Epoch's Chinchilla table: intervals 4e-6 wide. A profile that never crosses the
-  threshold before the parameter reaches a limit (E -> 0, alpha -> 0, b -> 0) gives an interval
-  closed at that limit and the status "at_bound"; one flat towards infinity, or flat on both
-  sides, gives "not_identified". The percentile bootstrap cannot do this: once a refit has left
+  estimate itself outside the region on Epoch's Chinchilla table: intervals 4e-6 wide.
+  A profile that never crosses the threshold before the parameter reaches a limit (E -> 0,
+  alpha -> 0, b -> 0) gives an interval closed at that limit and the status "at_bound"; one flat
+  towards infinity, or flat on both sides, gives "not_identified"; a closed one spanning more
+  than MAX_DECADES orders of magnitude, "not_identified" too. The percentile bootstrap cannot do this: once a refit has left
   E at 1e-48 the objective no longer depends on it and no resample brings it back.
-- Runs with several rows (analysis.run_error): the deviance treats rows as independent, so where
+- Runs with several rows (analysis.run_error): the profile treats rows as independent, so where
   a seed's error is shared by a run's rows the profile interval is stretched about the estimate
   by the ratio of the coordinate's run-level interval to the one the profile assumes.
 """
