@@ -160,13 +160,19 @@ def test_an_answer_on_a_parameter_not_identified_or_far_outside_the_data_is_not_
     assert "not determined by these data" in table and "data budgets spanning" in table
 
 
-def test_a_sample_count_that_never_varies_gives_no_parameter():
-    rng = np.random.default_rng(0)
-    n = 40
-    frame = pd.DataFrame({"eval_loss": rng.uniform(1.0, 3.0, n), "thinking_budget": rng.choice([0, 64, 512], n),
-                          "samples": 1, "n_problems": 64})
+def joint_table(seed: int, n: int, problems: int, losses: tuple[float, float], floor: float, top: float):
+    """Accuracy of `problems` problems per row from a joint law (L0 2, kappa 3, gamma_T 0.3, k = 1)
+    at uniform losses and T in {0, 64, 512}."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"eval_loss": rng.uniform(*losses, n), "thinking_budget": rng.choice([0, 64, 512], n),
+                          "samples": 1, "n_problems": problems})
     z = -3.0 * (frame["eval_loss"] - 2.0) + 0.3 * np.log1p(frame["thinking_budget"])
-    frame["accuracy"] = rng.binomial(64, 0.05 + 0.8 / (1 + np.exp(-z))) / 64
+    frame["accuracy"] = rng.binomial(problems, floor + (top - floor) / (1 + np.exp(-z))) / problems
+    return frame
+
+
+def test_a_sample_count_that_never_varies_gives_no_parameter():
+    frame = joint_table(0, 40, 64, (1.0, 3.0), 0.05, 0.85)
     law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=0, heldout_fraction=0,
                        columns={"L": "eval_loss"})
     assert "gamma_k" not in law.parameters and law.settings.constant_samples == 1.0
@@ -267,12 +273,7 @@ def test_a_parameter_of_several_identified_coordinates_gets_the_range_over_their
     """The joint law's range a = (1 - b) expit(x0): with its floor b identified, a's interval is its
     range over the corners of the two coordinates' profile intervals ('profile box'), not the
     bootstrap's percentiles (which covered 0 of 3 such fits in benchmarks/coverage.py)."""
-    rng = np.random.default_rng(1)
-    n = 120
-    frame = pd.DataFrame({"eval_loss": rng.uniform(0.5, 3.5, n), "thinking_budget": rng.choice([0, 64, 512], n),
-                          "samples": 1, "n_problems": 512})
-    z = -3.0 * (frame["eval_loss"] - 2.0) + 0.3 * np.log1p(frame["thinking_budget"])
-    frame["accuracy"] = rng.binomial(512, 0.2 + 0.6 / (1 + np.exp(-z))) / 512
+    frame = joint_table(1, 120, 512, (0.5, 3.5), 0.2, 0.8)
     law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=0, heldout_fraction=0,
                        columns={"L": "eval_loss"})
     a, b = law.parameters["a"], law.parameters["b"]
