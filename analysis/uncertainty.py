@@ -258,11 +258,12 @@ def within_decades(name: str, ident: Identification) -> Identification:
     """An identified positive parameter whose interval spans more than MAX_DECADES orders of
     magnitude becomes not_identified: its profile closed, but no reader could act on it."""
     low, high = ident.profile_ci
-    if ident.status != "identified" or not low > 0 or not high > low * 10 ** MAX_DECADES:
+    if ident.status != "identified" or not low >= 0 or not high > low * 10 ** MAX_DECADES:
         return ident
-    return Identification("not_identified", f"its 95% profile interval [{low:.3g}, {high:.3g}] spans "
-                                            f"{math.log10(high / low):.0f} orders of magnitude: closed, but the data "
-                                            f"do not pin {name} down", (low, high))
+    # low == 0: the closed end lies below 1e-100 (where _in_units reads 0), more decades than any
+    span = f"{math.log10(high / low):.0f} orders of magnitude" if low > 0 else "down to 0 (below 1e-100)"
+    return Identification("not_identified", f"its 95% profile interval [{low:.3g}, {high:.3g}] spans {span}: "
+                                            f"closed, but the data do not pin {name} down", (low, high))
 
 
 def _profile_runs(problem, warm, ladders, iters, first=None):

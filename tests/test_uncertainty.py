@@ -267,6 +267,11 @@ def test_a_closed_profile_interval_spanning_many_orders_of_magnitude_is_not_iden
     assert within_decades("A", Identification("identified", closed, (318.0, 688.0))).status == "identified"
     at_zero = Identification("at_bound", "consistent with 0", (0.0, 3.1e-4))
     assert within_decades("m", at_zero) is at_zero
+    # closed, but its lower end below 1e-100 (the demo's inline multiplier on eval_loss: 4.6e-11 [0, 6.2e-6])
+    underflow = within_decades("m_thinking_inline", Identification("identified", closed, (0.0, 6.17e-6)))
+    assert underflow.status == "not_identified" and "down to 0" in underflow.reason
+    signed = Identification("identified", closed, (-0.057, 0.084))   # beta may be negative: no decades
+    assert within_decades("beta", signed) is signed
 
 
 def test_a_parameter_of_several_identified_coordinates_gets_the_range_over_their_intervals_box():
