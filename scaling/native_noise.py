@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 
 # A native log line at level I (information) or W (warning) in absl/glog's format, or absl's notice
 # that such lines go to stderr; errors (E, F) are kept.
@@ -47,16 +48,26 @@ def native_stderr_filtered():
 class _QuietTensorFlow(importlib.abc.MetaPathFinder):
     """Finds nothing itself: it wraps the real loader of `tensorflow` in native_stderr_filtered."""
 
+    def __init__(self):
+        self._finding = threading.local()
+
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or getattr(self._finding, "active", False):
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self._finding.active = True   # the real finders answer the lookup below, not this one
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding.active = False
         if spec is None or spec.loader is None:
             return spec
         load = spec.loader.exec_module
 
         def exec_module(module):
+            # Installed until TensorFlow is really imported: a mere lookup (etils asks whether
+            # TensorFlow is installed when Orbax restores a checkpoint) must not use it up.
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             with native_stderr_filtered():
                 load(module)
 
