@@ -2,8 +2,8 @@
 a quantity they do not.
 
 An answer is not determined when it depends on a parameter the fit marked not_identified
-(analysis.uncertainty), or one of its step-1 loss law (a joint law's losses), or when it extrapolates past EXTRAPOLATION_LIMIT times the fitted range of
-an input (N, D, C, T). It then carries the reasons and what data would determine it, and is
+(analysis.uncertainty), or one of its step-1 loss law (a joint law's losses), or when it
+extrapolates past EXTRAPOLATION_LIMIT times the fitted range of an input (N, D, C, T). It then carries the reasons and what data would determine it, and is
 printed as "not determined by these data" instead of an estimate (docs/fitting.md, "Statuses").
 """
 

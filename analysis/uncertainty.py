@@ -9,15 +9,16 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
   multiplier per run): resampling nine points drops some of them and understates the spread.
 - Profile likelihood (`profile_ladder`, `read_profile`): each parameter held at values on a
   ladder around its estimate while the others are refitted on the fit's own objective; the
-  values whose statistic (`_deviance_scale`: the likelihood ratio, or for the Huber loss its
+  values whose statistic (`_profile_statistic`: the likelihood ratio, or for the Huber loss its
   scaled drop in dispersion) stays under the F (or chi-square) threshold form the 95% interval.
   Profiling another objective than the fit's (squared residuals about a Huber estimate) put the
   estimate itself outside the region on Epoch's Chinchilla table: intervals 4e-6 wide.
   A profile that never crosses the threshold before the parameter reaches a limit (E -> 0,
   alpha -> 0, b -> 0) gives an interval closed at that limit and the status "at_bound"; one flat
   towards infinity, or flat on both sides, gives "not_identified"; a closed one spanning more
-  than MAX_DECADES orders of magnitude, "not_identified" too. The percentile bootstrap cannot do this: once a refit has left
-  E at 1e-48 the objective no longer depends on it and no resample brings it back.
+  than MAX_DECADES orders of magnitude, "not_identified" too. The percentile bootstrap cannot do
+  this: once a refit has left E at 1e-48 the objective no longer depends on it and no resample
+  brings it back.
 - Runs with several rows (analysis.run_error): the profile treats rows as independent, so where
   a seed's error is shared by a run's rows the profile interval is stretched about the estimate
   by the ratio of the coordinate's run-level interval to the one the profile assumes.
@@ -214,7 +215,7 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
         lower = dev < runs[j][1]
         runs[j] = (values, np.where(lower, dev, runs[j][1]), np.where(lower[:, None], thetas, runs[j][2]))
     d_min = min(float(d0[0]), *(float(np.min(r[1])) for r in runs.values()))
-    scale, cut = _deviance_scale(problem, best, d_min)
+    scale, cut = _profile_statistic(problem, best, d_min)
     # second pass: refine each side that crossed, between its last rung inside and first outside
     refine, first = {}, {}
     for j, (values, dev, thetas) in runs.items():
@@ -309,7 +310,7 @@ def _profile_runs(problem, warm, ladders, iters, first=None):
     return {j: (np.array(v), np.array(d), np.array(t)) for j, (v, d, t) in found.items() if v}
 
 
-def _deviance_scale(problem, best, d_min):
+def _profile_statistic(problem, best, d_min):
     """(objective -> profile statistic, its 95% cut) for the objective the fit minimises, so the
     profile is centred on the estimate it reports:
     - binomial deviance: its drop, over a Pearson over-dispersion factor when above 1;

@@ -114,7 +114,9 @@ def optimizer_part(fns, tx, repeats: int) -> float:
     return best_seconds(jax.jit(update), grads, opt_state, params, repeats=repeats)
 
 
-def profile(preset: str, seq_len: int, batch_size: int, steps: int, repeats: int, tx, mesh, peak: float) -> dict:
+def warm_step(preset: str, seq_len: int, batch_size: int, tx, mesh):
+    """The trainer's compiled step for a preset, run three times: (config, fns, host batch, device
+    batch, params, opt_state, learning rate)."""
     config = load_model_config(PRESET_DIR / f"{preset}.gin").replace(seq_len=seq_len)
     fns = step.compile_functions(config, tx, mesh, seed=0)
     batch = packed_batch(config, batch_size)
@@ -124,6 +126,11 @@ def profile(preset: str, seq_len: int, batch_size: int, steps: int, repeats: int
     for _ in range(3):
         params, opt_state, loss = fns.step(params, opt_state, device_batch, lr)
     jax.block_until_ready(loss)
+    return config, fns, batch, device_batch, params, opt_state, lr
+
+
+def profile(preset: str, seq_len: int, batch_size: int, steps: int, repeats: int, tx, mesh, peak: float) -> dict:
+    config, fns, batch, device_batch, params, opt_state, lr = warm_step(preset, seq_len, batch_size, tx, mesh)
     step_s = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -165,14 +172,7 @@ def op_profile(preset: str, seq_len: int, batch_size: int, steps: int, tx, mesh,
     import tempfile
     from pathlib import Path
 
-    config = load_model_config(PRESET_DIR / f"{preset}.gin").replace(seq_len=seq_len)
-    fns = step.compile_functions(config, tx, mesh, seed=0)
-    batch = partitioning.global_batch(packed_batch(config, batch_size), mesh)
-    params, opt_state = fns.init()
-    lr = np.float32(1e-3)
-    for _ in range(3):
-        params, opt_state, loss = fns.step(params, opt_state, batch, lr)
-    jax.block_until_ready(loss)
+    _, fns, _, batch, params, opt_state, lr = warm_step(preset, seq_len, batch_size, tx, mesh)
     with tempfile.TemporaryDirectory() as folder:
         with jax.profiler.trace(folder, create_perfetto_trace=True):
             for _ in range(steps):

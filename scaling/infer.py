@@ -102,10 +102,11 @@ def _decode_requests(config: ModelConfig, params, requests: list[_Request], prot
     same: dict[tuple, list[_Request]] = {}
     for r in requests:
         same.setdefault((r.prompt, r.budget, r.temperature, r.seed), []).append(r)
-    order = sorted((group[0] for group in same.values()), key=lambda r: (r.budget, len(r.prompt)))
+    order = sorted(same.values(), key=lambda group: (group[0].budget, len(group[0].prompt)))
     width = decode.prompt_width(max((len(r.prompt) for r in requests), default=1))
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        groups = order[start:start + batch_size]
+        rows = [group[0] for group in groups]
         take = rows + [rows[0]] * (batch_size - len(rows))
         padded, lengths = decode.pad_prompts([list(r.prompt) for r in take], proto.pad_id, width=width)
         started = time.perf_counter()
@@ -121,7 +122,6 @@ def _decode_requests(config: ModelConfig, params, requests: list[_Request], prot
             "generated": int(out.generated[i]),
             "flops": accounting.inference_flops_per_query(config, int(lengths[i]), int(out.generated[i])),
         } for i in range(len(rows))]
-        groups = [same[(r.prompt, r.budget, r.temperature, r.seed)] for r in rows]
         on_batch([r for group in groups for r in group],
                  [outcome for group, outcome in zip(groups, outcomes) for _ in group])
 

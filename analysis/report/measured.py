@@ -328,14 +328,14 @@ def summary_lines(findings: dict) -> list[str]:
     split = findings.get("best_split")
     if split:
         q, query = split, findings.get("best_split_query") or {}
-        acc = next((v for k, v in q.items() if k.startswith("predicted_")), None)
-        arm = f"arm {q['arm']['estimate']}, " if "arm" in q else ""
         status = q.get("status") or {}
         if status.get("status") == "not_determined":
             out.append(f"Best split of {_num(query.get('total_flops'))} FLOPs: not determined by these data: "
                        + "; ".join(status.get("reasons") or []) + ".")
         else:
-                out.append(f"Best split of {_num(query.get('total_flops'))} FLOPs: {arm}N = {_num(q['N']['estimate'])}, "
+            acc = next((v for k, v in q.items() if k.startswith("predicted_")), None)
+            arm = f"arm {q['arm']['estimate']}, " if "arm" in q else ""
+            out.append(f"Best split of {_num(query.get('total_flops'))} FLOPs: {arm}N = {_num(q['N']['estimate'])}, "
                        f"D = {_num(q['D']['estimate'])}, T = {_num(q['thinking_budget']['estimate'])}, "
                        f"k = {_num(q['samples']['estimate'])}"
                        + (f", predicted accuracy {_num(acc['estimate'])}" if acc else "") + ".")
