@@ -28,7 +28,7 @@ from analysis.law import Law, ParameterEstimate, load_law, typed_settings
 from analysis.diagnostics import residual_diagnostics
 from analysis.problem import Problem
 from analysis.run_error import run_error, widen_draws
-from analysis.uncertainty import Identification, identify, runs_of, scheme_for
+from analysis.uncertainty import Identification, identify, match_profile, runs_of, scheme_for
 from analysis.tables import TableError, TooFewPoints, canonical_table, data_hash, ranges, select_rows
 
 MIN_POINTS_PER_PARAMETER = 2
@@ -172,8 +172,9 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     runs, replicates = runs_of(frame, tuple(fitted.required_covariates(options)))
     shared = None if problem.binomial else run_error(problem.jacobian(best), np.asarray(problem.y) - problem.fitted(best),
                                                      runs)
+    closed = {}
     if profile:
-        statuses, ends = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
+        statuses, ends, closed = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
                                   form.bounds_for(options), run_error=shared)
         unsettled = [t for thetas in ends.values() for t in thetas]
         warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
@@ -184,6 +185,7 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
         boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed, scheme=scheme, runs=runs, best=best,
                                                    step1_draws=step1_draws)
         boot_x, widened = widen_draws(boot_x, best, shared)   # answers include run-to-run variance
+        boot_x = match_profile(boot_x, best, closed)          # and reach the parameters' profile intervals
         with np.errstate(over="ignore"):   # a draw run off towards a limit: inf, read as unbounded
             draws = fitted.to_parameters(boot_x, options)
     if options.floor is not None and options.floor_mode == "fix":  # exactly the floor, not exp(log(floor))
