@@ -235,8 +235,43 @@ def test_joint_inference_per_arm_midpoints_recovered_on_a_low_loss_scale():
     for name in ("L0_vanilla", "L0_thinking", "gamma_T_thinking"):
         assert law.parameters[name].estimate == pytest.approx(truth[name], abs=0.05 * max(1.0, abs(truth[name]))), (
             name, law.parameters)
-    with pytest.raises(ValueError, match="per_arm_midpoint needs a loss law fitted on several arms"):
+    with pytest.raises(ValueError, match="per_arm_midpoint needs several arms"):
         get_form("joint_inference").parameter_names_for({"per_arm_midpoint": True, "loss_law": {"options": {}}})
+
+
+def test_a_per_arm_joint_law_on_a_single_arm_loss_law_takes_its_arms_from_the_table():
+    """Where no augmentation law is within its bounds, the demo's joint law builds on the reference
+    arm's Chinchilla law: every arm's step-1 loss is that law's at its N and D, and the arms (for
+    the per-arm midpoints and slopes) come from the table's arm column, reference first."""
+    base = {"E": 1.9, "A": 300.0, "B": 1500.0, "alpha": 0.33, "beta": 0.36}
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 3e9, 4), np.geomspace(1e8, 1e11, 4)))
+    rng = np.random.default_rng(5)
+    loss = get_form("chinchilla").predict(base, N=n, D=d) * np.exp(rng.normal(0, 0.005, n.size))
+    loss_law = analysis.fit(pd.DataFrame({"params": n, "tokens": d, "eval_loss": loss}), bootstrap=10,
+                            heldout_fraction=0)
+    truth = {"a": 0.9, "b": 0.05, "kappa": 4.0, "L0_thinking": 2.4, "L0_vanilla": 2.7, "gamma_T_thinking": 0.4,
+             "gamma_k": 0.5}
+    arm = rng.choice(["thinking", "vanilla"], 300)
+    cov = {"N": rng.choice(n, 300), "D": rng.choice(d, 300), "T": np.where(arm == "vanilla", 0, rng.choice([0, 64, 512], 300)),
+           "k": rng.choice([1, 4, 16], 300)}
+    logit = (-truth["kappa"] * (loss_law.predict(N=cov["N"], D=cov["D"])
+                                - np.where(arm == "vanilla", truth["L0_vanilla"], truth["L0_thinking"]))
+             + np.where(arm == "vanilla", 0.0, truth["gamma_T_thinking"]) * np.log1p(cov["T"])
+             + truth["gamma_k"] * np.log(cov["k"]))
+    acc = truth["b"] + truth["a"] / (1 + np.exp(-logit)) + rng.normal(0, 0.005, 300)
+    frame = pd.DataFrame({"params": cov["N"], "tokens": cov["D"], "arm": arm, "thinking_budget": cov["T"],
+                          "samples": cov["k"], "accuracy": acc})
+    law = analysis.fit(frame, form="joint_inference", target="accuracy", bootstrap=10, heldout_fraction=0,
+                       loss_law=loss_law, per_arm_thinking=True, per_arm_midpoint=True)
+    assert law.settings.table_arms == ("vanilla", "thinking") and law.settings.thinking_arms == ("thinking",)
+    for name in ("L0_vanilla", "L0_thinking", "gamma_T_thinking"):
+        assert law.parameters[name].estimate == pytest.approx(truth[name], abs=0.05), (name, law.parameters)
+    # the same step-1 loss, the arm of the higher midpoint more accurate at T = 0
+    assert float(law.predict(N=1e8, D=1e9, arm="vanilla", T=0, k=1)) > float(law.predict(N=1e8, D=1e9, arm="thinking", T=0, k=1))
+    reloaded = analysis.Law.from_dict(json.loads(json.dumps(law.to_dict())))  # the arms survive a law file
+    assert reloaded.settings.table_arms == ("vanilla", "thinking")
+    assert float(reloaded.predict(N=1e8, D=1e9, arm="thinking", T=64, k=1)) == pytest.approx(
+        float(law.predict(N=1e8, D=1e9, arm="thinking", T=64, k=1)))
 
 
 def test_a_constant_target_is_refused_and_accuracy_predictions_stay_in_0_1():

@@ -100,6 +100,13 @@ class Augmentation(CurveForm):
         log_d = jnp.log(cov["D"]) + table[arm]
         return chinchilla.log_loss(a, b, e, alpha, beta, jnp.log(cov["N"]), log_d, xp=jnp)
 
+    def bounds_for(self, options=None):
+        """Chinchilla's bounds on the shared terms and the exponents (a fit outside them is not a law:
+        the three-seed demo's E-held fit reached alpha 21, A 1e96), multipliers non-negative."""
+        bounds = {"E": (0, np.inf), "A": (0, np.inf), "B": (0, np.inf), "alpha": (0, 3)}
+        return {name: bounds.get(name, (0, 3) if name.startswith("beta") else (0, np.inf))
+                for name in self.parameter_names_for(options)}
+
     def starts(self, options=None):
         options = self.options_from(options)
         base = chinchilla.initial_grid()

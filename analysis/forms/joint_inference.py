@@ -12,6 +12,7 @@ import numpy as np
 from scipy.special import expit
 
 from analysis.estimates import LawError
+from analysis.forms.augmentation import ordered_arms
 from analysis.forms.base import CurveForm, CurveOptions, encode_arms, register, stack_theta
 
 
@@ -24,6 +25,10 @@ class JointInferenceOptions(CurveOptions):
     # arm that never thinks (its T is the 0 thinking tokens it wrote) has no slope, its T term is 0.
     thinking_arms: tuple[str, ...] | None = None
     per_arm_midpoint: bool = False              # a loss-to-accuracy midpoint L0_<arm> per arm of the loss law
+    # With a per-arm option and a loss law without arms (a Chinchilla law of the reference arm, where
+    # no augmentation law is within its bounds): the table's arms, reference first (completed by
+    # prepare). Every arm's step-1 loss is then the loss law's at its N and D.
+    table_arms: tuple[str, ...] = ()
     # Starting midpoints L0: quantiles of the table's own step-1 loss (completed by prepare)
     loss_quantiles: tuple[float, ...] | None = None
     # what a trained token of an arm costs the teacher (analysis.recommend.joint_allocation)
@@ -58,8 +63,8 @@ class JointInference(CurveForm):
         acc = b + a * sigmoid(-kappa (L - L0) + gamma_T log(1 + T) + gamma_k log k).
     b in (0, 1) is the floor and a in (0, 1 - b) the range above it (fitted through logits, so
     every prediction is an accuracy in [0, 1]), kappa > 0 the steepness, L0 the loss at the
-    midpoint. Residuals are on accuracy itself (it can be 0). With per_arm_thinking (and a loss
-    law with arms) each arm has its own gamma_T_<arm>: whether a model turns thinking tokens into
+    midpoint. Residuals are on accuracy itself (it can be 0). With per_arm_thinking (the loss
+    law's arms, or the table's where the loss law has none) each arm has its own gamma_T_<arm>: whether a model turns thinking tokens into
     accuracy may depend on what it was pretrained on. With per_arm_midpoint each arm has its own
     L0_<arm>: the loss is measured on raw text, a format a thinking arm's training changes (inline
     thinking expects <think> before every hard value), so one loss need not mean one accuracy
@@ -93,11 +98,13 @@ class JointInference(CurveForm):
         return law
 
     def arms(self, options):
-        """The loss law's arms (the arms this law predicts for)."""
+        """The arms this law predicts for: its loss law's, else the table's (`table_arms`)."""
         loss_law = options.loss_law
         if loss_law is None or isinstance(loss_law, Mapping):
-            return list(((loss_law or {}).get("settings") or {}).get("arms", []))
-        return loss_law.form.arms(loss_law.settings)
+            own = list(((loss_law or {}).get("settings") or {}).get("arms", []))
+        else:
+            own = loss_law.form.arms(loss_law.settings)
+        return own or list(options.table_arms)
 
     def difficulties(self, options) -> list[float]:
         """The fitted difficulty levels (empty: the pooled law)."""
@@ -111,6 +118,9 @@ class JointInference(CurveForm):
             options = options.replace(objective="binomial")   # accuracy of n problems: a binomial likelihood
         options = super().prepare(options, frame)
         options = options.replace(loss_quantiles=self._loss_quantiles(options, frame))
+        if ((options.per_arm_thinking or options.per_arm_midpoint) and not self.arms(options) and "arm" in frame
+                and frame["arm"].nunique() > 1):
+            options = options.replace(table_arms=tuple(ordered_arms(frame, None)[0]))
         if options.per_arm_thinking and options.thinking_arms is None and {"arm", "T"} <= set(frame.columns):
             thinks = frame.groupby("arm")["T"].max()
             options = options.replace(thinking_arms=tuple(a for a in self.arms(options) if thinks.get(a, 0) > 0))
@@ -174,12 +184,14 @@ class JointInference(CurveForm):
         return "T" in frame and frame["T"].nunique() >= 3 and len(frame) >= 2 * n_params
 
     def optional_columns(self, options):
-        return ("C", "n") if options.pool_difficulties else ("C", "n", "difficulty")
+        per_arm = ("arm",) if options.per_arm_thinking or options.per_arm_midpoint else ()   # table_arms
+        return ("C", "n") + per_arm + (() if options.pool_difficulties else ("difficulty",))
 
     def _per_arm(self, name: str, options, flag: str) -> tuple[str, ...]:
         arms = self.arms(options)
         if len(arms) < 2:
-            raise ValueError(f"{flag} needs a loss law fitted on several arms (an augmentation law)")
+            raise ValueError(f"{flag} needs several arms: a loss law fitted on them (an augmentation law) or a "
+                             f"table whose arm column holds them")
         return tuple(f"{name}_{arm}" for arm in arms)
 
     def _gamma_t_names(self, options) -> tuple[str, ...]:
@@ -309,10 +321,11 @@ class JointInference(CurveForm):
     def required_covariates(self, options=None):
         options = self.options_from(options)
         extra = ("difficulty",) if options.difficulties else ()
+        arm = ("arm",) if options.table_arms else ()   # the loss law's own covariates hold it otherwise
         if options.loss_law is None:
-            return ("L", "T", "k") + extra
+            return ("L",) + arm + ("T", "k") + extra
         law = self.loss_law(options)
-        return tuple(law.form.required_covariates(law.settings)) + ("T", "k") + extra
+        return tuple(law.form.required_covariates(law.settings)) + arm + ("T", "k") + extra
 
     def encode_covariates(self, covariates, options):
         import jax.numpy as jnp  # JAX on first evaluation (analysis/forms/__init__.py)

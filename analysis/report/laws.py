@@ -107,8 +107,9 @@ def fit_laws(training_source, canonical, inference, columns, bootstrap, target, 
         # With several pretraining arms, each gets its own test-time slope (the question is
         # whether thinking-trained models turn thinking tokens into accuracy when others do not)
         # and its own loss-to-accuracy midpoint (each arm's loss is on raw text, a format the
-        # thinking arms' training changes).
-        per_arm = bool(loss_law.form.arms(loss_law.settings)) and "arm" in rows and rows["arm"].nunique() > 1
+        # thinking arms' training changes); without an augmentation law, from the reference arm's
+        # Chinchilla law at each row's N and D.
+        per_arm = "arm" in rows and rows["arm"].nunique() > 1
         try:
             laws["joint_inference"] = fit(rows, form="joint_inference", target="accuracy", bootstrap=bootstrap,
                                           loss_law=loss_law,
