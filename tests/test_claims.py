@@ -153,6 +153,20 @@ def test_few_runs_widen_the_run_level_spread_to_students_interval():
     assert 1.0 < replicates.few_runs_factor(30) < replicates.few_runs_factor(10) < replicates.few_runs_factor(3)
 
 
+
+def test_the_adaptive_claim_widens_its_three_runs_to_students_interval():
+    """Three runs of +0.10, +0.20 and +0.30 with little problem noise: resampled plainly they give
+    about [0.10, 0.30] and the claim would hold; Student's interval on three runs reaches below 0."""
+    runs = [{"accuracy": 0.5 + diff, "uniform_accuracy": 0.5, "stderr": 0.001, "uniform_stderr": 0.001}
+            for diff in (0.10, 0.20, 0.30)]
+    entry = {"arm": "thinking", "uniform_thinking_budget": 64, "params": 2e5, "tokens": 2e6, "replicates": runs}
+    (claim,) = claims.adaptive_claims({"adaptive": [entry]})
+    assert claim["estimate"] == pytest.approx(0.2)
+    half = replicates.few_runs_factor(3) * 0.1
+    assert claim["low"] == pytest.approx(0.2 - half, abs=0.02) and claim["high"] == pytest.approx(0.2 + half, abs=0.02)
+    assert claim["low"] < 0 and claim["verdict"] == "not determined"
+
+
 def _findings_file(path, seeds, rng_seed):
     found = measured.replicate_findings({}, *tables(seeds=seeds, n=4000, seed_spread=0.02, rng_seed=rng_seed), 200, [])
     found = measured.with_claims({"wall_s": 1.0, "entropy_nats_per_token": None, "fitted_E": None, "multipliers": [],
