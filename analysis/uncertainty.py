@@ -207,14 +207,16 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
               for j in range(n_coords)}
     _, d0, _, _ = problem.minimize(best[None], iters)
     ladders = {j: profile_ladder(float(best[j]), *map(float, limits[j])) for j in range(n_coords)}
-    runs = _profile_runs(problem, warm, ladders, iters)
+    # A chain stops at its first rung over the cut (read against the best fit's deviance d0: the
+    # lowest deviance found, d_min <= d0, only raises the statistic): the interval needs no rung
+    # past its first crossing, and those were half the profile's work.
+    scale0, cut0 = _profile_statistic(problem, best, float(d0[0]))
+    crossed = lambda dev: scale0(dev) > cut0
+    runs = _profile_runs(problem, warm, ladders, iters, stop=crossed)
     # Second round, started also from the first round's far ends (a profile of E reaches optima
     # with E large that a profile of beta started at E ~ 0 would not find); the lower deviance wins.
     ends = np.concatenate([r[2][[int(np.argmin(r[0])), int(np.argmax(r[0]))]] for r in runs.values()])
-    again = _profile_runs(problem, np.concatenate([warm, ends]), ladders, iters)
-    for j, (values, dev, thetas) in again.items():
-        lower = dev < runs[j][1]
-        runs[j] = (values, np.where(lower, dev, runs[j][1]), np.where(lower[:, None], thetas, runs[j][2]))
+    runs = _merged(runs, _profile_runs(problem, np.concatenate([warm, ends]), ladders, iters, stop=crossed))
     d_min = min(float(d0[0]), *(float(np.min(r[1])) for r in runs.values()))
     scale, cut = _profile_statistic(problem, best, d_min)
     # second pass: refine each side that crossed, between its last rung inside and first outside
@@ -298,12 +300,13 @@ def within_decades(name: str, ident: Identification) -> Identification:
                                             f"closed, but the data do not pin {name} down", (low, high), ident.method)
 
 
-def _profile_runs(problem, warm, ladders, iters, first=None):
+def _profile_runs(problem, warm, ladders, iters, first=None, stop=None):
     """Minimise the deviance with coordinate j held at each value of ladders[j], outwards from the
     estimate on each side, every rung started from the rung before it (continuation: far from the
     estimate the nuisance parameters have moved, and a start at the estimate can stall in a local
     minimum) and from every warm start; `first[(j, side)]`: where a chain's first rung starts
-    (default: the estimate). Per coordinate: (values, deviance, fitted thetas)."""
+    (default: the estimate); `stop(deviance)`: true where a chain ends after that rung. Per
+    coordinate: (values, deviance, fitted thetas)."""
     if not ladders:
         return {}
     n_coords = warm.shape[1]
@@ -316,10 +319,11 @@ def _profile_runs(problem, warm, ladders, iters, first=None):
                 chains.append((j, rungs[np.argsort(side * rungs)]))
                 previous.append(np.array((first or {}).get((j, side), warm[0]), dtype=np.float64))
     found = {j: ([], [], []) for j in ladders}
+    done = set()
     for step in range(max(len(rungs) for _, rungs in chains)):
         x0, mask, fixed, owner = [], [], [], []
         for c, (j, rungs) in enumerate(chains):
-            if step >= len(rungs):
+            if step >= len(rungs) or c in done:
                 continue
             for start in [previous[c], *warm]:
                 start = start.copy()
@@ -328,6 +332,8 @@ def _profile_runs(problem, warm, ladders, iters, first=None):
                 mask.append(np.eye(n_coords)[j])
                 fixed.append(start * np.eye(n_coords)[j])
                 owner.append(c)
+        if not x0:   # every chain still on its ladder has stopped
+            break
         x, f, _, _ = problem.minimize(np.array(x0), iters, mask=np.array(mask), fixed=np.array(fixed))
         owner = np.array(owner)
         for c in np.unique(owner):
@@ -338,7 +344,26 @@ def _profile_runs(problem, warm, ladders, iters, first=None):
             found[j][0].append(rungs[step])
             found[j][1].append(f[pick])
             found[j][2].append(x[pick])
+            if stop is not None and stop(f[pick]):
+                done.add(c)
+        if len(done) == len(chains):
+            break
     return {j: (np.array(v), np.array(d), np.array(t)) for j, (v, d, t) in found.items() if v}
+
+
+def _merged(runs: dict, again: dict) -> dict:
+    """Two profiles of the same coordinates on the same ladders (chains may have stopped at other
+    rungs): every rung either reached, with the lower deviance where both did."""
+    out = {}
+    for j in sorted(set(runs) | set(again)):
+        best = {}
+        for values, dev, thetas in (r[j] for r in (runs, again) if j in r):
+            for value, d, theta in zip(values, dev, thetas):
+                if value not in best or d < best[value][0]:
+                    best[value] = (d, theta)
+        values = np.array(sorted(best))
+        out[j] = (values, np.array([best[v][0] for v in values]), np.array([best[v][1] for v in values]))
+    return out
 
 
 def _profile_statistic(problem, best, d_min):

@@ -326,3 +326,28 @@ def test_an_interval_widened_for_run_error_to_its_bound_reads_at_bound():
     narrow, _ = _read(0, values, stat, thetas, 0.3, 3.84, (0.0, 3.0), depends, names, lambda t: {"alpha": t[..., 0]},
                       np.array([0.3]), stretch=1.2)
     assert narrow.status == "identified" and narrow.profile_ci[0] > 0
+
+
+def test_profile_chains_stop_at_their_first_crossing_and_no_interval_moves(monkeypatch):
+    """A chain ends at its first rung over the cut (the rungs past it were half the profile's work
+    and no interval reads them): statuses and intervals are those of the full ladders, on the demo
+    grid with E at a bound and on a Chinchilla-like grid where every parameter is identified."""
+    import analysis.uncertainty as uncertainty
+
+    tables = [grid(DEMO_TRUTH, np.geomspace(2e4, 2e5, 3), np.geomspace(2e6, 2e7, 3), seeds=2, seed=5),
+              grid(DEMO_TRUTH, np.geomspace(2e4, 2e6, 5), np.geomspace(2e6, 2e8, 5), seeds=1, seed=2)]
+    stopped = [analysis.fit(t, bootstrap=0, heldout_fraction=0).parameters for t in tables]
+    calls = []
+    full_ladders = uncertainty._profile_runs
+
+    def without_stopping(*args, stop=None, **kwargs):
+        calls.append(stop)
+        return full_ladders(*args, **kwargs)
+
+    monkeypatch.setattr(uncertainty, "_profile_runs", without_stopping)
+    full = [analysis.fit(t, bootstrap=0, heldout_fraction=0).parameters for t in tables]
+    assert any(stop is not None for stop in calls)
+    for short, long in zip(stopped, full):
+        for name, p in long.items():
+            assert short[name].status == p.status, (name, short[name], p)
+            assert short[name].ci == pytest.approx(p.ci, rel=1e-3, abs=1e-9), (name, short[name], p)
