@@ -5,7 +5,8 @@ the project's fitter (analysis.fit, the law's own statuses and intervals) and pr
 per form, design and parameter (and one for a prediction at 10x the largest compute):
 datasets, the share marked identified, the coverage of the 95% interval among those identified
 (and of the profile-likelihood interval), and how often a collapsed estimate (below 1e-3 of the
-truth) was marked identified (the target: never).
+truth) was marked identified (the target: never). With `--misses`, also one line per identified
+interval that misses its truth (dataset, estimate, interval, truth, reason), to read why.
 
 Designs:
 - demo_3x3_2seeds: the demo's grid (3 sizes x 3 budgets, one decade each), two seeds a cell;
@@ -111,6 +112,10 @@ def run_design(name, form, truth, simulate, point, args):
                 t["identified"] += 1
                 t["collapsed_identified"] += collapsed
                 t["covered"] += p.ci[0] <= value <= p.ci[1]
+                if args.misses and not p.ci[0] <= value <= p.ci[1]:
+                    print(json.dumps({"miss": k, "design": name, "dataset": i, "estimate": p.estimate,
+                                      "ci": list(p.ci), "truth": value, "reason": p.reason,
+                                      "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
                 if p.profile_ci is not None:
                     t["profile_covered"] += p.profile_ci[0] <= value <= p.profile_ci[1]
         if point is None:  # the joint law: 10x the largest compute, largest thinking budget
@@ -146,6 +151,7 @@ def main() -> None:
     parser.add_argument("--resampling", default="auto", choices=("auto", "pairs", "wild"),
                         help="the bootstrap's scheme (analysis.fit; auto: wild below 20 points)")
     parser.add_argument("--designs", default=",".join(designs()), help="comma-separated subset")
+    parser.add_argument("--misses", action="store_true", help="a line per identified interval missing its truth")
     args = parser.parse_args()
     warnings.simplefilter("error", RuntimeWarning)   # none may reach a user: fail loudly here
     for name in args.designs.split(","):
