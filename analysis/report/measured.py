@@ -93,13 +93,30 @@ def qa_error_table(training: pd.DataFrame, inference: pd.DataFrame) -> pd.DataFr
     return final[keep].merge(pooled[["run_id", "step", "qa_error"]], on=["run_id", "step"])
 
 
-def _fit_multipliers(frame, target: str, bootstrap: int, notes: list[str]) -> list[dict]:
+def _fit_multipliers(frame, target: str, bootstrap: int) -> tuple[list[dict], str | None]:
+    """The multipliers of an augmentation law fitted on `target`, or ([], why there is none)."""
     try:
-        law = fit(frame, form="augmentation", approach=3, target=target, bootstrap=bootstrap)
+        with np.errstate(all="ignore"):   # bootstrap draws far from the data overflow; intervals show it
+            law = fit(frame, form="augmentation", approach=3, target=target, bootstrap=bootstrap)
     except (ValueError, KeyError) as e:
-        notes.append(f"multipliers on {target}: no augmentation law ({e})")
-        return []
-    return multipliers_of(law, target)
+        return [], f"multipliers on {target}: no augmentation law ({e})"
+    return multipliers_of(law, target), None
+
+
+def start_multiplier_fits(training: pd.DataFrame, inference: pd.DataFrame | None, bootstrap: int,
+                          pool: concurrent.futures.Executor) -> dict:
+    """The augmentation laws the findings fit beyond the report's (on the hard span's loss, and on
+    accuracy as qa_error), submitted to `pool`: they need only the tables, so they run beside the
+    report's own fits (whose joint law, fitted last and alone, leaves a core idle). {target: future}."""
+    arms = training["arm"].nunique() if "arm" in training else 0
+    if arms < 2:
+        return {}
+    started = {}
+    if "eval_loss_hard" in training and training["eval_loss_hard"].notna().any():
+        started["eval_loss_hard"] = pool.submit(_fit_multipliers, training, "eval_loss_hard", bootstrap)
+    if inference is not None and len(inference):
+        started["qa_error"] = pool.submit(_fit_multipliers, qa_error_table(training, inference), "qa_error", bootstrap)
+    return started
 
 
 def accuracy_cells(inference: pd.DataFrame, training: pd.DataFrame | None = None) -> list[dict]:
@@ -146,10 +163,10 @@ def best_split(joint) -> tuple[dict, dict]:
 
 
 def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, floor: dict | None,
-          bootstrap: int, wall_s: float | None = None, fit_notes=()) -> dict:
-    """The findings of fitted laws and tables (fits the extra augmentation laws it needs).
-    `fit_notes`: (law name, reason) for each law the report could not fit, so a missing law is
-    explained by its real reason."""
+          bootstrap: int, wall_s: float | None = None, fit_notes=(), started: dict | None = None) -> dict:
+    """The findings of fitted laws and tables (fits the extra augmentation laws it needs, or takes
+    them from `started`: start_multiplier_fits's futures). `fit_notes`: (law name, reason) for each
+    law the report could not fit, so a missing law is explained by its real reason."""
     notes: list[str] = []
     chinchilla = laws.get(E_FREE) or laws.get("chinchilla")   # with a known floor, E free is the check
     fitted_e = None
@@ -161,7 +178,7 @@ def build(laws: dict, training: pd.DataFrame, inference: pd.DataFrame | None, fl
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as beside:
         split_answer = beside.submit(_best_split_or_note, laws.get("joint_inference"))
         multipliers, cells = _multipliers_and_cells(laws, training, inference, bootstrap, notes,
-                                                    dict(fit_notes).get("augmentation"))
+                                                    dict(fit_notes).get("augmentation"), started)
         split, query, split_note = split_answer.result()
     if split_note:
         notes.append(split_note)
@@ -215,8 +232,8 @@ def _best_split_or_note(joint) -> tuple[dict | None, dict | None, str | None]:
             return None, None, f"best_split: {e}"
 
 
-def _multipliers_and_cells(laws, training, inference, bootstrap, notes,
-                           augmentation_reason: str | None) -> tuple[list[dict], list[dict]]:
+def _multipliers_and_cells(laws, training, inference, bootstrap, notes, augmentation_reason: str | None,
+                           started: dict | None = None) -> tuple[list[dict], list[dict]]:
     multipliers = []
     if laws.get("augmentation") is not None:
         multipliers += multipliers_of(laws["augmentation"], "eval_loss")
@@ -224,15 +241,17 @@ def _multipliers_and_cells(laws, training, inference, bootstrap, notes,
         reason = augmentation_reason or ("it needs two arms" if training.get("arm", pd.Series()).nunique() < 2
                                          else "it was not fitted")
         notes.append(f"multipliers on eval_loss: no augmentation law ({reason})")
-    arms = training["arm"].nunique() if "arm" in training else 0
-    if arms > 1 and "eval_loss_hard" in training and training["eval_loss_hard"].notna().any():
-        multipliers += _fit_multipliers(training, "eval_loss_hard", bootstrap, notes)
-    cells = []
-    if inference is not None and len(inference):
-        cells = accuracy_cells(inference, training)
-        if arms > 1:
-            multipliers += [dict(m, target="accuracy") for m in
-                            _fit_multipliers(qa_error_table(training, inference), "qa_error", bootstrap, notes)]
+    if started is None:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            fitted = {target: future.result()
+                      for target, future in start_multiplier_fits(training, inference, bootstrap, pool).items()}
+    else:
+        fitted = {target: future.result() for target, future in started.items()}
+    for target, (found, note) in fitted.items():
+        multipliers += [dict(m, target="accuracy") for m in found] if target == "qa_error" else found
+        if note:
+            notes.append(note)
+    cells = accuracy_cells(inference, training) if inference is not None and len(inference) else []
     return multipliers, cells
 
 

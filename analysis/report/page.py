@@ -99,16 +99,20 @@ def render(name, training_source, training, inference, sources, columns, bootstr
     sections = [Section("Data", summary_html(training, canonical, inference, states))]
     if isinstance(floor, concurrent.futures.Future):  # computed beside the table reading (build_report)
         floor = floor.result()
-    laws, fit_notes, fit_caveats = fit_laws(training_source, canonical, inference, columns, bootstrap, target,
-                                            floor=floor_value(floor) if target == "eval_loss" else None, given=given)
-    if laws_dir is not None:
-        for law_name, law in laws.items():
-            law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
-    if findings_path is not None:  # measured first: the claims and TPT's matched-accuracy multipliers lead
-        measured.write(findings_path, measured.with_claims({**measured.build(laws, training, inference, floor, bootstrap,
-                                                                           fit_notes=fit_notes),
-                                                            **(measure(laws) if measure is not None else {})}))
-        sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as beside:
+        # the findings' own augmentation fits need only the tables: they run beside the report's
+        started = (measured.start_multiplier_fits(training, inference, bootstrap, beside)
+                   if findings_path is not None else {})
+        laws, fit_notes, fit_caveats = fit_laws(training_source, canonical, inference, columns, bootstrap, target,
+                                                floor=floor_value(floor) if target == "eval_loss" else None,
+                                                given=given)
+        if laws_dir is not None:
+            for law_name, law in laws.items():
+                law.save(Path(laws_dir) / f"{file_stem(law_name)}.json")
+        if findings_path is not None:  # measured first: the claims and TPT's matched-accuracy multipliers lead
+            found = measured.build(laws, training, inference, floor, bootstrap, fit_notes=fit_notes, started=started)
+            measured.write(findings_path, measured.with_claims({**found, **(measure(laws) if measure is not None else {})}))
+            sections.append(Section("Measured findings", measured.html(measured.read(findings_path))))
     sections.append(Section("Findings", "<ul>" + "".join(f"<li>{esc(line)}</li>"
                                                          for line in findings(laws, inference, floor, fit_notes))
                             + "</ul><p class='note'>Computed from this data and its fitted laws; nothing here is "
