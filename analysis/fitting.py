@@ -175,7 +175,7 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     closed = {}
     if profile:
         statuses, ends, closed = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
-                                  form.bounds_for(options), run_error=shared)
+                                          form.bounds_for(options), run_error=shared)
         unsettled = [t for thetas in ends.values() for t in thetas]
         warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
                                np.zeros(len(warm) + len(unsettled)), 4)

@@ -19,6 +19,9 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
   than MAX_DECADES orders of magnitude, "not_identified" too. The percentile bootstrap cannot do
   this: once a refit has left E at 1e-48 the objective no longer depends on it and no resample
   brings it back.
+  Each chain of rungs stops at its first rung over the threshold: no interval reads a rung past it.
+- Draws that agree with the intervals (`match_profile`): the bootstrap's draws, from which every
+  answer is computed, are stretched per coordinate until they reach its profile interval.
 - Runs with several rows (analysis.run_error): the profile treats rows as independent, so where
   a seed's error is shared by a run's rows the profile interval is stretched about the estimate
   by the ratio of the coordinate's run-level interval to the one the profile assumes.

@@ -64,8 +64,8 @@ class JointInference(CurveForm):
     b in (0, 1) is the floor and a in (0, 1 - b) the range above it (fitted through logits, so
     every prediction is an accuracy in [0, 1]), kappa > 0 the steepness, L0 the loss at the
     midpoint. Residuals are on accuracy itself (it can be 0). With per_arm_thinking (the loss
-    law's arms, or the table's where the loss law has none) each arm has its own gamma_T_<arm>: whether a model turns thinking tokens into
-    accuracy may depend on what it was pretrained on. With per_arm_midpoint each arm has its own
+    law's arms, or the table's where the loss law has none) each arm has its own gamma_T_<arm>:
+    whether a model turns thinking tokens into accuracy may depend on what it was pretrained on. With per_arm_midpoint each arm has its own
     L0_<arm>: the loss is measured on raw text, a format a thinking arm's training changes (inline
     thinking expects <think> before every hard value), so one loss need not mean one accuracy
     across arms; kappa stays shared.
