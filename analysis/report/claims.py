@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from analysis.report.replicates import few_runs_factor
+from analysis.report.replicates import widened
 
 HOLDS, DOES_NOT_HOLD, NOT_DETERMINED = "holds", "does not hold", "not determined"
 AT_MOST, AT_LEAST = "at most", "at least"
@@ -120,7 +120,7 @@ def adaptive_claims(findings: dict, draws: int = 1000, seed: int = 0) -> list[di
     """Adaptive against uniform budgets per arm: the mean measured difference over the arm's runs,
     its interval from a bootstrap over runs, then problems (each run's difference drawn around its
     value with its standard error: the normal approximation of resampling its problems). The
-    run-level part of each draw is widened to Student's interval (few_runs_factor), as every
+    run-level part of each draw is widened to Student's interval (replicates.widened), as every
     measured claim's is: three runs resampled give the spread of many."""
     out = []
     rng = np.random.default_rng(seed)
@@ -130,8 +130,7 @@ def adaptive_claims(findings: dict, draws: int = 1000, seed: int = 0) -> list[di
         se = np.array([math.hypot(r["stderr"], r["uniform_stderr"]) for r in runs])
         picks = rng.integers(len(runs), size=(draws, len(runs)))
         center, picked = diff.mean(), diff[picks].mean(axis=1)
-        sampled = (center + few_runs_factor(len(runs)) * (picked - center)
-                   + (rng.normal(size=picks.shape) * se[picks]).mean(axis=1))
+        sampled = widened(center, picked, len(runs)) + (rng.normal(size=picks.shape) * se[picks]).mean(axis=1)
         low, high = (float(x) for x in np.percentile(sampled, [2.5, 97.5]))
         out.append(_claim(
             f"adaptive_vs_uniform.{a['arm']}",

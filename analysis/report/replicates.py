@@ -111,8 +111,7 @@ class Replicates:
             with np.errstate(invalid="ignore"):
                 measured = correct / n
                 center, picked = np.nanmean(measured, axis=0), np.nanmean(measured[runs], axis=0)
-                out[where] = (center + few_runs_factor(len(correct)) * (picked - center)
-                              + np.nanmean(drawn, axis=0) - picked)
+                out[where] = widened(center, picked, len(correct)) + np.nanmean(drawn, axis=0) - picked
         return out
 
     def replicates(self) -> int:
@@ -128,6 +127,12 @@ def few_runs_factor(runs: int) -> float:
     if runs < 2:
         return 1.0
     return float(np.sqrt(runs / (runs - 1)) * stats.t.ppf(0.975, runs - 1) / stats.norm.ppf(0.975))
+
+
+def widened(center, picked, runs: int):
+    """A bootstrap draw's mean over `runs` resampled runs (`picked`), moved about the runs' mean
+    `center` by few_runs_factor: the run-level part of every measured claim's draw."""
+    return center + few_runs_factor(runs) * (picked - center)
 
 
 def tokens_to_reach(tokens, accuracy, target: float) -> tuple[float, float, str]:
