@@ -4,9 +4,11 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
 
 - Resampling (`resample_rows`): the bootstrap's resamples. Replicates stay together: rows are
   grouped into runs (same seed and model size, and arm: the rows one training run wrote), and a
-  resample draws runs and then rows within them. Tables of few points get a wild bootstrap
-  instead (each run's residuals, scaled for their leverage, flipped and stretched by one
-  multiplier per run): resampling nine points drops some of them and understates the spread.
+  resample draws runs and then rows within them. Tables of fewer than WILD_BELOW points (a
+  designed grid of a few sizes and budgets) get a wild bootstrap instead (each run's residuals,
+  scaled for their leverage, flipped and stretched by one multiplier per run), which keeps the
+  design: resampling nine points drops some of them and understates the spread, and resampling
+  a 5 x 5 grid drops whole corners of it, so a prediction at 10x its compute covered 0.99.
 - Profile likelihood (`profile_ladder`, `read_profile`): each parameter held at values on a
   ladder around its estimate while the others are refitted on the fit's own objective; the
   values whose statistic (`_profile_statistic`: the likelihood ratio, or for the Huber loss its
@@ -45,7 +47,7 @@ REFINE = 8                 # second pass: points between the last value under an
 # A positive parameter whose closed profile interval spans more orders of magnitude than this is
 # not determined (the demo's multiplier 6.9e-8 [2.4e-72, 3.1e-4], its A 187 [3.6, 8.8e25]).
 MAX_DECADES = 6
-WILD_BELOW = 20            # fewer points than this: the wild bootstrap (benchmarks/coverage.py)
+WILD_BELOW = 50            # fewer points than this: the wild bootstrap (docs/fitting.md, benchmarks/coverage.py)
 # Webb's six-point multipliers: mean 0, variance 1, and more distinct resamples than +-1 with few runs
 WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
 
