@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling.configuration import ConfigError
-from scaling.data import batch_cache, sentencepiece_vocab
+from scaling.data import batch_cache, producer, sentencepiece_vocab
 from scaling.data.batches import (BATCH_KEYS, CHUNK_TOKENS, EVAL_BATCH_KEYS, EVAL_SEED, SYNTHETIC_TASKS,
                                   synthetic_teacher_flops_per_thinking_token)
 
@@ -74,6 +74,12 @@ class DataSource:
         pipeline.use_vocabulary(self.vocabulary, self.vocab_size)
         return pipeline
 
+    def _request(self, kind: str, **arguments) -> dict:
+        """What the producer process (scaling/data/producer.py) needs to run the pipeline on a
+        built-in synthetic task (a task registered in this process, a cache's, is produced here)."""
+        return {"kind": kind, "vocabulary": self.vocabulary, "vocab_size": self.vocab_size,
+                "batch_size": self.batch_size, "seq_len": self.seq_len, **arguments}
+
     def _cache_folder(self, task: str, **identity) -> Path | None:
         """Where the batch cache keeps a stream, when caching is on and the task is a pure
         function of the code (the synthetic tasks; an augmentation cache can grow between runs)."""
@@ -89,6 +95,10 @@ class DataSource:
             self._pipeline().resolve_task(self.task)
 
         def produce(first_batch):
+            if self.task in SYNTHETIC_TASKS:   # a pure function of the code: produced beside the trainer
+                return producer.produced(self._request("train", task=self.task, seed=self.seed,
+                                                       first_batch=first_batch, host_index=self.host_index,
+                                                       host_count=self.host_count))
             return self._pipeline().train_stream(self.task, self.batch_size, self.seq_len, self.seed, first_batch,
                                                  self.host_index, self.host_count)
 
@@ -107,9 +117,10 @@ class DataSource:
         task = synthetic if synthetic in SYNTHETIC_TASKS and not Path(self.eval_corpus).is_dir() else None
 
         def produce():
+            if task is not None:   # the synthetic corpus: produced beside the trainer
+                return list(producer.produced(self._request("eval", task=task, n_batches=n_batches)))
             pipeline = self._pipeline()
-            return pipeline.eval_list(task or pipeline.eval_task(self.eval_corpus), self.batch_size, self.seq_len,
-                                      n_batches)
+            return pipeline.eval_list(pipeline.eval_task(self.eval_corpus), self.batch_size, self.seq_len, n_batches)
 
         folder = self._cache_folder(task, kind="eval", seed=EVAL_SEED) if task else None
         if folder is None:
