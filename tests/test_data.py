@@ -378,27 +378,35 @@ def test_a_cache_without_held_out_documents_is_refused_before_any_compute(tmp_pa
     config.check()
 
 
+SP_FIELDS = {"task": "synthetic_thinking", "batch_size": 2, "seq_len": 64, "seed": 3,
+             "vocabulary": "synthetic_sp256", "vocab_size": 264}
+
+
+def targets_read_without_tensorflow(tmp_path, script: str) -> np.ndarray:
+    """Run `script` (which sets `targets`, a list of arrays) in a fresh process; assert that it
+    imported neither TensorFlow nor seqio, and return the stacked targets."""
+    out = tmp_path / "targets.npy"
+    program = (f"import sys, numpy as np; from pathlib import Path; from scaling.data.source import DataSource; "
+               f"{script}; print(sorted(m for m in ('tensorflow', 'seqio') if m in sys.modules)); "
+               f"np.save(sys.argv[1], np.stack(targets))")
+    proc = subprocess.run([sys.executable, "-c", program, str(out)], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    return np.load(out)
+
+
 @pytest.mark.slow
 def test_a_run_that_produces_its_batches_runs_the_pipeline_in_a_process_of_its_own(tmp_path):
     """The synthetic tasks' batches are produced by a child process (scaling/data/producer.py):
     bit for bit the pipeline's own, and the training process imports neither TensorFlow nor seqio
     (tf.data running beside the step on its core made the demo's p200k step 2.5x slower)."""
-    fields = {"task": "synthetic_thinking", "batch_size": 2, "seq_len": 64, "seed": 3,
-              "vocabulary": "synthetic_sp256", "vocab_size": 264}
     pipeline.use_vocabulary("synthetic_sp256", 264)
     expected = list(itertools.islice(pipeline.train_stream("synthetic_thinking", 2, 64, 3, 4), 3))
     expected_eval = pipeline.eval_list("synthetic_vanilla", 2, 64, 2)
-    script = (f"import sys, numpy as np; from scaling.data.source import DataSource; "
-              f"s = DataSource(**{fields!r}); it = s.train_batches(4); "
-              f"b = [next(it) for _ in range(3)]; e = s.eval_batches(2); it.close(); "
-              f"print(sorted(m for m in ('tensorflow', 'seqio') if m in sys.modules)); "
-              f"np.save(sys.argv[1], np.stack([x['targets'] for x in b] + [e[1]['targets']]))")
-    out = tmp_path / "produced.npy"
-    proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
-    produced = np.load(out)
+    produced = targets_read_without_tensorflow(
+        tmp_path, f"s = DataSource(**{SP_FIELDS!r}); it = s.train_batches(4); b = [next(it) for _ in range(3)]; "
+                  f"e = s.eval_batches(2); it.close(); targets = [x['targets'] for x in b] + [e[1]['targets']]")
     assert all(np.array_equal(produced[i], expected[i]["targets"]) for i in range(3))
     assert np.array_equal(produced[3], expected_eval[1]["targets"])
 
@@ -415,25 +423,16 @@ def test_a_failure_in_the_producer_process_is_raised_in_the_run_with_its_message
 def test_a_run_on_stored_batches_imports_neither_tensorflow_nor_seqio(tmp_path):
     """Start-up: the trainer's modules, the run's config check and a data source whose batches
     the cache holds read them without importing TensorFlow or seqio (3 s of every sweep process)."""
-    fields = {"task": "synthetic_thinking", "batch_size": 2, "seq_len": 64, "seed": 3,
-              "vocabulary": "synthetic_sp256", "vocab_size": 264}
-    source = DataSource(**fields, cache_root=tmp_path)
+    source = DataSource(**SP_FIELDS, cache_root=tmp_path)
     stored = list(itertools.islice(source.train_batches(), 5))
     evaluation = source.eval_batches(2)
     source.close()
-    script = (f"import sys, numpy as np; import scaling.train; from pathlib import Path; "
-              f"from scaling.data.source import DataSource; from scaling.model_config import ModelConfig; "
-              f"from scaling.train_config import TrainConfig; "
-              f"TrainConfig(model_dir={str(tmp_path / 'run')!r}, task='synthetic_thinking', "
-              f"model=ModelConfig(vocabulary='synthetic_sp256', vocab_size=264, seq_len=64)).check(); "
-              f"s = DataSource(**{fields!r}, cache_root=Path({str(tmp_path)!r})); "
-              f"it = s.train_batches(1); b = next(it); e = s.eval_batches(2); "
-              f"print(sorted(m for m in ('tensorflow', 'seqio') if m in sys.modules)); "
-              f"np.save(sys.argv[1], np.stack([b['targets'], e[1]['targets']]))")
-    out = tmp_path / "read.npy"
-    proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
-    read = np.load(out)
+    read = targets_read_without_tensorflow(
+        tmp_path, f"import scaling.train; from scaling.model_config import ModelConfig; "
+                  f"from scaling.train_config import TrainConfig; "
+                  f"TrainConfig(model_dir={str(tmp_path / 'run')!r}, task='synthetic_thinking', "
+                  f"model=ModelConfig(vocabulary='synthetic_sp256', vocab_size=264, seq_len=64)).check(); "
+                  f"s = DataSource(**{SP_FIELDS!r}, cache_root=Path({str(tmp_path)!r})); "
+                  f"it = s.train_batches(1); b = next(it); e = s.eval_batches(2); "
+                  f"targets = [b['targets'], e[1]['targets']]")
     assert np.array_equal(read[0], stored[1]["targets"]) and np.array_equal(read[1], evaluation[1]["targets"])

@@ -42,9 +42,8 @@ def produced(request: dict) -> Iterator:
     arguments}), as a generator whose close() stops the child."""
     import gin
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen([sys.executable, "-m", "scaling.data.producer"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, env=env)
+                             stdout=subprocess.PIPE)
     try:
         child.stdin.write(json.dumps({**request, "gin": gin.config_str()}).encode())
         child.stdin.close()
