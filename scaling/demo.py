@@ -38,8 +38,9 @@ def configure_demo(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="the same path on a smaller grid (grids/demo_quick.gin; a few minutes)")
     parser.add_argument("--seeds", type=seed_list, default=None,
-                        help="training seeds, e.g. 7,8,9: the grid's replicates (default the grid's Grid.seeds); "
-                             "each seed set gets its own sweep folder")
+                        help="training seeds, e.g. 5,6,7,8,9: the grid's replicates (default the grid's Grid.seeds; "
+                             "presets with Grid.seeds_per_model train the first of them); each seed set gets "
+                             "its own sweep folder")
     parser.add_argument("--sweep_dir", default=None,
                         help="where runs, tables, laws, figures and the report go (default sweeps/demo[_quick], "
                              "with --seeds sweeps/demo[_quick]_seeds<seeds>)")

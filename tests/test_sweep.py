@@ -127,10 +127,19 @@ def test_architecture_axes_form_a_product_with_mlp_ratio_setting_d_ff():
     ("Grid.axes = {'n_heads': [3]}", "is not a valid architecture"),
     ("Grid.arm_overrides = {'other': {}}", "'other' is not one of Grid.arms"),
     ("Grid.seeds = 0", "Grid.seeds must be a list"),
+    ("Grid.seeds_per_model = {'p1m': 1}", r"Grid.seeds_per_model: 'p1m' is not one of Grid.models"),
+    ("Grid.seeds_per_model = {'p50k': 0}", r"Grid.seeds_per_model\['p50k'\] must be a count of seeds >= 1"),
 ])
 def test_bad_grids_fail_naming_the_binding(binding, message):
     with pytest.raises(ConfigError, match=message):
         grids.expand(grids.load_grid(SMOKE, (binding,)))
+
+
+def test_seeds_per_model_trains_the_first_seeds_of_a_preset_and_every_seed_of_the_others():
+    grid = grids.load_grid(SMOKE, ("Grid.models = ['p50k', 'p100k']", "Grid.seeds = [4, 2, 7]",
+                                   "Grid.seeds_per_model = {'p50k': 2, 'p100k': 5}"))
+    vanilla = [(p.model.preset, p.seed) for p in grids.expand(grid) if p.arm == "vanilla"]
+    assert sorted(vanilla) == [("p100k", 2), ("p100k", 4), ("p100k", 7), ("p50k", 2), ("p50k", 4)]
 
 
 def test_names_are_sanitised_into_one_safe_path_component():

@@ -47,6 +47,10 @@ class Grid:
     arms: arm name -> the task it trains on (e.g. {'vanilla': 'synthetic_vanilla'}).
     arm_overrides: arm name -> extra train bindings for that arm (a teacher, a format).
     seeds: training seeds.
+    seeds_per_model: preset -> at most how many of `seeds` (the first ones) its runs train, e.g.
+      {'p50k': 3} with seeds [0, 1, 2, 3, 4]: replicates spent where a study's claims are made (its
+      largest size) and fewer where they only shape the laws. A preset not named trains every seed,
+      and so does one whose count reaches len(seeds) (a sweep of fewer seeds, Grid.seeds = [0]).
     schedule: a schedule object with its settings, @WSD() (one run per size, arm and seed, a
       cooldown branch per data budget; WSD.cooldown_fraction, WSD.cooldown_shape) or @Cosine()
       (one run per data budget); or its name, 'wsd' or 'cosine' (the class, with the settings
@@ -70,6 +74,7 @@ class Grid:
     arms: dict = dataclasses.field(default_factory=lambda: {"vanilla": "synthetic_vanilla"})
     arm_overrides: dict = dataclasses.field(default_factory=dict)
     seeds: tuple = (0,)
+    seeds_per_model: dict = dataclasses.field(default_factory=dict)
     schedule: Schedule | str = "wsd"
     train_files: tuple = ("runs/pretrain.gin",)
     train_overrides: dict = dataclasses.field(default_factory=dict)
@@ -84,7 +89,7 @@ class Grid:
             if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
                 raise ConfigError(f"Grid.{field} must be a list, got {value!r}")
             object.__setattr__(self, field, tuple(value))
-        for field in ("axes", "arms", "arm_overrides", "train_overrides", "infer_overrides"):
+        for field in ("axes", "arms", "arm_overrides", "seeds_per_model", "train_overrides", "infer_overrides"):
             if not isinstance(getattr(self, field), dict):
                 raise ConfigError(f"Grid.{field} must be a dict, got {getattr(self, field)!r}")
         if not self.models:
@@ -128,6 +133,13 @@ class Grid:
         if repeated:
             raise ConfigError(f"Grid.seeds = {list(self.seeds)!r} repeats seed(s) {', '.join(map(str, repeated))}: "
                               f"the same seed is the same run; give distinct seeds")
+        for preset, count in self.seeds_per_model.items():
+            if preset not in self.models:
+                raise ConfigError(f"Grid.seeds_per_model: {preset!r} is not one of Grid.models "
+                                  f"({', '.join(self.models)})")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ConfigError(f"Grid.seeds_per_model[{preset!r}] must be a count of seeds >= 1 (the first "
+                                  f"ones of Grid.seeds), got {count!r}")
         if self.infer_branches not in ("all", "last"):
             raise ConfigError(f"Grid.infer_branches must be 'all' or 'last', got {self.infer_branches!r}")
         if not isinstance(self.hyperparameters, str) or (
@@ -275,7 +287,8 @@ def expand(grid: Grid) -> list[Point]:
         if not budgets:
             continue
         ordered = tuple(sorted(budgets))
-        for (arm, task), seed in itertools.product(grid.arms.items(), grid.seeds):
+        seeds = grid.seeds[:grid.seeds_per_model.get(model.preset, len(grid.seeds))]
+        for (arm, task), seed in itertools.product(grid.arms.items(), seeds):
             groups = [(d,) for d in ordered] if grid.schedule.one_run_per_budget else [ordered]
             for group in groups:
                 points.append(Point(model, arm, task, seed, grid.schedule, group,
