@@ -4,8 +4,10 @@ compiled JAX program, each start with its own row of data."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
 
 import jax
@@ -23,6 +25,9 @@ ROWS = 64  # starts per call of the compiled minimizer (refinement keeps 64: one
 # intermediates [starts, rows] about half that): a 1e6-row table's 4,500 starts held at once asked
 # for 33.5 GiB. Small tables keep ROWS starts per call.
 ELEMENT_BUDGET = 2 ** 24
+# Calls of the compiled minimizer run side by side on this many threads: XLA runs each call on one
+# core and releases the GIL, and a start's result does not depend on which thread solves it.
+CALL_THREADS = max(1, min(4, os.cpu_count() or 1))
 ROW_BUCKET = 16  # data rows are padded to a multiple of this, so tables of similar size share a program
 
 
@@ -137,7 +142,7 @@ class Problem:
         start's result does not depend on the starts beside it, nor on how many share its call."""
         count = len(x0)
 
-        @functools.lru_cache(maxsize=1)  # the starts of one draw follow each other
+        @functools.lru_cache(maxsize=2 * CALL_THREADS)  # the starts of one draw follow each other
         def draw(j):
             return (np.pad(np.ones(self.n) if weights is None else weights[j], (0, self._pad)),
                     None if y is None else self._padded(y[j]), None if loss is None else self._padded(loss[j]))
@@ -148,20 +153,29 @@ class Problem:
 
         row = data_row(0)
         per_call = starts_per_call(len(row))
-        parts, iterations = [], 0
-        with jax.enable_x64(True):
-            for first in range(0, count, per_call):
-                x = x0[first:first + per_call]
-                real = len(x)
-                r = np.empty((per_call, len(row)))
-                for k in range(real):
-                    r[k] = data_row(first + k)
-                r[real:] = r[0]
-                x = np.concatenate([x, np.repeat(x[:1], per_call - real, axis=0)])
+
+        def solve(first):
+            """The starts first .. first + per_call in one call (the last call padded with copies of its first)."""
+            x = x0[first:first + per_call]
+            real = len(x)
+            r = np.empty((per_call, len(row)))
+            for k in range(real):
+                r[k] = data_row(first + k)
+            r[real:] = r[0]
+            x = np.concatenate([x, np.repeat(x[:1], per_call - real, axis=0)])
+            with jax.enable_x64(True):   # per thread
                 out = self._minimize(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(r), self._cov,
                                      jnp.asarray(self._counts), iters)
-                parts.append([np.asarray(v)[:real] for v in out[:3]])
-                iterations = max(iterations, int(out[3]))
+                return [np.asarray(v)[:real] for v in out[:3]], int(out[3])
+
+        firsts = range(0, count, per_call)
+        if len(firsts) > 1 and CALL_THREADS > 1:
+            with concurrent.futures.ThreadPoolExecutor(min(CALL_THREADS, len(firsts))) as pool:
+                solved = list(pool.map(solve, firsts))
+        else:
+            solved = [solve(first) for first in firsts]
+        parts = [part for part, _ in solved]
+        iterations = max(steps for _, steps in solved)
         x, f, converged = (np.concatenate(column) for column in zip(*parts))
         return x, np.where(np.isfinite(f), f, np.inf), converged, iterations
 

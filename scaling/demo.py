@@ -12,6 +12,8 @@ command skips finished runs and resumes interrupted ones, so nothing computed is
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 from pathlib import Path
@@ -116,12 +118,18 @@ class AdaptiveThinking:
             for run in best.itertuples():
                 measured = {}
                 for name, policy in (("adaptive", adaptive), ("uniform", uniform)):
-                    rows = infer.infer(InferConfig(str(self.sweep_dir / run.run_id), thinking_policy=policy,
-                                                   difficulty_mix=mix, problems_per_difficulty=int(settings["n_problems"]),
-                                                   max_answer_tokens=int(settings["max_answer_tokens"]),
-                                                   max_extensions=int(settings["max_extensions"]), seed=held_out),
-                                       branch=run.branch)
+                    with contextlib.redirect_stdout(io.StringIO()):   # `scaling infer`'s tables: one line below
+                        rows = infer.infer(InferConfig(str(self.sweep_dir / run.run_id), thinking_policy=policy,
+                                                       difficulty_mix=mix,
+                                                       problems_per_difficulty=int(settings["n_problems"]),
+                                                       max_answer_tokens=int(settings["max_answer_tokens"]),
+                                                       max_extensions=int(settings["max_extensions"]), seed=held_out),
+                                           branch=run.branch)
                     measured[name] = infer.policy_accuracy(rows.to_dict("records"), policy, mix)
+                print(f"adaptive thinking, {run.run_id} at {run.branch}: the law's budgets {adaptive} "
+                      f"{measured['adaptive']['accuracy']:.3f} +- {measured['adaptive']['stderr']:.3f}, uniform "
+                      f"T = {uniform[next(iter(uniform))]} {measured['uniform']['accuracy']:.3f} +- "
+                      f"{measured['uniform']['stderr']:.3f} ({measured['adaptive']['n']} held-out problems)", flush=True)
                 replicates.append({
                     "seed": int(run.seed), "run_id": run.run_id, "branch": run.branch, "tokens": int(run.tokens),
                     "accuracy": measured["adaptive"]["accuracy"], "stderr": measured["adaptive"]["stderr"],

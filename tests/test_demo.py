@@ -20,6 +20,8 @@ def test_quick_demo_runs_the_whole_path_and_says_what_the_data_shows(run_cli, tm
     for step in ("== 1/4 sweep", "== 2/4 collect", "== 3/4 fit the laws", "== 4/4 what the data shows"):
         assert step in out
     assert "6 of 6 runs finished" in out
+    # the adaptive-thinking measurement says one line per run, not `scaling infer`'s tables
+    assert out.count("adaptive thinking, ") == 2 and "s1 metrics" not in out
     assert "100.0%  runs done 6/6" in proc.stderr  # the progress bar's last line
     assert {p.name.split("_wsd")[0].rsplit("_", 1)[1] for p in sweep_dir.iterdir() if "_wsd" in p.name} == {"s0"}
     # The measured findings (claims, matched multipliers) lead; the laws' findings follow.

@@ -276,6 +276,19 @@ def test_a_fit_gives_the_same_law_whatever_the_number_of_starts_per_call(monkeyp
         assert split.parameters[name].ci == pytest.approx(p.ci, rel=1e-6), name
 
 
+def test_a_fit_gives_the_same_law_whether_its_calls_run_on_one_thread_or_several(monkeypatch):
+    from analysis import problem
+    frame, _ = synthetic_chinchilla()
+    kwargs = dict(columns={"N": "params", "D": "tokens", "loss": "eval_loss"}, bootstrap=20, heldout_fraction=0)
+    monkeypatch.setattr(problem, "ELEMENT_BUDGET", 8 * (2 * 80 + 11))  # 8 starts per call: many calls
+    monkeypatch.setattr(problem, "CALL_THREADS", 3)
+    threads = analysis.fit(frame, **kwargs)
+    monkeypatch.setattr(problem, "CALL_THREADS", 1)
+    one = analysis.fit(frame, **kwargs)
+    for name, p in one.parameters.items():
+        assert (threads.parameters[name].estimate, threads.parameters[name].ci) == (p.estimate, p.ci), name
+
+
 @pytest.mark.slow
 def test_a_large_table_is_minimized_and_bootstrapped_in_bounded_memory():
     """512 starts over 2e5 rows held at once were 1.6 GB of data rows (a 1e6-row table's fit asked
