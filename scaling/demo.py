@@ -74,6 +74,18 @@ def _print_answer(answer) -> None:
         print(f"warning: {warning}")
 
 
+def policy_status(joint, arm: str, **inputs):
+    """Whether the joint law determines the budgets it chooses for `arm` (analysis.determination):
+    the parameters the arm's predictions use (not another arm's own), and N, D, T against the
+    fitted ranges. A policy chosen by a law the data do not determine is not an answer: each seed
+    set's law picks another one, so the claim about it is not determined either."""
+    from analysis.determination import determination
+
+    others = [a for a in (joint.form.arms(joint.settings) or []) if a != arm]
+    uses = [name for name in joint.parameters if not any(name.endswith(f"_{o}") for o in others)]
+    return determination(joint, depends_on=uses, **inputs)
+
+
 class AdaptiveThinking:
     """The demo's measurement of adaptive test-time thinking (`build_report(measure=...)`): for
     each arm whose models think, at its largest model and data budget, the joint law's thinking
@@ -112,6 +124,7 @@ class AdaptiveThinking:
             settings = inference[(inference["run_id"] == first["run_id"]) & (inference["branch"] == first["branch"])].iloc[0]
             chosen = recommend.adaptive_thinking_policy(joint, mix, mean, arm=arm, N=float(first["params"]),
                                                         D=float(best["tokens"].mean()))
+            status = policy_status(joint, arm, N=float(first["params"]), D=float(best["tokens"].mean()), T=mean)
             adaptive = {int(d): int(round(t)) for d, t in chosen.budgets.items()}
             uniform = {d: int(round(chosen.uniform_budget)) for d in adaptive}
             replicates = []
@@ -152,6 +165,8 @@ class AdaptiveThinking:
                 "uniform_mean_thinking_tokens": mean_of("uniform_mean_thinking_tokens"),
                 "mean_thinking_budget": mean, "predicted_accuracy": float(chosen.accuracy),
                 "predicted_uniform_accuracy": float(chosen.uniform_accuracy), "n": replicates[0]["n"],
+                "policy_status": {"status": status.status, "reasons": list(status.reasons),
+                                  "would_determine": list(status.would_determine)},
                 "replicates": replicates})
         return {"adaptive": entries}
 

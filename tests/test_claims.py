@@ -167,6 +167,24 @@ def test_the_adaptive_claim_widens_its_three_runs_to_students_interval():
     assert claim["low"] < 0 and claim["verdict"] == "not determined"
 
 
+def test_an_adaptive_claim_whose_law_is_not_determined_has_no_estimate_and_says_why():
+    """Each seed set's undetermined law picks other budgets: the measured difference is kept in
+    the statement, and the claim is not determined, with no estimate to compare across runs."""
+    runs = [{"accuracy": 0.7, "uniform_accuracy": 0.5, "stderr": 0.001, "uniform_stderr": 0.001}] * 3
+    entry = {"arm": "thinking", "uniform_thinking_budget": 16, "params": 2e5, "tokens": 1e6, "replicates": runs,
+             "accuracy": 0.7, "uniform_accuracy": 0.5, "policy": {"1": 18, "2": 18, "3": 0},
+             "policy_status": {"status": "not_determined", "reasons": ["it depends on rho_T, which the data do not "
+                                                                       "determine (flat)"],
+                               "would_determine": ["thinking budgets spanning at least two orders of magnitude"]}}
+    (claim,) = claims.adaptive_claims({"adaptive": [entry]})
+    assert claim["verdict"] == "not determined" and claim["estimate"] is None and claim["low"] is None
+    assert "+0.200" in claim["statement"] and "d1: T = 18" in claim["statement"]
+    assert "rho_T" in claim["reason"] and "two orders of magnitude" in claim["reason"]
+    other = {**entry, "accuracy": 0.3, "replicates": [{**runs[0], "accuracy": 0.3}] * 3}
+    result = claims.compare([claim], claims.adaptive_claims({"adaptive": [other]}))
+    assert result["a_inside_b"] is None and not result["contradictions"]
+
+
 def _findings_file(path, seeds, rng_seed):
     found = measured.replicate_findings({}, *tables(seeds=seeds, n=4000, seed_spread=0.02, rng_seed=rng_seed), 200, [])
     found = measured.with_claims({"wall_s": 1.0, "entropy_nats_per_token": None, "fitted_E": None, "multipliers": [],

@@ -125,6 +125,22 @@ def adaptive_claims(findings: dict, draws: int = 1000, seed: int = 0) -> list[di
     out = []
     rng = np.random.default_rng(seed)
     for a in findings.get("adaptive") or []:
+        status = a.get("policy_status") or {}
+        if status.get("status") == "not_determined":   # the law that chose the budgets: another pick per seed set
+            measured = a["accuracy"] - a["uniform_accuracy"]
+            out.append(_claim(
+                f"adaptive_vs_uniform.{a['arm']}",
+                f"Do budgets chosen per difficulty beat one uniform budget at the same mean, for {a['arm']} models?",
+                f"The joint law's budgets per difficulty ({_policy(a['policy'])}) minus its best uniform budget (T = "
+                f"{a['uniform_thinking_budget']}) measured {measured:+.3f} accuracy on held-out problems, but the "
+                f"law that chose them is not determined by these data",
+                None, None, None, 0.0, "accuracy (difference)",
+                f"N = {a['params']:.3g}, {a['tokens']:.3g} tokens, {len(a.get('replicates') or [a])} run(s)",
+                reason="the joint law's budgets are not determined by these data: "
+                       + "; ".join(status.get("reasons") or [])
+                       + ("; what would determine them: " + "; ".join(status["would_determine"])
+                          if status.get("would_determine") else "")))
+            continue
         runs = a.get("replicates") or [a]
         diff = np.array([r["accuracy"] - r["uniform_accuracy"] for r in runs])
         se = np.array([math.hypot(r["stderr"], r["uniform_stderr"]) for r in runs])
@@ -140,6 +156,10 @@ def adaptive_claims(findings: dict, draws: int = 1000, seed: int = 0) -> list[di
             float(diff.mean()), low, high, 0.0, "accuracy (difference)",
             f"N = {a['params']:.3g}, {a['tokens']:.3g} tokens, {len(runs)} run(s)"))
     return out
+
+
+def _policy(policy: dict) -> str:
+    return ", ".join(f"d{d}: T = {t}" for d, t in policy.items())
 
 
 def best_split_claims(findings: dict) -> list[dict]:
