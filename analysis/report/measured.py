@@ -367,7 +367,9 @@ def summary_lines(findings: dict) -> list[str]:
                    f"{a['mean_thinking_tokens']:.1f} thinking tokens per query; uniform T = "
                    f"{a['uniform_thinking_budget']} {a['uniform_accuracy']:.2f}±{a['uniform_stderr']:.2f} at "
                    f"{a['uniform_mean_thinking_tokens']:.1f}; measured difference {diff:+.2f}±{se:.2f} "
-                   f"(the law predicted {a['predicted_accuracy'] - a['predicted_uniform_accuracy']:+.2f}).")
+                   f"(the law predicted {a['predicted_accuracy'] - a['predicted_uniform_accuracy']:+.2f})"
+                   + ("; the law that chose these budgets is not determined by these data, so they are one pick of "
+                      "many" if (a.get("policy_status") or {}).get("status") == "not_determined" else "") + ".")
     out += [f"note: {n}" for n in findings.get("notes", [])]
     return out
 
