@@ -199,8 +199,10 @@ def lines(claims: list[dict]) -> list[str]:
     for c in claims:
         # an open end: unbounded (a ratio's lower end is 0)
         low = _num(c["low"]) if c["low"] is not None else ("0" if c.get("null") == 1.0 else "-inf")
-        interval = f"[{low}, {_num(c['high']) if c['high'] is not None else 'inf'}]"
-        text = f"{c['id']}: {c['verdict'].upper()}: {c['statement']}; 95% interval {interval} ({c['basis']})"
+        interval = f"95% interval [{low}, {_num(c['high']) if c['high'] is not None else 'inf'}]"
+        if c["estimate"] is None and c["low"] is None and c["high"] is None:   # nothing measured to bound
+            interval = "no estimate"
+        text = f"{c['id']}: {c['verdict'].upper()}: {c['statement']}; {interval} ({c['basis']})"
         out.append(text + (f"; {c['reason']}" if c["verdict"] == NOT_DETERMINED and c.get("reason") else "") + ".")
     return out
 
