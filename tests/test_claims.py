@@ -178,7 +178,7 @@ def test_an_adaptive_claim_whose_law_is_not_determined_has_no_estimate_and_says_
                                "would_determine": ["thinking budgets spanning at least two orders of magnitude"]}}
     (claim,) = claims.adaptive_claims({"adaptive": [entry]})
     assert claim["verdict"] == "not determined" and claim["estimate"] is None and claim["low"] is None
-    assert "+0.200" in claim["statement"] and "d1: T = 18" in claim["statement"]
+    assert "+0.200" in claim["statement"] and "d1: T=18" in claim["statement"]
     assert "rho_T" in claim["reason"] and "two orders of magnitude" in claim["reason"]
     (line,) = claims.lines([claim])
     assert "no estimate" in line and "inf" not in line

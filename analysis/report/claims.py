@@ -131,7 +131,7 @@ def adaptive_claims(findings: dict, draws: int = 1000, seed: int = 0) -> list[di
             out.append(_claim(
                 f"adaptive_vs_uniform.{a['arm']}",
                 f"Do budgets chosen per difficulty beat one uniform budget at the same mean, for {a['arm']} models?",
-                f"The joint law's budgets per difficulty ({_policy(a['policy'])}) minus its best uniform budget (T = "
+                f"The joint law's budgets per difficulty ({policy_text(a['policy'])}) minus its best uniform budget (T = "
                 f"{a['uniform_thinking_budget']}) measured {measured:+.3f} accuracy on held-out problems, but the "
                 f"law that chose them is not determined by these data",
                 None, None, None, 0.0, "accuracy (difference)",
@@ -158,8 +158,9 @@ def adaptive_claims(findings: dict, draws: int = 1000, seed: int = 0) -> list[di
     return out
 
 
-def _policy(policy: dict) -> str:
-    return ", ".join(f"d{d}: T = {t}" for d, t in policy.items())
+def policy_text(policy: dict) -> str:
+    """A thinking budget per difficulty, {difficulty: T}, in words: "d1: T=18, d2: T=0"."""
+    return ", ".join(f"d{d}: T={t}" for d, t in policy.items())
 
 
 def best_split_claims(findings: dict) -> list[dict]:

@@ -359,7 +359,7 @@ def summary_lines(findings: dict) -> list[str]:
                        f"k = {_num(q['samples']['estimate'])}"
                        + (f", predicted accuracy {_num(acc['estimate'])}" if acc else "") + ".")
     for a in findings.get("adaptive") or []:
-        policy = ", ".join(f"d{d}: T={t}" for d, t in a["policy"].items())
+        policy = claims_of.policy_text(a["policy"])
         diff = a["accuracy"] - a["uniform_accuracy"]
         se = math.hypot(a["stderr"], a["uniform_stderr"])
         out.append(f"Adaptive thinking, {a['arm']} at N = {_num(a['params'])}, D = {_num(a['tokens'])} (held-out "
