@@ -219,26 +219,17 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
     crossed = lambda dev: scale0(dev) > cut0
     runs = _profile_runs(problem, warm, ladders, iters, stop=crossed)
     # Second round, started also from the first round's far ends (a profile of E reaches optima
-    # with E large that a profile of beta started at E ~ 0 would not find); the lower deviance wins.
-    ends = np.concatenate([r[2][[int(np.argmin(r[0])), int(np.argmax(r[0]))]] for r in runs.values()])
+    # with E large that a profile of beta started at E ~ 0 would not find) and from its edges: the
+    # solutions at the last rung inside the cut on each side, refined. A coordinate that ran off
+    # (the joint law's floor at logit -25) no longer moves the objective, so a profile started at
+    # the estimate cannot bring it back: with kappa held at its truth the refit kept b at 0 and read
+    # 9.3 over the cut of 4.3 where b's own edge (b 0.21) gives 1.2 (joint_floor_T, table 15).
+    ends = np.concatenate([r[2][[int(np.argmin(r[0])), int(np.argmax(r[0]))]] for r in runs.values()]
+                          + [_edges(_refined(problem, runs, warm, best, scale0, cut0, iters), best, scale0, cut0)])
     runs = _merged(runs, _profile_runs(problem, np.concatenate([warm, ends]), ladders, iters, stop=crossed))
     d_min = min(float(d0[0]), *(float(np.min(r[1])) for r in runs.values()))
     scale, cut = _profile_statistic(problem, best, d_min)
-    # second pass: refine each side that crossed, between its last rung inside and first outside
-    refine, first = {}, {}
-    for j, (values, dev, thetas) in runs.items():
-        extra = []
-        for side in (-1, 1):
-            inside, outside = crossing(values, scale(dev), float(best[j]), cut, side)
-            if outside is not None:
-                extra.append(np.linspace(inside, outside, REFINE + 2)[1:-1])
-                if inside != float(best[j]):
-                    first[(j, side)] = thetas[np.flatnonzero(values == inside)[0]]
-        if extra:
-            refine[j] = np.concatenate(extra)
-    for j, (values, dev, thetas) in _profile_runs(problem, warm, refine, iters, first).items():
-        old = runs[j]
-        runs[j] = (np.concatenate([old[0], values]), np.concatenate([old[1], dev]), np.concatenate([old[2], thetas]))
+    runs = _refined(problem, runs, warm, best, scale, cut, iters)
     per_coordinate, ends_thetas = {}, {}
     stretch = coordinate_stretch(run_error, n_coords)
     for j, (values, dev, thetas) in runs.items():
@@ -266,6 +257,39 @@ def identify(problem, best: np.ndarray, warm: np.ndarray, names, to_parameters, 
     closed = {j: ident.profile_ci for j, ident in per_coordinate.items()
               if ident.status == "identified" or (ident.status == "at_bound" and np.all(np.isfinite(limits[j])))}
     return result, unsettled, closed
+
+
+def _refined(problem, runs, warm, best, scale, cut, iters):
+    """`runs` with REFINE more rungs between each side's last rung inside the cut and its first
+    over it, each chain started from that last rung inside."""
+    refine, first = {}, {}
+    for j, (values, dev, thetas) in runs.items():
+        extra = []
+        for side in (-1, 1):
+            inside, outside = crossing(values, scale(dev), float(best[j]), cut, side)
+            if outside is not None:
+                extra.append(np.linspace(inside, outside, REFINE + 2)[1:-1])
+                if inside != float(best[j]):
+                    first[(j, side)] = thetas[np.flatnonzero(values == inside)[0]]
+        if extra:
+            refine[j] = np.concatenate(extra)
+    out = dict(runs)
+    for j, (values, dev, thetas) in _profile_runs(problem, warm, refine, iters, first).items():
+        old = out[j]
+        out[j] = (np.concatenate([old[0], values]), np.concatenate([old[1], dev]), np.concatenate([old[2], thetas]))
+    return out
+
+
+def _edges(runs, best, scale, cut) -> np.ndarray:
+    """The solutions at each coordinate's last rung inside the cut, per side that crossed: the
+    far edges of the region the data allow, where the other coordinates' profiles start too."""
+    edges = []
+    for j, (values, dev, thetas) in runs.items():
+        for side in (-1, 1):
+            inside, outside = crossing(values, scale(dev), float(best[j]), cut, side)
+            if outside is not None and inside != float(best[j]):
+                edges.append(thetas[np.flatnonzero(values == inside)[0]])
+    return np.array(edges).reshape(-1, len(best))
 
 
 def match_profile(draws: np.ndarray, center: np.ndarray, intervals: dict) -> np.ndarray:

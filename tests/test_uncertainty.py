@@ -362,3 +362,19 @@ def test_profile_chains_stop_at_their_first_crossing_and_no_interval_moves(monke
         for name, p in long.items():
             assert short[name].status == p.status, (name, short[name], p)
             assert short[name].ci == pytest.approx(p.ci, rel=1e-3, abs=1e-9), (name, short[name], p)
+
+
+def test_a_profile_can_bring_back_a_coordinate_that_ran_off_to_its_bound():
+    """A joint table whose fit puts the floor b at its bound (logit -25, where the deviance no longer
+    moves with it) although the truth has b = 0.25. Profiles started only at the estimate kept b at
+    0 and excluded the truth of kappa, L0 and gamma_T (kappa [1.40, 2.84] against 3), though with
+    kappa held at 3 a refit from b's own interval edge reads 1.2 against the cut of 4.3; they now
+    start from every coordinate's edges too, and every identified interval holds its truth."""
+    table = pd.read_csv(Path(__file__).parent / "data" / "joint_floor_at_bound.csv", comment="#")
+    law = analysis.fit(table, form="joint_inference", target="accuracy", bootstrap=0, heldout_fraction=0,
+                       columns={"L": "eval_loss"})
+    assert law.parameters["b"].status == "at_bound" and law.parameters["b"].estimate < 1e-6
+    truth = {"kappa": 3.0, "L0": 1.8, "gamma_T": 0.35}
+    for name, value in truth.items():
+        p = law.parameters[name]
+        assert p.status == "identified" and p.ci[0] <= value <= p.ci[1], (name, p)
