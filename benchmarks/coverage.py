@@ -134,7 +134,13 @@ def run_design(name, form, truth, simulate, point, args):
             t["identified"] += 1
             draws = np.asarray(law.predict_draws(**{k: np.asarray(v) for k, v in query.items()})).ravel()
             low, high = np.percentile(draws[np.isfinite(draws)], [2.5, 97.5])
-            t["covered"] += low <= truth_at(form, truth, query) <= high
+            target = truth_at(form, truth, query)
+            t["covered"] += low <= target <= high
+            if args.misses and not low <= target <= high:
+                print(json.dumps({"miss": "prediction_10x", "design": name, "dataset": i,
+                                  "estimate": float(law.predict(**query)), "ci": [float(low), float(high)],
+                                  "truth": target, "statuses": {o: law.parameters[o].status for o in truth},
+                                  "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
     seconds = time.perf_counter() - started
     for k, t in tally.items():
         identified = t["identified"]
