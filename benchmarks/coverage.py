@@ -2,10 +2,10 @@
 
 Each design draws `--datasets` result tables from a known law with realistic noise, fits each with
 the project's fitter (analysis.fit, the law's own statuses and intervals) and prints one JSON line
-per form, design and parameter (and one for a prediction at 10x the largest compute):
-datasets, the share marked identified, the coverage of the 95% interval among those identified
-(and of the profile-likelihood interval), and how often a collapsed estimate (below 1e-3 of the
-truth) was marked identified (the target: never). With `--misses`, also one line per identified
+per form, design and parameter (and one each for a prediction at 10x the largest compute and at
+the grid's centre, with the intervals' median width): datasets, the share marked identified, the
+coverage of the 95% interval among those identified (and of the profile-likelihood interval), and
+how often a collapsed estimate (below 1e-3 of the truth) was marked identified (the target: never). With `--misses`, also one line per identified
 interval that misses its truth (dataset, estimate, interval, truth, reason), to read why.
 
 Designs:
@@ -89,10 +89,27 @@ def truth_at(form, truth, point):
     return float(joint_accuracy(truth, point["L"], point["T"]))
 
 
+PREDICTIONS = ("prediction_10x", "prediction_inside")
+
+
+def predictions(form, table, point):
+    """The answers whose intervals are checked: at 10x the largest compute (`point`; the joint law:
+    the loss there, the largest thinking budget) and at the grid's centre, where an interval as wide
+    as the extrapolation's would be honest in coverage but useless (`median_width` shows it)."""
+    sizes, budgets = np.sort(table["params"].unique()), np.sort(table["tokens"].unique())
+    centre = {"N": float(np.sqrt(sizes[0] * sizes[-1])), "D": float(np.sqrt(budgets[0] * budgets[-1]))}
+    if form != "joint_inference":
+        return {"prediction_10x": point, "prediction_inside": centre}
+    n, d = table["params"].max() * 10 ** 0.5, table["tokens"].max() * 10 ** 0.5
+    loss = get_form("chinchilla")
+    return {"prediction_10x": {"L": float(loss.predict(DEMO_LAW, N=n, D=d)), "T": 512.0, "k": 1.0},
+            "prediction_inside": {"L": float(loss.predict(DEMO_LAW, **centre)), "T": 64.0, "k": 1.0}}
+
+
 def run_design(name, form, truth, simulate, point, args):
     rng = np.random.default_rng(args.seed)
-    tally = {k: {"identified": 0, "covered": 0, "profile_covered": 0, "collapsed": 0, "collapsed_identified": 0}
-             for k in list(truth) + ["prediction_10x"]}
+    tally = {k: {"identified": 0, "covered": 0, "profile_covered": 0, "collapsed": 0, "collapsed_identified": 0,
+                 "widths": []} for k in list(truth) + list(PREDICTIONS)}
     datasets = refused = 0
     started = time.perf_counter()
     for i in range(args.datasets):
@@ -124,20 +141,18 @@ def run_design(name, form, truth, simulate, point, args):
                                       "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
                 if p.profile_ci is not None:
                     t["profile_covered"] += p.profile_ci[0] <= value <= p.profile_ci[1]
-        if point is None:  # the joint law: 10x the largest compute, largest thinking budget
-            n, d = table["params"].max() * 10 ** 0.5, table["tokens"].max() * 10 ** 0.5
-            query = {"L": float(get_form("chinchilla").predict(DEMO_LAW, N=n, D=d)), "T": 512.0, "k": 1.0}
-        else:
-            query = point
-        t = tally["prediction_10x"]
-        if not law.undetermined():
+        for quantity, query in predictions(form, table, point).items():
+            t = tally[quantity]
+            if law.undetermined():
+                continue
             t["identified"] += 1
             draws = np.asarray(law.predict_draws(**{k: np.asarray(v) for k, v in query.items()})).ravel()
             low, high = np.percentile(draws[np.isfinite(draws)], [2.5, 97.5])
             target = truth_at(form, truth, query)
             t["covered"] += low <= target <= high
+            t["widths"].append(float(high - low))
             if args.misses and not low <= target <= high:
-                print(json.dumps({"miss": "prediction_10x", "design": name, "dataset": i,
+                print(json.dumps({"miss": quantity, "design": name, "dataset": i,
                                   "estimate": float(law.predict(**query)), "ci": [float(low), float(high)],
                                   "truth": target, "statuses": {o: law.parameters[o].status for o in truth},
                                   "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
@@ -148,7 +163,9 @@ def run_design(name, form, truth, simulate, point, args):
                 "refused": refused,
                 "share_identified": round(identified / max(datasets, 1), 3),
                 "coverage_identified": round(t["covered"] / identified, 3) if identified else None}
-        if k != "prediction_10x":
+        if k in PREDICTIONS:
+            line.update(median_width=float(f"{np.median(t['widths']):.4g}") if t["widths"] else None)
+        else:
             line.update(profile_coverage_identified=round(t["profile_covered"] / identified, 3) if identified else None,
                         collapsed=t["collapsed"], collapsed_marked_identified=t["collapsed_identified"])
         line["seconds"] = round(seconds, 1)
