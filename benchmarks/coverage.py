@@ -5,8 +5,9 @@ the project's fitter (analysis.fit, the law's own statuses and intervals) and pr
 per form, design and parameter (and one each for a prediction at 10x the largest compute and at
 the grid's centre, with the intervals' median width): datasets, the share marked identified, the
 coverage of the 95% interval among those identified (and of the profile-likelihood interval), and
-how often a collapsed estimate (below 1e-3 of the truth) was marked identified (the target: never). With `--misses`, also one line per identified
-interval that misses its truth (dataset, estimate, interval, truth, reason), to read why.
+how often a collapsed estimate (below 1e-3 of the truth) was marked identified (the target:
+never). With `--misses`, also one line per identified interval that misses its truth (dataset,
+estimate, interval, truth, reason) and one per prediction whose interval misses, to read why.
 
 Designs:
 - demo_3x3_2seeds: the demo's grid (3 sizes x 3 budgets, one decade each), two seeds a cell;
