@@ -85,17 +85,50 @@ def fmt(value) -> str:
     return f"{value:.4g}"
 
 
-def interval(draws) -> tuple[float, float] | None:
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """How an answer's values under a law's draws (Law.predict_draws' rows) give its interval
+    (Law.spread): the last `region` rows are the likelihood region's points, and the bootstrap
+    draws' percentiles are stretched `calibration` times about the estimate (the median over the
+    identified parameters of how far short of their profile intervals the draws fall)."""
+
+    region: int = 0
+    calibration: float = 1.0
+
+
+def interval(draws, spread: Spread = Spread(), center: float | None = None) -> tuple[float, float] | None:
+    """An answer's 95% interval from its values under the law's draws: the bootstrap draws'
+    2.5-97.5 percentiles (stretched about `center`, the answer at the estimates, by the spread's
+    calibration), widened to cover the answer's range over the likelihood region's points. The
+    range is the part valid where the bootstrap is not (a parameter near a bound: docs/fitting.md)."""
+    low, high = band(np.asarray(draws, float)[:, None], spread, None if center is None else [center])
+    return None if np.isnan(low[0]) else (float(low[0]), float(high[0]))
+
+
+def band(draws: np.ndarray, spread: Spread = Spread(), center=None) -> tuple[np.ndarray, np.ndarray]:
+    """`interval` along the columns of draws [B + region, K] (a figure's band; `center` [K]): NaN
+    where fewer than two bootstrap values are finite."""
     draws = np.asarray(draws, float)
-    draws = draws[np.isfinite(draws)]
-    if draws.size < 2:
-        return None
-    low, high = np.percentile(draws, INTERVAL)
-    return float(low), float(high)
+    boot, points = draws[:len(draws) - spread.region], draws[len(draws) - spread.region:]
+    low, high = np.full(draws.shape[1], np.nan), np.full(draws.shape[1], np.nan)
+    for k in range(draws.shape[1]):
+        column = boot[:, k][np.isfinite(boot[:, k])]
+        if column.size < 2:
+            continue
+        low[k], high[k] = np.percentile(column, INTERVAL)
+        mid = None if center is None else float(center[k])
+        if mid is not None and np.isfinite(mid) and spread.calibration != 1.0:
+            low[k] = mid - spread.calibration * max(mid - low[k], 0.0)
+            high[k] = mid + spread.calibration * max(high[k] - mid, 0.0)
+        reached = points[:, k][np.isfinite(points[:, k])]
+        if reached.size:
+            low[k], high[k] = min(low[k], reached.min()), max(high[k], reached.max())
+    return low, high
 
 
-def quantity(point, draws, unit="") -> Quantity:
-    return Quantity(float(point), interval(draws), unit)
+def quantity(point, draws, unit="", spread: Spread = Spread()) -> Quantity:
+    """The answer at the point estimates with its interval (`interval`, `spread`: Law.spread)."""
+    return Quantity(float(point), interval(draws, spread, float(point)) if np.size(draws) else None, unit)
 
 
 def range_warnings(law, tolerance: float, **values) -> list[str]:

@@ -27,8 +27,8 @@ from analysis.estimates import BOOTSTRAP
 from analysis.law import Law, ParameterEstimate, load_law, typed_settings
 from analysis.diagnostics import residual_diagnostics
 from analysis.problem import Problem
-from analysis.run_error import run_error, widen_draws
-from analysis.uncertainty import Identification, identify, match_profile, runs_of, scheme_for
+from analysis.run_error import run_error
+from analysis.uncertainty import Identification, calibration, identify, runs_of, scheme_for
 from analysis.tables import TableError, TooFewPoints, canonical_table, data_hash, ranges, select_rows
 
 MIN_POINTS_PER_PARAMETER = 2
@@ -172,35 +172,37 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
     runs, replicates = runs_of(frame, tuple(fitted.required_covariates(options)))
     shared = None if problem.binomial else run_error(problem.jacobian(best), np.asarray(problem.y) - problem.fitted(best),
                                                      runs)
-    closed = {}
+    region, closed = np.zeros((0, len(best))), {}
     if profile:
-        statuses, ends, closed = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
-                                          form.bounds_for(options), run_error=shared)
+        statuses, ends, region, closed = identify(problem, best, warm, names, lambda t: fitted.to_parameters(t, options),
+                                                  form.bounds_for(options), run_error=shared)
         unsettled = [t for thetas in ends.values() for t in thetas]
         warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
                                np.zeros(len(warm) + len(unsettled)), 4)
     scheme = scheme_for(len(frame), resampling)
-    draws, boot_converged, widened = {}, None, np.ones(0)
+    draws, region_draws, boot_converged, stretch = {}, {}, None, 1.0
     if bootstrap > 0:
         boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed, scheme=scheme, runs=runs, best=best,
                                                    step1_draws=step1_draws)
-        boot_x, widened = widen_draws(boot_x, best, shared)   # answers include run-to-run variance
-        boot_x = match_profile(boot_x, best, closed)          # and reach the parameters' profile intervals
+        stretch = calibration(boot_x, best, closed)   # answers reach as far as the profiles (and runs' error)
         with np.errstate(over="ignore"):   # a draw run off towards a limit: inf, read as unbounded
             draws = fitted.to_parameters(boot_x, options)
+            if len(region):
+                region_draws = fitted.to_parameters(region, options)
     if options.floor is not None and options.floor_mode == "fix":  # exactly the floor, not exp(log(floor))
         estimates["E"] = np.float64(options.floor)
         statuses["E"] = Identification("fixed", f"held at the known floor {options.floor:.6g} (not fitted)",
                                        (options.floor, options.floor))
-        if draws:
-            draws["E"] = np.full(len(draws["E"]), options.floor)
+        for samples in (draws, region_draws):
+            if samples:
+                samples["E"] = np.full(len(samples["E"]), options.floor)
     parameters = {name: _estimate(float(estimates[name]), draws.get(name), statuses.get(name)) for name in estimates}
     diagnostics = {"iterations": iterations, "replicates": replicates}
     if bootstrap > 0:
         diagnostics["bootstrap"] = {"scheme": scheme, "resamples": bootstrap, "warm_starts": len(warm),
                                     "step1_draws": step1_draws is not None,
                                     "runs": int(runs.max()) + 1 if len(runs) else 0,
-                                    "run_level_widening": [round(float(w), 4) for w in widened]}
+                                    "calibration": round(float(stretch), 4)}
     residuals = _residual_diagnostics(problem, best, frame, options)
     if residuals is not None:
         diagnostics["diagnostics"] = residuals.to_dict()
@@ -210,6 +212,7 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
         diagnostics["points_below_floor"] = int(np.sum(frame["loss"].to_numpy() < options.floor))
     law = Law(form=form, target=target, approach=3, parameters=parameters,
               bootstrap_samples={k: np.asarray(v, dtype=np.float64) for k, v in draws.items()},
+              region_samples={k: np.asarray(v, dtype=np.float64) for k, v in region_draws.items()},
               ranges=ranges(frame), objective=float(f[0]),
               huber_delta=huber_delta if options.objective == "huber_log" else 0.0, n_points=len(frame),
               n_starts=len(starts), converged=bool(converged[0]), heldout={}, data_hash=data_hash(frame),
@@ -249,7 +252,7 @@ def _step1(form, options: FormOptions, frame: pd.DataFrame, bootstrap: int):
     if bootstrap <= 0 or not law.bootstrap_samples:
         return point, None
     with np.errstate(over="ignore", invalid="ignore"):
-        draws = np.asarray(law.predict_draws(**covariates), dtype=np.float64)
+        draws = np.asarray(law.predict_draws(**covariates), dtype=np.float64)[:law.n_bootstrap]
     draws = draws[np.all(np.isfinite(draws), axis=1)]
     return point, (draws if len(draws) else None)
 

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from analysis import law_view
+from analysis.answers import Spread
 from analysis.atomic import write_json_atomic
 from analysis.estimates import PARAMETER_STATUSES, Estimates, LawError, ParameterEstimate
 from analysis.forms import FORMS, FormOptions, LawForm, get_form
@@ -50,6 +51,9 @@ class Law:
     schema_version: int = SCHEMA_VERSION
     settings: FormOptions | Mapping[str, Any] | None = None   # the form's options (a mapping is typed here)
     diagnostics: dict[str, Any] = field(default_factory=dict)  # what the fit measured about itself
+    # the profiles' refits inside the 95% likelihood region (analysis.uncertainty.likelihood_region):
+    # every answer's interval covers its range over them (analysis.answers.interval)
+    region_samples: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         form = get_form(self.form)
@@ -75,17 +79,41 @@ class Law:
         return self.form.predict(self.estimates(), self.settings, **covariates)
 
     def predict_draws(self, **covariates) -> np.ndarray:
-        """The prediction under every bootstrap draw: shape [n_bootstrap, *covariate shape]."""
-        return self.form.predict_draws(self.draws(), self.settings, **covariates)
+        """The prediction under every bootstrap draw, then at every point of the likelihood region
+        (the last `n_region` rows; each with step 1's point estimate where the form has a step 1):
+        shape [n_bootstrap + n_region, *covariate shape]. analysis.answers.interval reads it."""
+        boot = self.form.predict_draws(self.draws(), self.settings, **covariates)
+        if not self.n_region:
+            return boot
+        region = self.form.predict_each(self.draws(self.region_samples), self.settings, **covariates)
+        return np.concatenate([np.asarray(boot), np.asarray(region)])
 
-    def draws(self) -> list[dict[str, float]]:
-        """The parameters of every bootstrap draw, fixed parameters included."""
-        names = list(self.bootstrap_samples)
+    def draws(self, samples: Mapping[str, np.ndarray] | None = None) -> list[dict[str, float]]:
+        """The parameters of every bootstrap draw (or of `samples`), fixed parameters included."""
+        samples = self.bootstrap_samples if samples is None else samples
+        names = list(samples)
         if not names:
             raise LawError("this law has no bootstrap draws (fitted with bootstrap=0)")
         fixed = self.form.fixed_parameters(self.settings)
-        return [{**fixed, **{k: self.bootstrap_samples[k][i] for k in names}}
-                for i in range(len(self.bootstrap_samples[names[0]]))]
+        return [{**fixed, **{k: samples[k][i] for k in names}} for i in range(len(samples[names[0]]))]
+
+    @property
+    def n_bootstrap(self) -> int:
+        return len(next(iter(self.bootstrap_samples.values()))) if self.bootstrap_samples else 0
+
+    @property
+    def spread(self) -> Spread:
+        """How answers' intervals read this law's draws (analysis.answers.Spread)."""
+        calibration = (self.diagnostics.get("bootstrap") or {}).get("calibration", 1.0)
+        return Spread(self.n_region, float(calibration))
+
+    @property
+    def n_region(self) -> int:
+        """Points of the likelihood region that follow the bootstrap's draws in predict_draws (none
+        without draws: the law then gives no intervals)."""
+        if not self.n_bootstrap or not self.region_samples:
+            return 0
+        return len(next(iter(self.region_samples.values())))
 
     def recommend(self, **query):
         """Answer a budget question (analysis.recommend.recommend)."""
@@ -124,6 +152,7 @@ class Law:
             "data_hash": self.data_hash,
             "settings": self.settings.to_dict(),
             "diagnostics": self.diagnostics,
+            "region_samples": {k: np.asarray(v, dtype=float).tolist() for k, v in self.region_samples.items()},
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -230,18 +259,21 @@ def _validated(data: Mapping, source: str) -> Law:
             typed[key] = kind(value)
         except (TypeError, ValueError):
             fail(f"field {key!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-    for key in ("ranges", "heldout", "bootstrap_samples"):
+    for key in ("ranges", "heldout", "bootstrap_samples", "region_samples"):
         if not isinstance(data.get(key) or {}, Mapping):
             fail(f"field {key!r} must be a JSON object, got {data[key]!r}")
-    try:
-        draws = {k: np.asarray(v, dtype=np.float64) for k, v in (data.get("bootstrap_samples") or {}).items()}
-    except (TypeError, ValueError) as e:
-        fail(f"field 'bootstrap_samples' must hold lists of numbers ({e})")
-    lengths = {len(v) for v in draws.values()}
-    if len(lengths) > 1:
-        fail(f"bootstrap_samples have unequal lengths {sorted(lengths)}")
+    samples = {}
+    for key in ("bootstrap_samples", "region_samples"):
+        try:
+            samples[key] = {k: np.asarray(v, dtype=np.float64) for k, v in (data.get(key) or {}).items()}
+        except (TypeError, ValueError) as e:
+            fail(f"field {key!r} must hold lists of numbers ({e})")
+        lengths = {len(v) for v in samples[key].values()}
+        if len(lengths) > 1:
+            fail(f"{key} have unequal lengths {sorted(lengths)}")
     return Law(form=form, target=data["target"], approach=typed["approach"], parameters=estimates,
-               bootstrap_samples=draws, ranges=dict(data["ranges"]), objective=typed["objective"],
+               bootstrap_samples=samples["bootstrap_samples"], region_samples=samples["region_samples"],
+               ranges=dict(data["ranges"]), objective=typed["objective"],
                huber_delta=typed["huber_delta"], n_points=typed["n_points"],
                n_starts=typed["n_starts"], converged=bool(data.get("converged", False)),
                heldout=dict(data.get("heldout") or {}), data_hash=str(data.get("data_hash", "")),

@@ -13,10 +13,6 @@ def _interval(p) -> str:
     return f"[{fmt(p.ci[0])}, {fmt(p.ci[1])}]" if p.ci is not None else ""
 
 
-def _draws(law) -> int:
-    return len(next(iter(law.bootstrap_samples.values()))) if law.bootstrap_samples else 0
-
-
 def _heldout(law) -> str:
     error = law.heldout.get("mean_relative_error")
     return f"held-out error {error:.2%}" if error is not None else "no held-out check"
@@ -27,7 +23,7 @@ def short_repr(law) -> str:
     0.40%; 1000 bootstrap draws)."""
     params = ", ".join(f"{name}={fmt(p.estimate)} {_interval(p)}".rstrip() for name, p in law.parameters.items())
     return (f"Law({law.form}, approach {law.approach}, {law.target}, {law.n_points} points: {params}; "
-            f"{_heldout(law)}; {_draws(law)} bootstrap draws"
+            f"{_heldout(law)}; {law.n_bootstrap} bootstrap draws"
             + ("" if law.converged else "; NOT CONVERGED") + ")")
 
 
@@ -38,7 +34,7 @@ def html_table(law) -> str:
     rows = "".join(f"<tr><td>{esc(name)}</td><td>{esc(fmt(p.estimate))}</td><td>{esc(fmt(p.se))}</td>"
                    f"<td>{esc(_interval(p))}</td></tr>" for name, p in law.parameters.items())
     return (f"<div><p><b>{esc(str(law.form))}</b> law (approach {law.approach}) of {esc(law.target)}: "
-            f"{law.n_points} points, {esc(_heldout(law))}, {_draws(law)} bootstrap draws"
+            f"{law.n_points} points, {esc(_heldout(law))}, {law.n_bootstrap} bootstrap draws"
             + ("" if law.converged else ", <b>not converged</b>") + f"<br><small>ranges: {esc(ranges)}</small></p>"
             "<table><thead><tr><th>parameter</th><th>estimate</th><th>se</th><th>95% interval</th></tr></thead>"
             f"<tbody>{rows}</tbody></table></div>")

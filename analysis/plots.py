@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,11 +17,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import isoflop, recommend
+from analysis.answers import band
 from analysis.atomic import write_bytes_atomic
 from analysis.determination import EXTRAPOLATION_LIMIT, NOT_DETERMINED, determination
 
 FORMATS = ("png", "svg")
-BAND = (2.5, 97.5)
 
 
 def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.4):
@@ -104,7 +103,7 @@ def _legend_outside(ax, **kwargs) -> None:
 
 
 def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[float] | None = None) -> Figure:
-    """N_opt and D_opt against C: the law's frontier, its bootstrap band, and the IsoFLOP minima."""
+    """N_opt and D_opt against C: the law's frontier, its 95% band (analysis.answers.band), and the IsoFLOP minima."""
     fig, (ax_n, ax_d) = _figure(2, width=5.2)
     if flops is None:
         low, high = (law.ranges or {}).get("C", [1e18, 1e22])
@@ -121,11 +120,9 @@ def frontier_figure(law, table: pd.DataFrame | None = None, flops: Sequence[floa
         ax.plot(flops, point[idx], color="0.6", linestyle=":", zorder=1,
                 label=f"{NOT_DETERMINED}" + ("" if undetermined else f" (> {EXTRAPOLATION_LIMIT:g}x the fitted C)"))
         if draws is not None and within.any():
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns: draws with no optimum
-                low, high = np.nanpercentile(draws[idx], BAND, axis=0)
+            low, high = band(draws[idx], law.spread, point[idx])   # NaN where no draw has an optimum
             ax.fill_between(flops, np.where(within, low, np.nan), np.where(within, high, np.nan), color="C0",
-                            alpha=0.25, label="95% bootstrap band")
+                            alpha=0.25, label="95% band (bootstrap and likelihood region)")
         if table is not None:
             minima = isoflop.isoflop_minima(table)
             if len(minima):

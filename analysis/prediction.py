@@ -1,8 +1,9 @@
 """A fitted law's prediction, with its bootstrap interval, at given points.
 
 `predict(law, points)` evaluates the law at every row of `points` (a mapping of input name to
-values, or a DataFrame) under the point estimates and under every bootstrap draw stored in the law
-file; the interval is the 2.5-97.5 percentile of the finite draws. Each point also carries the
+values, or a DataFrame) under the point estimates, under every bootstrap draw stored in the law
+file and at every point of its likelihood region; the interval is the 2.5-97.5 percentile of the
+finite draws, widened to cover the region's range (analysis.answers.interval). Each point also carries the
 range warnings `scaling recommend` gives (an input outside the fitted range by more than
 `tolerance` times).
 
@@ -81,6 +82,7 @@ class Predictions:
     law_form: str
     points: tuple[PointPrediction, ...]
     n_draws: int
+    n_region: int = 0
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -117,7 +119,9 @@ class Predictions:
         if self.n_draws == 0:
             lines.append("note: the law has no bootstrap draws (fitted with --bootstrap=0): no intervals")
         else:
-            lines.append(f"intervals: {INTERVAL[0]:g}-{INTERVAL[1]:g} percentiles over {self.n_draws} bootstrap draws")
+            lines.append(f"intervals: {INTERVAL[0]:g}-{INTERVAL[1]:g} percentiles over {self.n_draws} bootstrap draws"
+                         + (f", widened to the range over {self.n_region} points of the 95% likelihood region"
+                            if self.n_region else ""))
         lines += undetermined
         for name in self.points[0].quantities:
             errors = self.relative_errors(name)
@@ -199,19 +203,19 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
             raise TableError(f"{source}: input {name!r} has a non-finite, non-numeric or non-positive value "
                              f"({frame[name].iloc[int(np.argmax(bad))]!r} at row {int(np.argmax(bad))})")
         inputs[name] = values
-    n_draws = len(next(iter(law.bootstrap_samples.values()))) if law.bootstrap_samples else 0
+    n_draws = law.n_bootstrap
     per_quantity = {}
     for name, extra in quantities(law).items():
         point = np.broadcast_to(np.asarray(law.predict(**inputs, **extra), dtype=np.float64), (len(frame),))
-        draws = (np.asarray(law.predict_draws(**inputs, **extra), dtype=np.float64).reshape(n_draws, len(frame))
-                 if n_draws else None)
+        draws = (np.asarray(law.predict_draws(**inputs, **extra), dtype=np.float64)
+                 .reshape(n_draws + law.n_region, len(frame)) if n_draws else None)
         per_quantity[name] = (point, draws)
     out = []
     for i in range(len(frame)):
         row_inputs = {k: (v[i].item() if isinstance(v[i], np.generic) else v[i]) for k, v in inputs.items()}
         estimates = {}
         for name, (point, draws) in per_quantity.items():
-            low, high = (interval(draws[:, i]) if draws is not None else None) or (None, None)
+            low, high = (interval(draws[:, i], law.spread, point[i]) if draws is not None else None) or (None, None)
             estimates[name] = Estimate(float(point[i]), low, high)
         numeric = {k: v for k, v in row_inputs.items() if k in ("N", "D", "C", "T") and not isinstance(v, str)}
         if "N" in numeric and "D" in numeric and "C" not in numeric:
@@ -219,7 +223,7 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
         measured = {name: float(values[i]) for name, values in observed.items() if np.isfinite(values[i])}
         out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric)), measured,
                                    determination(law, **numeric)))
-    return Predictions(law.form.name, tuple(out), n_draws)
+    return Predictions(law.form.name, tuple(out), n_draws, law.n_region)
 
 
 def select_points(frame: pd.DataFrame, where: str, source: str) -> pd.DataFrame:

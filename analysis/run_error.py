@@ -12,11 +12,10 @@ residuals r on the fitting scale and the run labels of the rows (analysis.uncert
   g' G' (sigma_e^2 I + sigma_u^2 ZZ') G g (G = (J'J)^-1 J') and Satterthwaite's degrees of freedom.
 - `run_error_stretch`: per fitting coordinate, how much the profile interval (an independence
   likelihood) is stretched (Chandler and Bate's horizontal adjustment, 2007).
-- `widen_draws`: the bootstrap's draws stretched about the estimate by the same ratio along each
-  of a set of directions, so every answer computed from the draws (predictions, recommendations,
-  figures) includes run-to-run variance as the parameters' profile intervals do.
 
-Both only widen: where the run-level analysis would narrow an interval, it is kept as it was.
+Answers reach the run-level spread through the profile intervals: the bootstrap's draws are
+calibrated to them (analysis.uncertainty.calibration). The stretch only widens: where the
+run-level analysis would narrow an interval, it is kept as it was.
 """
 
 from __future__ import annotations
@@ -48,12 +47,6 @@ class RunError:
         np.add.at(shared.T, self.runs, along.T)
         return np.stack([np.sum(along ** 2, axis=1), np.sum(shared ** 2, axis=1)], axis=1)
 
-    def covariance(self) -> np.ndarray:
-        """[P, P]: the coordinates' covariance under the run-level error, G (sigma_e^2 I + sigma_u^2 ZZ') G'."""
-        shared = np.zeros((self.gain.shape[0], int(self.runs.max()) + 1))
-        np.add.at(shared.T, self.runs, self.gain.T)
-        return self.sigma_e * self.gain @ self.gain.T + self.sigma_u * shared @ shared.T
-
     def half_width(self, directions: np.ndarray) -> np.ndarray:
         """The run-level 95% interval's half-width along each direction: Student's t with
         Satterthwaite's degrees of freedom (few runs: few degrees of freedom) times the standard error."""
@@ -76,9 +69,8 @@ def run_error(jacobian: np.ndarray, residual: np.ndarray, runs: np.ndarray) -> R
     """The run-level error of a fit, or None where there is none to estimate: every row its own
     run, no residual degrees of freedom, or a within-run variance estimated at or below zero. A
     shared variance estimated at or below zero is truncated at zero: the error is then the
-    independence model's, s^2 with n - p degrees of freedom (the profile is not stretched, and the
-    draws are widened to no less than the linearised t interval). Run-level matrices only
-    (K = Z'MZ), so a long table costs O(n p^2)."""
+    independence model's, s^2 with n - p degrees of freedom (the profile is not stretched).
+    Run-level matrices only (K = Z'MZ), so a long table costs O(n p^2)."""
     n = jacobian.shape[0]
     n_runs = int(runs.max()) + 1 if len(runs) else 0
     jac = np.nan_to_num(jacobian)
@@ -128,35 +120,3 @@ def coordinate_stretch(error: RunError | None, n_coords: int) -> np.ndarray:
     if error is None or error.sigma_u == 0.0:   # the independence model: the profile as it is
         return np.ones(n_coords)
     return np.maximum(error.ratio(np.eye(n_coords)), 1.0)
-
-
-def widen_draws(draws: np.ndarray, center: np.ndarray, error: RunError | None) -> tuple[np.ndarray, np.ndarray]:
-    """The bootstrap's draws [B, P] (fitting coordinates) stretched about the estimate `center`
-    by RunError.ratio along each of P directions (>= 1: only widening), and those stretches.
-
-    The directions: the generalized eigenvectors of the run-level covariance against the draws'
-    own covariance, so the draws' projections on them are uncorrelated and each is stretched on
-    its own, and the direction a run's error moves most is one of them. An answer that is a smooth
-    function of the parameters (a prediction, an optimal split) inherits the stretch through the
-    draws. The ratio, not the linearised interval itself, is applied: where the model is far from
-    linear (a floor near 0) the linearised variance is meaningless while its run-level to
-    independence ratio stays bounded. Draws that are not finite are left as they are; without a
-    run-level error (one row a run), or with the shared variance truncated at 0, nothing changes."""
-    draws = np.asarray(draws, dtype=np.float64)
-    finite = np.all(np.isfinite(draws), axis=1)
-    if error is None or error.sigma_u == 0.0 or finite.sum() < 3:
-        return draws, np.ones(0)
-    offsets = draws[finite] - center
-    values, vectors = np.linalg.eigh(np.cov(offsets, rowvar=False))
-    kept = values > values.max() * 1e-12
-    if not kept.any():
-        return draws, np.ones(0)
-    to_white = vectors[:, kept] / np.sqrt(values[kept])                  # [P, r]: z = offsets @ to_white
-    _, rotation = np.linalg.eigh(to_white.T @ error.covariance() @ to_white)
-    directions = (to_white @ rotation).T                                  # [r, P]: projections uncorrelated
-    stretch = np.maximum(error.ratio(directions), 1.0)
-    projections = offsets @ directions.T                                  # [B', r]
-    back = np.linalg.pinv(directions)                                     # [P, r]: offsets from projections
-    widened = draws.copy()
-    widened[finite] = draws[finite] + (projections * (stretch - 1.0)) @ back.T
-    return widened, stretch

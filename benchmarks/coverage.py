@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import analysis
+from analysis.answers import interval
 from analysis.forms.base import get_form
 from analysis.tables import TableError
 
@@ -148,7 +149,7 @@ def run_design(name, form, truth, simulate, point, args):
                 continue
             t["identified"] += 1
             draws = np.asarray(law.predict_draws(**{k: np.asarray(v) for k, v in query.items()})).ravel()
-            low, high = np.percentile(draws[np.isfinite(draws)], [2.5, 97.5])
+            low, high = interval(draws, law.spread, float(np.ravel(law.predict(**query))[0]))
             target = truth_at(form, truth, query)
             t["covered"] += low <= target <= high
             t["widths"].append(float(high - low))

@@ -164,7 +164,7 @@ def test_law_file_round_trip_keeps_the_difficulty_term(fitted, tmp_path):
     assert again.settings.difficulties == LEVELS and again.settings.difficulty_shares == fitted.settings.difficulty_shares
     point = dict(**MODEL, T=[0, 300, 3000], k=[1, 1, 4], difficulty=[1, 2, 3])
     assert again.predict(**point) == pytest.approx(fitted.predict(**point), rel=1e-12)
-    assert again.predict_draws(**point).shape == (20, 3)
+    assert again.predict_draws(**point).shape == (20 + again.n_region, 3)   # the draws, then the region
 
 
 def test_adaptive_figure_has_a_uniform_and_an_adaptive_curve_per_arm(fitted):

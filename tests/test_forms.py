@@ -153,7 +153,7 @@ def test_joint_inference_two_step_through_a_loss_law_file(run_cli, tmp_path):
     law = analysis.load_law(tmp_path / "acc.json")
     assert law.parameters["kappa"].estimate == pytest.approx(4.0, rel=0.05)
     assert law.parameters["gamma_T"].estimate == pytest.approx(0.3, rel=0.05)
-    assert law.predict_draws(N=1e9, D=1e10, arm="thinking", T=512, k=4).shape == (20,)
+    assert law.predict_draws(N=1e9, D=1e10, arm="thinking", T=512, k=4).shape == (20 + law.n_region,)
 
 
 def test_joint_inference_per_arm_thinking_gains_recovered():

@@ -13,9 +13,10 @@ from scipy import stats
 
 import analysis
 from analysis import plots
+from analysis.answers import interval
 from analysis.fitting import LawOutOfBounds
 from analysis.forms.base import get_form
-from analysis.run_error import run_error, run_error_stretch, widen_draws
+from analysis.run_error import run_error, run_error_stretch
 from analysis.uncertainty import parameter_coordinates, resample_rows, runs_of
 
 DEMO_TRUTH = {"E": 0.384, "A": 30.0, "B": 80.0, "alpha": 0.35, "beta": 0.3}
@@ -112,39 +113,24 @@ def test_a_run_error_shared_by_a_runs_rows_widens_the_size_direction_to_nominal_
     assert np.all(run_error_stretch(design, residual, np.arange(18)) == 1.0)
 
 
-def test_draws_widened_for_a_runs_shared_error_give_an_extrapolated_answer_nominal_coverage():
-    """The same linearised design: draws with the spread the independence model gives (what a
-    bootstrap over six runs comes close to) make an extrapolated answer's percentile interval
-    cover well under 95%; widen_draws stretches them by the run-level ratio, and the answer's
-    interval covers about 95%. With the shared variance estimated at 0 the draws are unchanged."""
-    rng = np.random.default_rng(2)
-    size, budget = (a.ravel() for a in np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], indexing="ij"))
-    design = np.tile(np.stack([np.ones(9), size, size ** 2, budget, budget ** 2], axis=1), (2, 1))
-    runs = np.repeat(np.arange(6), 3)
-    answer = np.array([1.0, 1.5, 2.25, 0.0, 0.0])            # the fit at 1.5x the largest size, middle budget
-    inverse = np.linalg.inv(design.T @ design)
-    plain = widened = 0
-    reps = 300
-    for _ in range(reps):
-        y = rng.normal(0, 0.01, 6)[runs] + rng.normal(0, 0.01, 18)
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        residual = y - design @ coef
-        spread = residual @ residual / 13 * inverse
-        draws = coef + rng.multivariate_normal(np.zeros(5), spread, 400) * np.sqrt(stats.f.ppf(0.95, 1, 13)
-                                                                                    / stats.chi2.ppf(0.95, 1))
-        wider, stretch = widen_draws(draws, coef, run_error(design, residual, runs))
-        assert np.all(stretch >= 1.0)
-        for sample, count in ((draws, "plain"), (wider, "widened")):
-            low, high = np.percentile(sample @ answer, [2.5, 97.5])
-            if count == "plain":
-                plain += low <= 0.0 <= high
-            else:
-                widened += low <= 0.0 <= high
-    assert plain / reps < 0.88 and abs(widened / reps - 0.95) < 0.035, (plain / reps, widened / reps)
-    flat = np.zeros(18)
-    flat[::2], flat[1::2] = 0.01, -0.01                     # within-run error only: shared estimate <= 0
-    error = run_error(design, flat - design @ np.linalg.lstsq(design, flat, rcond=None)[0], runs)
-    assert error.sigma_u == 0.0 and np.array_equal(widen_draws(draws, coef, error)[0], draws)
+def test_answers_stretch_the_draws_by_how_far_short_of_the_profile_intervals_they_fall():
+    """calibration: the median over identified coordinates and sides of profile reach over draw
+    reach (never below 1); an answer's interval stretches the draws' percentiles by it about its
+    estimate, then covers its range over the likelihood region's points."""
+    from analysis.answers import Spread
+    from analysis.uncertainty import calibration
+
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(4000, 3)) * [0.1, 0.2, 5.0]
+    center = np.zeros(3)
+    reach = 1.96 * np.array([0.1, 0.2])
+    assert calibration(draws, center, {0: (-1.4 * reach[0], 1.4 * reach[0]),
+                                       1: (-1.5 * reach[1], 1.3 * reach[1])}) == pytest.approx(1.4, abs=0.05)
+    assert calibration(draws, center, {0: (-0.5 * reach[0], 0.5 * reach[0])}) == 1.0   # never narrows
+    answer = np.concatenate([rng.normal(1.0, 0.1, 4000), [1.1, 0.5]])   # the draws, then two region points
+    low, high = interval(answer, Spread(region=2, calibration=2.0), center=1.0)
+    assert low == pytest.approx(0.5) and high == pytest.approx(1.0 + 2.0 * 1.96 * 0.1, rel=0.05)
+    assert interval(answer[:4000], Spread(), 1.0) == pytest.approx((1.0 - 0.196, 1.0 + 0.196), rel=0.05)
 
 
 def test_a_fit_outside_the_forms_bounds_is_refused():
@@ -300,28 +286,6 @@ def test_a_parameter_of_several_identified_coordinates_gets_the_range_over_their
     assert a.ci[0] < a.estimate < a.ci[1] and a.ci[0] < 0.6 < a.ci[1]
 
 
-def test_bootstrap_draws_are_stretched_to_reach_each_coordinates_profile_interval():
-    """On the demo's 3 x 3 grid the resamples do not travel as far along log E as its profile does,
-    and the prediction at 10x the compute covered 0.87: match_profile stretches each side of a
-    coordinate's draws until their percentiles reach its profile interval (never narrows, keeps the
-    draws' correlation, leaves draws that are not finite alone)."""
-    from analysis.uncertainty import match_profile
-
-    rng = np.random.default_rng(0)
-    common = rng.normal(size=2000)
-    draws = np.stack([0.1 * common, 0.1 * common + 0.05 * rng.normal(size=2000)], axis=1)
-    draws[0] = [np.inf, 1.0]
-    center = np.zeros(2)
-    matched = match_profile(draws, center, {0: (-0.6, 0.3), 1: (-0.01, 0.01)})
-    finite = np.all(np.isfinite(draws), axis=1)
-    assert np.percentile(matched[finite, 0], 2.5) == pytest.approx(-0.6)
-    assert np.percentile(matched[finite, 0], 97.5) == pytest.approx(0.3)
-    assert np.array_equal(matched[:, 1], draws[:, 1])                 # a narrower interval: unchanged
-    assert np.isinf(matched[0, 0]) and matched[0, 1] == 1.0
-    before = np.corrcoef(draws[finite].T)[0, 1]
-    assert np.corrcoef(matched[finite].T)[0, 1] == pytest.approx(before, abs=0.1)
-
-
 def test_an_interval_widened_for_run_error_to_its_bound_reads_at_bound():
     """A run-level stretch that carries alpha's interval to its bound 0 makes it at_bound (the data
     are consistent with the bound), not an interval 'down to 0' read as not_identified."""
@@ -378,3 +342,25 @@ def test_a_profile_can_bring_back_a_coordinate_that_ran_off_to_its_bound():
     for name, value in truth.items():
         p = law.parameters[name]
         assert p.status == "identified" and p.ci[0] <= value <= p.ci[1], (name, p)
+
+
+def test_an_answers_interval_reaches_the_likelihood_region_and_stays_as_narrow_as_the_data_inside(small_grid_law,
+                                                                                                   tmp_path):
+    """The demo grid: E's profile reaches 0 while the bootstrap's draws keep E near its estimate, so
+    at 10x the compute the likelihood region's refits carry the answer's interval past the draws'
+    percentiles; at the grid's centre, which the data pin down to about 1%, they leave it narrow
+    (stretching each coordinate's draws to its profile interval made it 1.17 wide there)."""
+    law = small_grid_law
+    again = analysis.load_law(law.save(tmp_path / "law.json"))
+    assert law.n_region > 0 and again.n_region == law.n_region
+    assert all(np.array_equal(again.region_samples[k], v) for k, v in law.region_samples.items())
+    form = get_form("chinchilla")
+    centre = {"N": np.sqrt(2e4 * 2e5), "D": np.sqrt(2e6 * 2e7)}
+    low, high = interval(law.predict_draws(**centre).ravel(), law.spread, float(law.predict(**centre)))
+    truth = float(form.predict(DEMO_TRUTH, **centre))
+    assert low <= truth <= high and high - low < 0.03 * truth, (low, high, truth)
+    far = law.predict_draws(N=2e5 * 10 ** 0.5, D=2e7 * 10 ** 0.5).ravel()
+    boot, region = far[:law.n_bootstrap], far[law.n_bootstrap:]
+    low, high = interval(far, law.spread, float(law.predict(N=2e5 * 10 ** 0.5, D=2e7 * 10 ** 0.5)))
+    assert low <= region.min() and region.max() <= high
+    assert high - low > np.subtract(*np.percentile(boot, [97.5, 2.5]))

@@ -259,7 +259,14 @@ class CurveForm(LawForm):
 
     def predict_draws(self, draws, options=None, **covariates):
         """All draws in one vectorised evaluation (a bootstrap's 200 draws as one array program,
-        not 200 op-by-op predictions: recommend and the report call this in their searches)."""
+        not 200 op-by-op predictions: recommend and the report call this in their searches).
+        A form whose bootstrap carried another law's draws (joint_inference's step 1) pairs them here."""
+        return self.predict_each(draws, options, **covariates)
+
+    def predict_each(self, draws, options=None, **covariates):
+        """Every parameter set of `draws` on its own (another law it uses at its point estimate), in
+        one vectorised evaluation: the likelihood region's points, and the bootstrap's draws of a
+        form whose draws carry nothing else."""
         options = self.options_from(options)
         if not draws:
             return np.zeros((0,))

@@ -258,7 +258,7 @@ class JointInference(CurveForm):
         names = law.form.required_covariates(law.settings)
         with np.errstate(over="ignore", invalid="ignore"):
             losses = np.asarray(law.predict_draws(**{k: covariates[k] for k in names}), dtype=np.float64)
-        losses = losses[np.arange(len(draws)) % len(losses)]
+        losses = losses[:law.n_bootstrap][np.arange(len(draws)) % law.n_bootstrap]
         return self._evaluate({name: np.array([float(d[name]) for d in draws]) for name in draws[0]}, options,
                               {**covariates, "L": losses}, self._raw_predict_paired)
 

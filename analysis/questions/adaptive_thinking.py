@@ -79,20 +79,22 @@ def adaptive_thinking(law, difficulty_mix: Mapping[float, float], mean_thinking_
     if law.bootstrap_samples:
         table = accuracy_by_difficulty(law.predict_draws, mix, budgets, model_covariates(law, best_arm, N, D, None), k)
         per_draw = [solve_thinking_policy(table[i], budgets, mix, mean_thinking_tokens) for i in range(len(table))]
-    quantities = {}
+    quantities, spread = {}, law.spread
     if best_arm is not None:
         quantities["arm"] = Quantity(best_arm, None, "highest adaptive accuracy" if arm is None else "")
     for d in mix:
         quantities[f"thinking_budget_d{d:g}"] = quantity(policy.budgets[d], [p.budgets[d] for p in per_draw],
-                                                         f"tokens (share {mix[d]:g})")
+                                                         f"tokens (share {mix[d]:g})", spread)
     quantities["mean_thinking_tokens"] = quantity(policy.mean_thinking_tokens,
-                                                  [p.mean_thinking_tokens for p in per_draw], "tokens per query")
-    quantities[f"predicted_{law.target}_adaptive"] = quantity(policy.accuracy, [p.accuracy for p in per_draw], "")
+                                                  [p.mean_thinking_tokens for p in per_draw], "tokens per query", spread)
+    quantities[f"predicted_{law.target}_adaptive"] = quantity(policy.accuracy, [p.accuracy for p in per_draw], "",
+                                                              spread)
     quantities["uniform_thinking_budget"] = quantity(policy.uniform_budget, [p.uniform_budget for p in per_draw],
-                                                     "tokens")
+                                                     "tokens", spread)
     quantities[f"predicted_{law.target}_uniform"] = quantity(policy.uniform_accuracy,
-                                                             [p.uniform_accuracy for p in per_draw], "")
-    quantities["adaptive_gain"] = quantity(policy.gain, [p.gain for p in per_draw], f"{law.target} (adaptive - uniform)")
+                                                             [p.uniform_accuracy for p in per_draw], "", spread)
+    quantities["adaptive_gain"] = quantity(policy.gain, [p.gain for p in per_draw],
+                                           f"{law.target} (adaptive - uniform)", spread)
     t_max = float(ranges.get("T", [0, 0])[1])
     notes.append(f"mean thinking budget per query at most {fmt(mean_thinking_tokens)} tokens over the mix "
                  + ", ".join(f"d{d:g}: {w:g}" for d, w in mix.items())

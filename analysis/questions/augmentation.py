@@ -64,7 +64,7 @@ def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | 
     have_draws = all(k in draws for k in CHINCHILLA_PARAMETERS)
     _, _, base = best_loss_at_budget(point, train_flops)
     base_draws = best_loss_at_budget(draws, train_flops)[2] if have_draws else None
-    quantities = {"loss_vanilla": quantity(base, base_draws if have_draws else [], law.target)}
+    quantities = {"loss_vanilla": quantity(base, base_draws if have_draws else [], law.target, law.spread)}
     notes = [f"training budget {fmt(train_flops)} FLOPs including the teacher's generation at "
              f"{fmt(teacher)} FLOPs per thinking token"]
     derived = []
@@ -83,11 +83,11 @@ def augmentation_pays(law, train_flops: float, teacher_flops_per_token: float | 
             gain_draws = base_draws - dl
         else:
             dn = dd = dl = []
-        quantities[f"m_{arm}"] = quantity(m, draws.get(f"m_{arm}", []), "vanilla tokens per token")
-        quantities[f"N_{arm}"] = quantity(n, dn, "parameters")
-        quantities[f"D_{arm}"] = quantity(d, dd, "tokens")
-        quantities[f"loss_{arm}"] = quantity(loss, dl, law.target)
-        quantities[f"loss_gain_{arm}"] = quantity(base - loss, gain_draws, law.target)
+        quantities[f"m_{arm}"] = quantity(m, draws.get(f"m_{arm}", []), "vanilla tokens per token", law.spread)
+        quantities[f"N_{arm}"] = quantity(n, dn, "parameters", law.spread)
+        quantities[f"D_{arm}"] = quantity(d, dd, "tokens", law.spread)
+        quantities[f"loss_{arm}"] = quantity(loss, dl, law.target, law.spread)
+        quantities[f"loss_gain_{arm}"] = quantity(base - loss, gain_draws, law.target, law.spread)
         ci = quantities[f"loss_gain_{arm}"].ci
         verdict = ("pays for itself" if base > loss else "does not pay for itself")
         if ci is not None and ci[0] < 0 < ci[1]:

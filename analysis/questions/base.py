@@ -119,10 +119,18 @@ def point_parameters(law) -> dict[str, float]:
 
 
 def draw_parameters(law) -> dict[str, np.ndarray]:
-    """Bootstrap draws per parameter (fixed parameters as constants); empty without draws."""
+    """Per parameter, its bootstrap draws followed by its values at the likelihood region's points
+    (the last law.n_region; answers.quantity reads them apart), fixed parameters as constants;
+    empty without draws. A parameter the region lacks (a multiplier refitted in raw tokens) holds
+    its estimate there."""
     draws = {name: np.asarray(v, float) for name, v in (law.bootstrap_samples or {}).items()}
     if not draws:
         return {}
+    if law.n_region:
+        region = law.region_samples
+        draws = {name: np.concatenate([v, np.asarray(region[name], float) if name in region
+                                       else np.full(law.n_region, law.parameters[name].estimate)])
+                 for name, v in draws.items()}
     fixed = law.form.fixed_parameters(law.settings)
     return {**{k: float(v) for k, v in fixed.items()}, **draws}
 

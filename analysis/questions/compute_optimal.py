@@ -53,8 +53,8 @@ def compute_optimal(law, train_flops: float, max_params: float | None = None, to
         derived.append(f"capped at --max_params {fmt(max_params)}: the unconstrained optimum is larger")
     return Recommendation(
         "Compute-optimal allocation (Chinchilla closed form)",
-        {"N": quantity(n, dn, "parameters"), "D": quantity(d, dd, "tokens"),
-         "predicted_loss": quantity(loss, dl, law.target)},
+        {"N": quantity(n, dn, "parameters", law.spread), "D": quantity(d, dd, "tokens", law.spread),
+         "predicted_loss": quantity(loss, dl, law.target, law.spread)},
         tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train_flops)), derived=tuple(derived))
 
 
@@ -73,6 +73,7 @@ def compute_optimal_power_law(law, train_flops: float, max_params: float | None,
     dn, dd = answer(draws) if draws else ([], [])
     notes = [f"approach {law.approach} power laws N_opt = k_N C^a, D_opt = k_D C^b at C = {fmt(train_flops)} FLOPs"]
     return Recommendation(f"Compute-optimal allocation (approach {law.approach} power laws)",
-                          {"N": quantity(n, dn, "parameters"), "D": quantity(d, dd, "tokens")},
+                          {"N": quantity(n, dn, "parameters", law.spread),
+                           "D": quantity(d, dd, "tokens", law.spread)},
                           tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train_flops)),
                           derived=(f"6 N D = {fmt(6 * n * d)}",))

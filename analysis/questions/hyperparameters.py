@@ -36,7 +36,7 @@ def hyperparameters_for(law, params: float | None, tokens: float | None, toleran
     for name, unit in (("lr", ""), ("batch_size", "tokens" if seq_len != 1 else "batch_size units")):
         point = float(law.predict(N=params, D=tokens, quantity=name))
         draws = law.predict_draws(N=params, D=tokens, quantity=name) if law.bootstrap_samples else []
-        quantities[name] = quantity(point, draws, unit)
+        quantities[name] = quantity(point, draws, unit, law.spread)
     notes = ["Step Law fit: lr = k_lr N^a_lr D^b_lr, batch = k_bs D^b_bs (bootstrap-mean coefficients)"]
     if seq_len != 1:
         b = quantities["batch_size"]

@@ -65,9 +65,9 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
         raise ValueError(f"{target} is out of reach: {reason}")
     if all(k in draws for k in CHINCHILLA_PARAMETERS):
         dn, dd, dt = inference_aware_optimum(draws, target_loss, inference_tokens, max_params)
-        unreachable = int(np.sum(~np.isfinite(dn)))
+        unreachable = int(np.sum(~np.isfinite(dn[:law.n_bootstrap])))
         if unreachable:
-            derived.append(f"{unreachable} of {dn.size} bootstrap draws cannot reach the target (or lie outside "
+            derived.append(f"{unreachable} of {law.n_bootstrap} bootstrap draws cannot reach the target (or lie outside "
                            f"the form's domain); the interval is over the rest")
     else:
         dn = dd = dt = []
@@ -79,8 +79,8 @@ def inference_aware(law, inference_tokens: float, target_loss: float | None = No
                  f"D = {fmt(d_chin)}, lifetime cost {fmt(6 * n_chin * d_chin + 2 * n_chin * inference_tokens)}")
     return Recommendation(
         "Inference-aware sizing (least training + inference FLOPs at a target loss)",
-        {"N": quantity(n, dn, "parameters"), "D": quantity(d, dd, "tokens"),
-         "train_flops": quantity(train, 6.0 * np.asarray(dn) * np.asarray(dd), "FLOPs"),
-         "total_flops": quantity(total, dt, "FLOPs"),
+        {"N": quantity(n, dn, "parameters", law.spread), "D": quantity(d, dd, "tokens", law.spread),
+         "train_flops": quantity(train, 6.0 * np.asarray(dn) * np.asarray(dd), "FLOPs", law.spread),
+         "total_flops": quantity(total, dt, "FLOPs", law.spread),
          "target_loss": Quantity(target_loss, None, law.target)},
         tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, C=train)), derived=tuple(derived))

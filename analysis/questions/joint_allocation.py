@@ -98,15 +98,18 @@ def joint_allocation(law, total_flops: float, inference_queries: float, tokens_p
     if per_draw:
         accuracies = np.stack([p[0] for p in per_draw])
         winner = np.argmax(np.where(np.isnan(accuracies), -np.inf, accuracies), axis=0)
-        answered = np.isfinite(accuracies).any(axis=0)   # a draw no arm answers drops out of the intervals
-        columns = [np.array([per_draw[w][field][i] for i, w in enumerate(winner) if answered[i]]) for field in range(6)]
-    quantities = {"N": quantity(n, columns[2], "parameters"), "D": quantity(d, columns[3], "tokens")}
+        answered = np.isfinite(accuracies).any(axis=0)   # a draw no arm answers drops out of the intervals (NaN)
+        columns = [np.array([per_draw[w][field][i] if answered[i] else (None if field == 1 else np.nan)
+                             for i, w in enumerate(winner)]) for field in range(6)]
+    quantities = {"N": quantity(n, columns[2], "parameters", law.spread),
+                  "D": quantity(d, columns[3], "tokens", law.spread)}
     if arm is not None:
-        agree = f"{100 * np.mean(columns[1] == arm):.0f}% of draws agree" if per_draw else ""
+        voted = columns[1][:law.n_bootstrap][answered[:law.n_bootstrap]] if per_draw else []
+        agree = f"{100 * np.mean(voted == arm):.0f}% of draws agree" if len(voted) else ""
         quantities["arm"] = Quantity(arm, None, agree)
-    quantities.update({"thinking_budget": quantity(t, columns[4], "tokens"),
-                       "samples": quantity(k, columns[5], "per query"),
-                       f"predicted_{law.target}": quantity(acc, columns[0], "")})
+    quantities.update({"thinking_budget": quantity(t, columns[4], "tokens", law.spread),
+                       "samples": quantity(k, columns[5], "per query", law.spread),
+                       f"predicted_{law.target}": quantity(acc, columns[0], "", law.spread)})
     return Recommendation("Joint allocation (model size, data, arm, thinking budget, samples)", quantities,
                           tuple(notes), tuple(range_warnings(law, tolerance, N=n, D=d, T=t)), derived=tuple(derived))
 
@@ -183,9 +186,9 @@ def _joint_allocation_adaptive(law, total_flops, inference_queries, tokens_per_q
     quantities["mean_thinking_budget"] = Quantity(float(mean), None, "tokens per query (over the mix)")
     for lv in levels:
         quantities[f"thinking_budget_d{lv:g}"] = quantity(budgets[lv], [p.budgets[lv] for p in per_draw],
-                                                          f"tokens (share {mix[lv]:g})")
+                                                          f"tokens (share {mix[lv]:g})", law.spread)
     quantities["samples"] = Quantity(float(k), None, "per query")
-    quantities[f"predicted_{law.target}"] = quantity(acc, [p.accuracy for p in per_draw], "")
+    quantities[f"predicted_{law.target}"] = quantity(acc, [p.accuracy for p in per_draw], "", law.spread)
     derived = [f"{100 * inf / total_flops:.1f}% of the compute goes to inference"]
     notes = [f"{fmt(inference_queries)} queries of {fmt(tokens_per_query)} tokens plus the mean thinking budget",
              "thinking budget per difficulty over the mix " + ", ".join(f"d{lv:g}: {w:g}" for lv, w in mix.items())

@@ -184,8 +184,8 @@ def best_split_claims(findings: dict) -> list[dict]:
                    f"Does the best split of {_num(query.get('total_flops'))} FLOPs spend compute on test-time thinking?",
                    f"The joint law's best split{arm} thinks T = {_num(t['estimate'])} tokens a query",
                    t["estimate"], ci[0], ci[1], 0.0, "thinking tokens per query",
-                   "the joint law's bootstrap draws (scaling recommend --total_flops)", floor_at_null=True,
-                   reason=reason)]
+                   "the joint law's bootstrap draws and likelihood region (scaling recommend --total_flops)",
+                   floor_at_null=True, reason=reason)]
 
 
 def build(findings: dict) -> list[dict]:

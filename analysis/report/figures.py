@@ -57,8 +57,8 @@ def draw_figures(canonical, training, inference, laws, frontier: str = "chinchil
     frontier_name = frontier if frontier in laws else other
     frontier_law = laws.get(frontier_name)
     if frontier_law is not None:
-        attempt("Compute-optimal frontier", f"N_opt and D_opt against compute with the 95% bootstrap band, from "
-                f"{law_label(frontier_name, frontier_law)}",
+        attempt("Compute-optimal frontier", "N_opt and D_opt against compute with the 95% band (bootstrap and "
+                f"likelihood region), from {law_label(frontier_name, frontier_law)}",
                 lambda: plots.frontier_figure(frontier_law, canonical if len(curves) >= 2 else None))
     else:
         parts.append(Drawn("Compute-optimal frontier", reason="no Chinchilla or approach-2 law was fitted"))

@@ -112,7 +112,7 @@ def law_html(name: str, law) -> str:
     facts = [f"form <code>{esc(law.form)}</code>, approach {esc(law.approach)}, target <code>{esc(law.target)}</code>",
              f"{law.n_points} points, objective {fmt(law.objective)} (Huber delta {fmt(law.huber_delta)}), "
              f"{law.n_starts} starts, " + ("converged" if law.converged else "<b>did not converge</b>"),
-             f"bootstrap draws: {len(next(iter(law.bootstrap_samples.values()))) if law.bootstrap_samples else 0}"]
+             f"bootstrap draws: {law.n_bootstrap}; points of the 95% likelihood region: {law.n_region}"]
     heldout = heldout_text(law.heldout)
     facts.append(f"held-out error: {esc(heldout)}")
     return (f"<h3>{esc(name)}</h3><p class='note'>" + "<br>".join(facts) + "</p>"
