@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.answers import INTERVAL, interval, range_warnings
+from analysis.answers import INTERVAL, Spread, interval, range_warnings
 from analysis.determination import NOT_DETERMINED, Determination, determination
 from analysis.law import Law
 from analysis.tables import TableError, select_rows
@@ -82,7 +82,7 @@ class Predictions:
     law_form: str
     points: tuple[PointPrediction, ...]
     n_draws: int
-    n_region: int = 0
+    spread: Spread = Spread()
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -120,8 +120,10 @@ class Predictions:
             lines.append("note: the law has no bootstrap draws (fitted with --bootstrap=0): no intervals")
         else:
             lines.append(f"intervals: {INTERVAL[0]:g}-{INTERVAL[1]:g} percentiles over {self.n_draws} bootstrap draws"
-                         + (f", widened to the range over {self.n_region} points of the 95% likelihood region"
-                            if self.n_region else ""))
+                         + (f" stretched {self.spread.calibration:.3g}x (calibrated to the profile intervals)"
+                            if self.spread.calibration != 1.0 else "")
+                         + (f", widened to the range over {self.spread.region} points of the 95% likelihood region"
+                            if self.spread.region else ""))
         lines += undetermined
         for name in self.points[0].quantities:
             errors = self.relative_errors(name)
@@ -223,7 +225,7 @@ def predict(law: Law, points, tolerance: float = 3.0, source: str = "inputs",
         measured = {name: float(values[i]) for name, values in observed.items() if np.isfinite(values[i])}
         out.append(PointPrediction(row_inputs, estimates, tuple(range_warnings(law, tolerance, **numeric)), measured,
                                    determination(law, **numeric)))
-    return Predictions(law.form.name, tuple(out), n_draws, law.n_region)
+    return Predictions(law.form.name, tuple(out), n_draws, law.spread)
 
 
 def select_points(frame: pd.DataFrame, where: str, source: str) -> pd.DataFrame:

@@ -29,22 +29,25 @@ def porian_law(tmp_path_factory):
     return law.save(tmp_path_factory.mktemp("law") / "porian.json")
 
 
-def test_predictions_are_the_law_with_intervals_from_its_draws_and_likelihood_region(chinchilla_law):
-    """The interval: the bootstrap draws' percentiles, widened to the range over the points of the
-    95% likelihood region that follow them in predict_draws."""
+def test_predictions_are_the_law_with_intervals_from_its_calibrated_draws_and_likelihood_region(chinchilla_law):
+    """The interval: the bootstrap draws' percentiles, stretched about the estimate by the law's
+    calibration, widened to the range over the points of the 95% likelihood region that follow
+    them in predict_draws."""
     law = analysis.load_law(chinchilla_law)
     n, d = np.array([1e8, 1e9]), np.array([2e9, 2e10])
     result = analysis.predict(law, {"N": n, "D": d})
     p = law.estimates()
     closed = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
-    assert len(result.points) == 2 and result.n_draws == 60 and result.n_region == law.n_region > 0
+    assert len(result.points) == 2 and result.n_draws == 60 and result.spread == law.spread and law.n_region > 0
     for point, expected, draws in zip(result.points, closed, law.predict_draws(N=n, D=d).T):
         q = point.quantities["loss"]
         assert q.estimate == pytest.approx(expected, rel=1e-9)
         boot, region = draws[:60], draws[60:]
         assert len(region) == law.n_region
-        assert (q.low, q.high) == pytest.approx((min(np.percentile(boot, 2.5), region.min()),
-                                                 max(np.percentile(boot, 97.5), region.max())))
+        c = law.spread.calibration
+        assert c >= 1.0
+        assert (q.low, q.high) == pytest.approx((min(expected - c * (expected - np.percentile(boot, 2.5)), region.min()),
+                                                 max(expected + c * (np.percentile(boot, 97.5) - expected), region.max())))
         assert q.low < q.estimate < q.high and point.warnings == ()
     assert result.points[1].quantities["loss"].estimate < result.points[0].quantities["loss"].estimate
 
