@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import analysis
+from analysis.answers import interval
 from analysis.law import LawError
 
 REF = Path(__file__).parent / "data" / "refdata"
@@ -78,11 +79,12 @@ def test_synthetic_chinchilla_parameters_recovered_within_intervals():
         p = law.parameters[name]
         assert p.ci[0] <= value <= p.ci[1], (name, value, p)
     assert law.heldout["n_test"] > 0 and law.heldout["mean_relative_error"] < 0.02
-    # the stored draws propagate: predictions at the truth's point bracket the true loss
+    # the stored draws propagate: the interval at the truth's point brackets the true loss
     draws = law.predict_draws(N=1e9, D=2e10)
     true_loss = truth["E"] + truth["A"] / 1e9 ** truth["alpha"] + truth["B"] / 2e10 ** truth["beta"]
-    assert draws.shape == (60,)
-    assert np.percentile(draws, 1) <= true_loss <= np.percentile(draws, 99)
+    assert draws.shape == (60 + law.n_region,)   # the bootstrap's draws, then the likelihood region's points
+    low, high = interval(draws, law.spread, float(law.predict(N=1e9, D=2e10)))
+    assert low <= true_loss <= high
 
 
 def test_law_file_round_trip_and_validation(tmp_path):
