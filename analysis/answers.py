@@ -126,8 +126,9 @@ def band(draws: np.ndarray, spread: Spread = Spread(), center=None) -> tuple[np.
     return low, high
 
 
-def quantity(point, draws, unit="", spread: Spread = Spread()) -> Quantity:
-    """The answer at the point estimates with its interval (`interval`, `spread`: Law.spread)."""
+def quantity(point, draws, unit: str, spread: Spread) -> Quantity:
+    """The answer at the point estimates with its interval (`interval`; `spread`: Law.spread, which
+    says which of the draws are the likelihood region's, so it has no default)."""
     return Quantity(float(point), interval(draws, spread, float(point)) if np.size(draws) else None, unit)
 
 

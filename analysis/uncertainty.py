@@ -22,14 +22,15 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
   this: once a refit has left E at 1e-48 the objective no longer depends on it and no resample
   brings it back.
   Each chain of rungs stops at its first rung over the threshold: no interval reads a rung past it.
-- Answers (`likelihood_region`): every refit of the profiles whose statistic stays under the cut
-  lies in the 95% likelihood region, so an answer's range over them lies inside the answer's own
-  profile interval; the law stores them beside the bootstrap's draws, and an answer's interval
-  is the draws' percentiles widened to cover that range (analysis.answers.interval). The draws
-  alone do not travel as far along log E as its profile does on a 3 x 3 grid (a prediction at 10x
-  the compute covered 0.87); stretching each coordinate's draws to its profile interval broke the
-  draws' correlations and widened an answer inside the grid 30-fold.
-- Draws calibrated to the profile (`calibration`): one factor for every answer.
+- Answers (`likelihood_region`, `calibration`): every refit of the profiles whose statistic stays
+  under the cut lies in the 95% likelihood region, so an answer's range over them lies inside the
+  answer's own profile interval; the law stores them beside the bootstrap's draws, and an
+  answer's interval is the draws' percentiles, stretched by how far short of the identified
+  parameters' profile intervals the draws fall, widened to cover that range
+  (analysis.answers.interval). The draws alone do not travel as far along log E as its profile
+  does on a 3 x 3 grid (a prediction at 10x the compute covered 0.87); stretching each
+  coordinate's draws to its profile interval broke the draws' correlations and widened an answer
+  inside the grid 30-fold.
 - Runs with several rows (analysis.run_error): the profile treats rows as independent, so where
   a seed's error is shared by a run's rows the profile interval is stretched about the estimate
   by the ratio of the coordinate's run-level interval to the one the profile assumes.
@@ -128,10 +129,9 @@ def profile_ladder(center: float, low: float, high: float) -> np.ndarray:
     return np.concatenate([below, above])
 
 
-def threshold(n_points: int, n_params: int, dispersion_estimated: bool = True) -> float:
-    """The 95% cut-off of the profile deviance: F(1, n - p) with the scale estimated, chi2(1) else."""
-    dof = max(n_points - n_params, 1)
-    return float(stats.f.ppf(0.95, 1, dof)) if dispersion_estimated else float(stats.chi2.ppf(0.95, 1))
+def threshold(n_points: int, n_params: int) -> float:
+    """The 95% cut-off of the profile statistic: F(1, n - p), every objective's scale being estimated."""
+    return float(stats.f.ppf(0.95, 1, max(n_points - n_params, 1)))
 
 
 def crossing(values: np.ndarray, deviance: np.ndarray, center: float, cut: float, side: int):
