@@ -3,9 +3,9 @@
 `predict(law, points)` evaluates the law at every row of `points` (a mapping of input name to
 values, or a DataFrame) under the point estimates, under every bootstrap draw stored in the law
 file and at every point of its likelihood region; the interval is the 2.5-97.5 percentile of the
-finite draws, widened to cover the region's range (analysis.answers.interval). Each point also carries the
-range warnings `scaling recommend` gives (an input outside the fitted range by more than
-`tolerance` times).
+finite draws, stretched by the law's calibration and widened to cover the region's range
+(analysis.answers.interval). Each point also carries the range warnings `scaling recommend`
+gives (an input outside the fitted range by more than `tolerance` times).
 
 What a law predicts: the target (e.g. eval_loss) for a form's covariates (N, D, ... as
 `law.form.required_covariates`); for an approach-1/2 law, N_opt and D_opt at C.
