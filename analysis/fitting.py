@@ -151,8 +151,8 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
              **form_options) -> Law:
     """Fit one form (approach 3) to a canonical frame (see analysis.tables.canonical_table).
     Its settings: `options` (typed or a mapping), or keyword arguments. `resampling`: the
-    bootstrap's scheme ('auto', 'pairs', 'wild'; analysis.uncertainty); `profile`: read each
-    parameter's status from its profile likelihood (the held-out refit skips it)."""
+    bootstrap's scheme ('auto', 'pairs', 'wild', 'residual'; analysis.uncertainty.scheme_for);
+    `profile`: read each parameter's status from its profile likelihood (the held-out refit skips it)."""
     form = get_form(form)
     given = form.options_from(options if options is not None else form_options)
     options = form.prepare(given, frame)
@@ -179,12 +179,13 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
         unsettled = [t for thetas in ends.values() for t in thetas]
         warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
                                np.zeros(len(warm) + len(unsettled)), 4)
-    scheme = scheme_for(len(frame), resampling)
+    scheme = scheme_for(runs, homoscedastic=fitted.log_target and not problem.binomial, requested=resampling)
     draws, region_draws, boot_converged, stretch = {}, {}, None, 1.0
     if bootstrap > 0:
         boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed, scheme=scheme, runs=runs, best=best,
                                                    step1_draws=step1_draws)
-        stretch = calibration(boot_x, best, closed)   # answers reach as far as the profiles (and runs' error)
+        if shared is not None:   # runs of several rows: the profiles carry their shared error, the draws short of it
+            stretch = calibration(boot_x, best, closed)
         with np.errstate(over="ignore"):   # a draw run off towards a limit: inf, read as unbounded
             draws = fitted.to_parameters(boot_x, options)
             if len(region):

@@ -209,9 +209,9 @@ class Problem:
         runs = np.arange(self.n) if runs is None else runs
         resamples = Draws(n_boot, lambda b: resample_rows(scheme, runs, seed, b))
         weights, y = resamples, None
-        if scheme == "wild":
+        if scheme in ("wild", "residual"):
             weights = None
-            y = self._wild_targets(best if best is not None else warm[0], resamples)
+            y = self._perturbed_targets(best if best is not None else warm[0], scheme, resamples)
         loss = None if step1_draws is None else Draws(n_boot, lambda b: step1_draws[b % len(step1_draws)])
         n_warm = len(warm)
         x, f, converged, _ = self.minimize(np.tile(warm, (n_boot, 1)), max_iter, weights=weights, y=y, loss=loss,
@@ -221,16 +221,20 @@ class Problem:
         x = x.reshape(n_boot, n_warm, -1)[np.arange(n_boot), pick]
         return x, converged.reshape(n_boot, n_warm)[np.arange(n_boot), pick]
 
-    def _wild_targets(self, theta: np.ndarray, multipliers: Draws) -> Draws:
-        """Fitted values plus each resample's multipliers times the leverage-scaled residuals."""
+    def _perturbed_targets(self, theta: np.ndarray, scheme: str, resamples: Draws) -> Draws:
+        """Fitted values plus leverage-scaled residuals: each row's own times the resample's
+        multipliers (wild), or residuals drawn from the centred pool (residual)."""
         fitted = self.fitted(theta)
         residual = (np.asarray(self.y) - fitted) / np.sqrt(1.0 - leverage(self.jacobian(theta)))
+        if scheme == "residual":
+            residual = residual - residual.mean()
 
         def target(b):
-            y = fitted + multipliers[b] * residual
+            draw = resamples[b]
+            y = fitted + (residual[draw] if scheme == "residual" else draw * residual)
             return y if self.form.log_target else np.clip(y, 0.0, 1.0)
 
-        return Draws(len(multipliers), target)
+        return Draws(len(resamples), target)
 
 
 @dataclasses.dataclass(frozen=True)

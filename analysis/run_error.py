@@ -13,8 +13,8 @@ residuals r on the fitting scale and the run labels of the rows (analysis.uncert
 - `run_error_stretch`: per fitting coordinate, how much the profile interval (an independence
   likelihood) is stretched (Chandler and Bate's horizontal adjustment, 2007).
 
-Answers reach the run-level spread through the profile intervals: the bootstrap's draws are
-calibrated to them (analysis.uncertainty.calibration). The stretch only widens: where the
+Answers reach the run-level spread through the profile intervals: where runs hold several rows
+the bootstrap's draws are calibrated to them (analysis.uncertainty.calibration). The stretch only widens: where the
 run-level analysis would narrow an interval, it is kept as it was.
 """
 

@@ -5,10 +5,13 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
 - Resampling (`resample_rows`): the bootstrap's resamples. Replicates stay together: rows are
   grouped into runs (same seed and model size, and arm: the rows one training run wrote), and a
   resample draws runs and then rows within them. Tables of fewer than WILD_BELOW points (a
-  designed grid of a few sizes and budgets) get a wild bootstrap instead (each run's residuals,
-  scaled for their leverage, flipped and stretched by one multiplier per run), which keeps the
-  design: resampling nine points drops some of them and understates the spread, and resampling
-  a 5 x 5 grid drops whole corners of it, so a prediction at 10x its compute covered 0.99.
+  designed grid of a few sizes and budgets) keep their design and resample residuals instead
+  (scaled for their leverage): drawn from the centred pool where every run is one row and the
+  noise has one scale (a loss on its log scale), else each run's own, flipped and stretched by
+  one multiplier per run (wild). Resampling nine points drops some of them and understates the
+  spread, and resampling a 5 x 5 grid drops whole corners of it, so a prediction at 10x its
+  compute covered 0.99; the wild bootstrap of one-row runs left the points a Huber fit passes
+  through where they were, and the loss at the grid's centre covered 0.83.
 - Profile likelihood (`profile_ladder`, `read_profile`): each parameter held at values on a
   ladder around its estimate while the others are refitted on the fit's own objective; the
   values whose statistic (`_profile_statistic`: the likelihood ratio, or for the Huber loss its
@@ -25,8 +28,8 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
 - Answers (`likelihood_region`, `calibration`): every refit of the profiles whose statistic stays
   under the cut lies in the 95% likelihood region, so an answer's range over them lies inside the
   answer's own profile interval; the law stores them beside the bootstrap's draws, and an
-  answer's interval is the draws' percentiles, stretched by how far short of the identified
-  parameters' profile intervals the draws fall, widened to cover that range
+  answer's interval is the draws' percentiles (where runs hold several rows, stretched by how
+  far short of the identified parameters' profile intervals the draws fall), widened to cover that range
   (analysis.answers.interval). The draws alone do not travel as far along log E as its profile
   does on a 3 x 3 grid (a prediction at 10x the compute covered 0.87); stretching each
   coordinate's draws to its profile interval broke the draws' correlations and widened an answer
@@ -90,11 +93,15 @@ def runs_of(frame, covariates: tuple[str, ...]) -> tuple[np.ndarray, dict]:
     return frame.groupby(keys, sort=False).ngroup().to_numpy(), summary
 
 
-def scheme_for(n_points: int, requested: str = "auto") -> str:
-    """'wild' below WILD_BELOW points, else 'pairs' (or what was asked for)."""
+def scheme_for(runs: np.ndarray, homoscedastic: bool, requested: str = "auto") -> str:
+    """What was asked for, else: 'pairs' from WILD_BELOW points; below, 'residual' where every
+    run is one row and the noise has one scale on the fitting scale (log loss), else 'wild'."""
     if requested != "auto":
         return requested
-    return "wild" if n_points < WILD_BELOW else "pairs"
+    if len(runs) >= WILD_BELOW:
+        return "pairs"
+    one_row_runs = len(np.unique(runs)) == len(runs)
+    return "residual" if one_row_runs and homoscedastic else "wild"
 
 
 def resample_rows(scheme: str, runs: np.ndarray, seed: int, b: int) -> np.ndarray:
@@ -102,9 +109,12 @@ def resample_rows(scheme: str, runs: np.ndarray, seed: int, b: int) -> np.ndarra
     whatever the number of resamples, and resample b does not depend on how many are drawn.
     Pairs: weights (runs drawn with replacement, then rows within each drawn run: a run drawn c
     times gets c times its size in uniform picks of its rows). Wild: multipliers (one Webb
-    multiplier per run, shared by its rows)."""
+    multiplier per run, shared by its rows). Residual: for each row, the row whose residual it
+    takes (drawn with replacement)."""
     rng = np.random.default_rng([seed, b])
     n_runs = int(runs.max()) + 1
+    if scheme == "residual":
+        return rng.integers(0, len(runs), size=len(runs))
     if scheme == "wild":
         return WEBB[rng.integers(0, len(WEBB), size=n_runs)][runs]
     copies = rng.multinomial(n_runs, np.full(n_runs, 1.0 / n_runs))
@@ -272,10 +282,11 @@ def calibration(draws: np.ndarray, center: np.ndarray, intervals: dict) -> float
     (`intervals`: {coordinate: (low, high)}, fitting units) reach than the bootstrap draws' 2.5 and
     97.5 percentiles [B, P]: the median over coordinates and sides, at least 1. Answers' intervals
     stretch the draws' percentiles by it (analysis.answers.Spread), in the answer's own units: the
-    draws keep their shape and correlations. On a 5 x 5 grid the wild bootstrap fell 1.3-1.6x
-    short of every coordinate's profile interval (which covers 0.91-0.94), and the loss at the
-    grid's centre covered 0.83; on the demo grid a run's shared error, which the profile intervals
-    are stretched for, enters the answers here. Stretching the draws themselves moved them off the
+    draws keep their shape and correlations. Taken where runs hold several rows (analysis.fitting):
+    on the demo grid a run's shared error, which the profile intervals are stretched for and a
+    wild bootstrap over six runs understates, enters the answers here. Where every row is its own
+    run the draws and the likelihood region each cover, and stretching the draws over-covered (the
+    joint law, 98 of 98 at 10x). Stretching the draws themselves moved them off the
     curved valley of the demo grid's likelihood: per coordinate to its profile interval, the loss
     at the grid's centre got intervals 1.17 wide (median of 100 tables), and along the run-level
     directions 0.29 (up to [1.58, 3.01] where the data pin it near 1.73)."""
