@@ -85,8 +85,14 @@ class Law:
         boot = self.form.predict_draws(self.draws(), self.settings, **covariates)
         if not self.n_region:
             return boot
-        region = self.form.predict_each(self.draws(self.region_samples), self.settings, **covariates)
+        region = self.form.predict_each(self.draws(self.region_parameters()), self.settings, **covariates)
         return np.concatenate([np.asarray(boot), np.asarray(region)])
+
+    def region_parameters(self) -> dict[str, np.ndarray]:
+        """Per parameter the bootstrap draws have, its values at the likelihood region's points; a
+        parameter the region lacks (a multiplier refitted in raw tokens) holds its estimate there."""
+        return {name: np.asarray(self.region_samples[name], float) if name in self.region_samples
+                else np.full(self.n_region, float(self.parameters[name].estimate)) for name in self.bootstrap_samples}
 
     def draws(self, samples: Mapping[str, np.ndarray] | None = None) -> list[dict[str, float]]:
         """The parameters of every bootstrap draw (or of `samples`), fixed parameters included."""

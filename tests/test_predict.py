@@ -1,6 +1,7 @@
 """`scaling predict` / analysis.predict on laws fitted to published data: Epoch's Chinchilla points
 (tests/data/refdata/chinchilla_epoch_svg.csv) and Porian et al.'s IsoFLOP points."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -100,3 +101,19 @@ def test_cli_predict_table_json_points_and_errors(run_cli, chinchilla_law, poria
     assert none.returncode == 2 and "--N, --D" in none.stderr
     bad_law = run_cli("predict", tmp_path / "nope.json", "--N=1e9", "--D=1e10")
     assert bad_law.returncode == 2 and "no such law file" in bad_law.stderr
+
+
+def test_a_parameter_the_region_lacks_holds_its_estimate_at_the_regions_points(chinchilla_law):
+    """A multiplier refitted in raw tokens has bootstrap draws but no region points: predictions
+    and questions read it at its estimate there (Law.region_parameters, for both)."""
+    from analysis.questions.base import draw_parameters
+
+    law = analysis.load_law(chinchilla_law)
+    lacking = dataclasses.replace(law, region_samples={k: v for k, v in law.region_samples.items() if k != "E"})
+    region = lacking.region_parameters()
+    assert len(region["E"]) == law.n_region and np.all(region["E"] == law.parameters["E"].estimate)
+    assert np.array_equal(region["alpha"], law.region_samples["alpha"])
+    rows = lacking.predict_draws(N=np.array([1e8]), D=np.array([2e9]))[law.n_bootstrap:, 0]
+    expected = (law.parameters["E"].estimate + region["A"] / 1e8 ** region["alpha"] + region["B"] / 2e9 ** region["beta"])
+    assert rows == pytest.approx(expected, rel=1e-9)
+    assert np.array_equal(draw_parameters(lacking)["E"][law.n_bootstrap:], region["E"])

@@ -127,10 +127,8 @@ def draw_parameters(law) -> dict[str, np.ndarray]:
     if not draws:
         return {}
     if law.n_region:
-        region = law.region_samples
-        draws = {name: np.concatenate([v, np.asarray(region[name], float) if name in region
-                                       else np.full(law.n_region, law.parameters[name].estimate)])
-                 for name, v in draws.items()}
+        region = law.region_parameters()
+        draws = {name: np.concatenate([v, region[name]]) for name, v in draws.items()}
     fixed = law.form.fixed_parameters(law.settings)
     return {**{k: float(v) for k, v in fixed.items()}, **draws}
 
