@@ -179,7 +179,7 @@ def fit_form(frame: pd.DataFrame, form: str | CurveForm = "chinchilla", *, targe
         unsettled = [t for thetas in ends.values() for t in thetas]
         warm = distinct_optima(np.concatenate([warm] + [np.array(unsettled)] * bool(unsettled)),
                                np.zeros(len(warm) + len(unsettled)), 4)
-    scheme = scheme_for(runs, homoscedastic=fitted.log_target and not problem.binomial, requested=resampling)
+    scheme = scheme_for(runs, homoscedastic=fitted.log_target, requested=resampling)
     draws, region_draws, boot_converged, stretch = {}, {}, None, 1.0
     if bootstrap > 0:
         boot_x, boot_converged = problem.bootstrap(warm, bootstrap, seed, scheme=scheme, runs=runs, best=best,

@@ -14,8 +14,8 @@ residuals r on the fitting scale and the run labels of the rows (analysis.uncert
   likelihood) is stretched (Chandler and Bate's horizontal adjustment, 2007).
 
 Answers reach the run-level spread through the profile intervals: where runs hold several rows
-the bootstrap's draws are calibrated to them (analysis.uncertainty.calibration). The stretch only widens: where the
-run-level analysis would narrow an interval, it is kept as it was.
+the bootstrap's draws are calibrated to them (analysis.uncertainty.calibration). The stretch only
+widens: where the run-level analysis would narrow an interval, it is kept as it was.
 """
 
 from __future__ import annotations

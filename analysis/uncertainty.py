@@ -4,7 +4,7 @@ Pure functions on arrays; analysis.fitting runs the optimisations they ask for.
 
 - Resampling (`resample_rows`): the bootstrap's resamples. Replicates stay together: rows are
   grouped into runs (same seed and model size, and arm: the rows one training run wrote), and a
-  resample draws runs and then rows within them. Tables of fewer than WILD_BELOW points (a
+  resample draws runs and then rows within them. Tables of fewer than RESIDUALS_BELOW points (a
   designed grid of a few sizes and budgets) keep their design and resample residuals instead
   (scaled for their leverage): drawn from the centred pool where every run is one row and the
   noise has one scale (a loss on its log scale), else each run's own, flipped and stretched by
@@ -57,7 +57,7 @@ REFINE = 8                 # second pass: points between the last value under an
 # A positive parameter whose closed profile interval spans more orders of magnitude than this is
 # not determined (the demo's multiplier 6.9e-8 [2.4e-72, 3.1e-4], its A 187 [3.6, 8.8e25]).
 MAX_DECADES = 6
-WILD_BELOW = 50            # fewer points than this: the wild bootstrap (docs/fitting.md, benchmarks/coverage.py)
+RESIDUALS_BELOW = 50       # fewer points than this: residuals resampled, the design kept (docs/fitting.md)
 # Webb's six-point multipliers: mean 0, variance 1, and more distinct resamples than +-1 with few runs
 WEBB = np.array([-math.sqrt(1.5), -1.0, -math.sqrt(0.5), math.sqrt(0.5), 1.0, math.sqrt(1.5)])
 
@@ -94,11 +94,11 @@ def runs_of(frame, covariates: tuple[str, ...]) -> tuple[np.ndarray, dict]:
 
 
 def scheme_for(runs: np.ndarray, homoscedastic: bool, requested: str = "auto") -> str:
-    """What was asked for, else: 'pairs' from WILD_BELOW points; below, 'residual' where every
+    """What was asked for, else: 'pairs' from RESIDUALS_BELOW points; below, 'residual' where every
     run is one row and the noise has one scale on the fitting scale (log loss), else 'wild'."""
     if requested != "auto":
         return requested
-    if len(runs) >= WILD_BELOW:
+    if len(runs) >= RESIDUALS_BELOW:
         return "pairs"
     one_row_runs = len(np.unique(runs)) == len(runs)
     return "residual" if one_row_runs and homoscedastic else "wild"

@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resampling", default="auto", choices=("auto", "pairs", "wild", "residual"),
-                        help="the bootstrap's scheme (analysis.fit; auto: wild below 20 points)")
+                        help="the bootstrap's scheme (analysis.fit; auto: analysis.uncertainty.scheme_for)")
     parser.add_argument("--designs", default=",".join(designs()), help="comma-separated subset")
     parser.add_argument("--misses", action="store_true", help="a line per identified interval missing its truth")
     args = parser.parse_args()

@@ -114,6 +114,6 @@ def test_a_parameter_the_region_lacks_holds_its_estimate_at_the_regions_points(c
     assert len(region["E"]) == law.n_region and np.all(region["E"] == law.parameters["E"].estimate)
     assert np.array_equal(region["alpha"], law.region_samples["alpha"])
     rows = lacking.predict_draws(N=np.array([1e8]), D=np.array([2e9]))[law.n_bootstrap:, 0]
-    expected = (law.parameters["E"].estimate + region["A"] / 1e8 ** region["alpha"] + region["B"] / 2e9 ** region["beta"])
+    expected = law.parameters["E"].estimate + region["A"] / 1e8 ** region["alpha"] + region["B"] / 2e9 ** region["beta"]
     assert rows == pytest.approx(expected, rel=1e-9)
     assert np.array_equal(draw_parameters(lacking)["E"][law.n_bootstrap:], region["E"])
