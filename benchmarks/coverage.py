@@ -4,10 +4,14 @@ Each design draws `--datasets` result tables from a known law with realistic noi
 the project's fitter (analysis.fit, the law's own statuses and intervals) and prints one JSON line
 per form, design and parameter (and one each for a prediction at 10x the largest compute and at
 the grid's centre, with the intervals' median width): datasets, the share marked identified, the
-coverage of the 95% interval among those identified (and of the profile-likelihood interval), and
+coverage of the 95% interval among those identified (and of the profile-likelihood interval),
 how often a collapsed estimate (below 1e-3 of the truth) was marked identified (the target:
-never). With `--misses`, also one line per identified interval that misses its truth (dataset,
-estimate, interval, truth, reason) and one per prediction whose interval misses, to read why.
+never), and the share marked at_bound with the coverage of their profile intervals, which reach
+the bound: a reader acts on those too, and where the truth lies near the bound "identified"
+selects the tables whose noise lifted the estimate, so coverage among them alone reads low
+(docs/fitting.md). With `--misses`, also one line per identified or at_bound interval that
+misses its truth (dataset, estimate, interval, truth, reason) and one per prediction whose
+interval misses, to read why. `--bootstrap 0` measures the parameters' profile intervals only.
 
 Designs:
 - demo_3x3_2seeds: the demo's grid (3 sizes x 3 budgets, one decade each), two seeds a cell;
@@ -111,7 +115,7 @@ def predictions(form, table, point):
 def run_design(name, form, truth, simulate, point, args):
     rng = np.random.default_rng(args.seed)
     tally = {k: {"identified": 0, "covered": 0, "profile_covered": 0, "collapsed": 0, "collapsed_identified": 0,
-                 "widths": []} for k in list(truth) + list(PREDICTIONS)}
+                 "at_bound": 0, "at_bound_covered": 0, "widths": []} for k in list(truth) + list(PREDICTIONS)}
     datasets = refused = 0
     started = time.perf_counter()
     for i in range(args.datasets):
@@ -143,7 +147,15 @@ def run_design(name, form, truth, simulate, point, args):
                                       "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
                 if p.profile_ci is not None:
                     t["profile_covered"] += p.profile_ci[0] <= value <= p.profile_ci[1]
-        for quantity, query in predictions(form, table, point).items():
+            elif p.status == "at_bound" and p.profile_ci is not None:   # the interval reaching the bound
+                t["at_bound"] += 1
+                t["at_bound_covered"] += p.profile_ci[0] <= value <= p.profile_ci[1]
+                if args.misses and not p.profile_ci[0] <= value <= p.profile_ci[1]:
+                    print(json.dumps({"miss": k, "status": p.status, "design": name, "dataset": i,
+                                      "estimate": p.estimate, "ci": list(p.profile_ci), "truth": value,
+                                      "reason": p.reason, "others": {o: law.parameters[o].estimate for o in truth}}),
+                          flush=True)
+        for quantity, query in (predictions(form, table, point) if args.bootstrap else {}).items():
             t = tally[quantity]
             if law.undetermined():
                 continue
@@ -160,6 +172,8 @@ def run_design(name, form, truth, simulate, point, args):
                                   "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
     seconds = time.perf_counter() - started
     for k, t in tally.items():
+        if k in PREDICTIONS and not args.bootstrap:
+            continue
         identified = t["identified"]
         line = {"form": form, "design": name, "quantity": k, "resampling": args.resampling, "datasets": datasets,
                 "refused": refused,
@@ -169,7 +183,9 @@ def run_design(name, form, truth, simulate, point, args):
             line.update(median_width=float(f"{np.median(t['widths']):.4g}") if t["widths"] else None)
         else:
             line.update(profile_coverage_identified=round(t["profile_covered"] / identified, 3) if identified else None,
-                        collapsed=t["collapsed"], collapsed_marked_identified=t["collapsed_identified"])
+                        collapsed=t["collapsed"], collapsed_marked_identified=t["collapsed_identified"],
+                        share_at_bound=round(t["at_bound"] / max(datasets, 1), 3),
+                        coverage_at_bound=round(t["at_bound_covered"] / t["at_bound"], 3) if t["at_bound"] else None)
         line["seconds"] = round(seconds, 1)
         print(json.dumps(line), flush=True)
 
@@ -177,12 +193,13 @@ def run_design(name, form, truth, simulate, point, args):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=40, help="tables simulated per design")
-    parser.add_argument("--bootstrap", type=int, default=100)
+    parser.add_argument("--bootstrap", type=int, default=100,
+                        help="resamples per fit; 0: the parameters' profile intervals only (answers need draws)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resampling", default="auto", choices=("auto", "pairs", "wild", "residual"),
                         help="the bootstrap's scheme (analysis.fit; auto: analysis.uncertainty.scheme_for)")
     parser.add_argument("--designs", default=",".join(designs()), help="comma-separated subset")
-    parser.add_argument("--misses", action="store_true", help="a line per identified interval missing its truth")
+    parser.add_argument("--misses", action="store_true", help="a line per identified or at_bound interval missing its truth")
     args = parser.parse_args()
     warnings.simplefilter("error", RuntimeWarning)   # none may reach a user: fail loudly here
     for name in args.designs.split(","):
