@@ -350,12 +350,11 @@ def _refined(problem, runs, warm, best, scale, cut, iters, coarse_only=False):
         stat = scale(dev)
         for side in (-1, 1):
             inside, outside = crossing(values, stat, float(best[j]), cut, side)
-            if coarse_only and outside is not None and stat[np.flatnonzero(values == outside)[0]] <= COARSE * cut:
+            if outside is None or (coarse_only and stat[np.flatnonzero(values == outside)[0]] <= COARSE * cut):
                 continue
-            if outside is not None:
-                extra.append(np.linspace(inside, outside, REFINE + 2)[1:-1])
-                if inside != float(best[j]):
-                    first[(j, side)] = thetas[np.flatnonzero(values == inside)[0]]
+            extra.append(np.linspace(inside, outside, REFINE + 2)[1:-1])
+            if inside != float(best[j]):
+                first[(j, side)] = thetas[np.flatnonzero(values == inside)[0]]
         if extra:
             refine[j] = np.concatenate(extra)
     out = dict(runs)

@@ -114,8 +114,9 @@ def predictions(form, table, point):
 
 def run_design(name, form, truth, simulate, point, args):
     rng = np.random.default_rng(args.seed)
+    answers = PREDICTIONS if args.bootstrap else ()   # answers need the bootstrap's draws
     tally = {k: {"identified": 0, "covered": 0, "profile_covered": 0, "collapsed": 0, "collapsed_identified": 0,
-                 "at_bound": 0, "at_bound_covered": 0, "widths": []} for k in list(truth) + list(PREDICTIONS)}
+                 "at_bound": 0, "at_bound_covered": 0, "widths": []} for k in list(truth) + list(answers)}
     datasets = refused = 0
     started = time.perf_counter()
     for i in range(args.datasets):
@@ -137,25 +138,23 @@ def run_design(name, form, truth, simulate, point, args):
             t = tally[k]
             collapsed = abs(p.estimate) < 1e-3 * abs(value)
             t["collapsed"] += collapsed
+            checked = None   # the interval a reader acts on
             if p.status == "identified":
+                checked = p.ci
                 t["identified"] += 1
                 t["collapsed_identified"] += collapsed
                 t["covered"] += p.ci[0] <= value <= p.ci[1]
-                if args.misses and not p.ci[0] <= value <= p.ci[1]:
-                    print(json.dumps({"miss": k, "design": name, "dataset": i, "estimate": p.estimate,
-                                      "ci": list(p.ci), "truth": value, "reason": p.reason,
-                                      "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
                 if p.profile_ci is not None:
                     t["profile_covered"] += p.profile_ci[0] <= value <= p.profile_ci[1]
             elif p.status == "at_bound" and p.profile_ci is not None:   # the interval reaching the bound
+                checked = p.profile_ci
                 t["at_bound"] += 1
                 t["at_bound_covered"] += p.profile_ci[0] <= value <= p.profile_ci[1]
-                if args.misses and not p.profile_ci[0] <= value <= p.profile_ci[1]:
-                    print(json.dumps({"miss": k, "status": p.status, "design": name, "dataset": i,
-                                      "estimate": p.estimate, "ci": list(p.profile_ci), "truth": value,
-                                      "reason": p.reason, "others": {o: law.parameters[o].estimate for o in truth}}),
-                          flush=True)
-        for quantity, query in (predictions(form, table, point) if args.bootstrap else {}).items():
+            if args.misses and checked is not None and not checked[0] <= value <= checked[1]:
+                print(json.dumps({"miss": k, "status": p.status, "design": name, "dataset": i, "estimate": p.estimate,
+                                  "ci": list(checked), "truth": value, "reason": p.reason,
+                                  "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
+        for quantity, query in (predictions(form, table, point) if answers else {}).items():
             t = tally[quantity]
             if law.undetermined():
                 continue
@@ -172,8 +171,6 @@ def run_design(name, form, truth, simulate, point, args):
                                   "others": {o: law.parameters[o].estimate for o in truth}}), flush=True)
     seconds = time.perf_counter() - started
     for k, t in tally.items():
-        if k in PREDICTIONS and not args.bootstrap:
-            continue
         identified = t["identified"]
         line = {"form": form, "design": name, "quantity": k, "resampling": args.resampling, "datasets": datasets,
                 "refused": refused,

@@ -29,9 +29,12 @@ def grid(truth, sizes, budgets, seeds=1, noise=0.01, seed=0, run_noise=0.0):
     n, d = (a.ravel() for a in np.meshgrid(sizes, budgets, indexing="ij"))
     loss = get_form("chinchilla").predict(truth, N=n, D=d)
     size_index = np.searchsorted(np.sort(sizes), n)
-    return pd.concat([pd.DataFrame({"params": n, "tokens": d, "seed": s, "eval_loss": loss * np.exp(
-        rng.normal(0, run_noise, len(sizes))[size_index] * bool(run_noise) + rng.normal(0, noise, n.size))})
-        for s in range(seeds)], ignore_index=True)
+    tables = []
+    for s in range(seeds):
+        shared = rng.normal(0, run_noise, len(sizes))[size_index] if run_noise else 0.0   # no draw: tables as before
+        tables.append(pd.DataFrame({"params": n, "tokens": d, "seed": s,
+                                    "eval_loss": loss * np.exp(shared + rng.normal(0, noise, n.size))}))
+    return pd.concat(tables, ignore_index=True)
 
 
 @pytest.fixture(scope="module")
